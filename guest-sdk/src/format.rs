@@ -1,0 +1,32 @@
+//! Diamond's wire format for a metric: `str(Metric)`, the graphite
+//! plaintext line `"<path> %.<precision>f <timestamp>\n"`.
+
+use std::fmt::Write;
+
+/// Appends the graphite plaintext line of one metric to `out`.
+///
+/// Rust's `{:.N}` rounds the exact binary value half-to-even, as Python's
+/// `"%.Nf"` does, so the text equals Diamond's (precision 0 included, where
+/// Diamond first applies `round()`, which does not change the `%.0f` text).
+pub fn graphite_line(out: &mut String, path: &str, value: f64, precision: u8, timestamp: u64) {
+    let _ = writeln!(
+        out,
+        "{path} {value:.p$} {timestamp}",
+        p = precision as usize
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_like_python_percent_f() {
+        let mut s = String::new();
+        graphite_line(&mut s, "a.b", 0.115, 2, 7);
+        graphite_line(&mut s, "a.c", 28.98, 0, 7);
+        graphite_line(&mut s, "a.d", 2.5, 0, 7);
+        graphite_line(&mut s, "a.e", 24.0, 2, 7);
+        assert_eq!(s, "a.b 0.12 7\na.c 29 7\na.d 2 7\na.e 24.00 7\n");
+    }
+}

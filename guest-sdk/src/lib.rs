@@ -1,0 +1,216 @@
+//! The small shared library of wdiamond's guest plugins.
+//!
+//! A collector is a type implementing [`Collector`], exported with
+//! [`export_collector!`]; a handler implements [`Handler`] and is exported
+//! with [`export_handler!`]. Build the crate with exactly one of the cargo
+//! features `collector` or `handler`.
+//!
+//! # Layout
+//! - `bindings`: the WIT bindings of `wit/wdiamond.wit` (generated, one world).
+//! - [`derive`]: Diamond's `Collector.derivative()`, value for value.
+//! - [`units`]: Diamond's binary unit convertor (`byte_unit`).
+//! - [`format`]: Diamond's graphite plaintext line.
+//! - [`config`]: typed access to the merged configuration, with Diamond's
+//!   `str_to_bool` and list rules.
+//! - [`host`]: thin wrappers over the host imports (files, log).
+//!
+//! The pure modules ([`derive`], [`units`], [`format`]) do not touch the bindings and
+//! are unit-tested on the host target.
+#![deny(missing_docs)]
+
+pub mod derive;
+pub mod format;
+pub mod units;
+
+#[cfg(any(feature = "collector", feature = "handler"))]
+pub mod config;
+#[cfg(any(feature = "collector", feature = "handler"))]
+pub mod host;
+
+#[cfg(all(feature = "collector", feature = "handler"))]
+compile_error!("enable exactly one of the features `collector` and `handler`");
+
+/// Generated bindings of the `collector-plugin` world.
+#[cfg(feature = "collector")]
+#[allow(missing_docs)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "collector-plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_collector_world",
+        default_bindings_module: "wdiamond_sdk::bindings",
+    });
+}
+
+/// Generated bindings of the `handler-plugin` world.
+#[cfg(feature = "handler")]
+#[allow(missing_docs)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "handler-plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_handler_world",
+        default_bindings_module: "wdiamond_sdk::bindings",
+    });
+}
+
+#[cfg(any(feature = "collector", feature = "handler"))]
+pub use bindings::wdiamond::plugin::types::{
+    Capability, ConfigEntry, ConfigOption, ConfigValue, Description, HostError, Metric, MetricKind,
+    PublishedMetric,
+};
+#[cfg(any(feature = "collector", feature = "handler"))]
+pub use config::Config;
+
+/// Metrics published during one collection, in order.
+#[cfg(feature = "collector")]
+#[derive(Default)]
+pub struct Publisher {
+    metrics: Vec<Metric>,
+}
+
+#[cfg(feature = "collector")]
+impl Publisher {
+    /// Diamond's `publish(name, value, precision=precision)`: a gauge.
+    pub fn gauge(&mut self, name: impl Into<String>, value: f64, precision: u8) {
+        self.push(name.into(), value, precision, MetricKind::Gauge);
+    }
+
+    /// Diamond's `publish(..., metric_type='COUNTER')`.
+    pub fn counter(&mut self, name: impl Into<String>, value: f64, precision: u8) {
+        self.push(name.into(), value, precision, MetricKind::Counter);
+    }
+
+    /// Publish a fully specified metric (timestamp, instance).
+    pub fn metric(&mut self, metric: Metric) {
+        self.metrics.push(metric);
+    }
+
+    fn push(&mut self, name: String, value: f64, precision: u8, kind: MetricKind) {
+        self.metrics.push(Metric {
+            name,
+            value,
+            precision,
+            kind,
+            timestamp: None,
+            instance: None,
+        });
+    }
+
+    /// The metrics published so far.
+    pub fn into_metrics(self) -> Vec<Metric> {
+        self.metrics
+    }
+}
+
+/// A collector: Diamond's `Collector` subclass.
+#[cfg(feature = "collector")]
+pub trait Collector: Sized + 'static {
+    /// Name, version, options with defaults and help, capabilities.
+    fn describe() -> Description;
+    /// Build the collector from its merged configuration; an error names the key.
+    fn configure(config: &Config) -> Result<Self, String>;
+    /// One collection. `self` keeps state (previous samples) between runs.
+    fn collect(&mut self, out: &mut Publisher) -> Result<(), String>;
+}
+
+/// A handler: Diamond's `Handler` subclass.
+#[cfg(feature = "handler")]
+pub trait Handler: Sized + 'static {
+    /// Name, version, options with defaults and help, capabilities.
+    fn describe() -> Description;
+    /// Build the handler from its merged configuration; an error names the key.
+    fn configure(config: &Config) -> Result<Self, String>;
+    /// Handle one batch; an error makes the host keep the batch for a retry.
+    fn process(&mut self, batch: Vec<PublishedMetric>) -> Result<(), String>;
+    /// Push out anything buffered.
+    fn flush(&mut self) -> Result<(), String>;
+}
+
+/// Builds a [`Description`] option entry.
+#[cfg(any(feature = "collector", feature = "handler"))]
+pub fn option(key: &str, default: ConfigValue, help: &str) -> ConfigOption {
+    ConfigOption {
+        key: key.to_string(),
+        default,
+        help: help.to_string(),
+    }
+}
+
+/// Exports a [`Collector`] type as the component's `collector` interface.
+#[cfg(feature = "collector")]
+#[macro_export]
+macro_rules! export_collector {
+    ($ty:ty) => {
+        struct __WdiamondCollector;
+        ::std::thread_local! {
+            static __WDIAMOND_STATE: ::std::cell::RefCell<Option<$ty>> =
+                const { ::std::cell::RefCell::new(None) };
+        }
+        impl $crate::bindings::exports::wdiamond::plugin::collector::Guest for __WdiamondCollector {
+            fn describe() -> $crate::Description {
+                <$ty as $crate::Collector>::describe()
+            }
+            fn configure(config: Vec<$crate::ConfigEntry>) -> Result<(), String> {
+                let config = $crate::Config::new(config);
+                let state = <$ty as $crate::Collector>::configure(&config)?;
+                __WDIAMOND_STATE.with(|s| *s.borrow_mut() = Some(state));
+                Ok(())
+            }
+            fn collect() -> Result<Vec<$crate::Metric>, String> {
+                __WDIAMOND_STATE.with(|s| {
+                    let mut guard = s.borrow_mut();
+                    let state = guard
+                        .as_mut()
+                        .ok_or_else(|| "collect called before configure".to_string())?;
+                    let mut out = $crate::Publisher::default();
+                    $crate::Collector::collect(state, &mut out)?;
+                    Ok(out.into_metrics())
+                })
+            }
+        }
+        $crate::bindings::__export_collector_world!(__WdiamondCollector);
+    };
+}
+
+/// Exports a [`Handler`] type as the component's `handler` interface.
+#[cfg(feature = "handler")]
+#[macro_export]
+macro_rules! export_handler {
+    ($ty:ty) => {
+        struct __WdiamondHandler;
+        ::std::thread_local! {
+            static __WDIAMOND_STATE: ::std::cell::RefCell<Option<$ty>> =
+                const { ::std::cell::RefCell::new(None) };
+        }
+        fn __wdiamond_with<R>(f: impl FnOnce(&mut $ty) -> Result<R, String>) -> Result<R, String> {
+            __WDIAMOND_STATE.with(|s| {
+                let mut guard = s.borrow_mut();
+                let state = guard
+                    .as_mut()
+                    .ok_or_else(|| "called before configure".to_string())?;
+                f(state)
+            })
+        }
+        impl $crate::bindings::exports::wdiamond::plugin::handler::Guest for __WdiamondHandler {
+            fn describe() -> $crate::Description {
+                <$ty as $crate::Handler>::describe()
+            }
+            fn configure(config: Vec<$crate::ConfigEntry>) -> Result<(), String> {
+                let config = $crate::Config::new(config);
+                let state = <$ty as $crate::Handler>::configure(&config)?;
+                __WDIAMOND_STATE.with(|s| *s.borrow_mut() = Some(state));
+                Ok(())
+            }
+            fn process(batch: Vec<$crate::PublishedMetric>) -> Result<(), String> {
+                __wdiamond_with(|h| $crate::Handler::process(h, batch))
+            }
+            fn flush() -> Result<(), String> {
+                __wdiamond_with(|h| $crate::Handler::flush(h))
+            }
+        }
+        $crate::bindings::__export_handler_world!(__WdiamondHandler);
+    };
+}

@@ -1,0 +1,109 @@
+//! Builds the guest workspaces (`guest-collectors/`, `guest-handlers/`) for
+//! `wasm32-wasip2` and generates `builtin.rs`, which embeds the built-in
+//! components in the binary.
+//!
+//! The nested cargo uses its own target dir (`target/guests`), so it never
+//! waits on the lock of the outer build. Set `WDIAMOND_GUESTS_DIR` to a
+//! folder of prebuilt `.wasm` files to skip the nested build.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Built-in plugin name, guest workspace, and the artifact it produces.
+const BUILTINS: &[(&str, &str, &str)] = &[
+    ("cpu", "guest-collectors", "collector_cpu"),
+    ("memory", "guest-collectors", "collector_memory"),
+    ("loadavg", "guest-collectors", "collector_loadavg"),
+    ("archive", "guest-handlers", "handler_archive"),
+    ("graphite", "guest-handlers", "handler_graphite"),
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir.parent().unwrap().to_path_buf();
+    for dir in ["guest-collectors", "guest-handlers", "guest-sdk", "wit"] {
+        watch(&root.join(dir));
+    }
+    println!("cargo:rerun-if-env-changed=WDIAMOND_GUESTS_DIR");
+
+    let wasm_dir = match std::env::var_os("WDIAMOND_GUESTS_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let target_dir = root.join("target").join("guests");
+            for ws in ["guest-collectors", "guest-handlers"] {
+                build_workspace(&root.join(ws), &target_dir);
+            }
+            target_dir.join("wasm32-wasip2").join("release")
+        }
+    };
+
+    let mut src = String::from("/// The built-in components: (name, wasm bytes).\npub static BUILTINS: &[(&str, &[u8])] = &[\n");
+    for (name, _, artifact) in BUILTINS {
+        let path = wasm_dir.join(format!("{artifact}.wasm"));
+        assert!(path.exists(), "guest artifact missing: {}", path.display());
+        src.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            path.display().to_string()
+        ));
+    }
+    src.push_str("];\n");
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("builtin.rs");
+    std::fs::write(out, src).unwrap();
+    // Tests find the test-only guests (e.g. collector_misbehave.wasm) here.
+    println!(
+        "cargo:rustc-env=WDIAMOND_GUEST_WASM_DIR={}",
+        wasm_dir.display()
+    );
+}
+
+fn build_workspace(ws: &Path, target_dir: &Path) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--release")
+        .arg("--target")
+        .arg("wasm32-wasip2")
+        .arg("--manifest-path")
+        .arg(ws.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir);
+    // Do not leak the outer build's settings into the guest build.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_NET_OFFLINE"
+            || key == "RUSTFLAGS"
+            || key == "RUSTC_WRAPPER"
+            || key == "RUSTC_WORKSPACE_WRAPPER"
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("running cargo for {}: {e}", ws.display()));
+    if !status.success() {
+        panic!(
+            "building the guests in {} failed ({status}). Is the target installed? \
+             Run: rustup target add wasm32-wasip2",
+            ws.display()
+        );
+    }
+}
+
+fn watch(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name == "target" {
+            continue;
+        }
+        if path.is_dir() {
+            watch(&path);
+        } else {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+}

@@ -1,0 +1,1124 @@
+//! The agent: loads plugins from a [`Config`], runs every collector on its
+//! schedule, routes metrics through bounded queues to every handler, and
+//! handles reload and shutdown.
+//!
+//! One collector's failure never touches another: each runs in its own
+//! task with its own store; a run that traps or overruns is logged in the
+//! collector's span, counted, and the collector is re-instantiated (with
+//! backoff) while all others keep their schedule.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use wasmtime::component::Component;
+
+use crate::bindings::collector::CollectorPlugin;
+use crate::bindings::handler::HandlerPlugin;
+use crate::bindings::types::{
+    Capability, ConfigEntry, ConfigValue, Description, MetricKind, PublishedMetric,
+};
+use crate::config::{
+    self, CollectorConfig, ComponentRef, ConfigError, ConfigErrors, HandlerConfig, PluginConfig,
+};
+use crate::host::info::wall_clock;
+use crate::host::{HostFacts, PluginContext};
+use crate::metric::{Filter, PathBuilder, Publication};
+use crate::plugin::{Failure, Instance, Runtime};
+use crate::schedule::Schedule;
+
+/// Counters of one plugin, for logs and self-metrics.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    /// Runs started.
+    pub runs: AtomicU64,
+    /// Runs that returned an error result.
+    pub guest_errors: AtomicU64,
+    /// Runs that trapped (any kind).
+    pub failures: AtomicU64,
+    /// Of those: deadline overruns.
+    pub timeouts: AtomicU64,
+    /// Of those: out of fuel.
+    pub fuel_exhausted: AtomicU64,
+    /// Of those: memory cap hit.
+    pub memory_exhausted: AtomicU64,
+    /// Host calls denied.
+    pub denials: AtomicU64,
+    /// Metrics published (collectors) or delivered (handlers).
+    pub metrics: AtomicU64,
+    /// Metrics rejected by the host's checks.
+    pub rejected: AtomicU64,
+    /// Metrics dropped (over `max_metrics`, or queue overflow).
+    pub dropped: AtomicU64,
+}
+
+impl PluginStats {
+    fn count_failure(&self, f: &Failure) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let c = match f.kind {
+            crate::plugin::FailureKind::Timeout => &self.timeouts,
+            crate::plugin::FailureKind::Fuel => &self.fuel_exhausted,
+            crate::plugin::FailureKind::Memory => &self.memory_exhausted,
+            crate::plugin::FailureKind::Trap => return,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A collector ready to run.
+pub struct LoadedCollector {
+    /// Its configuration.
+    pub config: CollectorConfig,
+    /// What it said about itself.
+    pub description: Description,
+    /// Its compiled component.
+    pub component: Component,
+    /// The context every instance of it gets.
+    pub ctx: Arc<PluginContext>,
+    /// Path building and filters.
+    pub publication: Publication,
+    /// A configured instance.
+    pub instance: Instance<CollectorPlugin>,
+}
+
+/// A handler ready to run.
+pub struct LoadedHandler {
+    /// Its configuration.
+    pub config: HandlerConfig,
+    /// What it said about itself.
+    pub description: Description,
+    /// Its compiled component.
+    pub component: Component,
+    /// The context every instance of it gets.
+    pub ctx: Arc<PluginContext>,
+    /// A configured instance.
+    pub instance: Instance<HandlerPlugin>,
+}
+
+/// Every plugin of a configuration, loaded and configured.
+pub struct Loaded {
+    /// Enabled collectors.
+    pub collectors: Vec<LoadedCollector>,
+    /// Handlers, in `server.handlers` order.
+    pub handlers: Vec<LoadedHandler>,
+}
+
+fn err_at(p: &PluginConfig, key: &str, message: String) -> ConfigError {
+    let location = p
+        .option_locations
+        .get(key)
+        .cloned()
+        .unwrap_or_else(|| p.location.clone());
+    let key = if key.is_empty() {
+        p.section.clone()
+    } else {
+        format!("{}.{key}", p.section)
+    };
+    ConfigError {
+        location,
+        key,
+        message,
+    }
+}
+
+fn substitute(template: &str, entries: &[ConfigEntry]) -> String {
+    let mut out = template.to_string();
+    for e in entries {
+        let pat = format!("{{{}}}", e.key);
+        if out.contains(&pat) {
+            out = out.replace(&pat, &config::value_text(&e.value));
+        }
+    }
+    out
+}
+
+/// Grants of a plugin: what the config says, plus, for a built-in
+/// component, what it asks for in `describe` (with `{key}` filled in).
+fn grants_for(
+    p: &PluginConfig,
+    d: &Description,
+    entries: &[ConfigEntry],
+) -> Result<crate::grants::Grants, String> {
+    let mut g = p.grants.clone();
+    let builtin = matches!(p.component, ComponentRef::Builtin(_));
+    for cap in &d.capabilities {
+        let (wanted, key) = match cap {
+            Capability::ReadFiles(s) => (substitute(s, entries), "files"),
+            Capability::FilesystemStats(s) => (substitute(s, entries), "statvfs"),
+            Capability::RunCommand(s) => (substitute(s, entries), "commands"),
+            Capability::Connect(s) => (substitute(s, entries), "connect"),
+            Capability::WriteDirectory(k) => {
+                let file = entries
+                    .iter()
+                    .rev()
+                    .find(|e| e.key == *k)
+                    .map(|e| config::value_text(&e.value))
+                    .unwrap_or_default();
+                let dir = Path::new(&file)
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default();
+                (dir.to_string_lossy().into_owned(), "directories")
+            }
+        };
+        if !builtin {
+            tracing::info!(plugin = %p.name, "asks for {key} {wanted:?}; granted only if listed in [{}.grants] {key}", p.section);
+            continue;
+        }
+        match key {
+            "files" => g.files.push(wanted),
+            "statvfs" => g.statvfs.push(wanted),
+            "commands" => g.commands.push(vec![wanted, "**".into()]),
+            "connect" => g.connect.push(wanted),
+            _ => {
+                if !wanted.is_empty() {
+                    std::fs::create_dir_all(&wanted)
+                        .map_err(|e| format!("creating the directory {wanted}: {e}"))?;
+                    g.directories.push(PathBuf::from(wanted));
+                }
+            }
+        }
+    }
+    g.build(&p.section)
+}
+
+fn option_defaults(d: &Description) -> Vec<(String, ConfigValue)> {
+    d.options
+        .iter()
+        .map(|o| (o.key.clone(), o.default.clone()))
+        .collect()
+}
+
+fn check_options(p: &PluginConfig, d: &Description, errors: &mut Vec<ConfigError>) {
+    for (key, _) in &p.options {
+        if !d.options.iter().any(|o| o.key == *key) {
+            let mut known: Vec<&str> = d.options.iter().map(|o| o.key.as_str()).collect();
+            known.sort_unstable();
+            let known = if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            };
+            errors.push(err_at(p, key, format!("unknown key: `{}` has no such option (its options: {known}; host keys are listed in the README)", d.name)));
+        }
+    }
+}
+
+fn context(
+    name: &str,
+    kind: &str,
+    grants: crate::grants::Grants,
+    p: &PluginConfig,
+    config: Vec<ConfigEntry>,
+    hostname: String,
+    interval: f64,
+    facts: &HostFacts,
+) -> Arc<PluginContext> {
+    Arc::new(PluginContext {
+        name: name.to_string(),
+        grants,
+        limits: p.limits.clone(),
+        config,
+        hostname,
+        interval,
+        facts: facts.clone(),
+        span: tracing::info_span!("plugin", kind, name = %name),
+    })
+}
+
+/// Loads every enabled collector and every handler: compiles (or takes
+/// from the cache) their components, checks their options against their
+/// `describe`, grants what they may do, and configures an instance of
+/// each. Every problem found is returned, as configuration errors.
+pub fn load(
+    runtime: &Runtime,
+    config: &config::Config,
+    facts: &HostFacts,
+) -> Result<Loaded, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut facts = facts.clone();
+    if facts.fs_root.is_none() {
+        facts.fs_root = config.server.host_root.clone();
+    }
+    let mut collectors = Vec::new();
+    for c in config.collectors.iter().filter(|c| c.enabled) {
+        match load_collector(runtime, c, &facts, &mut errors) {
+            Some(l) => collectors.push(l),
+            None => continue,
+        }
+    }
+    let mut handlers = Vec::new();
+    for h in &config.handlers {
+        if let Some(l) = load_handler(runtime, h, &facts, &mut errors) {
+            handlers.push(l);
+        }
+    }
+    if errors.is_empty() {
+        Ok(Loaded {
+            collectors,
+            handlers,
+        })
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn component_and_description<B>(
+    runtime: &Runtime,
+    p: &PluginConfig,
+    facts: &HostFacts,
+    errors: &mut Vec<ConfigError>,
+    instantiate: impl Fn(&Runtime, &Component, Arc<PluginContext>) -> anyhow::Result<Instance<B>>,
+    describe: impl Fn(&mut Instance<B>) -> Result<Description, Failure>,
+) -> Option<(Component, Description)> {
+    let component = match runtime.component(&p.component) {
+        Ok(c) => c,
+        Err(e) => {
+            errors.push(err_at(p, "component", format!("{e:#}")));
+            return None;
+        }
+    };
+    let probe_ctx = context(
+        &p.name,
+        "probe",
+        Default::default(),
+        p,
+        Vec::new(),
+        String::new(),
+        0.0,
+        facts,
+    );
+    let described = instantiate(runtime, &component, probe_ctx)
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|mut i| describe(&mut i).map_err(|e| e.to_string()));
+    match described {
+        Ok(d) => Some((component, d)),
+        Err(e) => {
+            errors.push(err_at(
+                p,
+                "component",
+                format!("{} does not describe itself: {e}", p.component),
+            ));
+            None
+        }
+    }
+}
+
+fn load_collector(
+    runtime: &Runtime,
+    c: &CollectorConfig,
+    facts: &HostFacts,
+    errors: &mut Vec<ConfigError>,
+) -> Option<LoadedCollector> {
+    let p = &c.plugin;
+    let (component, description) = component_and_description(
+        runtime,
+        p,
+        facts,
+        errors,
+        Runtime::collector,
+        Instance::<CollectorPlugin>::describe,
+    )?;
+    let before = errors.len();
+    check_options(p, &description, errors);
+    let entries = c.entries(&option_defaults(&description));
+    let grants = match grants_for(p, &description, &entries) {
+        Ok(g) => g,
+        Err(e) => {
+            errors.push(err_at(p, "grants", e));
+            return None;
+        }
+    };
+    if errors.len() > before {
+        return None;
+    }
+    let hostname = match &c.hostname {
+        Some(h) => Some(h.clone()),
+        None => crate::hostname::resolve(c.hostname_method),
+    };
+    let ctx = context(
+        &p.name,
+        "collector",
+        grants,
+        p,
+        entries,
+        hostname.clone().unwrap_or_default(),
+        c.interval,
+        facts,
+    );
+    let instance = configured_collector(runtime, &component, ctx.clone())
+        .map_err(|e| errors.push(err_at(p, "", e)))
+        .ok()?;
+    let default_path = if description.name.is_empty() {
+        p.name.clone()
+    } else {
+        description.name.clone()
+    };
+    let publication = Publication {
+        paths: PathBuilder::new(c, hostname.as_deref(), &default_path),
+        filter: Filter::new(c),
+        ttl: (c.interval * c.ttl_multiplier as f64).min(u32::MAX as f64) as u32,
+        collector: p.name.clone(),
+    };
+    Some(LoadedCollector {
+        config: c.clone(),
+        description,
+        component,
+        ctx,
+        publication,
+        instance,
+    })
+}
+
+/// Instantiates and configures a collector.
+pub fn configured_collector(
+    runtime: &Runtime,
+    component: &Component,
+    ctx: Arc<PluginContext>,
+) -> Result<Instance<CollectorPlugin>, String> {
+    let entries = ctx.config.clone();
+    let mut i = runtime
+        .collector(component, ctx)
+        .map_err(|e| format!("{e:#}"))?;
+    match i.configure(&entries) {
+        Ok(Ok(())) => Ok(i),
+        Ok(Err(msg)) => Err(format!("the plugin rejected its configuration: {msg}")),
+        Err(f) => Err(format!("configure failed: {f}")),
+    }
+}
+
+/// Instantiates and configures a handler.
+pub fn configured_handler(
+    runtime: &Runtime,
+    component: &Component,
+    ctx: Arc<PluginContext>,
+) -> Result<Instance<HandlerPlugin>, String> {
+    let entries = ctx.config.clone();
+    let mut i = runtime
+        .handler(component, ctx)
+        .map_err(|e| format!("{e:#}"))?;
+    match i.configure(&entries) {
+        Ok(Ok(())) => Ok(i),
+        Ok(Err(msg)) => Err(format!("the plugin rejected its configuration: {msg}")),
+        Err(f) => Err(format!("configure failed: {f}")),
+    }
+}
+
+fn load_handler(
+    runtime: &Runtime,
+    h: &HandlerConfig,
+    facts: &HostFacts,
+    errors: &mut Vec<ConfigError>,
+) -> Option<LoadedHandler> {
+    let p = &h.plugin;
+    let (component, description) = component_and_description(
+        runtime,
+        p,
+        facts,
+        errors,
+        Runtime::handler,
+        Instance::<HandlerPlugin>::describe,
+    )?;
+    let before = errors.len();
+    check_options(p, &description, errors);
+    let mut entries: Vec<ConfigEntry> = option_defaults(&description)
+        .into_iter()
+        .map(|(key, value)| ConfigEntry { key, value })
+        .collect();
+    for (k, v) in &p.options {
+        entries.retain(|e| e.key != *k);
+        entries.push(ConfigEntry {
+            key: k.clone(),
+            value: v.clone(),
+        });
+    }
+    let grants = match grants_for(p, &description, &entries) {
+        Ok(g) => g,
+        Err(e) => {
+            errors.push(err_at(p, "grants", e));
+            return None;
+        }
+    };
+    if errors.len() > before {
+        return None;
+    }
+    let ctx = context(
+        &p.name,
+        "handler",
+        grants,
+        p,
+        entries,
+        crate::hostname::gethostname(),
+        0.0,
+        facts,
+    );
+    let instance = configured_handler(runtime, &component, ctx.clone())
+        .map_err(|e| errors.push(err_at(p, "", e)))
+        .ok()?;
+    Some(LoadedHandler {
+        config: h.clone(),
+        description,
+        component,
+        ctx,
+        instance,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Queues
+
+/// A handler's bounded queue of metrics. Pushing never blocks: past the
+/// capacity the oldest metrics are dropped, counted and logged.
+pub struct Queue {
+    name: String,
+    capacity: usize,
+    inner: Mutex<QueueInner>,
+    notify: Notify,
+    stats: Arc<PluginStats>,
+}
+
+#[derive(Default)]
+struct QueueInner {
+    items: VecDeque<PublishedMetric>,
+    /// Sequence number of `items[0]`.
+    head: u64,
+}
+
+impl Queue {
+    /// A queue holding at most `capacity` metrics.
+    pub fn new(name: &str, capacity: usize, stats: Arc<PluginStats>) -> Arc<Self> {
+        Arc::new(Queue {
+            name: name.to_string(),
+            capacity,
+            inner: Mutex::new(QueueInner::default()),
+            notify: Notify::new(),
+            stats,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends a batch; drops the oldest metrics past the capacity.
+    pub fn push(&self, batch: &[PublishedMetric]) {
+        let dropped = {
+            let mut q = self.lock();
+            q.items.extend(batch.iter().cloned());
+            let excess = q.items.len().saturating_sub(self.capacity);
+            if excess > 0 {
+                q.items.drain(..excess);
+                q.head += excess as u64;
+            }
+            excess
+        };
+        if dropped > 0 {
+            let total = self
+                .stats
+                .dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed)
+                + dropped as u64;
+            tracing::warn!(handler = %self.name, dropped, total_dropped = total, capacity = self.capacity,
+                "handler queue full: dropped the oldest metrics; the handler is too slow or its backend is down (raise queue_size to buffer more)");
+        }
+        self.notify.notify_one();
+    }
+
+    /// Copies up to `n` metrics from the front, with the sequence number
+    /// of the first; they stay queued until [`Queue::commit`].
+    pub fn peek(&self, n: usize) -> (u64, Vec<PublishedMetric>) {
+        let q = self.lock();
+        (q.head, q.items.iter().take(n).cloned().collect())
+    }
+
+    /// Removes the metrics up to sequence number `first + n` (those that
+    /// overflowed in the meantime are already gone).
+    pub fn commit(&self, first: u64, n: usize) {
+        let mut q = self.lock();
+        let end = first + n as u64;
+        let k = end.saturating_sub(q.head).min(q.items.len() as u64) as usize;
+        q.items.drain(..k);
+        q.head += k as u64;
+    }
+
+    /// Metrics waiting.
+    pub fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where collectors send their metrics: the current handlers' queues.
+pub type Router = Arc<RwLock<Vec<Arc<Queue>>>>;
+
+// ---------------------------------------------------------------------------
+// Tasks
+
+fn timestamp_now(facts: &HostFacts) -> f64 {
+    match &facts.now {
+        Some(t) => *t.lock().unwrap_or_else(|p| p.into_inner()),
+        None => wall_clock(),
+    }
+}
+
+/// Runs one collection on `instance` (taken and given back), publishing to
+/// `router`. Returns the instance if it is still usable.
+pub async fn run_collection(
+    runtime: &Arc<Runtime>,
+    lc: &LoadedCollectorShared,
+    instance: Option<Instance<CollectorPlugin>>,
+    deadline: Duration,
+    router: &Router,
+    stats: &PluginStats,
+) -> Result<Option<Instance<CollectorPlugin>>, String> {
+    let span = lc.ctx.span.clone();
+    let mut instance = match instance {
+        Some(i) => i,
+        None => {
+            let (rt, comp, ctx) = (runtime.clone(), lc.component.clone(), lc.ctx.clone());
+            match tokio::task::spawn_blocking(move || configured_collector(&rt, &comp, ctx)).await {
+                Ok(Ok(i)) => {
+                    span.in_scope(|| tracing::info!("re-instantiated"));
+                    i
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(e) => return Err(format!("instantiation task failed: {e}")),
+            }
+        }
+    };
+    stats.runs.fetch_add(1, Ordering::Relaxed);
+    let (instance, (result, usage)) = match tokio::task::spawn_blocking(move || {
+        let r = instance.collect(deadline);
+        (instance, r)
+    })
+    .await
+    {
+        Ok(x) => x,
+        Err(e) => return Err(format!("collection task failed: {e}")),
+    };
+    stats
+        .denials
+        .fetch_add(usage.calls.denials, Ordering::Relaxed);
+    let _g = span.enter();
+    match result {
+        Ok(Ok(metrics)) => {
+            let max = lc.ctx.limits.max_metrics as usize;
+            let mut metrics = metrics;
+            if metrics.len() > max {
+                let over = metrics.len() - max;
+                metrics.truncate(max);
+                stats.dropped.fetch_add(over as u64, Ordering::Relaxed);
+                tracing::warn!(dropped = over, max_metrics = max, "published more metrics than [limits] max_metrics allows; the rest were dropped");
+            }
+            let now = timestamp_now(&lc.ctx.facts);
+            let mut checked = lc.publication.publish(metrics, now as u64);
+            if checked.rejected > 0 {
+                stats
+                    .rejected
+                    .fetch_add(checked.rejected as u64, Ordering::Relaxed);
+                let reasons: Vec<String> = checked.reasons.iter().map(|r| r.to_string()).collect();
+                tracing::warn!(
+                    rejected = checked.rejected,
+                    ?reasons,
+                    "rejected invalid metrics"
+                );
+            }
+            if lc.measure_collector_time {
+                checked.published.push(PublishedMetric {
+                    path: lc.publication.paths.path("collector_time_ms", None),
+                    value: (usage.elapsed.as_secs_f64() * 1000.0).trunc(),
+                    precision: 0,
+                    kind: MetricKind::Gauge,
+                    timestamp: now as u64,
+                    host: lc.publication.paths.hostname.clone(),
+                    ttl: lc.publication.ttl,
+                    collector: lc.publication.collector.clone(),
+                    tenant: None,
+                });
+            }
+            stats
+                .metrics
+                .fetch_add(checked.published.len() as u64, Ordering::Relaxed);
+            tracing::debug!(metrics = checked.published.len(), elapsed = ?usage.elapsed, fuel = usage.fuel, "collected");
+            if !checked.published.is_empty() {
+                for q in router.read().unwrap_or_else(|p| p.into_inner()).iter() {
+                    q.push(&checked.published);
+                }
+            }
+            Ok(Some(instance))
+        }
+        Ok(Err(msg)) => {
+            stats.guest_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %msg, "collection failed (the plugin returned an error)");
+            Ok(Some(instance))
+        }
+        Err(f) => {
+            stats.count_failure(&f);
+            tracing::error!(
+                failure = f.kind.as_str(),
+                "collection failed: {}; the instance is discarded and will be re-instantiated",
+                f.message
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// The parts of a [`LoadedCollector`] the collector task shares.
+pub struct LoadedCollectorShared {
+    /// Compiled component.
+    pub component: Component,
+    /// Context for new instances.
+    pub ctx: Arc<PluginContext>,
+    /// Paths and filters.
+    pub publication: Publication,
+    /// `measure_collector_time`.
+    pub measure_collector_time: bool,
+}
+
+async fn collector_task(
+    runtime: Arc<Runtime>,
+    lc: LoadedCollector,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+    stats: Arc<PluginStats>,
+) {
+    let interval = lc.config.interval;
+    let mut schedule = Schedule::new(interval, rand::random::<f64>(), wall_clock());
+    let deadline = lc
+        .config
+        .plugin
+        .limits
+        .timeout
+        .unwrap_or(schedule.default_deadline());
+    let span = lc.ctx.span.clone();
+    span.in_scope(|| tracing::info!(interval, stagger = schedule.stagger(), deadline = ?deadline, "scheduled"));
+    let shared = LoadedCollectorShared {
+        component: lc.component,
+        ctx: lc.ctx,
+        publication: lc.publication,
+        measure_collector_time: lc.config.measure_collector_time,
+    };
+    let mut instance = Some(lc.instance);
+    let mut failures: u32 = 0;
+    let mut retry_at = 0.0;
+    loop {
+        let (sleep, skipped) = schedule.next(wall_clock());
+        if skipped > 0 {
+            span.in_scope(|| {
+                tracing::warn!(
+                    skipped,
+                    "missed collection windows (clock jump or a slow run); skipping them"
+                )
+            });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = stop.changed() => break,
+        }
+        if *stop.borrow() {
+            break;
+        }
+        if instance.is_none() && wall_clock() < retry_at {
+            continue;
+        }
+        match run_collection(
+            &runtime,
+            &shared,
+            instance.take(),
+            deadline,
+            &router,
+            &stats,
+        )
+        .await
+        {
+            Ok(Some(i)) => {
+                instance = Some(i);
+                failures = 0;
+            }
+            other => {
+                failures += 1;
+                let backoff = (interval * 2f64.powi(failures as i32 - 1)).min(300.0);
+                retry_at = wall_clock() + backoff - interval;
+                if let Err(e) = other {
+                    span.in_scope(
+                        || tracing::error!(error = %e, retry_in = backoff, "cannot re-instantiate"),
+                    );
+                } else {
+                    span.in_scope(|| {
+                        tracing::info!(
+                            retry_in = backoff,
+                            consecutive_failures = failures,
+                            "will re-instantiate"
+                        )
+                    });
+                }
+            }
+        }
+    }
+    span.in_scope(|| tracing::info!("stopped"));
+}
+
+async fn handler_task(
+    runtime: Arc<Runtime>,
+    lh: LoadedHandler,
+    queue: Arc<Queue>,
+    mut stop: watch::Receiver<bool>,
+    stats: Arc<PluginStats>,
+) {
+    let span = lh.ctx.span.clone();
+    let batch_size = lh.config.batch_size;
+    let flush_every = Duration::from_secs_f64(lh.config.flush_interval);
+    let deadline = lh
+        .config
+        .plugin
+        .limits
+        .timeout
+        .unwrap_or(Duration::from_secs(30));
+    let (component, ctx) = (lh.component, lh.ctx);
+    let mut instance = Some(lh.instance);
+    let mut backoff = Duration::ZERO;
+    let mut stopping = false;
+    let mut last_flush = tokio::time::Instant::now();
+    let mut dirty = false;
+    loop {
+        if !stopping {
+            let wait = if !backoff.is_zero() {
+                backoff
+            } else if queue.is_empty() {
+                flush_every.saturating_sub(last_flush.elapsed())
+            } else {
+                Duration::ZERO
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = queue.notify.notified(), if backoff.is_zero() => {}
+                _ = stop.changed() => { stopping = true; }
+            }
+        }
+        let inst = match instance.take() {
+            Some(i) => i,
+            None => {
+                let (rt, comp, c) = (runtime.clone(), component.clone(), ctx.clone());
+                match tokio::task::spawn_blocking(move || configured_handler(&rt, &comp, c)).await {
+                    Ok(Ok(i)) => i,
+                    other => {
+                        let e = match other {
+                            Ok(Err(e)) => e,
+                            Err(e) => e.to_string(),
+                            Ok(Ok(_)) => unreachable!(),
+                        };
+                        backoff = next_backoff(backoff);
+                        span.in_scope(|| tracing::error!(error = %e, retry_in = ?backoff, "cannot instantiate the handler"));
+                        if stopping {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        let (first, batch) = queue.peek(batch_size);
+        let flush_due = dirty && (last_flush.elapsed() >= flush_every || stopping);
+        if batch.is_empty() && !flush_due {
+            instance = Some(inst);
+            if stopping {
+                break;
+            }
+            continue;
+        }
+        let n = batch.len();
+        let (inst, outcome) = match tokio::task::spawn_blocking(move || {
+            let mut inst = inst;
+            let r = if n > 0 {
+                inst.process(&batch, deadline).0
+            } else {
+                inst.flush(deadline).0
+            };
+            (inst, r)
+        })
+        .await
+        {
+            Ok(x) => x,
+            Err(e) => {
+                span.in_scope(|| tracing::error!(error = %e, "handler task failed"));
+                break;
+            }
+        };
+        let _g = span.enter();
+        match outcome {
+            Ok(Ok(())) => {
+                if n > 0 {
+                    queue.commit(first, n);
+                    stats.metrics.fetch_add(n as u64, Ordering::Relaxed);
+                    dirty = true;
+                } else {
+                    dirty = false;
+                    last_flush = tokio::time::Instant::now();
+                }
+                if !backoff.is_zero() {
+                    tracing::info!("delivering again");
+                }
+                backoff = Duration::ZERO;
+                instance = Some(inst);
+            }
+            Ok(Err(msg)) => {
+                stats.guest_errors.fetch_add(1, Ordering::Relaxed);
+                backoff = next_backoff(backoff);
+                tracing::warn!(error = %msg, queued = queue.len(), retry_in = ?backoff, "handler failed; the batch is kept and retried");
+                instance = Some(inst);
+            }
+            Err(f) => {
+                stats.count_failure(&f);
+                backoff = next_backoff(backoff);
+                tracing::error!(failure = f.kind.as_str(), queued = queue.len(), retry_in = ?backoff, "handler failed: {}; re-instantiating, the batch is kept", f.message);
+            }
+        }
+        if stopping && !backoff.is_zero() {
+            let left = queue.len();
+            if left > 0 {
+                stats.dropped.fetch_add(left as u64, Ordering::Relaxed);
+            }
+            tracing::error!(
+                undelivered = left,
+                "stopping with metrics the handler could not deliver"
+            );
+            break;
+        }
+    }
+    span.in_scope(|| tracing::info!(delivered = stats.metrics.load(Ordering::Relaxed), "stopped"));
+}
+
+fn next_backoff(b: Duration) -> Duration {
+    if b.is_zero() {
+        Duration::from_millis(500)
+    } else {
+        (b * 2).min(Duration::from_secs(60))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The supervisor
+
+struct Running {
+    fingerprint: String,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    stats: Arc<PluginStats>,
+}
+
+struct RunningHandler {
+    running: Running,
+    queue: Arc<Queue>,
+}
+
+/// What tells the agent to stop or reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Reload the configuration (SIGHUP).
+    Reload,
+    /// Finish in-flight work, flush, exit (SIGTERM, SIGINT).
+    Shutdown,
+}
+
+/// The running agent.
+pub struct Agent {
+    runtime: Arc<Runtime>,
+    facts: HostFacts,
+    config_path: PathBuf,
+    router: Router,
+    collectors: HashMap<String, Running>,
+    handlers: Vec<(String, RunningHandler)>,
+}
+
+fn fingerprint<T: std::fmt::Debug>(t: &T) -> String {
+    format!("{t:?}")
+}
+
+impl Agent {
+    /// Starts every plugin of an already loaded configuration.
+    pub fn start(
+        runtime: Arc<Runtime>,
+        facts: HostFacts,
+        config_path: &Path,
+        config: &config::Config,
+        loaded: Loaded,
+    ) -> Agent {
+        let mut agent = Agent {
+            runtime,
+            facts,
+            config_path: config_path.to_path_buf(),
+            router: Arc::new(RwLock::new(Vec::new())),
+            collectors: HashMap::new(),
+            handlers: Vec::new(),
+        };
+        agent.apply(config, loaded);
+        agent
+    }
+
+    fn apply(&mut self, config: &config::Config, loaded: Loaded) {
+        // Handlers first, so collectors never publish into nothing.
+        let mut new_handlers = Vec::new();
+        let mut old: Vec<(String, RunningHandler)> = std::mem::take(&mut self.handlers);
+        for lh in loaded.handlers {
+            let name = lh.config.plugin.name.clone();
+            let fp = fingerprint(&lh.config);
+            if let Some(pos) = old
+                .iter()
+                .position(|(n, h)| *n == name && h.running.fingerprint == fp)
+            {
+                new_handlers.push(old.remove(pos));
+                continue;
+            }
+            let stats = Arc::new(PluginStats::default());
+            let queue = Queue::new(&name, lh.config.queue_size, stats.clone());
+            let (tx, rx) = watch::channel(false);
+            let task = tokio::spawn(handler_task(
+                self.runtime.clone(),
+                lh,
+                queue.clone(),
+                rx,
+                stats.clone(),
+            ));
+            new_handlers.push((
+                name,
+                RunningHandler {
+                    running: Running {
+                        fingerprint: fp,
+                        stop: tx,
+                        task,
+                        stats,
+                    },
+                    queue,
+                },
+            ));
+        }
+        *self.router.write().unwrap_or_else(|p| p.into_inner()) =
+            new_handlers.iter().map(|(_, h)| h.queue.clone()).collect();
+        self.handlers = new_handlers;
+        // Handlers that are gone drain their queue and stop.
+        for (name, h) in old {
+            tracing::info!(handler = %name, "handler removed or changed: draining and stopping the old one");
+            let _ = h.running.stop.send(true);
+        }
+
+        let mut keep = HashMap::new();
+        for lc in loaded.collectors {
+            let name = lc.config.plugin.name.clone();
+            let fp = fingerprint(&lc.config);
+            if let Some(r) = self.collectors.remove(&name) {
+                if r.fingerprint == fp {
+                    keep.insert(name, r);
+                    continue;
+                }
+                tracing::info!(collector = %name, "collector configuration changed: restarting it");
+                let _ = r.stop.send(true);
+            }
+            let stats = Arc::new(PluginStats::default());
+            let (tx, rx) = watch::channel(false);
+            let task = tokio::spawn(collector_task(
+                self.runtime.clone(),
+                lc,
+                self.router.clone(),
+                rx,
+                stats.clone(),
+            ));
+            keep.insert(
+                name,
+                Running {
+                    fingerprint: fp,
+                    stop: tx,
+                    task,
+                    stats,
+                },
+            );
+        }
+        for (name, r) in self.collectors.drain() {
+            tracing::info!(collector = %name, "collector removed or disabled: stopping it");
+            let _ = r.stop.send(true);
+        }
+        self.collectors = keep;
+        let _ = config;
+    }
+
+    /// Re-reads the configuration; on any error the running one is kept.
+    pub async fn reload(&mut self) {
+        tracing::info!(config = %self.config_path.display(), "reloading the configuration");
+        let (rt, facts, path) = (
+            self.runtime.clone(),
+            self.facts.clone(),
+            self.config_path.clone(),
+        );
+        let loaded = tokio::task::spawn_blocking(move || {
+            rt.forget_compiled();
+            let config = config::load(&path)?;
+            let loaded = load(&rt, &config, &facts)?;
+            Ok::<_, ConfigErrors>((config, loaded))
+        })
+        .await;
+        match loaded {
+            Ok(Ok((config, loaded))) => {
+                self.apply(&config, loaded);
+                tracing::info!(
+                    collectors = self.collectors.len(),
+                    handlers = self.handlers.len(),
+                    "configuration reloaded"
+                );
+            }
+            Ok(Err(errors)) => {
+                for e in &errors.0 {
+                    tracing::error!("{e}");
+                }
+                tracing::error!(
+                    errors = errors.0.len(),
+                    "the new configuration has errors; still running the previous one"
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "reload failed"),
+        }
+    }
+
+    /// Stops collectors (letting in-flight runs finish), then lets every
+    /// handler drain its queue and flush.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down: finishing in-flight collections");
+        for r in self.collectors.values() {
+            let _ = r.stop.send(true);
+        }
+        for (_, r) in self.collectors {
+            let _ = r.task.await;
+        }
+        tracing::info!("flushing handlers");
+        for (_, h) in &self.handlers {
+            let _ = h.running.stop.send(true);
+        }
+        for (name, h) in self.handlers {
+            let _ = h.running.task.await;
+            tracing::info!(handler = %name, delivered = h.running.stats.metrics.load(Ordering::Relaxed), dropped = h.running.stats.dropped.load(Ordering::Relaxed), "handler done");
+        }
+    }
+
+    /// Statistics of a running collector.
+    pub fn collector_stats(&self, name: &str) -> Option<Arc<PluginStats>> {
+        self.collectors.get(name).map(|r| r.stats.clone())
+    }
+
+    /// Runs until `control` says shutdown; reloads on `Reload`.
+    pub async fn run(mut self, mut control: tokio::sync::mpsc::Receiver<Control>) {
+        while let Some(c) = control.recv().await {
+            match c {
+                Control::Reload => self.reload().await,
+                Control::Shutdown => break,
+            }
+        }
+        self.shutdown().await;
+    }
+}

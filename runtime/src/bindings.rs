@@ -1,0 +1,46 @@
+//! The one place where the WIT contract (`wit/wdiamond.wit`) becomes Rust.
+//!
+//! The collector world generates the shared interfaces; the handler world
+//! reuses them through `with`, so both worlds see the same Rust types.
+
+#![allow(missing_docs)]
+
+/// Bindings of the `collector-plugin` world, and the shared interfaces.
+pub mod collector {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "collector-plugin",
+        additional_derives: [PartialEq],
+        imports: {
+            "wdiamond:plugin/sockets.[static]connection.open": trappable,
+            "wdiamond:plugin/sockets.[method]connection.send": trappable,
+            "wdiamond:plugin/sockets.[method]connection.receive": trappable,
+            "wdiamond:plugin/sockets.[drop]connection": trappable,
+        },
+        with: {
+            "wdiamond:plugin/sockets.connection": crate::host::sockets::Connection,
+        },
+    });
+}
+
+/// Bindings of the `handler-plugin` world.
+pub mod handler {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "handler-plugin",
+        with: {
+            "wdiamond:plugin/types": crate::bindings::collector::wdiamond::plugin::types,
+            "wdiamond:plugin/files": crate::bindings::collector::wdiamond::plugin::files,
+            "wdiamond:plugin/fs-stats": crate::bindings::collector::wdiamond::plugin::fs_stats,
+            "wdiamond:plugin/process": crate::bindings::collector::wdiamond::plugin::process,
+            "wdiamond:plugin/sockets": crate::bindings::collector::wdiamond::plugin::sockets,
+            "wdiamond:plugin/log": crate::bindings::collector::wdiamond::plugin::log,
+            "wdiamond:plugin/host-info": crate::bindings::collector::wdiamond::plugin::host_info,
+            "wdiamond:plugin/config": crate::bindings::collector::wdiamond::plugin::config,
+        },
+    });
+}
+
+pub use collector::wdiamond::plugin::{
+    config as wit_config, files, fs_stats, host_info, log as wit_log, process, sockets, types,
+};

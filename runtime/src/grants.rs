@@ -1,0 +1,501 @@
+//! What a plugin may touch outside its sandbox: typed, deny-by-default
+//! allow-lists, parsed once when the config is loaded.
+//!
+//! Every check returns `Err(Denial)` whose message names the exact config
+//! line that would allow the call, e.g.
+//! `add "/proc/diskstats" to [collectors.diskusage.grants] files`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Component, Path, PathBuf};
+
+use glob::{MatchOptions, Pattern};
+
+const MATCH: MatchOptions = MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: false,
+};
+
+/// A refused host call: the text tells the operator what to add.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{what} is not granted: add {suggestion} to [{section}.grants] {key}")]
+pub struct Denial {
+    /// What was asked, e.g. `reading /etc/shadow`.
+    pub what: String,
+    /// The value to add, quoted as TOML.
+    pub suggestion: String,
+    /// The plugin's config section, e.g. `collectors.cpu`.
+    pub section: String,
+    /// The grants key, e.g. `files`.
+    pub key: &'static str,
+}
+
+/// One argv pattern of `grants.commands`: the program by absolute path,
+/// then one glob per argument (`*` matches one argument, a trailing `**`
+/// any number of further arguments).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandGrant {
+    program: String,
+    args: Vec<Pattern>,
+    rest: bool,
+}
+
+/// One entry of `grants.connect`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SocketGrant {
+    /// `tcp:` or `udp:` to a host (name, address or CIDR) and port (or `*`).
+    Net {
+        /// `tcp` or `udp`.
+        proto: &'static str,
+        /// Where to.
+        host: HostPattern,
+        /// Port, or any.
+        port: Option<u16>,
+    },
+    /// `unix:/path` (a glob).
+    Unix(Pattern),
+}
+
+/// The host part of a socket grant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostPattern {
+    /// A name, resolved only when it is asked for.
+    Name(String),
+    /// An address range.
+    Cidr(IpAddr, u8),
+}
+
+/// Everything one plugin may do.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Grants {
+    /// The plugin's config section, for denial messages.
+    pub section: String,
+    /// Readable paths (`grants.files`).
+    pub files: Vec<Pattern>,
+    /// Paths allowed for statvfs (`grants.statvfs`).
+    pub statvfs: Vec<Pattern>,
+    /// Commands (`grants.commands`).
+    pub commands: Vec<CommandGrant>,
+    /// Sockets (`grants.connect`).
+    pub connect: Vec<SocketGrant>,
+    /// Directories preopened read-write (`grants.directories`).
+    pub directories: Vec<PathBuf>,
+}
+
+/// Parses a glob of `grants.files` / `grants.statvfs`.
+pub fn parse_path_glob(s: &str) -> Result<Pattern, String> {
+    if !s.starts_with('/') {
+        return Err(format!("{s:?} must be an absolute path"));
+    }
+    if Path::new(s).components().any(|c| c == Component::ParentDir) {
+        return Err(format!("{s:?} must not contain `..`"));
+    }
+    Pattern::new(s).map_err(|e| format!("{s:?} is not a valid glob: {e}"))
+}
+
+/// Parses one `grants.commands` entry (an argv pattern).
+pub fn parse_command(argv: &[String]) -> Result<CommandGrant, String> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err("a command pattern needs at least the program".into());
+    };
+    if !program.starts_with('/') {
+        return Err(format!("the program {program:?} must be an absolute path"));
+    }
+    let (args, rest) = match args.split_last() {
+        Some((last, init)) if last == "**" => (init, true),
+        _ => (args, false),
+    };
+    let args = args
+        .iter()
+        .map(|a| Pattern::new(a).map_err(|e| format!("argument pattern {a:?}: {e}")))
+        .collect::<Result<_, _>>()?;
+    Ok(CommandGrant {
+        program: program.clone(),
+        args,
+        rest,
+    })
+}
+
+/// Parses one `grants.connect` entry: `tcp:host:port`, `udp:[::1]:53`,
+/// `tcp:10.0.0.0/8:*`, `unix:/run/redis.sock`.
+pub fn parse_socket(s: &str) -> Result<SocketGrant, String> {
+    if let Some(path) = s.strip_prefix("unix:") {
+        return parse_path_glob(path).map(SocketGrant::Unix);
+    }
+    let (proto, rest) = if let Some(r) = s.strip_prefix("tcp:") {
+        ("tcp", r)
+    } else if let Some(r) = s.strip_prefix("udp:") {
+        ("udp", r)
+    } else {
+        return Err(format!("{s:?} must start with tcp:, udp: or unix:"));
+    };
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} needs a port (or `*`) after the host"))?;
+    let port = match port {
+        "*" => None,
+        p => Some(
+            p.parse::<u16>()
+                .map_err(|_| format!("{s:?}: bad port {p:?}"))?,
+        ),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if let Some((addr, bits)) = host.split_once('/') {
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?}: bad address {addr:?}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let bits: u8 = bits
+            .parse()
+            .ok()
+            .filter(|b| *b <= max)
+            .ok_or_else(|| format!("{s:?}: bad prefix length {bits:?}"))?;
+        HostPattern::Cidr(addr, bits)
+    } else if let Ok(addr) = host.parse::<IpAddr>() {
+        HostPattern::Cidr(addr, if addr.is_ipv4() { 32 } else { 128 })
+    } else if host.is_empty() {
+        return Err(format!("{s:?} needs a host"));
+    } else {
+        HostPattern::Name(host.to_ascii_lowercase())
+    };
+    Ok(SocketGrant::Net { proto, host, port })
+}
+
+fn in_cidr(addr: IpAddr, net: IpAddr, bits: u8) -> bool {
+    match (addr, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V4(_)) => a
+            .to_ipv4_mapped()
+            .is_some_and(|a4| in_cidr(IpAddr::V4(a4), net, bits)),
+        _ => false,
+    }
+}
+
+/// The name a /proc path is granted under: `/proc/<our pid>/...` is
+/// `/proc/self/...`, and the kernel's links `/proc/net` and `/proc/mounts`
+/// (into `/proc/self`) are granted as `/proc/net/...` and `/proc/mounts`.
+/// So `/proc/net/dev` still matches its grant after canonicalisation,
+/// while `/proc/1/...` does not.
+fn proc_alias(path: &Path) -> PathBuf {
+    let pid = std::process::id().to_string();
+    let path = match path.strip_prefix(Path::new("/proc").join(&pid)) {
+        Ok(rest) => Path::new("/proc/self").join(rest),
+        Err(_) => path.to_path_buf(),
+    };
+    if let Ok(rest) = path.strip_prefix("/proc/self/net") {
+        return Path::new("/proc/net").join(rest);
+    }
+    if path == Path::new("/proc/self/mounts") {
+        return PathBuf::from("/proc/mounts");
+    }
+    path
+}
+
+impl Grants {
+    fn matches(patterns: &[Pattern], path: &Path) -> bool {
+        let alt = proc_alias(path);
+        patterns
+            .iter()
+            .any(|p| p.matches_path_with(path, MATCH) || p.matches_path_with(&alt, MATCH))
+    }
+
+    fn deny(&self, what: String, suggestion: String, key: &'static str) -> Denial {
+        Denial {
+            what,
+            suggestion,
+            section: self.section.clone(),
+            key,
+        }
+    }
+
+    /// Checks that `requested` (as the guest wrote it) and `canonical` (the
+    /// same path with symlinks and `..` resolved, relative to the real root)
+    /// are both granted for reading. A directory is also granted when a
+    /// grant names something inside it (so `list-dir` of `/sys/block` works
+    /// with `/sys/block/*/stat`).
+    pub fn check_read(&self, requested: &Path, canonical: &Path, dir: bool) -> Result<(), Denial> {
+        let ok = |p: &Path| {
+            Self::matches(&self.files, p)
+                || (dir
+                    && self
+                        .files
+                        .iter()
+                        .any(|g| Path::new(g.as_str()).starts_with(p)))
+                || (dir && self.files.iter().any(|g| prefix_glob_matches(g, p)))
+        };
+        if ok(requested) && ok(&canonical) {
+            Ok(())
+        } else {
+            let shown = if ok(requested) { canonical } else { requested };
+            Err(self.deny(
+                format!("reading {}", shown.display()),
+                format!("{:?}", shown.display().to_string()),
+                "files",
+            ))
+        }
+    }
+
+    /// Checks a statvfs call on `path`.
+    pub fn check_statvfs(&self, path: &Path) -> Result<(), Denial> {
+        if Self::matches(&self.statvfs, path) {
+            Ok(())
+        } else {
+            Err(self.deny(
+                format!("statvfs of {}", path.display()),
+                format!("{:?}", path.display().to_string()),
+                "statvfs",
+            ))
+        }
+    }
+
+    /// Checks a command's argv against `grants.commands`.
+    pub fn check_command(&self, argv: &[String]) -> Result<(), Denial> {
+        let allowed = self.commands.iter().any(|g| {
+            let Some((program, args)) = argv.split_first() else {
+                return false;
+            };
+            if *program != g.program
+                || args.len() < g.args.len()
+                || (!g.rest && args.len() != g.args.len())
+            {
+                return false;
+            }
+            g.args.iter().zip(args).all(|(p, a)| p.matches(a))
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(self.deny(format!("running {argv:?}"), format!("{argv:?}"), "commands"))
+        }
+    }
+
+    /// Checks a connection before name resolution: is `host` named by a
+    /// grant, or might it be inside a granted range?
+    pub fn check_connect_name(&self, proto: &str, host: &str, port: u16) -> Result<(), Denial> {
+        let host_l = host.to_ascii_lowercase();
+        let literal: Option<IpAddr> = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok();
+        let ok = self.connect.iter().any(|g| match g {
+            SocketGrant::Net {
+                proto: p,
+                host: h,
+                port: gp,
+            } => {
+                *p == proto
+                    && gp.is_none_or(|gp| gp == port)
+                    && match (h, literal) {
+                        (HostPattern::Name(n), None) => *n == host_l,
+                        (HostPattern::Cidr(net, bits), Some(a)) => in_cidr(a, *net, *bits),
+                        _ => false,
+                    }
+            }
+            SocketGrant::Unix(_) => false,
+        });
+        if ok {
+            Ok(())
+        } else {
+            let h = if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]")
+            } else {
+                host.to_string()
+            };
+            Err(self.deny(
+                format!("connecting to {proto}:{h}:{port}"),
+                format!("\"{proto}:{h}:{port}\""),
+                "connect",
+            ))
+        }
+    }
+
+    /// Checks a resolved address for a name that was granted: any address
+    /// a granted name resolves to is allowed.
+    pub fn check_connect_addr(
+        &self,
+        proto: &str,
+        name: &str,
+        addr: SocketAddr,
+    ) -> Result<(), Denial> {
+        if self.check_connect_name(proto, name, addr.port()).is_ok() {
+            return Ok(());
+        }
+        self.check_connect_name(proto, &addr.ip().to_string(), addr.port())
+    }
+
+    /// Checks a Unix socket path.
+    pub fn check_unix(&self, path: &Path) -> Result<(), Denial> {
+        let ok = self
+            .connect
+            .iter()
+            .any(|g| matches!(g, SocketGrant::Unix(p) if p.matches_path_with(path, MATCH)));
+        if ok {
+            Ok(())
+        } else {
+            Err(self.deny(
+                format!("connecting to unix:{}", path.display()),
+                format!("\"unix:{}\"", path.display()),
+                "connect",
+            ))
+        }
+    }
+}
+
+/// Whether the directory `dir` is a prefix of what glob `g` can match
+/// (`/sys/block` for `/sys/block/*/stat`).
+fn prefix_glob_matches(g: &Pattern, dir: &Path) -> bool {
+    let depth = dir.components().count();
+    let parts: Vec<&str> = g.as_str().split('/').collect();
+    // "/a/b" splits into ["", "a", "b"]: components() counts "/" as one.
+    if parts.len() <= depth {
+        return false;
+    }
+    let prefix = parts[..depth].join("/");
+    let prefix = if prefix.is_empty() {
+        "/".to_string()
+    } else {
+        prefix
+    };
+    Pattern::new(&prefix).is_ok_and(|p| p.matches_path_with(dir, MATCH))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants(files: &[&str]) -> Grants {
+        Grants {
+            section: "collectors.test".into(),
+            files: files.iter().map(|f| parse_path_glob(f).unwrap()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn file_globs_and_denial_message() {
+        let g = grants(&["/proc/stat", "/sys/block/*/stat"]);
+        assert!(g
+            .check_read(Path::new("/proc/stat"), Path::new("/proc/stat"), false)
+            .is_ok());
+        assert!(g
+            .check_read(
+                Path::new("/sys/block/sda/stat"),
+                Path::new("/sys/block/sda/stat"),
+                false
+            )
+            .is_ok());
+        assert!(g
+            .check_read(Path::new("/sys/block"), Path::new("/sys/block"), true)
+            .is_ok());
+        assert!(g
+            .check_read(
+                Path::new("/sys/block/sda/queue/x"),
+                Path::new("/sys/block/sda/queue/x"),
+                false
+            )
+            .is_err());
+        let e = g
+            .check_read(Path::new("/etc/shadow"), Path::new("/etc/shadow"), false)
+            .unwrap_err();
+        assert_eq!(e.to_string(), "reading /etc/shadow is not granted: add \"/etc/shadow\" to [collectors.test.grants] files");
+    }
+
+    #[test]
+    fn symlink_escape_is_caught_by_the_canonical_path() {
+        let g = grants(&["/proc/stat", "/tmp/x/*"]);
+        let e = g
+            .check_read(Path::new("/tmp/x/link"), Path::new("/etc/shadow"), false)
+            .unwrap_err();
+        assert!(e.to_string().contains("/etc/shadow"));
+    }
+
+    #[test]
+    fn proc_self_links_still_match() {
+        let g = grants(&["/proc/net/dev"]);
+        let me = format!("/proc/{}/net/dev", std::process::id());
+        assert!(g
+            .check_read(Path::new("/proc/net/dev"), Path::new(&me), false)
+            .is_ok());
+        assert!(g
+            .check_read(
+                Path::new("/proc/1/net/dev"),
+                Path::new("/proc/1/net/dev"),
+                false
+            )
+            .is_err());
+    }
+
+    #[test]
+    fn commands_match_argv_patterns() {
+        let mut g = grants(&[]);
+        g.commands.push(
+            parse_command(&[
+                "/usr/bin/ceph".into(),
+                "--admin-daemon".into(),
+                "/run/ceph/*.asok".into(),
+                "perf".into(),
+                "dump".into(),
+            ])
+            .unwrap(),
+        );
+        let ok: Vec<String> = [
+            "/usr/bin/ceph",
+            "--admin-daemon",
+            "/run/ceph/osd.0.asok",
+            "perf",
+            "dump",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert!(g.check_command(&ok).is_ok());
+        let bad: Vec<String> = [
+            "/usr/bin/ceph",
+            "--admin-daemon",
+            "/run/ceph/osd.0.asok",
+            "perf",
+            "dump",
+            "x",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert!(g.check_command(&bad).is_err());
+        assert!(parse_command(&["ceph".into()]).is_err());
+    }
+
+    #[test]
+    fn sockets_by_name_address_and_cidr() {
+        let mut g = grants(&[]);
+        g.connect = vec![
+            parse_socket("tcp:localhost:2003").unwrap(),
+            parse_socket("udp:10.0.0.0/8:*").unwrap(),
+            parse_socket("tcp:[::1]:6379").unwrap(),
+        ];
+        assert!(g.check_connect_name("tcp", "localhost", 2003).is_ok());
+        assert!(g.check_connect_name("tcp", "localhost", 2004).is_err());
+        assert!(g.check_connect_name("udp", "10.1.2.3", 53).is_ok());
+        assert!(g.check_connect_name("tcp", "10.1.2.3", 53).is_err());
+        assert!(g.check_connect_name("tcp", "::1", 6379).is_ok());
+        let e = g.check_connect_name("tcp", "evil.example", 80).unwrap_err();
+        assert!(e
+            .to_string()
+            .ends_with("add \"tcp:evil.example:80\" to [collectors.test.grants] connect"));
+        assert!(parse_socket("tcp:host").is_err());
+        assert!(parse_socket("sctp:a:1").is_err());
+    }
+}

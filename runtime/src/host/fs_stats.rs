@@ -1,0 +1,54 @@
+//! `wdiamond:plugin/fs-stats`: statvfs of granted mount points.
+
+use std::ffi::CString;
+use std::path::Path;
+
+use super::HostState;
+use crate::bindings::fs_stats::{Host, Statvfs};
+use crate::bindings::types::HostError;
+
+/// `statvfs(3)` of a real path.
+pub fn statvfs(path: &Path) -> std::io::Result<Statvfs> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: `c` is a valid C string and `s` a valid out-pointer.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Statvfs {
+        bsize: s.f_bsize as u64,
+        frsize: s.f_frsize as u64,
+        blocks: s.f_blocks as u64,
+        bfree: s.f_bfree as u64,
+        bavail: s.f_bavail as u64,
+        files: s.f_files as u64,
+        ffree: s.f_ffree as u64,
+        favail: s.f_favail as u64,
+        flag: s.f_flag as u64,
+        namemax: s.f_namemax as u64,
+    })
+}
+
+impl Host for HostState {
+    fn stat(&mut self, path: String) -> Result<Statvfs, HostError> {
+        let p = Path::new(&path);
+        if !p.is_absolute() {
+            return Err(self.failed(HostError::Invalid(format!(
+                "{path:?}: paths must be absolute"
+            ))));
+        }
+        if let Err(d) = self.ctx.grants.check_statvfs(p) {
+            return Err(self.denied(d));
+        }
+        if let Some(s) = self.ctx.facts.statvfs {
+            return Ok(s);
+        }
+        let real = match &self.ctx.facts.fs_root {
+            Some(r) => r.join(p.strip_prefix("/").unwrap_or(p)),
+            None => p.to_path_buf(),
+        };
+        statvfs(&real).map_err(|e| self.failed(super::io_error(&path, e)))
+    }
+}

@@ -1,0 +1,275 @@
+//! The host side of the WIT imports: one module per capability, each an
+//! `impl Host for HostState`, each checking [`Grants`] first (fail-closed).
+//!
+//! [`HostState`] is the `T` of every plugin's `Store<T>`.
+
+pub mod config;
+pub mod files;
+pub mod fs_stats;
+pub mod info;
+pub mod log;
+pub mod process;
+pub mod sockets;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::fs_stats::Statvfs;
+use crate::bindings::types::{ConfigEntry, HostError};
+use crate::config::Limits;
+use crate::grants::{Denial, Grants};
+
+/// Facts the host reports instead of the real machine's: for tests that
+/// replay Diamond's fixtures, and for agents that read a host's /proc from
+/// inside a container (`fs_root`).
+#[derive(Clone, Default)]
+pub struct HostFacts {
+    /// Prefix every absolute guest path with this directory.
+    pub fs_root: Option<PathBuf>,
+    /// Report this CPU count.
+    pub cpu_count: Option<u32>,
+    /// Report this wall-clock time (settable between runs).
+    pub now: Option<Arc<Mutex<f64>>>,
+    /// Report these statvfs values for every path.
+    pub statvfs: Option<Statvfs>,
+}
+
+impl std::fmt::Debug for HostFacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostFacts")
+            .field("fs_root", &self.fs_root)
+            .field("cpu_count", &self.cpu_count)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every host call of one plugin needs to know; shared, immutable.
+pub struct PluginContext {
+    /// The plugin's instance name (`cpu`, `db2`).
+    pub name: String,
+    /// What it may touch.
+    pub grants: Grants,
+    /// Its limits.
+    pub limits: Limits,
+    /// Its merged configuration, as handed to `configure`.
+    pub config: Vec<ConfigEntry>,
+    /// The resolved host name.
+    pub hostname: String,
+    /// The collection interval in seconds (handlers: 0).
+    pub interval: f64,
+    /// Facts overriding the real machine's.
+    pub facts: HostFacts,
+    /// The plugin's tracing span: every log line of it goes there.
+    pub span: tracing::Span,
+}
+
+/// Counters of one plugin run, read and reset by the runner.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CallStats {
+    /// Host calls refused for lack of a grant.
+    pub denials: u64,
+    /// Host calls that failed otherwise.
+    pub host_errors: u64,
+    /// Log lines dropped past the per-run cap.
+    pub logs_dropped: u64,
+    /// Log lines written.
+    pub logs: u64,
+}
+
+/// The `T` of a plugin's `Store<T>`.
+pub struct HostState {
+    /// WASI context: no environment, no inherited stdio, no sockets; only
+    /// the directories of `grants.directories` preopened.
+    pub wasi: WasiCtx,
+    /// Resources (WASI streams, our sockets).
+    pub table: ResourceTable,
+    /// Memory, table and instance caps.
+    pub limiter: Limiter,
+    /// The plugin's context.
+    pub ctx: Arc<PluginContext>,
+    /// Counters of the current run.
+    pub stats: CallStats,
+    /// The guest's stdout and stderr (panic messages), logged after a run.
+    pub output: GuestOutput,
+    /// Open `connection` resources.
+    pub sockets_open: usize,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl HostState {
+    /// Records a denial (counted, logged in the plugin's span) and turns it
+    /// into the guest's error result.
+    pub fn denied(&mut self, d: Denial) -> HostError {
+        self.stats.denials += 1;
+        let _g = self.ctx.span.enter();
+        tracing::warn!(denial = %d, "host call denied");
+        HostError::Denied(d.to_string())
+    }
+
+    /// Counts a failed host call and passes the error through.
+    pub fn failed(&mut self, e: HostError) -> HostError {
+        self.stats.host_errors += 1;
+        e
+    }
+}
+
+/// Adds WASI p2 and every wdiamond import of the collector world.
+pub fn add_collector_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    crate::bindings::collector::CollectorPlugin::add_to_linker::<
+        _,
+        wasmtime::component::HasSelf<HostState>,
+    >(linker, |s| s)
+}
+
+/// Adds WASI p2 and every wdiamond import of the handler world.
+pub fn add_handler_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    crate::bindings::handler::HandlerPlugin::add_to_linker::<
+        _,
+        wasmtime::component::HasSelf<HostState>,
+    >(linker, |s| s)
+}
+
+impl crate::bindings::types::Host for HostState {}
+
+/// Maps an `io::Error` to the guest's error type.
+pub fn io_error(path: &str, e: std::io::Error) -> HostError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => HostError::NotFound(path.to_string()),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => HostError::TimedOut,
+        _ => HostError::Io(format!("{path}: {e}")),
+    }
+}
+
+/// A guest's stdout/stderr: kept up to a cap (the rest dropped, never an
+/// error the guest could trip over), drained and logged after each run.
+#[derive(Clone, Default)]
+pub struct GuestOutput {
+    buf: Arc<Mutex<Vec<u8>>>,
+}
+
+/// Most bytes of guest output kept per run.
+pub const MAX_GUEST_OUTPUT: usize = 16 << 10;
+
+impl GuestOutput {
+    /// Takes what the guest wrote since the last call.
+    pub fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.buf.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for GuestOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for GuestOutput {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        let room = MAX_GUEST_OUTPUT.saturating_sub(buf.len());
+        buf.extend_from_slice(&data[..data.len().min(room)]);
+        std::task::Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// The store's resource limiter: caps each linear memory and table, and
+/// remembers whether a cap was hit (so a trap after it is reported as a
+/// memory failure) and the peak memory.
+#[derive(Debug, Clone)]
+pub struct Limiter {
+    /// Cap of each linear memory, bytes.
+    pub memory: usize,
+    /// Whether a grow was refused since the last reset.
+    pub hit: bool,
+    /// Largest memory size seen, bytes.
+    pub peak: usize,
+}
+
+/// Most table elements.
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl Limiter {
+    /// A limiter with this memory cap.
+    pub fn new(memory: usize) -> Self {
+        Limiter {
+            memory,
+            hit: false,
+            peak: 0,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = desired <= self.memory && maximum.is_none_or(|m| desired <= m);
+        if ok {
+            self.peak = self.peak.max(desired);
+        } else {
+            self.hit = true;
+        }
+        Ok(ok)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS && maximum.is_none_or(|m| desired <= m))
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        8
+    }
+}

@@ -1,0 +1,189 @@
+//! `wdiamond:plugin/sockets`: TCP, UDP and Unix connections to granted
+//! peers, every operation with a timeout and every read capped.
+//!
+//! Names are resolved only when the name itself is granted.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use wasmtime::component::Resource;
+
+use super::HostState;
+use crate::bindings::sockets::{Host, HostConnection, Protocol};
+use crate::bindings::types::HostError;
+
+/// Most bytes one `receive` returns.
+pub const MAX_RECEIVE: u32 = 1 << 20;
+/// Most open connections per plugin.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// An open connection (the host side of the `connection` resource).
+pub enum Connection {
+    /// TCP.
+    Tcp(TcpStream),
+    /// Connected UDP.
+    Udp(UdpSocket),
+    /// Unix stream.
+    Unix(UnixStream),
+}
+
+fn timeout(ms: u32) -> Duration {
+    Duration::from_millis(u64::from(ms.max(1)))
+}
+
+fn split_host_port(address: &str) -> Result<(String, u16), HostError> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| HostError::Invalid(format!("{address:?}: expected host:port")))?;
+    let port = port
+        .parse()
+        .map_err(|_| HostError::Invalid(format!("{address:?}: bad port")))?;
+    Ok((
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port,
+    ))
+}
+
+impl HostState {
+    fn open_connection(
+        &mut self,
+        proto: Protocol,
+        address: &str,
+        timeout_ms: u32,
+    ) -> Result<Connection, HostError> {
+        if self.sockets_open >= MAX_CONNECTIONS {
+            return Err(HostError::Invalid(format!(
+                "more than {MAX_CONNECTIONS} open connections"
+            )));
+        }
+        let t = timeout(timeout_ms).min(self.ctx.limits.socket_timeout);
+        if proto == Protocol::Unix {
+            if let Err(d) = self.ctx.grants.check_unix(Path::new(address)) {
+                return Err(self.denied(d));
+            }
+            let s = UnixStream::connect(address).map_err(|e| super::io_error(address, e))?;
+            s.set_read_timeout(Some(t)).ok();
+            s.set_write_timeout(Some(t)).ok();
+            return Ok(Connection::Unix(s));
+        }
+        let p = if proto == Protocol::Tcp { "tcp" } else { "udp" };
+        let (host, port) = split_host_port(address)?;
+        if let Err(d) = self.ctx.grants.check_connect_name(p, &host, port) {
+            return Err(self.denied(d));
+        }
+        let addrs: Vec<SocketAddr> = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| HostError::NotFound(format!("{host}: {e}")))?
+            .collect();
+        let mut last = HostError::NotFound(format!("{host}: no addresses"));
+        for addr in addrs {
+            if let Err(d) = self.ctx.grants.check_connect_addr(p, &host, addr) {
+                last = self.denied(d);
+                continue;
+            }
+            let r = match proto {
+                Protocol::Tcp => TcpStream::connect_timeout(&addr, t).map(|s| {
+                    s.set_read_timeout(Some(t)).ok();
+                    s.set_write_timeout(Some(t)).ok();
+                    s.set_nodelay(true).ok();
+                    Connection::Tcp(s)
+                }),
+                _ => {
+                    let bind: SocketAddr = if addr.is_ipv4() {
+                        "0.0.0.0:0".parse().unwrap()
+                    } else {
+                        "[::]:0".parse().unwrap()
+                    };
+                    UdpSocket::bind(bind).and_then(|s| {
+                        s.connect(addr)?;
+                        s.set_read_timeout(Some(t)).ok();
+                        s.set_write_timeout(Some(t)).ok();
+                        Ok(Connection::Udp(s))
+                    })
+                }
+            };
+            match r {
+                Ok(c) => return Ok(c),
+                Err(e) => last = super::io_error(address, e),
+            }
+        }
+        Err(last)
+    }
+}
+
+impl Host for HostState {}
+
+impl HostConnection for HostState {
+    fn open(
+        &mut self,
+        proto: Protocol,
+        address: String,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Resource<Connection>, HostError>> {
+        match self.open_connection(proto, &address, timeout_ms) {
+            Ok(c) => {
+                self.sockets_open += 1;
+                Ok(Ok(self.table.push(c)?))
+            }
+            Err(e @ HostError::Denied(_)) => Ok(Err(e)),
+            Err(e) => Ok(Err(self.failed(e))),
+        }
+    }
+
+    fn send(
+        &mut self,
+        this: Resource<Connection>,
+        data: Vec<u8>,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<u64, HostError>> {
+        let limit = self.ctx.limits.socket_timeout;
+        let conn = self.table.get_mut(&this)?;
+        let t = Some(timeout(timeout_ms).min(limit));
+        let r = match conn {
+            Connection::Tcp(s) => s.set_write_timeout(t).and_then(|_| s.write_all(&data)),
+            Connection::Unix(s) => s.set_write_timeout(t).and_then(|_| s.write_all(&data)),
+            Connection::Udp(s) => s
+                .set_write_timeout(t)
+                .and_then(|_| s.send(&data).map(|_| ())),
+        };
+        Ok(match r {
+            Ok(()) => Ok(data.len() as u64),
+            Err(e) => Err(self.failed(super::io_error("send", e))),
+        })
+    }
+
+    fn receive(
+        &mut self,
+        this: Resource<Connection>,
+        max_bytes: u32,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, HostError>> {
+        let limit = self.ctx.limits.socket_timeout;
+        let conn = self.table.get_mut(&this)?;
+        let t = Some(timeout(timeout_ms).min(limit));
+        let mut buf = vec![0u8; max_bytes.min(MAX_RECEIVE) as usize];
+        let r = match conn {
+            Connection::Tcp(s) => s.set_read_timeout(t).and_then(|_| s.read(&mut buf)),
+            Connection::Unix(s) => s.set_read_timeout(t).and_then(|_| s.read(&mut buf)),
+            Connection::Udp(s) => s.set_read_timeout(t).and_then(|_| s.recv(&mut buf)),
+        };
+        Ok(match r {
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(buf)
+            }
+            Err(e) => Err(self.failed(super::io_error("receive", e))),
+        })
+    }
+
+    fn drop(&mut self, this: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        self.sockets_open = self.sockets_open.saturating_sub(1);
+        Ok(())
+    }
+}

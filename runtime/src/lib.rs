@@ -1,0 +1,33 @@
+//! wdiamond: the Diamond metrics agent, with every collector and every
+//! handler a sandboxed WebAssembly component.
+//!
+//! `wdiamond run conf.toml` loads collectors and handlers (WASI preview 2
+//! components implementing the WIT contract in `wit/wdiamond.wit`), runs
+//! each collector on Diamond's schedule under hard limits (wall-clock
+//! deadline, fuel, memory), and hands the metrics, with Diamond's paths,
+//! to every handler through bounded queues.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration; strict, every error at once.
+//! - [`agent`]: loading plugins, the collector and handler tasks, queues,
+//!   reload and shutdown.
+//! - [`plugin`]: the wasmtime engine, the compiled-component cache, an
+//!   instance with its limits, and how failures are classified.
+//! - [`host`]: the host side of each WIT import (files, fs-stats, process,
+//!   sockets, log, host-info, config), one module per capability.
+//! - [`grants`]: the typed, deny-by-default allow-lists those imports check.
+//! - [`metric`]: Diamond's metric paths, checks on guest output, filters.
+//! - [`schedule`]: Diamond's aligned, staggered collection windows.
+//! - [`hostname`]: Diamond's `hostname_method`s.
+//! - `bindings`: the one `bindgen!` of the WIT worlds.
+#![deny(missing_docs)]
+
+pub mod agent;
+pub mod bindings;
+pub mod config;
+pub mod grants;
+pub mod host;
+pub mod hostname;
+pub mod metric;
+pub mod plugin;
+pub mod schedule;

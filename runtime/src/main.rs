@@ -1,0 +1,154 @@
+//! The `wdiamond` command: a thin shell over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use wdiamond::agent::{self, Agent, Control};
+use wdiamond::host::HostFacts;
+use wdiamond::plugin::Runtime;
+
+/// `sysexits.h`'s EX_CONFIG: the configuration is wrong.
+const EX_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(
+    name = "wdiamond",
+    version,
+    about = "The Diamond metrics agent, with every collector and handler a sandboxed WebAssembly component"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent in the foreground.
+    Run {
+        /// The configuration file.
+        config: PathBuf,
+        /// Log level (error, warn, info, debug, trace) or a tracing filter.
+        #[arg(long, default_value = "info")]
+        log_level: String,
+    },
+    /// Validate the configuration (loading every plugin) and exit.
+    Check {
+        /// The configuration file.
+        config: PathBuf,
+    },
+}
+
+fn init_logging(level: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .with_context(|| format!("--log-level {level:?}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}
+
+fn load(
+    path: &PathBuf,
+) -> Result<(wdiamond::config::Config, Arc<Runtime>, agent::Loaded), ExitCode> {
+    let report = |errors: &wdiamond::config::ConfigErrors| {
+        eprint!("{errors}");
+        ExitCode::from(EX_CONFIG)
+    };
+    let config = wdiamond::config::load(path).map_err(|e| report(&e))?;
+    let runtime = Runtime::new(&config.server.plugin_cache_dir).map_err(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })?;
+    let loaded = agent::load(&runtime, &config, &HostFacts::default()).map_err(|e| report(&e))?;
+    Ok((config, runtime, loaded))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => {
+            let _ = init_logging("warn");
+            match load(&config) {
+                Ok((c, _, loaded)) => {
+                    println!(
+                        "{}: OK ({} collectors enabled: {}; handlers: {})",
+                        config.display(),
+                        loaded.collectors.len(),
+                        loaded
+                            .collectors
+                            .iter()
+                            .map(|c| c.config.plugin.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        c.server.handlers.join(", ")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            }
+        }
+        Command::Run { config, log_level } => {
+            if let Err(e) = init_logging(&log_level) {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: starting the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            rt.block_on(async move {
+                let (c, runtime, loaded) = match tokio::task::block_in_place(|| load(&config)) {
+                    Ok(x) => x,
+                    Err(code) => return code,
+                };
+                for h in &loaded.handlers {
+                    for e in &h.ctx.config {
+                        if e.key == "log_file" {
+                            tracing::info!(handler = %h.config.plugin.name, "archive file: {}", wdiamond::config::value_text(&e.value));
+                        }
+                    }
+                }
+                tracing::info!(config = %config.display(), collectors = loaded.collectors.len(), handlers = loaded.handlers.len(), "wdiamond {} started", env!("CARGO_PKG_VERSION"));
+                let agent = Agent::start(runtime, HostFacts::default(), &config, &c, loaded);
+                let (tx, rx) = tokio::sync::mpsc::channel(4);
+                tokio::spawn(signals(tx));
+                agent.run(rx).await;
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+async fn signals(tx: tokio::sync::mpsc::Sender<Control>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        let c = tokio::select! {
+            _ = term.recv() => Control::Shutdown,
+            _ = int.recv() => Control::Shutdown,
+            _ = hup.recv() => Control::Reload,
+        };
+        tracing::info!(?c, "signal received");
+        if tx.send(c).await.is_err() || c == Control::Shutdown {
+            return;
+        }
+    }
+}

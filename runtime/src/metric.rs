@@ -1,0 +1,264 @@
+//! From what a collector returns to what handlers receive: Diamond's metric
+//! paths, the host's checks on untrusted guest output, and the filters.
+
+use crate::bindings::types::{Metric, PublishedMetric};
+use crate::config::CollectorConfig;
+
+/// Longest metric name accepted from a guest, bytes.
+pub const MAX_NAME: usize = 255;
+/// Most decimals accepted.
+pub const MAX_PRECISION: u8 = 15;
+
+/// Why a guest's metric was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Empty, too long, a bad character, or an empty path segment.
+    #[error("bad name {0}")]
+    Name(String),
+    /// NaN or infinite.
+    #[error("value of {0} is not finite")]
+    Value(String),
+    /// More decimals than [`MAX_PRECISION`].
+    #[error("precision of {0} is over {MAX_PRECISION}")]
+    Precision(String),
+}
+
+fn allowed(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_-:#@%+=()[],.".contains(c)
+}
+
+/// A shortened, printable rendering of an untrusted name for logs.
+fn shown(name: &str) -> String {
+    let mut s: String = name.chars().take(80).collect();
+    if name.chars().count() > 80 {
+        s.push('…');
+    }
+    format!("{s:?}")
+}
+
+/// Checks a name (or an instance) from a guest.
+pub fn check_name(name: &str) -> Result<(), Rejection> {
+    if name.is_empty()
+        || name.len() > MAX_NAME
+        || !name.chars().all(allowed)
+        || name.split('.').any(str::is_empty)
+    {
+        return Err(Rejection::Name(shown(name)));
+    }
+    Ok(())
+}
+
+/// Builds full metric paths the way Diamond's `get_metric_path` does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathBuilder {
+    prefix: String,
+    path: String,
+    instance_prefix: String,
+    /// The host name used (`""` when `hostname_method = "none"`).
+    pub hostname: String,
+}
+
+impl PathBuilder {
+    /// For a collector with its resolved host name and default path.
+    pub fn new(c: &CollectorConfig, hostname: Option<&str>, default_path: &str) -> Self {
+        let mut prefix = c.path_prefix.clone();
+        if let Some(h) = hostname {
+            prefix = if prefix.is_empty() {
+                h.to_string()
+            } else {
+                format!("{prefix}.{h}")
+            };
+        }
+        if !c.path_suffix.is_empty() {
+            // Diamond would give ".suffix" with an empty prefix; we don't.
+            prefix = if prefix.is_empty() {
+                c.path_suffix.clone()
+            } else {
+                format!("{prefix}.{}", c.path_suffix)
+            };
+        }
+        PathBuilder {
+            prefix,
+            path: c.path.clone().unwrap_or_else(|| default_path.to_string()),
+            instance_prefix: c.instance_prefix.clone(),
+            hostname: hostname.unwrap_or_default().to_string(),
+        }
+    }
+
+    /// The full path of `name` (with `instance`, Diamond's
+    /// `instance_prefix.instance.path.name`).
+    pub fn path(&self, name: &str, instance: Option<&str>) -> String {
+        let no_path = self.path.is_empty() || self.path == ".";
+        if let Some(i) = instance {
+            return if no_path {
+                format!("{}.{i}.{name}", self.instance_prefix)
+            } else {
+                format!("{}.{i}.{}.{name}", self.instance_prefix, self.path)
+            };
+        }
+        match (self.prefix.is_empty(), no_path) {
+            (false, true) => format!("{}.{name}", self.prefix),
+            (false, false) => format!("{}.{}.{name}", self.prefix, self.path),
+            (true, true) => name.to_string(),
+            (true, false) => format!("{}.{name}", self.path),
+        }
+    }
+}
+
+/// Diamond's whitelist/blacklist, anchored at the start of the name as
+/// Python's `re.match`; the whitelist wins when both are set.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    whitelist: Option<regex::Regex>,
+    blacklist: Option<regex::Regex>,
+}
+
+impl Filter {
+    /// From a collector's config.
+    pub fn new(c: &CollectorConfig) -> Self {
+        let anchor = |r: &regex::Regex| {
+            regex::Regex::new(&format!("^(?:{})", r.as_str())).expect("a valid regex stays valid")
+        };
+        Filter {
+            whitelist: c.whitelist.as_ref().map(|f| anchor(&f.0)),
+            blacklist: c.blacklist.as_ref().map(|f| anchor(&f.0)),
+        }
+    }
+
+    /// Whether `name` is published.
+    pub fn keep(&self, name: &str) -> bool {
+        match (&self.whitelist, &self.blacklist) {
+            (Some(w), _) => w.is_match(name),
+            (None, Some(b)) => !b.is_match(name),
+            (None, None) => true,
+        }
+    }
+}
+
+/// Everything needed to turn a collector's metrics into published ones.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// Paths.
+    pub paths: PathBuilder,
+    /// Filters.
+    pub filter: Filter,
+    /// `ttl_multiplier * interval`, seconds.
+    pub ttl: u32,
+    /// Collector instance name.
+    pub collector: String,
+}
+
+/// What came out of checking one run's metrics.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Metrics to hand to the handlers, in order.
+    pub published: Vec<PublishedMetric>,
+    /// Filtered out by the whitelist/blacklist.
+    pub filtered: usize,
+    /// Rejected (the first few reasons kept for the log).
+    pub rejected: usize,
+    /// Up to 5 rejection reasons.
+    pub reasons: Vec<Rejection>,
+}
+
+impl Publication {
+    /// Checks and converts a guest's metrics; `now` is the default timestamp.
+    pub fn publish(&self, metrics: Vec<Metric>, now: u64) -> Checked {
+        let mut out = Checked {
+            published: Vec::with_capacity(metrics.len()),
+            ..Default::default()
+        };
+        for m in metrics {
+            let check = check_name(&m.name)
+                .and_then(|_| m.instance.as_deref().map_or(Ok(()), check_name))
+                .and_then(|_| {
+                    if m.value.is_finite() {
+                        Ok(())
+                    } else {
+                        Err(Rejection::Value(shown(&m.name)))
+                    }
+                })
+                .and_then(|_| {
+                    if m.precision <= MAX_PRECISION {
+                        Ok(())
+                    } else {
+                        Err(Rejection::Precision(shown(&m.name)))
+                    }
+                });
+            if let Err(r) = check {
+                out.rejected += 1;
+                if out.reasons.len() < 5 {
+                    out.reasons.push(r);
+                }
+                continue;
+            }
+            if !self.filter.keep(&m.name) {
+                out.filtered += 1;
+                continue;
+            }
+            out.published.push(PublishedMetric {
+                path: self.paths.path(&m.name, m.instance.as_deref()),
+                value: m.value,
+                precision: m.precision,
+                kind: m.kind,
+                timestamp: m.timestamp.unwrap_or(now),
+                host: self.paths.hostname.clone(),
+                ttl: self.ttl,
+                collector: self.collector.clone(),
+                tenant: None,
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collector(toml: &str) -> CollectorConfig {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, toml).unwrap();
+        crate::config::load(&p).unwrap().collectors.remove(0)
+    }
+
+    #[test]
+    fn paths_as_diamond() {
+        let c = collector("[collectors.cpu]\n");
+        let p = PathBuilder::new(&c, Some("web1"), "cpu");
+        assert_eq!(p.path("total.idle", None), "servers.web1.cpu.total.idle");
+        assert_eq!(p.path("x", Some("db2")), "instances.db2.cpu.x");
+        let c =
+            collector("[collectors.cpu]\npath_prefix = \"\"\npath_suffix = \"s\"\npath = \".\"\n");
+        let p = PathBuilder::new(&c, Some("h"), "cpu");
+        assert_eq!(p.path("n", None), "h.s.n");
+        let p = PathBuilder::new(&c, None, "cpu");
+        assert_eq!(p.path("n", None), "s.n");
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("cpu0.idle").is_ok());
+        assert!(check_name("IO-APIC-edge.timer.0.CPU0").is_ok());
+        assert!(check_name("has space").is_err());
+        assert!(check_name("new\nline").is_err());
+        assert!(check_name("a..b").is_err());
+        assert!(check_name(&"x".repeat(10_000)).is_err());
+        assert!(check_name("").is_err());
+    }
+
+    #[test]
+    fn whitelist_is_anchored_and_wins() {
+        let c = collector(
+            "[collectors.cpu]\nmetrics_whitelist = \"total\\\\.\"\nmetrics_blacklist = \"total\"\n",
+        );
+        let f = Filter::new(&c);
+        assert!(f.keep("total.idle"));
+        assert!(!f.keep("cpu0.total.idle"));
+        let c = collector("[collectors.cpu]\nmetrics_blacklist = \"cpu[0-9]+\"\n");
+        let f = Filter::new(&c);
+        assert!(!f.keep("cpu1.idle"));
+        assert!(f.keep("total.idle"));
+    }
+}

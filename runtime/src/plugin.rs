@@ -1,0 +1,418 @@
+//! Components and their instances: the wasmtime engine, the on-disk cache
+//! of compiled components, and one [`Instance`] per running plugin with its
+//! limits (epoch deadline, fuel, memory).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use crate::bindings::collector::CollectorPlugin;
+use crate::bindings::handler::HandlerPlugin;
+use crate::bindings::types::{ConfigEntry, Description, Metric, PublishedMetric};
+use crate::config::ComponentRef;
+use crate::host::{self, GuestOutput, HostState, Limiter, PluginContext};
+
+/// One epoch tick: deadlines are counted in these.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The built-in components, embedded at build time.
+mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
+}
+
+/// Names of the built-in components.
+pub fn builtin_names() -> Vec<&'static str> {
+    builtin::BUILTINS.iter().map(|(n, _)| *n).collect()
+}
+
+/// Directory holding the guests built with this binary, test-only ones too.
+pub fn guest_wasm_dir() -> &'static Path {
+    Path::new(env!("WDIAMOND_GUEST_WASM_DIR"))
+}
+
+/// Why a plugin call did not return normally. A guest's own error result
+/// is not a failure of this kind: it is returned as `Ok(Err(text))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The guest trapped (panic, abort, unreachable, stack overflow...).
+    Trap,
+    /// The run outlived its wall-clock deadline.
+    Timeout,
+    /// The run used up its fuel.
+    Fuel,
+    /// The guest hit its memory cap (and trapped because of it).
+    Memory,
+}
+
+impl FailureKind {
+    /// A short name for logs and self-metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Trap => "trap",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Fuel => "fuel",
+            FailureKind::Memory => "memory",
+        }
+    }
+}
+
+/// A failed plugin call: what kind, and the message (trap text and the
+/// guest's last stderr lines).
+#[derive(Debug, thiserror::Error)]
+#[error("{} ({message})", kind.as_str())]
+pub struct Failure {
+    /// What happened.
+    pub kind: FailureKind,
+    /// Details.
+    pub message: String,
+}
+
+/// The engine, the linkers and the compiled components, shared by all
+/// plugins. Cheap to share behind an `Arc`.
+pub struct Runtime {
+    engine: Engine,
+    collector_linker: Linker<HostState>,
+    handler_linker: Linker<HostState>,
+    cache_dir: PathBuf,
+    compiled: Mutex<HashMap<ComponentRef, Component>>,
+}
+
+impl Runtime {
+    /// Builds the engine (epoch interruption and fuel on) and starts the
+    /// epoch ticker thread. Compiled components are cached in `cache_dir`.
+    pub fn new(cache_dir: &Path) -> anyhow::Result<Arc<Self>> {
+        let mut c = wasmtime::Config::new();
+        c.epoch_interruption(true);
+        c.consume_fuel(true);
+        c.max_wasm_stack(1 << 20);
+        let engine = Engine::new(&c).map_err(|e| anyhow!("creating the wasm engine: {e}"))?;
+        let mut collector_linker = Linker::new(&engine);
+        host::add_collector_imports(&mut collector_linker)
+            .map_err(|e| anyhow!("linking collector imports: {e}"))?;
+        let mut handler_linker = Linker::new(&engine);
+        host::add_handler_imports(&mut handler_linker)
+            .map_err(|e| anyhow!("linking handler imports: {e}"))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wdiamond-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .context("starting the epoch thread")?;
+        Ok(Arc::new(Runtime {
+            engine,
+            collector_linker,
+            handler_linker,
+            cache_dir: cache_dir.to_path_buf(),
+            compiled: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Forgets the in-memory compiled components (a reload re-reads the
+    /// `.wasm` files; unchanged ones come back from the disk cache).
+    pub fn forget_compiled(&self) {
+        self.compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The compiled component for `r`: from memory, else from the disk
+    /// cache (keyed by the engine's compatibility hash and the wasm bytes'
+    /// SHA-256), else compiled and cached.
+    pub fn component(&self, r: &ComponentRef) -> anyhow::Result<Component> {
+        if let Some(c) = self
+            .compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(r)
+        {
+            return Ok(c.clone());
+        }
+        let bytes: std::borrow::Cow<'static, [u8]> = match r {
+            ComponentRef::Builtin(name) => builtin::BUILTINS
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, b)| std::borrow::Cow::Borrowed(*b))
+                .ok_or_else(|| {
+                    anyhow!(
+                        "no built-in component named {name:?} (built-ins: {})",
+                        builtin_names().join(", ")
+                    )
+                })?,
+            ComponentRef::File(p) => std::fs::read(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .into(),
+        };
+        let component = self
+            .compile_cached(&bytes)
+            .with_context(|| format!("loading {r}"))?;
+        self.compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(r.clone(), component.clone());
+        Ok(component)
+    }
+
+    fn compile_cached(&self, wasm: &[u8]) -> anyhow::Result<Component> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let mut sha = Sha256::new();
+        sha.update(h.finish().to_le_bytes());
+        sha.update(env!("CARGO_PKG_VERSION").as_bytes());
+        sha.update(wasm);
+        let key: String = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let path = self.cache_dir.join(format!("{key}.cwasm"));
+        if path.exists() {
+            // SAFETY: the cache directory is the agent's own; the artifact
+            // was written by `Component::serialize` of a compatible engine
+            // (the key includes the engine's compatibility hash), and
+            // wasmtime checks its header before use.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring an unusable cached component; recompiling")
+                }
+            }
+        }
+        let component =
+            Component::new(&self.engine, wasm).map_err(|e| anyhow!("compiling: {e:#}"))?;
+        match component.serialize() {
+            Ok(bytes) => {
+                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                let written = std::fs::create_dir_all(&self.cache_dir)
+                    .and_then(|_| std::fs::write(&tmp, bytes))
+                    .and_then(|_| std::fs::rename(&tmp, &path));
+                if let Err(e) = written {
+                    tracing::warn!(dir = %self.cache_dir.display(), error = %e, "cannot write the component cache; components will be recompiled at every start");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot serialize a compiled component"),
+        }
+        Ok(component)
+    }
+
+    fn store(&self, ctx: Arc<PluginContext>) -> anyhow::Result<Store<HostState>> {
+        let output = GuestOutput::default();
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(output.clone()).stderr(output.clone());
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        wasi.allow_blocking_current_thread(true);
+        for dir in &ctx.grants.directories {
+            wasi.preopened_dir(dir, dir.to_string_lossy(), FsPerms::ReadWrite)
+                .map_err(|e| anyhow!("opening granted directory {}: {e}", dir.display()))?;
+        }
+        let state = HostState {
+            wasi: wasi.build(),
+            table: wasmtime::component::ResourceTable::new(),
+            limiter: Limiter::new(ctx.limits.memory),
+            ctx,
+            stats: Default::default(),
+            output,
+            sockets_open: 0,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_fuel(u64::MAX).map_err(|e| anyhow!("{e}"))?;
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(deadline_ticks(Duration::from_secs(10)));
+        Ok(store)
+    }
+
+    /// Instantiates a collector component.
+    pub fn collector(
+        &self,
+        component: &Component,
+        ctx: Arc<PluginContext>,
+    ) -> anyhow::Result<Instance<CollectorPlugin>> {
+        let mut store = self.store(ctx)?;
+        let bindings = CollectorPlugin::instantiate(&mut store, component, &self.collector_linker)
+            .map_err(|e| anyhow!("instantiating: {e:#}"))?;
+        Ok(Instance { store, bindings })
+    }
+
+    /// Instantiates a handler component.
+    pub fn handler(
+        &self,
+        component: &Component,
+        ctx: Arc<PluginContext>,
+    ) -> anyhow::Result<Instance<HandlerPlugin>> {
+        let mut store = self.store(ctx)?;
+        let bindings = HandlerPlugin::instantiate(&mut store, component, &self.handler_linker)
+            .map_err(|e| anyhow!("instantiating: {e:#}"))?;
+        Ok(Instance { store, bindings })
+    }
+}
+
+fn deadline_ticks(d: Duration) -> u64 {
+    (d.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1
+}
+
+/// Resources one call used.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// Wall-clock time.
+    pub elapsed: Duration,
+    /// Fuel consumed.
+    pub fuel: u64,
+    /// Largest linear memory so far, bytes.
+    pub peak_memory: usize,
+    /// Host-call counters of the call.
+    pub calls: host::CallStats,
+}
+
+/// A running plugin: its store and its exports.
+pub struct Instance<B> {
+    store: Store<HostState>,
+    bindings: B,
+}
+
+impl<B> Instance<B> {
+    /// Runs `f` under the plugin's limits: `deadline` of wall-clock time and
+    /// the configured fuel. A trap becomes a [`Failure`] (the instance is
+    /// then unusable and must be replaced).
+    fn call<R>(
+        &mut self,
+        deadline: Duration,
+        f: impl FnOnce(&B, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> (Result<R, Failure>, Usage) {
+        let fuel = self.store.data().ctx.limits.fuel.unwrap_or(u64::MAX);
+        let _ = self.store.set_fuel(fuel);
+        self.store.set_epoch_deadline(deadline_ticks(deadline));
+        self.store.data_mut().limiter.hit = false;
+        self.store.data_mut().stats = Default::default();
+        let span = self.store.data().ctx.span.clone();
+        let start = Instant::now();
+        let result = span.in_scope(|| f(&self.bindings, &mut self.store));
+        let elapsed = start.elapsed();
+        let left = self.store.get_fuel().unwrap_or(0);
+        let data = self.store.data();
+        let usage = Usage {
+            elapsed,
+            fuel: fuel.saturating_sub(left),
+            peak_memory: data.limiter.peak,
+            calls: data.stats,
+        };
+        let output = data.output.take();
+        if !output.is_empty() {
+            let text = String::from_utf8_lossy(&output);
+            let _g = span.enter();
+            for line in text.lines().filter(|l| !l.trim().is_empty()).take(50) {
+                tracing::info!(target: "wdiamond::guest", "output: {line}");
+            }
+        }
+        let result = result.map_err(|e| {
+            let kind = match e.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => FailureKind::Timeout,
+                Some(Trap::OutOfFuel) => FailureKind::Fuel,
+                _ if data.limiter.hit => FailureKind::Memory,
+                _ => FailureKind::Trap,
+            };
+            let message = match kind {
+                FailureKind::Timeout => {
+                    format!("still running after {:.1?}; interrupted", deadline)
+                }
+                FailureKind::Fuel => format!("used all of its {fuel} fuel"),
+                FailureKind::Memory => {
+                    format!("hit the memory cap of {} MiB", data.ctx.limits.memory >> 20)
+                }
+                FailureKind::Trap => format!("{e:#}")
+                    .lines()
+                    .next()
+                    .unwrap_or("trap")
+                    .to_string(),
+            };
+            Failure { kind, message }
+        });
+        (result, usage)
+    }
+
+    /// The plugin's context.
+    pub fn context(&self) -> &Arc<PluginContext> {
+        &self.store.data().ctx
+    }
+}
+
+/// The deadline for `describe` and `configure`.
+pub const SETUP_DEADLINE: Duration = Duration::from_secs(5);
+
+impl Instance<CollectorPlugin> {
+    /// `describe()`.
+    pub fn describe(&mut self) -> Result<Description, Failure> {
+        self.call(SETUP_DEADLINE, |b, s| {
+            b.wdiamond_plugin_collector().call_describe(s)
+        })
+        .0
+    }
+
+    /// `configure(config)`.
+    pub fn configure(&mut self, config: &[ConfigEntry]) -> Result<Result<(), String>, Failure> {
+        self.call(SETUP_DEADLINE, |b, s| {
+            b.wdiamond_plugin_collector().call_configure(s, config)
+        })
+        .0
+    }
+
+    /// `collect()` within `deadline`.
+    pub fn collect(
+        &mut self,
+        deadline: Duration,
+    ) -> (Result<Result<Vec<Metric>, String>, Failure>, Usage) {
+        self.call(deadline, |b, s| {
+            b.wdiamond_plugin_collector().call_collect(s)
+        })
+    }
+}
+
+impl Instance<HandlerPlugin> {
+    /// `describe()`.
+    pub fn describe(&mut self) -> Result<Description, Failure> {
+        self.call(SETUP_DEADLINE, |b, s| {
+            b.wdiamond_plugin_handler().call_describe(s)
+        })
+        .0
+    }
+
+    /// `configure(config)`.
+    pub fn configure(&mut self, config: &[ConfigEntry]) -> Result<Result<(), String>, Failure> {
+        self.call(SETUP_DEADLINE, |b, s| {
+            b.wdiamond_plugin_handler().call_configure(s, config)
+        })
+        .0
+    }
+
+    /// `process(batch)` within `deadline`.
+    pub fn process(
+        &mut self,
+        batch: &[PublishedMetric],
+        deadline: Duration,
+    ) -> (Result<Result<(), String>, Failure>, Usage) {
+        self.call(deadline, |b, s| {
+            b.wdiamond_plugin_handler().call_process(s, batch)
+        })
+    }
+
+    /// `flush()` within `deadline`.
+    pub fn flush(&mut self, deadline: Duration) -> (Result<Result<(), String>, Failure>, Usage) {
+        self.call(deadline, |b, s| b.wdiamond_plugin_handler().call_flush(s))
+    }
+}
