@@ -1,0 +1,213 @@
+//! The agent end to end: the real binary on a config, bad configs, and
+//! misbehaving guests beside well-behaved ones.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use wdiamond::agent::{self, Agent};
+use wdiamond::host::HostFacts;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wdiamond");
+
+fn archive_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+/// Distinct timestamps of lines whose path ends with `suffix`.
+fn runs_of(lines: &[String], suffix: &str) -> Vec<u64> {
+    let mut ts: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.len() == 3 && f[0].ends_with(suffix)).then(|| f[2].parse().unwrap())
+        })
+        .collect();
+    ts.dedup();
+    ts
+}
+
+fn meminfo_kb(key: &str) -> f64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let line = text.lines().find(|l| l.starts_with(&format!("{key}:"))).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn binary_collects_every_interval_into_the_archive_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("out/archive.log");
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = [\"archive\"]\nplugin_cache_dir = {:?}\n\n[handlers.archive]\nlog_file = {:?}\n\n[collectors.default]\ninterval = 1\nhostname = \"e2e\"\n\n[collectors.cpu]\nenabled = true\n[collectors.memory]\nenabled = true\n[collectors.loadavg]\nenabled = true\n",
+            common::cache_dir(),
+            archive
+        ),
+    );
+    let child = Command::new(BIN).arg("run").arg(&conf).stderr(Stdio::piped()).spawn().unwrap();
+    let start = Instant::now();
+    let mut lines = Vec::new();
+    while start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(250));
+        lines = archive_lines(&archive);
+        if runs_of(&lines, ".cpu.total.idle").len() >= 2 && runs_of(&lines, ".memory.MemTotal").len() >= 2 && runs_of(&lines, ".loadavg.01").len() >= 2 {
+            break;
+        }
+    }
+    // SAFETY: plain kill(2) of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}\n{log}", out.status);
+    assert!(log.contains("archive file:"), "the start-up log names the archive file\n{log}");
+
+    assert!(runs_of(&lines, ".cpu.total.idle").len() >= 2, "two cpu collections\n{}", lines.join("\n"));
+    assert!(runs_of(&lines, ".memory.MemTotal").len() >= 2);
+    assert!(runs_of(&lines, ".loadavg.01").len() >= 2);
+    for name in ["servers.e2e.cpu.total.user", "servers.e2e.cpu.cpu_count", "servers.e2e.memory.MemUsedPercentage", "servers.e2e.loadavg.processes_total"] {
+        assert!(lines.iter().any(|l| l.starts_with(&format!("{name} "))), "{name} missing");
+    }
+    // memory.MemTotal is /proc/meminfo's, in bytes (Diamond's default byte_unit).
+    let total = lines.iter().find(|l| l.starts_with("servers.e2e.memory.MemTotal ")).unwrap();
+    let v: f64 = total.split(' ').nth(1).unwrap().parse().unwrap();
+    assert_eq!(v, meminfo_kb("MemTotal") * 1024.0);
+    // cpu_count is the number of CPUs.
+    let cc = lines.iter().rev().find(|l| l.starts_with("servers.e2e.cpu.cpu_count ")).unwrap();
+    let n: f64 = cc.split(' ').nth(1).unwrap().parse().unwrap();
+    assert_eq!(n as u32, wdiamond::host::info::online_cpus());
+    // Every line is "path value timestamp" with a sane timestamp.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    for l in &lines {
+        let f: Vec<&str> = l.split(' ').collect();
+        assert_eq!(f.len(), 3, "{l}");
+        let ts: u64 = f[2].parse().unwrap();
+        assert!(ts <= now && ts + 120 > now, "{l}");
+        f[1].parse::<f64>().unwrap();
+    }
+}
+
+#[test]
+fn a_bad_config_reports_every_error_at_once_and_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = [\"archive\"]\nplugin_cache_dir = {:?}\nbogus = 1\n\n[collectors.default]\ninterval = \"soon\"\n\n[collectors.cpu]\nenabled = true\npercore = true\npercorr = false\n\n[collectors.memory]\nenabled = true\ncomponent = \"nosuch\"\n\n[collectors.loadavg]\nenabled = yes\n",
+            common::cache_dir()
+        ),
+    );
+    // A TOML syntax error is reported alone (the file cannot be read further).
+    let out = Command::new(BIN).arg("check").arg(&conf).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wdiamond.toml:19:11: invalid TOML"), "{err}");
+
+    std::fs::write(&conf, std::fs::read_to_string(&conf).unwrap().replace("enabled = yes", "enabled = \"maybe\"")).unwrap();
+    let out = Command::new(BIN).arg("check").arg(&conf).output().unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "wdiamond.toml:4:1: `server.bogus`: unknown key",
+        "wdiamond.toml:7:1: `collectors.default.interval`: expected a number, found \"soon\"",
+        "wdiamond.toml:19:1: `collectors.loadavg.enabled`: expected true or false, found \"maybe\"",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    // Keys only the plugin knows are checked once the config itself is valid.
+    std::fs::write(&conf, format!("[server]\nhandlers = []\nplugin_cache_dir = {:?}\n[collectors.cpu]\nenabled = true\npercorr = false\n[collectors.memory]\nenabled = true\ncomponent = \"nosuch\"\n", common::cache_dir())).unwrap();
+    let out = Command::new(BIN).arg("check").arg(&conf).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wdiamond.toml:6:1: `collectors.cpu.percorr`: unknown key: `cpu` has no such option (its options: normalize, percore, simple, xenfix"), "{err}");
+    assert!(err.contains("`collectors.memory.component`: no built-in component named \"nosuch\""), "{err}");
+    assert!(err.starts_with("2 configuration error(s)"), "{err}");
+}
+
+#[test]
+fn check_accepts_the_shipped_config() {
+    let out = Command::new(BIN).arg("check").arg(common::repo().join("conf/wdiamond.toml")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (3 collectors enabled"));
+}
+
+/// Misbehaving collectors beside a well-behaved neighbour on a 1 s interval:
+/// each failure is classified, counted, the instance re-instantiated, and
+/// the neighbour keeps its schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_spinning_or_bloated_guest_does_not_stop_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive.log");
+    let guest = common::test_guest("collector_misbehave");
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            r#"[server]
+handlers = ["archive"]
+plugin_cache_dir = {cache:?}
+[handlers.archive]
+log_file = {archive:?}
+[collectors.default]
+interval = 1
+hostname = "iso"
+[collectors.loadavg]
+enabled = true
+[collectors.trap]
+enabled = true
+component = {guest:?}
+mode = "trap"
+[collectors.spin]
+enabled = true
+component = {guest:?}
+mode = "spin"
+[collectors.spin.limits]
+timeout = 0.3
+[collectors.bomb]
+enabled = true
+component = {guest:?}
+mode = "bomb"
+[collectors.bomb.limits]
+memory_mb = 16
+[collectors.error]
+enabled = true
+component = {guest:?}
+mode = "error"
+[collectors.shadow]
+enabled = true
+component = {guest:?}
+mode = "read"
+file = "/etc/shadow"
+"#,
+            cache = common::cache_dir(),
+        ),
+    );
+    let config = wdiamond::config::load(&conf).unwrap();
+    let rt = common::runtime();
+    let loaded = tokio::task::block_in_place(|| agent::load(&rt, &config, &HostFacts::default())).unwrap();
+    let agent = Agent::start(rt, HostFacts::default(), &conf, &config, loaded);
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let stats = |n: &str| agent.collector_stats(n).unwrap();
+    let (trap, spin, bomb, error, shadow) = (stats("trap"), stats("spin"), stats("bomb"), stats("error"), stats("shadow"));
+    agent.shutdown().await;
+
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    assert!(get(&trap.failures) >= 1 && get(&trap.timeouts) == 0, "trap: {trap:?}");
+    assert!(get(&spin.timeouts) >= 1, "spin: {spin:?}");
+    assert!(get(&bomb.memory_exhausted) >= 1, "bomb: {bomb:?}");
+    assert!(get(&error.guest_errors) >= 3 && get(&error.failures) == 0, "error: {error:?}");
+    assert!(get(&shadow.denials) >= 3 && get(&shadow.guest_errors) >= 3, "shadow: {shadow:?}");
+    // Re-instantiated after a trap: the trapping guest ran again.
+    assert!(get(&trap.runs) >= 2, "trap re-instantiated: {trap:?}");
+
+    // The neighbour kept its 1 s schedule: a run in (nearly) every window.
+    let lines = archive_lines(&archive);
+    let runs = runs_of(&lines, ".loadavg.01");
+    assert!(runs.len() >= 4, "neighbour ran {} times: {runs:?}", runs.len());
+    for w in runs.windows(2) {
+        assert_eq!(w[1] - w[0], 1, "neighbour missed a window: {runs:?}");
+    }
+    assert!(!lines.iter().any(|l| l.contains("shadow.bytes")), "nothing read from /etc/shadow");
+}

@@ -1,0 +1,241 @@
+//! Diamond compatibility: every case of `tests/fixtures/diamond/` for the
+//! collectors wdiamond ships, replayed through the real wasm guests.
+//!
+//! For each sample (`input/1`, `input/2`, or `input/`) the case's files are
+//! laid under a fresh root that the host maps /proc and /sys onto, the
+//! case's `[mock]` facts are applied, and one collection runs on the same
+//! instance. After the last one, the published metrics must equal
+//! `expected.tsv` (name, value, precision, type) and `wire.txt` (the line
+//! Diamond's graphite handler sends, without the timestamp).
+//!
+//! How each `[mock]` key is applied:
+//! - `proc_xen_exists = true`: the directory `/proc/xen` exists.
+//! - `loadavg = [a, b, c]` (Diamond's mocked `os.getloadavg()`): the first
+//!   three fields of `/proc/loadavg`, which `getloadavg()` reads, are
+//!   replaced by these values; the rest of the fixture line is kept.
+//! - `cpu_count`: the host reports it through `host-info.cpu-count`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wdiamond::bindings::types::MetricKind;
+use wdiamond::host::HostFacts;
+
+/// The collectors whose cases run here.
+const SUPPORTED: &[&str] = &["cpu", "memory", "loadavg"];
+
+fn fixtures() -> PathBuf {
+    common::repo().join("tests/fixtures/diamond")
+}
+
+#[derive(Debug, Clone)]
+struct Expected {
+    value: f64,
+    precision: u8,
+    kind: &'static str,
+}
+
+fn read_expected(case: &Path) -> BTreeMap<String, Expected> {
+    let text = std::fs::read_to_string(case.join("expected.tsv")).unwrap();
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let kind = if f[3] == "COUNTER" { "COUNTER" } else { "GAUGE" };
+            (f[0].to_string(), Expected { value: f[1].parse().unwrap(), precision: f[2].parse().unwrap(), kind })
+        })
+        .collect()
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+fn toml_value(v: &toml::Value) -> String {
+    v.to_string()
+}
+
+/// Runs one case; returns the mismatches (empty when it passes).
+fn run_case(collector: &str, case: &Path) -> Vec<String> {
+    let cfg: toml::Table = std::fs::read_to_string(case.join("config.toml")).unwrap().parse().unwrap();
+    let mock = cfg.get("mock").and_then(|m| m.as_table()).cloned().unwrap_or_default();
+    let root = tempfile::tempdir().unwrap();
+
+    // The wdiamond config for the case: Diamond's keys as the test passes them.
+    let mut text = format!("[server]\nhandlers = []\nplugin_cache_dir = {:?}\n\n[collectors.{collector}]\nenabled = true\n", common::cache_dir());
+    for (k, v) in &cfg {
+        if k != "mock" {
+            text.push_str(&format!("{k} = {}\n", toml_value(v)));
+        }
+    }
+    let conf_dir = tempfile::tempdir().unwrap();
+    let path = common::write_config(conf_dir.path(), &text);
+    let config = wdiamond::config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
+
+    let facts = HostFacts {
+        fs_root: Some(root.path().to_path_buf()),
+        cpu_count: mock.get("cpu_count").and_then(|v| v.as_integer()).map(|n| n as u32),
+        now: Some(Arc::new(Mutex::new(1_700_000_000.0))),
+        statvfs: None,
+    };
+    let rt = common::runtime();
+    let mut loaded = wdiamond::agent::load(&rt, &config, &facts).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
+    let lc = loaded.collectors.remove(0);
+    let mut instance = lc.instance;
+
+    let input = case.join("input");
+    let samples: Vec<PathBuf> = if input.join("1").is_dir() {
+        let mut s: Vec<PathBuf> = std::fs::read_dir(&input).unwrap().map(|e| e.unwrap().path()).collect();
+        s.sort();
+        s
+    } else {
+        vec![input.clone()]
+    };
+    let expected = read_expected(case);
+    let mut problems = Vec::new();
+    let mut last = Vec::new();
+    for (i, sample) in samples.iter().enumerate() {
+        // Fresh root with exactly this sample's files.
+        for e in std::fs::read_dir(root.path()).unwrap() {
+            std::fs::remove_dir_all(e.unwrap().path()).unwrap();
+        }
+        copy_tree(sample, root.path());
+        if mock.get("proc_xen_exists").and_then(|v| v.as_bool()) == Some(true) {
+            std::fs::create_dir_all(root.path().join("proc/xen")).unwrap();
+        }
+        if let Some(loads) = mock.get("loadavg").and_then(|v| v.as_array()) {
+            let file = root.path().join("proc/loadavg");
+            let original = std::fs::read_to_string(&file).unwrap_or_default();
+            let rest: Vec<&str> = original.split_whitespace().skip(3).collect();
+            let loads: Vec<String> = loads.iter().map(|v| v.as_float().unwrap().to_string()).collect();
+            std::fs::write(&file, format!("{} {}\n", loads.join(" "), rest.join(" "))).unwrap();
+        }
+        let (result, _) = instance.collect(Duration::from_secs(10));
+        let metrics = match result {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
+                problems.push(format!("sample {}: the collector returned an error: {e}", i + 1));
+                return problems;
+            }
+            Err(f) => {
+                problems.push(format!("sample {}: the collector failed: {f}", i + 1));
+                return problems;
+            }
+        };
+        let checked = lc.publication.publish(metrics, 1_700_000_000);
+        assert_eq!(checked.rejected, 0, "{:?}", checked.reasons);
+        if i == 0 && samples.len() > 1 && collector == "cpu" {
+            // Diamond's first cpu sample: the same names, all 0 but cpu_count.
+            let prefix = format!("servers.testhost.{collector}.");
+            let names: Vec<String> = checked.published.iter().map(|m| m.path.trim_start_matches(&prefix).to_string()).collect();
+            let want: Vec<&String> = expected.keys().collect();
+            let mut got: Vec<&String> = names.iter().collect();
+            got.sort();
+            if got != want {
+                problems.push("first sample: names differ from Diamond's".into());
+            }
+            for m in &checked.published {
+                if !m.path.ends_with("cpu_count") && m.value != 0.0 {
+                    problems.push(format!("first sample: {} = {} (Diamond publishes 0)", m.path, m.value));
+                }
+            }
+        }
+        last = checked.published;
+    }
+
+    let path_seg = cfg.get("path").and_then(|p| p.as_str()).unwrap_or(collector);
+    let prefix = format!("servers.testhost.{path_seg}.");
+    let mut got = BTreeMap::new();
+    for m in &last {
+        let Some(name) = m.path.strip_prefix(&prefix) else {
+            problems.push(format!("path {} is not under {prefix}", m.path));
+            continue;
+        };
+        if got.insert(name.to_string(), m.clone()).is_some() {
+            problems.push(format!("{name} published twice"));
+        }
+    }
+    for (name, e) in &expected {
+        let Some(m) = got.get(name) else {
+            problems.push(format!("missing {name}"));
+            continue;
+        };
+        let kind = if m.kind == MetricKind::Counter { "COUNTER" } else { "GAUGE" };
+        let close = (m.value - e.value).abs() <= 1e-12 * e.value.abs().max(1.0);
+        if !close || m.precision != e.precision || kind != e.kind {
+            problems.push(format!("{name}: got {} (precision {}, {kind}), Diamond {} (precision {}, {})", m.value, m.precision, e.value, e.precision, e.kind));
+        }
+    }
+    for name in got.keys() {
+        if !expected.contains_key(name) {
+            problems.push(format!("extra metric {name}"));
+        }
+    }
+    // The wire lines.
+    let wire = std::fs::read_to_string(case.join("wire.txt")).unwrap();
+    let want: Vec<&str> = wire.lines().filter(|l| !l.is_empty()).collect();
+    let mut lines: Vec<String> = last.iter().map(|m| format!("{} {:.p$}", m.path, m.value, p = m.precision as usize)).collect();
+    lines.sort();
+    for (a, b) in lines.iter().zip(&want) {
+        if a != b {
+            problems.push(format!("wire: got {a:?}, Diamond {b:?}"));
+        }
+    }
+    if lines.len() != want.len() {
+        problems.push(format!("wire: {} lines, Diamond {}", lines.len(), want.len()));
+    }
+    problems
+}
+
+fn run_collector(collector: &str) {
+    let dir = fixtures().join(collector);
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    cases.sort();
+    assert!(!cases.is_empty(), "no cases in {}", dir.display());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let problems = run_case(collector, case);
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        if problems.is_empty() {
+            eprintln!("compat {collector}/{name}: ok ({} metrics)", read_expected(case).len());
+        } else {
+            failures.push(format!("{collector}/{name}:\n    {}", problems.join("\n    ")));
+        }
+    }
+    assert!(failures.is_empty(), "Diamond compatibility failures:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn compat_cpu() {
+    run_collector("cpu");
+}
+
+#[test]
+fn compat_memory() {
+    run_collector("memory");
+}
+
+#[test]
+fn compat_loadavg() {
+    run_collector("loadavg");
+}
+
+#[test]
+fn every_supported_collector_has_cases() {
+    for c in SUPPORTED {
+        assert!(fixtures().join(c).is_dir(), "{c}");
+    }
+}
