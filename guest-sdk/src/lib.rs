@@ -171,6 +171,10 @@ macro_rules! export_collector {
                 })
             }
         }
+        // Only a wasm build exports the component's functions: the names
+        // (`wdiamond:plugin/collector@0.1.0#collect`) are not valid native
+        // linker symbols, and native builds exist for unit tests.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_collector_world!(__WdiamondCollector);
     };
 }
@@ -211,6 +215,7 @@ macro_rules! export_handler {
                 __wdiamond_with(|h| $crate::Handler::flush(h))
             }
         }
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_handler_world!(__WdiamondHandler);
     };
 }
