@@ -14,7 +14,11 @@ use wdiamond::host::HostFacts;
 const BIN: &str = env!("CARGO_BIN_EXE_wdiamond");
 
 fn archive_lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect()
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// Distinct timestamps of lines whose path ends with `suffix`.
@@ -32,7 +36,10 @@ fn runs_of(lines: &[String], suffix: &str) -> Vec<u64> {
 
 fn meminfo_kb(key: &str) -> f64 {
     let text = std::fs::read_to_string("/proc/meminfo").unwrap();
-    let line = text.lines().find(|l| l.starts_with(&format!("{key}:"))).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{key}:")))
+        .unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
@@ -48,13 +55,21 @@ fn binary_collects_every_interval_into_the_archive_and_stops_on_sigterm() {
             archive
         ),
     );
-    let child = Command::new(BIN).arg("run").arg(&conf).stderr(Stdio::piped()).spawn().unwrap();
+    let child = Command::new(BIN)
+        .arg("run")
+        .arg(&conf)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     let mut lines = Vec::new();
     while start.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(250));
         lines = archive_lines(&archive);
-        if runs_of(&lines, ".cpu.total.idle").len() >= 2 && runs_of(&lines, ".memory.MemTotal").len() >= 2 && runs_of(&lines, ".loadavg.01").len() >= 2 {
+        if runs_of(&lines, ".cpu.total.idle").len() >= 2
+            && runs_of(&lines, ".memory.MemTotal").len() >= 2
+            && runs_of(&lines, ".loadavg.01").len() >= 2
+        {
             break;
         }
     }
@@ -63,24 +78,49 @@ fn binary_collects_every_interval_into_the_archive_and_stops_on_sigterm() {
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}\n{log}", out.status);
-    assert!(log.contains("archive file:"), "the start-up log names the archive file\n{log}");
+    assert!(
+        log.contains("archive file:"),
+        "the start-up log names the archive file\n{log}"
+    );
 
-    assert!(runs_of(&lines, ".cpu.total.idle").len() >= 2, "two cpu collections\n{}", lines.join("\n"));
+    assert!(
+        runs_of(&lines, ".cpu.total.idle").len() >= 2,
+        "two cpu collections\n{}",
+        lines.join("\n")
+    );
     assert!(runs_of(&lines, ".memory.MemTotal").len() >= 2);
     assert!(runs_of(&lines, ".loadavg.01").len() >= 2);
-    for name in ["servers.e2e.cpu.total.user", "servers.e2e.cpu.cpu_count", "servers.e2e.memory.MemUsedPercentage", "servers.e2e.loadavg.processes_total"] {
-        assert!(lines.iter().any(|l| l.starts_with(&format!("{name} "))), "{name} missing");
+    for name in [
+        "servers.e2e.cpu.total.user",
+        "servers.e2e.cpu.cpu_count",
+        "servers.e2e.memory.MemUsedPercentage",
+        "servers.e2e.loadavg.processes_total",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(&format!("{name} "))),
+            "{name} missing"
+        );
     }
     // memory.MemTotal is /proc/meminfo's, in bytes (Diamond's default byte_unit).
-    let total = lines.iter().find(|l| l.starts_with("servers.e2e.memory.MemTotal ")).unwrap();
+    let total = lines
+        .iter()
+        .find(|l| l.starts_with("servers.e2e.memory.MemTotal "))
+        .unwrap();
     let v: f64 = total.split(' ').nth(1).unwrap().parse().unwrap();
     assert_eq!(v, meminfo_kb("MemTotal") * 1024.0);
     // cpu_count is the number of CPUs.
-    let cc = lines.iter().rev().find(|l| l.starts_with("servers.e2e.cpu.cpu_count ")).unwrap();
+    let cc = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("servers.e2e.cpu.cpu_count "))
+        .unwrap();
     let n: f64 = cc.split(' ').nth(1).unwrap().parse().unwrap();
     assert_eq!(n as u32, wdiamond::host::info::online_cpus());
     // Every line is "path value timestamp" with a sane timestamp.
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     for l in &lines {
         let f: Vec<&str> = l.split(' ').collect();
         assert_eq!(f.len(), 3, "{l}");
@@ -106,9 +146,20 @@ fn a_bad_config_reports_every_error_at_once_and_exits_78() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("wdiamond.toml:19:11: invalid TOML"), "{err}");
 
-    std::fs::write(&conf, std::fs::read_to_string(&conf).unwrap().replace("enabled = yes", "enabled = \"maybe\"")).unwrap();
+    std::fs::write(
+        &conf,
+        std::fs::read_to_string(&conf)
+            .unwrap()
+            .replace("enabled = yes", "enabled = \"maybe\""),
+    )
+    .unwrap();
     let out = Command::new(BIN).arg("check").arg(&conf).output().unwrap();
-    assert_eq!(out.status.code(), Some(78), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(78),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     for want in [
         "wdiamond.toml:4:1: `server.bogus`: unknown key",
@@ -123,14 +174,25 @@ fn a_bad_config_reports_every_error_at_once_and_exits_78() {
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("wdiamond.toml:6:1: `collectors.cpu.percorr`: unknown key: `cpu` has no such option (its options: normalize, percore, simple, xenfix"), "{err}");
-    assert!(err.contains("`collectors.memory.component`: no built-in component named \"nosuch\""), "{err}");
+    assert!(
+        err.contains("`collectors.memory.component`: no built-in component named \"nosuch\""),
+        "{err}"
+    );
     assert!(err.starts_with("2 configuration error(s)"), "{err}");
 }
 
 #[test]
 fn check_accepts_the_shipped_config() {
-    let out = Command::new(BIN).arg("check").arg(common::repo().join("conf/wdiamond.toml")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg(common::repo().join("conf/wdiamond.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK (3 collectors enabled"));
 }
 
@@ -186,28 +248,51 @@ file = "/etc/shadow"
     );
     let config = wdiamond::config::load(&conf).unwrap();
     let rt = common::runtime();
-    let loaded = tokio::task::block_in_place(|| agent::load(&rt, &config, &HostFacts::default())).unwrap();
+    let loaded =
+        tokio::task::block_in_place(|| agent::load(&rt, &config, &HostFacts::default())).unwrap();
     let agent = Agent::start(rt, HostFacts::default(), &conf, &config, loaded);
     tokio::time::sleep(Duration::from_millis(4500)).await;
     let stats = |n: &str| agent.collector_stats(n).unwrap();
-    let (trap, spin, bomb, error, shadow) = (stats("trap"), stats("spin"), stats("bomb"), stats("error"), stats("shadow"));
+    let (trap, spin, bomb, error, shadow) = (
+        stats("trap"),
+        stats("spin"),
+        stats("bomb"),
+        stats("error"),
+        stats("shadow"),
+    );
     agent.shutdown().await;
 
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    assert!(get(&trap.failures) >= 1 && get(&trap.timeouts) == 0, "trap: {trap:?}");
+    assert!(
+        get(&trap.failures) >= 1 && get(&trap.timeouts) == 0,
+        "trap: {trap:?}"
+    );
     assert!(get(&spin.timeouts) >= 1, "spin: {spin:?}");
     assert!(get(&bomb.memory_exhausted) >= 1, "bomb: {bomb:?}");
-    assert!(get(&error.guest_errors) >= 3 && get(&error.failures) == 0, "error: {error:?}");
-    assert!(get(&shadow.denials) >= 3 && get(&shadow.guest_errors) >= 3, "shadow: {shadow:?}");
+    assert!(
+        get(&error.guest_errors) >= 3 && get(&error.failures) == 0,
+        "error: {error:?}"
+    );
+    assert!(
+        get(&shadow.denials) >= 3 && get(&shadow.guest_errors) >= 3,
+        "shadow: {shadow:?}"
+    );
     // Re-instantiated after a trap: the trapping guest ran again.
     assert!(get(&trap.runs) >= 2, "trap re-instantiated: {trap:?}");
 
     // The neighbour kept its 1 s schedule: a run in (nearly) every window.
     let lines = archive_lines(&archive);
     let runs = runs_of(&lines, ".loadavg.01");
-    assert!(runs.len() >= 4, "neighbour ran {} times: {runs:?}", runs.len());
+    assert!(
+        runs.len() >= 4,
+        "neighbour ran {} times: {runs:?}",
+        runs.len()
+    );
     for w in runs.windows(2) {
         assert_eq!(w[1] - w[0], 1, "neighbour missed a window: {runs:?}");
     }
-    assert!(!lines.iter().any(|l| l.contains("shadow.bytes")), "nothing read from /etc/shadow");
+    assert!(
+        !lines.iter().any(|l| l.contains("shadow.bytes")),
+        "nothing read from /etc/shadow"
+    );
 }

@@ -26,6 +26,7 @@ pub enum Per {
 #[derive(Default, Debug)]
 pub struct Derivative {
     last: HashMap<String, i128>,
+    last_f64: HashMap<String, f64>,
 }
 
 impl Derivative {
@@ -73,9 +74,45 @@ impl Derivative {
         }
     }
 
+    /// The same for a counter Diamond holds as a float (e.g. diskusage's
+    /// `float(column)`): the subtraction is a float subtraction.
+    pub fn rate_f64(
+        &mut self,
+        key: &str,
+        new: f64,
+        max_value: f64,
+        per: Per,
+        allow_negative: bool,
+    ) -> f64 {
+        let previous = match self.last_f64.get_mut(key) {
+            Some(slot) => Some(std::mem::replace(slot, new)),
+            None => {
+                self.last_f64.insert(key.to_string(), new);
+                None
+            }
+        };
+        let Some(mut old) = previous else {
+            return 0.0;
+        };
+        if new < old {
+            old -= max_value;
+        }
+        let dy = match per {
+            Per::Seconds(s) => s,
+            Per::Sample => 1.0,
+        };
+        let result = (new - old) / dy;
+        if result < 0.0 && !allow_negative {
+            0.0
+        } else {
+            result
+        }
+    }
+
     /// Forget every previous sample (as a restarted Diamond collector).
     pub fn clear(&mut self) {
         self.last.clear();
+        self.last_f64.clear();
     }
 }
 
@@ -124,6 +161,14 @@ mod tests {
         let big = (1i128 << 62) + 1;
         d.rate("x", big, MAX_COUNTER, Per::Sample, false);
         assert_eq!(d.rate("x", big + 3, MAX_COUNTER, Per::Sample, false), 3.0);
+    }
+
+    #[test]
+    fn float_counters() {
+        let mut d = Derivative::new();
+        assert_eq!(d.rate_f64("f", 1.5, 0.0, Per::Sample, false), 0.0);
+        assert_eq!(d.rate_f64("f", 4.0, 0.0, Per::Sample, false), 2.5);
+        assert_eq!(d.rate_f64("f", 3.0, 0.0, Per::Sample, false), 0.0);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`derive`]: Diamond's `Collector.derivative()`, value for value.
 //! - [`units`]: Diamond's binary unit convertor (`byte_unit`).
 //! - [`format`]: Diamond's graphite plaintext line.
+//! - [`text`]: Python's string splitting as Diamond's collectors use it.
 //! - [`config`]: typed access to the merged configuration, with Diamond's
 //!   `str_to_bool` and list rules.
 //! - [`host`]: thin wrappers over the host imports (files, log).
@@ -20,6 +21,7 @@
 
 pub mod derive;
 pub mod format;
+pub mod text;
 pub mod units;
 
 #[cfg(any(feature = "collector", feature = "handler"))]

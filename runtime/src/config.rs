@@ -233,8 +233,8 @@ pub struct CollectorConfig {
     pub whitelist: Option<MetricFilter>,
     /// `metrics_blacklist`.
     pub blacklist: Option<MetricFilter>,
-    /// `byte_unit`.
-    pub byte_unit: Vec<String>,
+    /// `byte_unit` as configured (`None`: the plugin's default, else `byte`).
+    pub byte_unit: Option<Vec<String>>,
     /// `measure_collector_time`: publish `collector_time_ms`.
     pub measure_collector_time: bool,
     /// `ttl_multiplier`: a metric's ttl is this times the interval.
@@ -1113,7 +1113,7 @@ fn read_collector(
         hostname_method: HostnameMethod::Smart,
         whitelist: None,
         blacklist: None,
-        byte_unit: vec!["byte".into()],
+        byte_unit: None,
         measure_collector_time: false,
         ttl_multiplier: 2,
     };
@@ -1146,10 +1146,11 @@ fn read_collector(
             "byte_unit" => {
                 if let Some(list) = r.strings(&path, &v) {
                     // Diamond splits a string on whitespace.
-                    c.byte_unit = list
-                        .iter()
-                        .flat_map(|s| s.split_whitespace().map(str::to_string))
-                        .collect();
+                    c.byte_unit = Some(
+                        list.iter()
+                            .flat_map(|s| s.split_whitespace().map(str::to_string))
+                            .collect(),
+                    );
                 }
             }
             "measure_collector_time" => {
@@ -1184,14 +1185,18 @@ impl CollectorConfig {
         let mut host = vec![
             ("interval".to_string(), ConfigValue::Float(self.interval)),
             (
-                "byte_unit".to_string(),
-                ConfigValue::TextList(self.byte_unit.clone()),
-            ),
-            (
                 "path_prefix".to_string(),
                 ConfigValue::Text(self.path_prefix.clone()),
             ),
         ];
+        match &self.byte_unit {
+            Some(units) => host.push(("byte_unit".into(), ConfigValue::TextList(units.clone()))),
+            None if !defaults.iter().any(|(k, _)| k == "byte_unit") => host.push((
+                "byte_unit".into(),
+                ConfigValue::TextList(vec!["byte".into()]),
+            )),
+            None => {}
+        }
         if let Some(p) = &self.path {
             host.push(("path".into(), ConfigValue::Text(p.clone())));
         }

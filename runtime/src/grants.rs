@@ -442,6 +442,15 @@ mod tests {
     }
 
     #[test]
+    fn double_star_grants_every_path() {
+        let mut g = grants(&[]);
+        g.statvfs = vec![parse_path_glob("/**").unwrap()];
+        for p in ["/", "/tmp", "/sys/fs/cgroup"] {
+            assert!(g.check_statvfs(Path::new(p)).is_ok(), "{p}");
+        }
+    }
+
+    #[test]
     fn commands_match_argv_patterns() {
         let mut g = grants(&[]);
         g.commands.push(

@@ -9,7 +9,8 @@ use wdiamond::plugin::Runtime;
 /// One engine for the whole test binary (components compile once).
 pub fn runtime() -> Arc<Runtime> {
     static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
-    RT.get_or_init(|| Runtime::new(&cache_dir()).expect("runtime")).clone()
+    RT.get_or_init(|| Runtime::new(&cache_dir()).expect("runtime"))
+        .clone()
 }
 
 /// The compiled-component cache used by tests.
@@ -19,7 +20,10 @@ pub fn cache_dir() -> PathBuf {
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Writes `text` as a config file in `dir`.
