@@ -193,7 +193,7 @@ fn check_accepts_the_shipped_config() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (3 collectors enabled"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (7 collectors enabled"));
 }
 
 /// Misbehaving collectors beside a well-behaved neighbour on a 1 s interval:

@@ -173,21 +173,38 @@ fn main() {
 
     let mut wasm_rounds = Vec::new();
     let mut native_rounds = Vec::new();
+    let mut publish_rounds = Vec::new();
+    let mut read_rounds = Vec::new();
     let mut metrics_wasm = 0;
     for _ in 0..ROUNDS {
         let mut w = Vec::with_capacity(CYCLES);
+        let mut p = Vec::with_capacity(CYCLES);
         for _ in 0..CYCLES {
             let c0 = thread_cpu();
             let mut n = 0;
+            let mut in_publish = Duration::ZERO;
             for lc in &mut loaded.collectors {
                 let (r, _) = lc.instance.collect(Duration::from_secs(10));
+                let p0 = thread_cpu();
                 let checked = lc.publication.publish(r.unwrap().unwrap(), 0);
+                in_publish += thread_cpu() - p0;
                 n += checked.published.len();
             }
             w.push((thread_cpu() - c0).as_secs_f64() * 1e6);
+            p.push(in_publish.as_secs_f64() * 1e6);
             metrics_wasm = n;
         }
         wasm_rounds.push(median(w));
+        publish_rounds.push(median(p));
+        let mut r = Vec::with_capacity(CYCLES);
+        for _ in 0..CYCLES {
+            let c0 = thread_cpu();
+            for f in ["/proc/stat", "/proc/meminfo", "/proc/loadavg"] {
+                std::hint::black_box(std::fs::read(f).unwrap());
+            }
+            r.push((thread_cpu() - c0).as_secs_f64() * 1e6);
+        }
+        read_rounds.push(median(r));
         let mut v = Vec::with_capacity(CYCLES);
         for _ in 0..CYCLES {
             let c0 = thread_cpu();
@@ -243,6 +260,8 @@ fn main() {
             .collect::<Vec<_>>()
     );
     println!("| ratio wasm / native | {:.2}x | |", wm / nm);
+    println!("| of the wasm cycle: host-side checks + paths (`publish`) | {:.1} µs | |", median(publish_rounds));
+    println!("| of both: just reading the three /proc files (kernel) | {:.1} µs | |", median(read_rounds));
     println!();
     println!("load of 3 collectors (from the compiled cache, instantiate, describe, configure): {load_time:.1?}");
     println!("bench process RSS: {rss_start} KiB at start, {rss_loaded} KiB with 3 collectors loaded and run");

@@ -1,0 +1,132 @@
+//! Every standard collector on this machine's real /proc and /sys, through
+//! the real guests and grants: the values must agree with what the kernel
+//! says when read directly.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use wdiamond::host::HostFacts;
+
+const ALL: &[&str] = &[
+    "cpu", "memory", "loadavg", "network", "diskspace", "diskusage", "vmstat", "sockstat", "tcp", "udp", "proc", "uptime",
+    "entropy", "filestat", "interrupt", "softirq", "netstat",
+];
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+fn field(text: &str, key: &str, n: usize) -> f64 {
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(key)).unwrap_or_else(|| panic!("{key}"));
+    line.split_whitespace().nth(n).unwrap().parse().unwrap()
+}
+
+/// Runs every collector twice (0.3 s apart); returns the second run's
+/// metrics by full path, and the first run's.
+fn collect_all() -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!("[server]\nhandlers = []\nplugin_cache_dir = {:?}\n[collectors.default]\ninterval = 1\nhostname = \"live\"\nenabled = true\n", common::cache_dir());
+    for c in ALL {
+        text.push_str(&format!("[collectors.{c}]\n"));
+        if *c == "diskusage" {
+            text.push_str("send_zero = true\n");
+        }
+        if *c == "diskspace" {
+            text.push_str("filesystems = \"ext2, ext3, ext4, xfs, btrfs, tmpfs, overlay\"\n");
+        }
+        if *c == "network" {
+            text.push_str("interfaces = [\"eth\", \"ens\", \"enp\", \"eno\", \"lo\"]\n");
+        }
+    }
+    let conf = common::write_config(dir.path(), &text);
+    let config = wdiamond::config::load(&conf).unwrap();
+    let rt = common::runtime();
+    let mut loaded = wdiamond::agent::load(&rt, &config, &HostFacts::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.collectors.len(), ALL.len());
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let mut all = BTreeMap::new();
+        for lc in &mut loaded.collectors {
+            let (r, usage) = lc.instance.collect(Duration::from_secs(10));
+            let metrics = match r {
+                Ok(Ok(m)) => m,
+                other => panic!("{}: {other:?}", lc.config.plugin.name),
+            };
+            assert_eq!(usage.calls.denials, 0, "{}: a built-in collector was denied a host call", lc.config.plugin.name);
+            let checked = lc.publication.publish(metrics, 0);
+            assert_eq!(checked.rejected, 0, "{}: {:?}", lc.config.plugin.name, checked.reasons);
+            for m in checked.published {
+                all.insert(m.path, m.value);
+            }
+        }
+        runs.push(all);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let second = runs.pop().unwrap();
+    (runs.pop().unwrap(), second)
+}
+
+#[test]
+fn every_standard_collector_reports_sane_values_on_this_machine() {
+    let (first, m) = collect_all();
+    let get = |k: &str| *m.get(&format!("servers.live.{k}")).unwrap_or_else(|| panic!("missing {k}; have {:?}", m.keys().take(400).collect::<Vec<_>>()));
+    let has_prefix = |p: &str| m.keys().any(|k| k.starts_with(&format!("servers.live.{p}")));
+
+    // memory: /proc/meminfo in bytes (default byte_unit).
+    let meminfo = read("/proc/meminfo");
+    assert_eq!(get("memory.MemTotal"), field(&meminfo, "MemTotal:", 1) * 1024.0);
+    let used = get("memory.MemUsedPercentage");
+    assert!((0.0..=100.0).contains(&used), "{used}");
+    // cpu: the CPU count; rates are non-negative and bounded by 100 jiffies/s per CPU.
+    let ncpu = wdiamond::host::info::online_cpus() as f64;
+    assert_eq!(get("cpu.cpu_count"), ncpu);
+    let busy: f64 = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"].iter().map(|f| get(&format!("cpu.total.{f}"))).sum();
+    assert!(busy > 0.0 && busy <= 100.0 * ncpu * 1.5, "jiffies/s {busy}");
+    // loadavg: the file's values; process counts positive.
+    let load = read("/proc/loadavg");
+    let l15: f64 = load.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!((get("loadavg.15") - l15).abs() < 0.1, "{} vs {l15}", get("loadavg.15"));
+    assert!((get("loadavg.15_normalized") - get("loadavg.15") / ncpu).abs() < 1e-9);
+    assert!(get("loadavg.processes_total") >= 1.0);
+    // uptime in minutes.
+    let up: f64 = read("/proc/uptime").split_whitespace().next().unwrap().parse().unwrap();
+    assert!((get("uptime.minutes") - up / 60.0).abs() < 0.1);
+    // proc: btime is the file's.
+    assert_eq!(get("proc.btime"), field(&read("/proc/stat"), "btime", 1));
+    // filestat: max is file-nr's third number.
+    let nr: Vec<f64> = read("/proc/sys/fs/file-nr").split_whitespace().map(|v| v.parse().unwrap()).collect();
+    assert_eq!(get("files.max"), nr[2]);
+    // entropy.
+    assert!(get("entropy.available") >= 0.0);
+    // netstat: every state published; their sum is the number of sockets.
+    let states = ["ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING"];
+    let sum: f64 = states.iter().map(|s| get(&format!("netstat.{s}"))).sum();
+    let lines = read("/proc/net/tcp").lines().count() as f64 - 1.0;
+    assert!((sum - lines).abs() <= 5.0, "{sum} vs {lines}");
+    // sockets, vmstat, tcp, udp, softirq, interrupts: present and sane.
+    assert!(get("sockets.used") >= 1.0);
+    assert!(get("vmstat.pgfault") >= 0.0);
+    assert!(get("tcp.CurrEstab") >= 0.0);
+    assert!(get("udp.InDatagrams") >= 0.0);
+    assert!(get("softirq.total") >= 0.0);
+    assert!(m.keys().any(|k| k.starts_with("servers.live.interrupts.") && k.ends_with(".total")));
+    // network: lo is there (asked for), with rates >= 0.
+    assert!(get("network.lo.rx_bit") >= 0.0 && get("network.lo.tx_packets") >= 0.0);
+    // diskspace: the root filesystem, and its numbers add up.
+    assert!(has_prefix("diskspace.root."), "root filesystem missing");
+    let total = get("diskspace.root.byte_used") + get("diskspace.root.byte_free");
+    let fs = wdiamond::host::fs_stats::statvfs(std::path::Path::new("/")).unwrap();
+    assert_eq!(total, (fs.frsize * fs.blocks) as f64);
+    // diskusage: every whole disk of /sys/block that matches the default regex.
+    for dev in std::fs::read_dir("/sys/block").unwrap() {
+        let name = dev.unwrap().file_name().to_string_lossy().into_owned();
+        if name.starts_with("vd") || name.starts_with("sd") || name.starts_with("nvme") {
+            assert!(has_prefix(&format!("iostat.{name}.")), "iostat for {name}");
+            assert!(get(&format!("iostat.{name}.util_percentage")) >= 0.0);
+        }
+    }
+    // Counters start at 0 on the first run, as Diamond.
+    assert_eq!(first.get("servers.live.vmstat.pgfault"), Some(&0.0));
+}
