@@ -28,6 +28,10 @@ const BUILTINS: &[(&str, &str, &str)] = &[
     ("interrupt", "guest-collectors", "collector_interrupt"),
     ("softirq", "guest-collectors", "collector_softirq"),
     ("netstat", "guest-collectors", "collector_netstat"),
+    ("redis", "guest-collectors", "collector_redis"),
+    ("memcached", "guest-collectors", "collector_memcached"),
+    ("nginx", "guest-collectors", "collector_nginx"),
+    ("ceph", "guest-collectors", "collector_ceph"),
     ("archive", "guest-handlers", "handler_archive"),
     ("graphite", "guest-handlers", "handler_graphite"),
 ];

@@ -10,8 +10,23 @@ use std::time::Duration;
 use wdiamond::host::HostFacts;
 
 const ALL: &[&str] = &[
-    "cpu", "memory", "loadavg", "network", "diskspace", "diskusage", "vmstat", "sockstat", "tcp", "udp", "proc", "uptime",
-    "entropy", "filestat", "interrupt", "softirq", "netstat",
+    "cpu",
+    "memory",
+    "loadavg",
+    "network",
+    "diskspace",
+    "diskusage",
+    "vmstat",
+    "sockstat",
+    "tcp",
+    "udp",
+    "proc",
+    "uptime",
+    "entropy",
+    "filestat",
+    "interrupt",
+    "softirq",
+    "netstat",
 ];
 
 fn read(path: &str) -> String {
@@ -19,7 +34,10 @@ fn read(path: &str) -> String {
 }
 
 fn field(text: &str, key: &str, n: usize) -> f64 {
-    let line = text.lines().find(|l| l.split_whitespace().next() == Some(key)).unwrap_or_else(|| panic!("{key}"));
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(key))
+        .unwrap_or_else(|| panic!("{key}"));
     line.split_whitespace().nth(n).unwrap().parse().unwrap()
 }
 
@@ -43,7 +61,8 @@ fn collect_all() -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
     let conf = common::write_config(dir.path(), &text);
     let config = wdiamond::config::load(&conf).unwrap();
     let rt = common::runtime();
-    let mut loaded = wdiamond::agent::load(&rt, &config, &HostFacts::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut loaded = wdiamond::agent::load(&rt, &config, &HostFacts::default())
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.collectors.len(), ALL.len());
     let mut runs = Vec::new();
     for _ in 0..2 {
@@ -54,9 +73,17 @@ fn collect_all() -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
                 Ok(Ok(m)) => m,
                 other => panic!("{}: {other:?}", lc.config.plugin.name),
             };
-            assert_eq!(usage.calls.denials, 0, "{}: a built-in collector was denied a host call", lc.config.plugin.name);
+            assert_eq!(
+                usage.calls.denials, 0,
+                "{}: a built-in collector was denied a host call",
+                lc.config.plugin.name
+            );
             let checked = lc.publication.publish(metrics, 0);
-            assert_eq!(checked.rejected, 0, "{}: {:?}", lc.config.plugin.name, checked.reasons);
+            assert_eq!(
+                checked.rejected, 0,
+                "{}: {:?}",
+                lc.config.plugin.name, checked.reasons
+            );
             for m in checked.published {
                 all.insert(m.path, m.value);
             }
@@ -71,37 +98,79 @@ fn collect_all() -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
 #[test]
 fn every_standard_collector_reports_sane_values_on_this_machine() {
     let (first, m) = collect_all();
-    let get = |k: &str| *m.get(&format!("servers.live.{k}")).unwrap_or_else(|| panic!("missing {k}; have {:?}", m.keys().take(400).collect::<Vec<_>>()));
-    let has_prefix = |p: &str| m.keys().any(|k| k.starts_with(&format!("servers.live.{p}")));
+    let get = |k: &str| {
+        *m.get(&format!("servers.live.{k}")).unwrap_or_else(|| {
+            panic!(
+                "missing {k}; have {:?}",
+                m.keys().take(400).collect::<Vec<_>>()
+            )
+        })
+    };
+    let has_prefix = |p: &str| {
+        m.keys()
+            .any(|k| k.starts_with(&format!("servers.live.{p}")))
+    };
 
     // memory: /proc/meminfo in bytes (default byte_unit).
     let meminfo = read("/proc/meminfo");
-    assert_eq!(get("memory.MemTotal"), field(&meminfo, "MemTotal:", 1) * 1024.0);
+    assert_eq!(
+        get("memory.MemTotal"),
+        field(&meminfo, "MemTotal:", 1) * 1024.0
+    );
     let used = get("memory.MemUsedPercentage");
     assert!((0.0..=100.0).contains(&used), "{used}");
     // cpu: the CPU count; rates are non-negative and bounded by 100 jiffies/s per CPU.
     let ncpu = wdiamond::host::info::online_cpus() as f64;
     assert_eq!(get("cpu.cpu_count"), ncpu);
-    let busy: f64 = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"].iter().map(|f| get(&format!("cpu.total.{f}"))).sum();
+    let busy: f64 = [
+        "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
+    ]
+    .iter()
+    .map(|f| get(&format!("cpu.total.{f}")))
+    .sum();
     assert!(busy > 0.0 && busy <= 100.0 * ncpu * 1.5, "jiffies/s {busy}");
     // loadavg: the file's values; process counts positive.
     let load = read("/proc/loadavg");
     let l15: f64 = load.split_whitespace().nth(2).unwrap().parse().unwrap();
-    assert!((get("loadavg.15") - l15).abs() < 0.1, "{} vs {l15}", get("loadavg.15"));
+    assert!(
+        (get("loadavg.15") - l15).abs() < 0.1,
+        "{} vs {l15}",
+        get("loadavg.15")
+    );
     assert!((get("loadavg.15_normalized") - get("loadavg.15") / ncpu).abs() < 1e-9);
     assert!(get("loadavg.processes_total") >= 1.0);
     // uptime in minutes.
-    let up: f64 = read("/proc/uptime").split_whitespace().next().unwrap().parse().unwrap();
+    let up: f64 = read("/proc/uptime")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((get("uptime.minutes") - up / 60.0).abs() < 0.1);
     // proc: btime is the file's.
     assert_eq!(get("proc.btime"), field(&read("/proc/stat"), "btime", 1));
     // filestat: max is file-nr's third number.
-    let nr: Vec<f64> = read("/proc/sys/fs/file-nr").split_whitespace().map(|v| v.parse().unwrap()).collect();
+    let nr: Vec<f64> = read("/proc/sys/fs/file-nr")
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
     assert_eq!(get("files.max"), nr[2]);
     // entropy.
     assert!(get("entropy.available") >= 0.0);
     // netstat: every state published; their sum is the number of sockets.
-    let states = ["ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING"];
+    let states = [
+        "ESTABLISHED",
+        "SYN_SENT",
+        "SYN_RECV",
+        "FIN_WAIT1",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+        "CLOSE",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "LISTEN",
+        "CLOSING",
+    ];
     let sum: f64 = states.iter().map(|s| get(&format!("netstat.{s}"))).sum();
     let lines = read("/proc/net/tcp").lines().count() as f64 - 1.0;
     assert!((sum - lines).abs() <= 5.0, "{sum} vs {lines}");
@@ -111,7 +180,9 @@ fn every_standard_collector_reports_sane_values_on_this_machine() {
     assert!(get("tcp.CurrEstab") >= 0.0);
     assert!(get("udp.InDatagrams") >= 0.0);
     assert!(get("softirq.total") >= 0.0);
-    assert!(m.keys().any(|k| k.starts_with("servers.live.interrupts.") && k.ends_with(".total")));
+    assert!(m
+        .keys()
+        .any(|k| k.starts_with("servers.live.interrupts.") && k.ends_with(".total")));
     // network: lo is there (asked for), with rates >= 0.
     assert!(get("network.lo.rx_bit") >= 0.0 && get("network.lo.tx_packets") >= 0.0);
     // diskspace: the root filesystem, and its numbers add up.

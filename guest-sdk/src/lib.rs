@@ -14,6 +14,7 @@
 //! - [`config`]: typed access to the merged configuration, with Diamond's
 //!   `str_to_bool` and list rules.
 //! - [`host`]: thin wrappers over the host imports (files, log).
+//! - [`net`]: request/response and HTTP/1.1 GET over granted sockets.
 //!
 //! The pure modules ([`derive`], [`units`], [`format`]) do not touch the bindings and
 //! are unit-tested on the host target.
@@ -28,6 +29,8 @@ pub mod units;
 pub mod config;
 #[cfg(any(feature = "collector", feature = "handler"))]
 pub mod host;
+#[cfg(any(feature = "collector", feature = "handler"))]
+pub mod net;
 
 #[cfg(all(feature = "collector", feature = "handler"))]
 compile_error!("enable exactly one of the features `collector` and `handler`");

@@ -260,8 +260,14 @@ fn main() {
             .collect::<Vec<_>>()
     );
     println!("| ratio wasm / native | {:.2}x | |", wm / nm);
-    println!("| of the wasm cycle: host-side checks + paths (`publish`) | {:.1} µs | |", median(publish_rounds));
-    println!("| of both: just reading the three /proc files (kernel) | {:.1} µs | |", median(read_rounds));
+    println!(
+        "| of the wasm cycle: host-side checks + paths (`publish`) | {:.1} µs | |",
+        median(publish_rounds)
+    );
+    println!(
+        "| of both: just reading the three /proc files (kernel) | {:.1} µs | |",
+        median(read_rounds)
+    );
     println!();
     println!("load of 3 collectors (from the compiled cache, instantiate, describe, configure): {load_time:.1?}");
     println!("bench process RSS: {rss_start} KiB at start, {rss_loaded} KiB with 3 collectors loaded and run");

@@ -160,10 +160,18 @@ pub struct GrantsConfig {
 impl GrantsConfig {
     /// Parses the grants into their typed form (already validated at load).
     pub fn build(&self, section: &str) -> Result<Grants, String> {
+        // A grant under a symlinked directory (/var/run -> /run) also
+        // grants the same glob under the link's target, since paths are
+        // checked after canonicalisation.
+        let mut files = self.files.clone();
+        for f in &self.files {
+            if let Some(v) = grants::canonical_variant(f) {
+                files.push(v);
+            }
+        }
         Ok(Grants {
             section: section.to_string(),
-            files: self
-                .files
+            files: files
                 .iter()
                 .map(|f| grants::parse_path_glob(f))
                 .collect::<Result<_, _>>()?,

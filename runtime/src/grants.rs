@@ -93,6 +93,32 @@ pub fn parse_path_glob(s: &str) -> Result<Pattern, String> {
     Pattern::new(s).map_err(|e| format!("{s:?} is not a valid glob: {e}"))
 }
 
+/// The same glob with its literal leading directories canonicalised, when
+/// that differs (`/var/run/ceph/*` -> `/run/ceph/*`); `None` otherwise.
+pub fn canonical_variant(glob: &str) -> Option<String> {
+    let parts: Vec<&str> = glob.split('/').collect();
+    let literal = parts
+        .iter()
+        .take_while(|p| !p.contains(['*', '?', '[', ']']))
+        .count();
+    for n in (2..=literal).rev() {
+        let prefix = parts[..n].join("/");
+        if let Ok(c) = std::fs::canonicalize(&prefix) {
+            let c = c.to_string_lossy().into_owned();
+            if c == prefix {
+                return None;
+            }
+            let rest = parts[n..].join("/");
+            return Some(if rest.is_empty() {
+                c
+            } else {
+                format!("{c}/{rest}")
+            });
+        }
+    }
+    None
+}
+
 /// Parses one `grants.commands` entry (an argv pattern).
 pub fn parse_command(argv: &[String]) -> Result<CommandGrant, String> {
     let Some((program, args)) = argv.split_first() else {
@@ -439,6 +465,22 @@ mod tests {
                 false
             )
             .is_err());
+    }
+
+    #[test]
+    fn grants_follow_symlinked_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+        let real = std::fs::canonicalize(&real).unwrap();
+        let glob = format!("{}/link/*.asok", dir.path().display());
+        assert_eq!(
+            canonical_variant(&glob),
+            Some(format!("{}/*.asok", real.display()))
+        );
+        assert_eq!(canonical_variant("/proc/stat"), None);
+        assert_eq!(canonical_variant("/no/such/dir/*"), None);
     }
 
     #[test]

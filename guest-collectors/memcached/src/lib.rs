@@ -1,0 +1,200 @@
+//! Diamond's MemcachedCollector: `stats` of one or more memcached servers
+//! over a granted socket (`<alias>.curr_items`, `<alias>.get_hits`, ...);
+//! gauges as they are, everything else as a rate (COUNTER).
+
+use std::collections::BTreeMap;
+
+use wdiamond_sdk::bindings::wdiamond::plugin::sockets::Protocol;
+use wdiamond_sdk::derive::{Derivative, Per};
+use wdiamond_sdk::net::exchange;
+use wdiamond_sdk::{
+    export_collector, host, option, Capability, Collector, Config, ConfigValue, Description,
+    Publisher,
+};
+
+/// Diamond's GAUGES: published as they are.
+pub const GAUGES: [&str; 11] = [
+    "bytes",
+    "connection_structures",
+    "curr_connections",
+    "curr_items",
+    "threads",
+    "reserved_fds",
+    "limit_maxbytes",
+    "hash_power_level",
+    "hash_bytes",
+    "hash_is_expanding",
+    "uptime",
+];
+const IGNORED: [&str; 8] = [
+    "libevent",
+    "pointer_size",
+    "time",
+    "version",
+    "repcached_version",
+    "replication",
+    "accepting_conns",
+    "pid",
+];
+
+/// Parses a `stats` reply: `STAT name value` lines up to `END`.
+pub fn parse_stats(text: &str) -> BTreeMap<String, f64> {
+    let mut stats = BTreeMap::new();
+    for line in text.lines() {
+        let p: Vec<&str> = line.split(' ').collect();
+        if p.len() < 3 || p[0] != "STAT" || IGNORED.contains(&p[1]) {
+            continue;
+        }
+        if let Ok(v) = p[2].trim().parse::<f64>() {
+            stats.insert(p[1].to_string(), v);
+        }
+    }
+    stats
+}
+
+/// One server: alias, address, unix socket?
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// Metric name prefix.
+    pub alias: String,
+    /// `host:port` or a socket path.
+    pub address: String,
+    /// Unix socket?
+    pub unix: bool,
+}
+
+/// Diamond's `hosts` syntax: `[alias@]host[:port]`; no port means a Unix socket path.
+pub fn parse_host(spec: &str) -> Server {
+    let (alias, rest) = match spec.split_once('@') {
+        Some((a, r)) => (Some(a), r),
+        None => (None, spec),
+    };
+    match rest.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty() => Server {
+            alias: alias.unwrap_or(h).to_string(),
+            address: format!("{h}:{p}"),
+            unix: false,
+        },
+        _ => Server {
+            alias: alias.unwrap_or(rest).to_string(),
+            address: rest.to_string(),
+            unix: true,
+        },
+    }
+}
+
+/// The collector's state.
+pub struct Memcached {
+    servers: Vec<Server>,
+    publish: Vec<String>,
+    interval: f64,
+    derivative: Derivative,
+}
+
+impl Collector for Memcached {
+    fn describe() -> Description {
+        Description {
+            name: "memcached".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: "memcached stats (Diamond's MemcachedCollector).".into(),
+            options: vec![
+                option(
+                    "hosts",
+                    ConfigValue::TextList(vec!["localhost:11211".into()]),
+                    "List of hosts, [alias@]host:port (or a Unix socket path)",
+                ),
+                option(
+                    "publish",
+                    ConfigValue::TextList(vec![]),
+                    "Which stats to publish; empty: all",
+                ),
+            ],
+            capabilities: vec![Capability::Connect("tcp:localhost:11211".into())],
+        }
+    }
+
+    fn configure(config: &Config) -> Result<Self, String> {
+        Ok(Memcached {
+            servers: config.list("hosts").iter().map(|h| parse_host(h)).collect(),
+            publish: config.list("publish"),
+            interval: config.f64("interval", 300.0)?,
+            derivative: Derivative::new(),
+        })
+    }
+
+    fn collect(&mut self, out: &mut Publisher) -> Result<(), String> {
+        let mut failed = 0;
+        for s in &self.servers {
+            let proto = if s.unix {
+                Protocol::Unix
+            } else {
+                Protocol::Tcp
+            };
+            let raw = match exchange(proto, &s.address, b"stats\r\n", 3000, |b| {
+                b.ends_with(b"END\r\n")
+            }) {
+                Ok(r) => r,
+                Err(e) => {
+                    host::warn(&format!("Failed to get stats from {}: {e}", s.address));
+                    failed += 1;
+                    continue;
+                }
+            };
+            let stats = parse_stats(&String::from_utf8_lossy(&raw));
+            let wanted: Vec<String> = if self.publish.is_empty() {
+                stats.keys().cloned().collect()
+            } else {
+                self.publish.clone()
+            };
+            for stat in wanted {
+                let Some(v) = stats.get(&stat) else {
+                    host::warn(&format!(
+                        "No such key '{stat}' available, issue 'stats' for a full list"
+                    ));
+                    continue;
+                };
+                let name = format!("{}.{stat}", s.alias);
+                if GAUGES.contains(&stat.as_str()) {
+                    out.gauge(name, *v, 0);
+                } else {
+                    let rate = self.derivative.rate_f64(
+                        &name,
+                        *v,
+                        0.0,
+                        Per::Seconds(self.interval),
+                        false,
+                    );
+                    out.counter(name, rate, 0);
+                }
+            }
+        }
+        if failed > 0 && failed == self.servers.len() {
+            return Err("no memcached server answered".into());
+        }
+        Ok(())
+    }
+}
+
+export_collector!(Memcached);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stats_and_hosts() {
+        let s = parse_stats("STAT pid 1\r\nSTAT curr_items 3\r\nSTAT rusage_user 0.5\r\nSTAT version 1.6\r\nEND\r\n");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s["rusage_user"], 0.5);
+        assert_eq!(
+            parse_host("localhost:11211"),
+            Server {
+                alias: "localhost".into(),
+                address: "localhost:11211".into(),
+                unix: false
+            }
+        );
+        assert_eq!(parse_host("c1@10.0.0.1:11212").alias, "c1");
+        assert!(parse_host("/run/memcached.sock").unix);
+    }
+}

@@ -1,0 +1,170 @@
+//! Small network clients over the host's granted sockets: a request /
+//! response exchange, and HTTP/1.1 GET.
+
+use crate::bindings::wdiamond::plugin::sockets::{Connection, Protocol};
+use crate::host::describe_error;
+
+/// Most bytes one exchange reads.
+pub const MAX_RESPONSE: usize = 4 << 20;
+
+/// Sends `request` and reads until the peer closes, `done(response)` says
+/// the response is complete, or [`MAX_RESPONSE`] is reached.
+pub fn exchange(
+    proto: Protocol,
+    address: &str,
+    request: &[u8],
+    timeout_ms: u32,
+    done: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<u8>, String> {
+    let conn = Connection::open(proto, address, timeout_ms)
+        .map_err(|e| format!("connecting to {address}: {}", describe_error(&e)))?;
+    conn.send(request, timeout_ms)
+        .map_err(|e| format!("sending to {address}: {}", describe_error(&e)))?;
+    let mut response = Vec::new();
+    loop {
+        let chunk = conn
+            .receive(65536, timeout_ms)
+            .map_err(|e| format!("reading from {address}: {}", describe_error(&e)))?;
+        if chunk.is_empty() {
+            break;
+        }
+        response.extend_from_slice(&chunk);
+        if done(&response) {
+            break;
+        }
+        if response.len() > MAX_RESPONSE {
+            return Err(format!(
+                "{address}: response larger than {MAX_RESPONSE} bytes"
+            ));
+        }
+    }
+    Ok(response)
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type`, lower-cased, without parameters.
+    pub content_type: String,
+    /// The body (de-chunked).
+    pub body: Vec<u8>,
+}
+
+/// `GET path` over HTTP/1.1 (`Connection: close`) to `address`, with `Host: host`.
+pub fn http_get(
+    address: &str,
+    host: &str,
+    path: &str,
+    timeout_ms: u32,
+) -> Result<HttpResponse, String> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: wdiamond\r\nAccept: */*\r\nConnection: close\r\n\r\n");
+    let raw = exchange(
+        Protocol::Tcp,
+        address,
+        request.as_bytes(),
+        timeout_ms,
+        |_| false,
+    )?;
+    parse_http(&raw)
+}
+
+/// Parses a complete HTTP/1.x response.
+pub fn parse_http(raw: &[u8]) -> Result<HttpResponse, String> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("incomplete HTTP response: no end of headers")?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .filter(|_| status_line.starts_with("HTTP/1."))
+        .ok_or_else(|| {
+            format!(
+                "not an HTTP response: {:?}",
+                status_line.chars().take(80).collect::<String>()
+            )
+        })?;
+    let mut content_type = String::new();
+    let mut chunked = false;
+    let mut length = None;
+    for line in lines {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.trim();
+        match k.trim().to_ascii_lowercase().as_str() {
+            "content-type" => {
+                content_type = v
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            }
+            "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
+            "content-length" => length = v.parse::<usize>().ok(),
+            _ => {}
+        }
+    }
+    if chunked {
+        body = dechunk(&body)?;
+    } else if let Some(n) = length {
+        body.truncate(n);
+    }
+    Ok(HttpResponse {
+        status,
+        content_type,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("bad chunked body")?;
+        let size_text = String::from_utf8_lossy(&data[..end]);
+        let size =
+            usize::from_str_radix(size_text.split(';').next().unwrap_or_default().trim(), 16)
+                .map_err(|_| "bad chunk size")?;
+        data = &data[end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if data.len() < size {
+            return Err("truncated chunk".into());
+        }
+        out.extend_from_slice(&data[..size]);
+        data = data.get(size + 2..).unwrap_or_default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_and_chunked_responses() {
+        let r = parse_http(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
+        )
+        .unwrap();
+        assert_eq!(
+            (r.status, r.content_type.as_str(), r.body.as_slice()),
+            (200, "text/plain", &b"hello"[..])
+        );
+        let r = parse_http(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
+        assert_eq!(r.body, b"abcde");
+        assert!(parse_http(b"garbage").is_err());
+        assert!(parse_http(b"SSH-2.0\r\n\r\n").is_err());
+    }
+}

@@ -1,0 +1,355 @@
+//! Service collectors against real servers (Debian's redis-server, memcached
+//! and nginx, started here on free ports on 127.0.0.1 and stopped after),
+//! and the ceph command collector against a stand-in `ceph` executable.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use wdiamond::bindings::types::MetricKind;
+use wdiamond::host::HostFacts;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server process, killed when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(program: &str, args: &[&str], port: u16) -> Server {
+    let path = ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.exists());
+    let path = path.unwrap_or_else(|| panic!("{program} is not installed (.ci/run installs it: apt-get install redis-server memcached nginx-light)"));
+    let child = Command::new(path)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{program} did not start listening on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+/// Metrics of a collector's runs, by name relative to `servers.svc.<path>.`.
+struct Collected {
+    runs: Vec<BTreeMap<String, (f64, u8, MetricKind)>>,
+    errors: Vec<String>,
+    denials: u64,
+}
+
+fn run_collector(section: &str, runs: usize, between: Duration) -> Collected {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = common::write_config(
+        dir.path(),
+        &format!("[server]\nhandlers = []\nplugin_cache_dir = {:?}\n[collectors.default]\ninterval = 1\nhostname = \"svc\"\n{section}", common::cache_dir()),
+    );
+    let config = wdiamond::config::load(&conf).unwrap_or_else(|e| panic!("{e}"));
+    let rt = common::runtime();
+    let mut loaded = wdiamond::agent::load(&rt, &config, &HostFacts::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lc = &mut loaded.collectors[0];
+    let prefix = format!("servers.svc.{}.", lc.description.name);
+    let mut out = Collected {
+        runs: Vec::new(),
+        errors: Vec::new(),
+        denials: 0,
+    };
+    for i in 0..runs {
+        if i > 0 {
+            std::thread::sleep(between);
+        }
+        let (r, usage) = lc.instance.collect(Duration::from_secs(30));
+        out.denials += usage.calls.denials;
+        let mut m = BTreeMap::new();
+        match r {
+            Ok(Ok(metrics)) => {
+                let checked = lc.publication.publish(metrics, 0);
+                assert_eq!(checked.rejected, 0, "{:?}", checked.reasons);
+                for p in checked.published {
+                    m.insert(
+                        p.path.trim_start_matches(&prefix).to_string(),
+                        (p.value, p.precision, p.kind),
+                    );
+                }
+            }
+            Ok(Err(e)) => out.errors.push(e),
+            Err(f) => panic!("collector failed: {f}"),
+        }
+        out.runs.push(m);
+    }
+    out
+}
+
+fn redis_cmd(port: u16, cmd: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn redis_info_from_a_real_server() {
+    let port = free_port();
+    let p = port.to_string();
+    let _server = start(
+        "redis-server",
+        &[
+            "--port",
+            &p,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxmemory",
+            "64mb",
+        ],
+        port,
+    );
+    for k in 0..5 {
+        assert!(redis_cmd(port, &format!("SET key{k} value{k}")).starts_with("+OK"));
+    }
+    redis_cmd(port, "EXPIRE key0 1000");
+    redis_cmd(port, "GET key1");
+    redis_cmd(port, "GET nosuchkey");
+    let c = run_collector(
+        &format!("[collectors.redis]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\n"),
+        1,
+        Duration::ZERO,
+    );
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    let m = &c.runs[0];
+    let get = |k: &str| {
+        m.get(&format!("{port}.{k}"))
+            .unwrap_or_else(|| panic!("{port}.{k} missing in {:?}", m.keys().collect::<Vec<_>>()))
+            .0
+    };
+    assert_eq!(get("db0.keys"), 5.0);
+    assert_eq!(get("db0.expires"), 1.0);
+    assert_eq!(get("replication.master"), 1.0);
+    assert!(get("clients.connected") >= 1.0);
+    assert!(get("keyspace.hits") >= 1.0 && get("keyspace.misses") >= 1.0);
+    assert!(get("memory.internal_view") > 0.0);
+    let pct = get("memory.used_percent");
+    assert!(pct > 0.0 && pct < 100.0, "{pct}");
+    assert!(get("process.uptime") >= 0.0);
+    // Precision follows the text of the value (Diamond's _precision).
+    assert_eq!(m[&format!("{port}.memory.fragmentation_ratio")].1, {
+        let v = m[&format!("{port}.memory.fragmentation_ratio")].0;
+        let s = format!("{v:?}");
+        (s.len() - s.rfind('.').unwrap() - 1) as u8
+    });
+
+    // A port that is not granted: denied, not connected.
+    let other = free_port();
+    let c = run_collector(
+        &format!("[collectors.redis]\nenabled = true\ninstances = [\"127.0.0.1:{other}\"]\nhost = \"127.0.0.1\"\nport = {port}\n"),
+        1,
+        Duration::ZERO,
+    );
+    assert_eq!(c.denials, 1);
+    assert!(
+        c.errors[0].contains("no redis instance answered"),
+        "{:?}",
+        c.errors
+    );
+}
+
+#[test]
+fn memcached_stats_from_a_real_server() {
+    let port = free_port();
+    let p = port.to_string();
+    let _server = start(
+        "memcached",
+        &[
+            "-p",
+            &p,
+            "-l",
+            "127.0.0.1",
+            "-U",
+            "0",
+            "-u",
+            "root",
+            "-m",
+            "16",
+        ],
+        port,
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for k in 0..3 {
+        s.write_all(format!("set k{k} 0 0 5\r\nhello\r\n").as_bytes())
+            .unwrap();
+    }
+    let mut buf = [0u8; 64];
+    let mut got = String::new();
+    while got.matches("STORED").count() < 3 {
+        let n = s.read(&mut buf).unwrap();
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let section = format!("[collectors.memcached]\nenabled = true\nhosts = [\"cache@127.0.0.1:{port}\"]\n[collectors.memcached.grants]\nconnect = [\"tcp:127.0.0.1:{port}\"]\n");
+    let c = run_collector(&section, 2, Duration::from_millis(1100));
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    let (first, second) = (&c.runs[0], &c.runs[1]);
+    assert_eq!(second["cache.curr_items"], (3.0, 0, MetricKind::Gauge));
+    assert_eq!(second["cache.threads"].2, MetricKind::Gauge);
+    // cmd_set is a counter: 0 on the first run, a rate after.
+    assert_eq!(first["cache.cmd_set"], (0.0, 0, MetricKind::Counter));
+    assert_eq!(second["cache.cmd_set"].2, MetricKind::Counter);
+    assert!(second["cache.total_connections"].0 >= 0.0);
+    assert!(!second.contains_key("cache.pid") && !second.contains_key("cache.version"));
+}
+
+#[test]
+fn nginx_stub_status_from_a_real_server() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  server {{\n    listen 127.0.0.1:{port};\n    location /nginx_status {{ stub_status; }}\n    location = / {{ return 200 \"ok\\n\"; }}\n    location / {{ return 404; }}\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let _server = start(
+        "nginx",
+        &["-c", conf.to_str().unwrap(), "-g", "daemon off;"],
+        port,
+    );
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut b = Vec::new();
+        s.read_to_end(&mut b).unwrap();
+    }
+    let section = format!(
+        "[collectors.nginx]\nenabled = true\nreq_host = \"127.0.0.1\"\nreq_port = {port}\n"
+    );
+    let c = run_collector(&section, 2, Duration::from_millis(1100));
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    let m = &c.runs[1];
+    assert!(
+        m["active_connections"].0 >= 1.0,
+        "our own request is active"
+    );
+    assert_eq!(m["conn_accepted"].2, MetricKind::Counter);
+    assert!(
+        m["conn_accepted"].0 > 0.0,
+        "one connection per second between the runs"
+    );
+    let rpc = m["req_per_conn"];
+    assert!(rpc.0 > 0.5 && rpc.0 <= 2.0 && rpc.1 == 2, "{rpc:?}");
+    for k in [
+        "act_reads",
+        "act_writes",
+        "act_waits",
+        "conn_handled",
+        "req_handled",
+    ] {
+        assert!(m.contains_key(k), "{k}");
+    }
+
+    // A wrong path: an error result, not a crash.
+    let c = run_collector(
+        &format!("{section}req_path = \"/nope\"\n"),
+        1,
+        Duration::ZERO,
+    );
+    assert!(c.errors[0].contains("answered 404"), "{:?}", c.errors);
+    // A page that is not stub_status: an error, not silence.
+    let c = run_collector(&format!("{section}req_path = \"/\"\n"), 1, Duration::ZERO);
+    assert!(
+        c.errors[0].contains("no stub_status data"),
+        "{:?}",
+        c.errors
+    );
+}
+
+#[test]
+fn ceph_perf_dump_through_a_stand_in_command() {
+    let sockets = tempfile::tempdir().unwrap();
+    for name in [
+        "ceph-osd.0.asok",
+        "ceph-osd.1-fail.asok",
+        "ceph-mon.garbage.asok",
+        "ceph-osd.2-hang.asok",
+        "other.asok",
+        "ceph-osd.3.sock",
+    ] {
+        std::fs::write(sockets.path().join(name), b"").unwrap();
+    }
+    let ceph = common::repo().join("tests/fixtures/ceph/ceph");
+    let section = format!(
+        "[collectors.ceph]\nenabled = true\nsocket_path = {:?}\nceph_binary = {:?}\ntimeout = 1\n",
+        sockets.path(),
+        ceph
+    );
+    let start = Instant::now();
+    let c = run_collector(&section, 1, Duration::ZERO);
+    let took = start.elapsed();
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    let m = &c.runs[0];
+    // Only the healthy socket published; the failing, garbage and hanging
+    // ones published nothing, and the hang was killed at its 1 s timeout.
+    assert!(
+        m.keys().all(|k| k.starts_with("ceph.osd.0.")),
+        "{:?}",
+        m.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(m["ceph.osd.0.osd.op"].0, 5129.0);
+    assert_eq!(m["ceph.osd.0.osd.op_latency.sum"].0, 33.008751882);
+    assert_eq!(
+        m["ceph.osd.0.filestore.journal_latency.avgcount"].0,
+        12745.0
+    );
+    assert_eq!(
+        m["ceph.osd.0.throttle-msgr_dispatch_throttler-client.max"].0,
+        104857600.0
+    );
+    assert_eq!(m.len(), 32);
+    assert!(
+        took < Duration::from_secs(8),
+        "the hanging command was not cut off: {took:?}"
+    );
+    // No stray `sleep` left behind by the hanging stand-in.
+    std::thread::sleep(Duration::from_millis(200));
+    let ps = Command::new("pgrep")
+        .args(["-f", "sleep 600"])
+        .output()
+        .unwrap();
+    assert!(
+        ps.stdout.is_empty(),
+        "left a process behind: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
+}
