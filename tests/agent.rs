@@ -296,3 +296,80 @@ file = "/etc/shadow"
         "nothing read from /etc/shadow"
     );
 }
+
+#[test]
+fn sighup_applies_changed_options_and_a_bad_reload_keeps_the_running_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive.log");
+    let write = |percore: &str| {
+        common::write_config(
+            dir.path(),
+            &format!(
+                "[server]\nhandlers = [\"archive\"]\nplugin_cache_dir = {:?}\n[handlers.archive]\nlog_file = {archive:?}\n[collectors.default]\ninterval = 1\nhostname = \"hup\"\n[collectors.cpu]\nenabled = true\npercore = {percore}\n",
+                common::cache_dir()
+            ),
+        )
+    };
+    let conf = write("true");
+    let child = Command::new(BIN)
+        .arg("run")
+        .arg(&conf)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let wait_for = |pred: &dyn Fn(&[String]) -> bool| {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if pred(&archive_lines(&archive)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    };
+    assert!(
+        wait_for(&|l| l.iter().any(|x| x.contains(".cpu.cpu0."))),
+        "per-core metrics before the reload"
+    );
+
+    write("false");
+    // SAFETY: plain kill(2) of our own child.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(500));
+    let at_reload = archive_lines(&archive).len();
+    assert!(
+        wait_for(&|l| l.len() > at_reload + 20),
+        "still collecting after the reload"
+    );
+    let after: Vec<String> = archive_lines(&archive)[at_reload..].to_vec();
+    assert!(after.iter().any(|x| x.contains(".cpu.total.")), "{after:?}");
+    assert!(
+        !after.iter().any(|x| x.contains(".cpu.cpu0.")),
+        "percore = false took effect: {after:?}"
+    );
+
+    // A broken config on reload: logged, the running one is kept.
+    std::fs::write(&conf, "[collectors.cpu\n").unwrap();
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(300));
+    let n = archive_lines(&archive).len();
+    assert!(
+        wait_for(&|l| l.len() > n + 10),
+        "still collecting after a failed reload"
+    );
+
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("collector configuration changed: restarting it"),
+        "{log}"
+    );
+    assert!(log.contains("still running the previous one"), "{log}");
+    assert!(
+        log.contains("invalid TOML"),
+        "the reload error names the problem: {log}"
+    );
+}

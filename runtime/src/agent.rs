@@ -52,11 +52,106 @@ pub struct PluginStats {
     pub metrics: AtomicU64,
     /// Metrics rejected by the host's checks.
     pub rejected: AtomicU64,
-    /// Metrics dropped (over `max_metrics`, or queue overflow).
+    /// Metrics dropped (over `max_metrics`, a tenant quota, or queue overflow).
     pub dropped: AtomicU64,
+    /// Runs skipped because the tenant's fuel quota was used up.
+    pub quota_skips: AtomicU64,
+    /// Wall-clock time of the last run, microseconds.
+    pub last_duration_us: AtomicU64,
+    /// Fuel used by the last run.
+    pub last_fuel: AtomicU64,
+    /// Largest linear memory seen, bytes.
+    pub peak_memory: AtomicU64,
+    /// Start times (wall clock) of the latest runs, at most 1,000.
+    pub run_starts: Mutex<VecDeque<f64>>,
+}
+
+/// A tenant's quota state, shared by its collectors.
+#[derive(Debug)]
+pub struct Tenant {
+    /// Its configuration.
+    pub config: config::TenantConfig,
+    window: Mutex<TenantWindow>,
+}
+
+#[derive(Debug, Default)]
+struct TenantWindow {
+    start: f64,
+    metrics: u64,
+    fuel: u64,
+    warned: bool,
+}
+
+impl Tenant {
+    /// A tenant with fresh quotas.
+    pub fn new(config: config::TenantConfig) -> Arc<Self> {
+        Arc::new(Tenant {
+            config,
+            window: Mutex::new(TenantWindow::default()),
+        })
+    }
+
+    fn window(&self, now: f64) -> std::sync::MutexGuard<'_, TenantWindow> {
+        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        if w.start == 0.0 || now - w.start >= self.config.interval || now < w.start {
+            *w = TenantWindow {
+                start: now,
+                ..Default::default()
+            };
+        }
+        w
+    }
+
+    /// The fuel left in this window (`None`: no fuel quota).
+    pub fn fuel_left(&self, now: f64) -> Option<u64> {
+        let max = self.config.max_fuel?;
+        Some(max.saturating_sub(self.window(now).fuel))
+    }
+
+    /// Records fuel used.
+    pub fn spend_fuel(&self, now: f64, fuel: u64) {
+        let mut w = self.window(now);
+        w.fuel = w.fuel.saturating_add(fuel);
+    }
+
+    /// How many of `n` metrics the quota lets through now; returns that
+    /// and whether this is the first refusal of the window.
+    pub fn take_metrics(&self, now: f64, n: u64) -> (u64, bool) {
+        let Some(max) = self.config.max_metrics else {
+            return (n, false);
+        };
+        let mut w = self.window(now);
+        let ok = n.min(max.saturating_sub(w.metrics));
+        w.metrics += ok;
+        let first = ok < n && !std::mem::replace(&mut w.warned, true);
+        (ok, first)
+    }
 }
 
 impl PluginStats {
+    fn record_run(&self, start: f64, usage: &crate::plugin::Usage) {
+        self.last_duration_us
+            .store(usage.elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.last_fuel.store(usage.fuel, Ordering::Relaxed);
+        self.peak_memory
+            .fetch_max(usage.peak_memory as u64, Ordering::Relaxed);
+        let mut starts = self.run_starts.lock().unwrap_or_else(|p| p.into_inner());
+        if starts.len() >= 1000 {
+            starts.pop_front();
+        }
+        starts.push_back(start);
+    }
+
+    /// Start times of the latest runs (wall clock, seconds).
+    pub fn starts(&self) -> Vec<f64> {
+        self.run_starts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect()
+    }
+
     fn count_failure(&self, f: &Failure) {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let c = match f.kind {
@@ -83,6 +178,8 @@ pub struct LoadedCollector {
     pub publication: Publication,
     /// A configured instance.
     pub instance: Instance<CollectorPlugin>,
+    /// Its tenant, if any.
+    pub tenant: Option<Arc<Tenant>>,
 }
 
 /// A handler ready to run.
@@ -105,6 +202,69 @@ pub struct Loaded {
     pub collectors: Vec<LoadedCollector>,
     /// Handlers, in `server.handlers` order.
     pub handlers: Vec<LoadedHandler>,
+}
+
+/// Most options a plugin may describe.
+pub const MAX_OPTIONS: usize = 1000;
+/// Most capabilities a plugin may ask for.
+pub const MAX_CAPABILITIES: usize = 100;
+/// Longest summary, bytes.
+pub const MAX_SUMMARY: usize = 8192;
+
+/// Checks what a (possibly hostile) plugin said about itself.
+pub fn check_description(d: &Description) -> Result<(), String> {
+    let shown = |s: &str| format!("{:?}", s.chars().take(40).collect::<String>());
+    if crate::metric::check_name(&d.name).is_err() || d.name.contains('.') {
+        return Err(format!(
+            "its name {} is not a metric path segment (letters, digits, _ -)",
+            shown(&d.name)
+        ));
+    }
+    if d.version.len() > 64 || d.version.chars().any(char::is_control) {
+        return Err(format!(
+            "its version {} is not a version",
+            shown(&d.version)
+        ));
+    }
+    if d.summary.len() > MAX_SUMMARY {
+        return Err(format!(
+            "its summary is {} bytes, more than {MAX_SUMMARY}",
+            d.summary.len()
+        ));
+    }
+    if d.options.len() > MAX_OPTIONS {
+        return Err(format!(
+            "it lists {} options, more than {MAX_OPTIONS}",
+            d.options.len()
+        ));
+    }
+    for o in &d.options {
+        if o.key.is_empty()
+            || o.key.len() > 128
+            || !o
+                .key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!(
+                "option key {} is not a TOML bare key",
+                shown(&o.key)
+            ));
+        }
+        if o.help.len() > 1024 {
+            return Err(format!(
+                "the help of option {} is longer than 1024 bytes",
+                o.key
+            ));
+        }
+    }
+    if d.capabilities.len() > MAX_CAPABILITIES {
+        return Err(format!(
+            "it asks for {} capabilities, more than {MAX_CAPABILITIES}",
+            d.capabilities.len()
+        ));
+    }
+    Ok(())
 }
 
 fn err_at(p: &PluginConfig, key: &str, message: String) -> ConfigError {
@@ -244,9 +404,15 @@ pub fn load(
     if facts.fs_root.is_none() {
         facts.fs_root = config.server.host_root.clone();
     }
+    let tenants: HashMap<String, Arc<Tenant>> = config
+        .tenants
+        .iter()
+        .map(|t| (t.name.clone(), Tenant::new(t.clone())))
+        .collect();
     let mut collectors = Vec::new();
     for c in config.collectors.iter().filter(|c| c.enabled) {
-        match load_collector(runtime, c, &facts, &mut errors) {
+        let tenant = c.tenant.as_ref().and_then(|t| tenants.get(t)).cloned();
+        match load_collector(runtime, c, &facts, tenant, &mut errors) {
             Some(l) => collectors.push(l),
             None => continue,
         }
@@ -295,7 +461,11 @@ fn component_and_description<B>(
     let described = instantiate(runtime, &component, probe_ctx)
         .map_err(|e| format!("{e:#}"))
         .and_then(|mut i| describe(&mut i).map_err(|e| e.to_string()));
-    match described {
+    match described.and_then(|d| {
+        check_description(&d)
+            .map(|_| d)
+            .map_err(|e| format!("it describes itself badly: {e}"))
+    }) {
         Ok(d) => Some((component, d)),
         Err(e) => {
             errors.push(err_at(
@@ -312,6 +482,7 @@ fn load_collector(
     runtime: &Runtime,
     c: &CollectorConfig,
     facts: &HostFacts,
+    tenant: Option<Arc<Tenant>>,
     errors: &mut Vec<ConfigError>,
 ) -> Option<LoadedCollector> {
     let p = &c.plugin;
@@ -363,6 +534,9 @@ fn load_collector(
         filter: Filter::new(c),
         ttl: (c.interval * c.ttl_multiplier as f64).min(u32::MAX as f64) as u32,
         collector: p.name.clone(),
+        tenant: tenant
+            .as_ref()
+            .map(|t| (t.config.name.clone(), t.config.prefix.clone())),
     };
     Some(LoadedCollector {
         config: c.clone(),
@@ -371,6 +545,7 @@ fn load_collector(
         ctx,
         publication,
         instance,
+        tenant,
     })
 }
 
@@ -594,9 +769,20 @@ pub async fn run_collection(
             }
         }
     };
+    let start = timestamp_now(&lc.ctx.facts);
+    let fuel_left = lc.tenant.as_ref().and_then(|t| t.fuel_left(start));
+    if fuel_left == Some(0) {
+        stats.quota_skips.fetch_add(1, Ordering::Relaxed);
+        span.in_scope(|| {
+            tracing::warn!(
+                "skipping this run: the tenant's max_fuel_per_interval is used up for this window"
+            )
+        });
+        return Ok(Some(instance));
+    }
     stats.runs.fetch_add(1, Ordering::Relaxed);
     let (instance, (result, usage)) = match tokio::task::spawn_blocking(move || {
-        let r = instance.collect(deadline);
+        let r = instance.collect_with_fuel(deadline, fuel_left);
         (instance, r)
     })
     .await
@@ -607,6 +793,10 @@ pub async fn run_collection(
     stats
         .denials
         .fetch_add(usage.calls.denials, Ordering::Relaxed);
+    stats.record_run(start, &usage);
+    if let Some(t) = &lc.tenant {
+        t.spend_fuel(start, usage.fuel);
+    }
     let _g = span.enter();
     match result {
         Ok(Ok(metrics)) => {
@@ -617,6 +807,17 @@ pub async fn run_collection(
                 metrics.truncate(max);
                 stats.dropped.fetch_add(over as u64, Ordering::Relaxed);
                 tracing::warn!(dropped = over, max_metrics = max, "published more metrics than [limits] max_metrics allows; the rest were dropped");
+            }
+            if let Some(t) = &lc.tenant {
+                let (ok, first) = t.take_metrics(start, metrics.len() as u64);
+                let over = metrics.len() - ok as usize;
+                if over > 0 {
+                    metrics.truncate(ok as usize);
+                    stats.dropped.fetch_add(over as u64, Ordering::Relaxed);
+                    if first {
+                        tracing::warn!(tenant = %t.config.name, dropped = over, quota = ?t.config.max_metrics, "the tenant's max_metrics_per_interval is used up: dropping its metrics until the window ends");
+                    }
+                }
             }
             let now = timestamp_now(&lc.ctx.facts);
             let mut checked = lc.publication.publish(metrics, now as u64);
@@ -682,6 +883,8 @@ pub struct LoadedCollectorShared {
     pub publication: Publication,
     /// `measure_collector_time`.
     pub measure_collector_time: bool,
+    /// The tenant.
+    pub tenant: Option<Arc<Tenant>>,
 }
 
 async fn collector_task(
@@ -706,6 +909,7 @@ async fn collector_task(
         ctx: lc.ctx,
         publication: lc.publication,
         measure_collector_time: lc.config.measure_collector_time,
+        tenant: lc.tenant,
     };
     let mut instance = Some(lc.instance);
     let mut failures: u32 = 0;
@@ -937,6 +1141,67 @@ pub struct Agent {
     router: Router,
     collectors: HashMap<String, Running>,
     handlers: Vec<(String, RunningHandler)>,
+    health: Option<JoinHandle<()>>,
+}
+
+/// Publishes every plugin's counters as metrics: the agent's own health.
+async fn health_task(
+    paths: PathBuilder,
+    every: Duration,
+    plugins: Vec<(String, Arc<PluginStats>, Option<Arc<Queue>>)>,
+    router: Router,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = wall_clock() as u64;
+        let mut batch = Vec::new();
+        let mut put = |name: String, v: f64| {
+            batch.push(PublishedMetric {
+                path: paths.path(&name, None),
+                value: v,
+                precision: 0,
+                kind: MetricKind::Gauge,
+                timestamp: now,
+                host: paths.hostname.clone(),
+                ttl: (every.as_secs_f64() * 2.0) as u32,
+                collector: "wdiamond".into(),
+                tenant: None,
+            })
+        };
+        for (name, st, queue) in &plugins {
+            let g = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+            put(format!("{name}.runs"), g(&st.runs));
+            put(format!("{name}.errors"), g(&st.guest_errors));
+            put(format!("{name}.failures.total"), g(&st.failures));
+            put(format!("{name}.failures.timeout"), g(&st.timeouts));
+            put(format!("{name}.failures.fuel"), g(&st.fuel_exhausted));
+            put(format!("{name}.failures.memory"), g(&st.memory_exhausted));
+            put(
+                format!("{name}.failures.trap"),
+                g(&st.failures) - g(&st.timeouts) - g(&st.fuel_exhausted) - g(&st.memory_exhausted),
+            );
+            put(format!("{name}.denials"), g(&st.denials));
+            put(format!("{name}.metrics.published"), g(&st.metrics));
+            put(format!("{name}.metrics.rejected"), g(&st.rejected));
+            put(format!("{name}.metrics.dropped"), g(&st.dropped));
+            put(format!("{name}.quota_skips"), g(&st.quota_skips));
+            put(
+                format!("{name}.duration_ms"),
+                g(&st.last_duration_us) / 1000.0,
+            );
+            put(format!("{name}.fuel_used"), g(&st.last_fuel));
+            put(format!("{name}.peak_memory_bytes"), g(&st.peak_memory));
+            if let Some(q) = queue {
+                put(format!("{name}.queued"), q.len() as f64);
+            }
+        }
+        for q in router.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            q.push(&batch);
+        }
+    }
 }
 
 fn fingerprint<T: std::fmt::Debug>(t: &T) -> String {
@@ -959,6 +1224,7 @@ impl Agent {
             router: Arc::new(RwLock::new(Vec::new())),
             collectors: HashMap::new(),
             handlers: Vec::new(),
+            health: None,
         };
         agent.apply(config, loaded);
         agent
@@ -1046,7 +1312,38 @@ impl Agent {
             let _ = r.stop.send(true);
         }
         self.collectors = keep;
-        let _ = config;
+
+        if let Some(h) = self.health.take() {
+            h.abort();
+        }
+        if !config.server.health_path.is_empty() {
+            let d = &config.defaults;
+            let hostname = d
+                .hostname
+                .clone()
+                .or_else(|| crate::hostname::resolve(d.hostname_method));
+            let paths = PathBuilder::new(d, hostname.as_deref(), &config.server.health_path);
+            let mut plugins: Vec<(String, Arc<PluginStats>, Option<Arc<Queue>>)> = self
+                .collectors
+                .iter()
+                .map(|(n, r)| (format!("collectors.{n}"), r.stats.clone(), None))
+                .collect();
+            plugins.sort_by(|a, b| a.0.cmp(&b.0));
+            for (n, h) in &self.handlers {
+                plugins.push((
+                    format!("handlers.{n}"),
+                    h.running.stats.clone(),
+                    Some(h.queue.clone()),
+                ));
+            }
+            let every = Duration::from_secs_f64(config.server.health_interval);
+            self.health = Some(tokio::spawn(health_task(
+                paths,
+                every,
+                plugins,
+                self.router.clone(),
+            )));
+        }
     }
 
     /// Re-reads the configuration; on any error the running one is kept.
@@ -1090,6 +1387,9 @@ impl Agent {
     /// handler drain its queue and flush.
     pub async fn shutdown(self) {
         tracing::info!("shutting down: finishing in-flight collections");
+        if let Some(h) = &self.health {
+            h.abort();
+        }
         for r in self.collectors.values() {
             let _ = r.stop.send(true);
         }

@@ -247,6 +247,8 @@ pub struct CollectorConfig {
     pub measure_collector_time: bool,
     /// `ttl_multiplier`: a metric's ttl is this times the interval.
     pub ttl_multiplier: u32,
+    /// `tenant`: the tenant it belongs to.
+    pub tenant: Option<String>,
 }
 
 /// A compiled `metrics_whitelist` / `metrics_blacklist` regex (compared
@@ -286,6 +288,33 @@ pub struct ServerConfig {
     /// `host_root`: read /proc and /sys under this directory (for an agent
     /// in a container with the host's filesystem mounted there).
     pub host_root: Option<PathBuf>,
+    /// `health_path`: publish every plugin's health counters under
+    /// `<path_prefix>.<hostname>.<health_path>` (empty: off).
+    pub health_path: String,
+    /// `health_interval`: seconds between health publications.
+    pub health_interval: f64,
+}
+
+/// `[tenants.NAME]`: a group of collectors under quotas and a namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantConfig {
+    /// The tenant's name.
+    pub name: String,
+    /// Every metric of the tenant's collectors is published under this
+    /// prefix, whatever the guest sends (default `tenants.<name>`).
+    pub prefix: String,
+    /// Most enabled collectors.
+    pub max_collectors: Option<u64>,
+    /// Most memory: the sum of its collectors' `memory_mb` caps, bytes.
+    pub max_memory: Option<usize>,
+    /// Most metrics published per quota window (the rest dropped, counted).
+    pub max_metrics: Option<u64>,
+    /// Most fuel per quota window (runs past it are skipped, counted).
+    pub max_fuel: Option<u64>,
+    /// The quota window, seconds.
+    pub interval: f64,
+    /// Where the section starts.
+    pub location: Location,
 }
 
 /// A loaded, validated configuration.
@@ -299,6 +328,11 @@ pub struct Config {
     pub collectors: Vec<CollectorConfig>,
     /// The handler instances named in `server.handlers`, in that order.
     pub handlers: Vec<HandlerConfig>,
+    /// Tenants, by name.
+    pub tenants: Vec<TenantConfig>,
+    /// `[collectors.default]` alone, as a collector: the path prefix and host
+    /// name used for health metrics.
+    pub defaults: CollectorConfig,
 }
 
 // ---------------------------------------------------------------------------
@@ -563,6 +597,16 @@ const SERVER_KEYS: &[&str] = &[
     "collectors_config_path",
     "plugin_cache_dir",
     "host_root",
+    "health_path",
+    "health_interval",
+];
+const TENANT_KEYS: &[&str] = &[
+    "prefix",
+    "max_collectors",
+    "max_memory_mb",
+    "max_metrics_per_interval",
+    "max_fuel_per_interval",
+    "interval",
 ];
 const COLLECTOR_KEYS: &[&str] = &[
     "enabled",
@@ -578,6 +622,7 @@ const COLLECTOR_KEYS: &[&str] = &[
     "byte_unit",
     "measure_collector_time",
     "ttl_multiplier",
+    "tenant",
     "component",
     "grants",
     "limits",
@@ -858,7 +903,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         collectors_config_path: None,
         plugin_cache_dir: default_cache_dir(),
         host_root: None,
+        health_path: String::new(),
+        health_interval: 10.0,
     };
+    let mut tenants = Vec::new();
     let empty = toml::Table::new();
     let mut collectors_t = &empty;
     let mut handlers_t = &empty;
@@ -890,6 +938,19 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
                                 }
                             }
                             "host_root" => server.host_root = r.string(&p, v).map(|s| resolve(&s)),
+                            "health_path" => {
+                                if let Some(h) = r.string(&p, v) {
+                                    if !h.is_empty() && crate::metric::check_name(&h).is_err() {
+                                        r.err(&p, format!("{h:?} is not a valid metric path"));
+                                    }
+                                    server.health_path = h;
+                                }
+                            }
+                            "health_interval" => {
+                                if let Some(n) = r.positive(&p, v) {
+                                    server.health_interval = n;
+                                }
+                            }
                             _ => r.unknown(&p, SERVER_KEYS),
                         }
                     }
@@ -904,7 +965,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
                         handlers_t = t;
                     }
                 }
-                _ => r.unknown(&[key], &["server", "collectors", "handlers"]),
+                "tenants" => {
+                    if let Some(t) = r.table(&["tenants"], value) {
+                        for (name, tv) in t {
+                            if let Some(tt) = r.table(&["tenants", name], tv) {
+                                tenants.push(read_tenant(&mut r, name, tt));
+                            }
+                        }
+                    }
+                }
+                _ => r.unknown(&[key], &["server", "collectors", "handlers", "tenants"]),
             }
         }
     }
@@ -955,6 +1025,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         }
         None => None,
     };
+    let mut default_layers: Layers<'_> = Vec::new();
+    if let Some(t) = default_t {
+        default_layers.push((&doc, vec!["collectors".into(), "default".into()], t));
+    }
     let mut names: Vec<String> = collectors_t
         .keys()
         .filter(|k| *k != "default")
@@ -1080,16 +1154,110 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         handlers.push(h);
     }
 
+    // Tenants: references, and the quotas that can be checked now.
+    for c in &collectors {
+        let Some(t) = &c.tenant else { continue };
+        if !tenants.iter().any(|x| x.name == *t) {
+            let names: Vec<&str> = tenants.iter().map(|t| t.name.as_str()).collect();
+            errors.push(ConfigError {
+                location: c.plugin.location.clone(),
+                key: format!("{}.tenant", c.plugin.section),
+                message: format!(
+                    "no tenant {t:?} (defined: {}); add a [tenants.{t}] section",
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            });
+        }
+    }
+    for t in &tenants {
+        let members: Vec<&CollectorConfig> = collectors
+            .iter()
+            .filter(|c| c.enabled && c.tenant.as_deref() == Some(&t.name))
+            .collect();
+        if let Some(max) = t.max_collectors {
+            if members.len() as u64 > max {
+                errors.push(ConfigError {
+                    location: t.location.clone(),
+                    key: format!("tenants.{}.max_collectors", t.name),
+                    message: format!("the tenant has {} enabled collectors ({}), more than its max_collectors = {max}", members.len(), members.iter().map(|c| c.plugin.name.as_str()).collect::<Vec<_>>().join(", ")),
+                });
+            }
+        }
+        if let Some(max) = t.max_memory {
+            let sum: usize = members.iter().map(|c| c.plugin.limits.memory).sum();
+            if sum > max {
+                errors.push(ConfigError {
+                    location: t.location.clone(),
+                    key: format!("tenants.{}.max_memory_mb", t.name),
+                    message: format!("its collectors' memory caps add up to {} MiB, more than max_memory_mb = {}; lower their [limits] memory_mb", sum >> 20, max >> 20),
+                });
+            }
+        }
+    }
+    let defaults = read_collector("wdiamond", &default_layers, &config_dir, &mut errors);
+    // [collectors.default] is read once per collector: report its errors once.
+    let mut seen = std::collections::HashSet::new();
+    errors.retain(|e| seen.insert(e.to_string()));
+
     if errors.is_empty() {
         Ok(Config {
             source: path.to_path_buf(),
             server,
             collectors,
             handlers,
+            tenants,
+            defaults: defaults.expect("no errors"),
         })
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+fn read_tenant(r: &mut Reader<'_>, name: &str, t: &toml::Table) -> TenantConfig {
+    let mut tc = TenantConfig {
+        name: name.to_string(),
+        prefix: format!("tenants.{name}"),
+        max_collectors: None,
+        max_memory: None,
+        max_metrics: None,
+        max_fuel: None,
+        interval: 60.0,
+        location: r.doc.at(&["tenants", name]),
+    };
+    if crate::metric::check_name(name).is_err() || name.contains('.') {
+        r.err(
+            &["tenants", name],
+            "a tenant name must be one metric path segment (letters, digits, _ -)",
+        );
+    }
+    for (k, v) in t {
+        let p = ["tenants", name, k.as_str()];
+        match k.as_str() {
+            "prefix" => {
+                if let Some(s) = r.string(&p, v) {
+                    if crate::metric::check_name(&s).is_err() {
+                        r.err(&p, format!("{s:?} is not a valid metric path"));
+                    }
+                    tc.prefix = s;
+                }
+            }
+            "max_collectors" => tc.max_collectors = r.count(&p, v),
+            "max_memory_mb" => tc.max_memory = r.count(&p, v).map(|n| (n as usize) << 20),
+            "max_metrics_per_interval" => tc.max_metrics = r.count(&p, v),
+            "max_fuel_per_interval" => tc.max_fuel = r.count(&p, v),
+            "interval" => {
+                if let Some(n) = r.positive(&p, v) {
+                    tc.interval = n;
+                }
+            }
+            _ => r.unknown(&p, TENANT_KEYS),
+        }
+    }
+    tc
 }
 
 fn read_collector(
@@ -1124,6 +1292,7 @@ fn read_collector(
         byte_unit: None,
         measure_collector_time: false,
         ttl_multiplier: 2,
+        tenant: None,
     };
     for (k, (layer, v)) in host {
         let (d, prefix, _) = &layers[layer];
@@ -1167,6 +1336,7 @@ fn read_collector(
             "ttl_multiplier" => {
                 c.ttl_multiplier = r.count(&path, &v).unwrap_or(2).min(u32::MAX as u64) as u32
             }
+            "tenant" => c.tenant = r.string(&path, &v),
             _ => {}
         }
     }

@@ -146,6 +146,8 @@ pub struct Publication {
     pub ttl: u32,
     /// Collector instance name.
     pub collector: String,
+    /// The tenant, and the prefix every path is forced under.
+    pub tenant: Option<(String, String)>,
 }
 
 /// What came out of checking one run's metrics.
@@ -196,8 +198,13 @@ impl Publication {
                 out.filtered += 1;
                 continue;
             }
+            let path = self.paths.path(&m.name, m.instance.as_deref());
+            let path = match &self.tenant {
+                Some((_, prefix)) => format!("{prefix}.{path}"),
+                None => path,
+            };
             out.published.push(PublishedMetric {
-                path: self.paths.path(&m.name, m.instance.as_deref()),
+                path,
                 value: m.value,
                 precision: m.precision,
                 kind: m.kind,
@@ -205,7 +212,7 @@ impl Publication {
                 host: self.paths.hostname.clone(),
                 ttl: self.ttl,
                 collector: self.collector.clone(),
-                tenant: None,
+                tenant: self.tenant.as_ref().map(|(t, _)| t.clone()),
             });
         }
         out

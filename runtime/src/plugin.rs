@@ -229,6 +229,7 @@ impl Runtime {
             stats: Default::default(),
             output,
             sockets_open: 0,
+            deadline: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -293,17 +294,27 @@ impl<B> Instance<B> {
     fn call<R>(
         &mut self,
         deadline: Duration,
+        fuel_budget: Option<u64>,
         f: impl FnOnce(&B, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> (Result<R, Failure>, Usage) {
-        let fuel = self.store.data().ctx.limits.fuel.unwrap_or(u64::MAX);
+        let fuel = self
+            .store
+            .data()
+            .ctx
+            .limits
+            .fuel
+            .unwrap_or(u64::MAX)
+            .min(fuel_budget.unwrap_or(u64::MAX));
         let _ = self.store.set_fuel(fuel);
         self.store.set_epoch_deadline(deadline_ticks(deadline));
+        self.store.data_mut().deadline = Some(Instant::now() + deadline);
         self.store.data_mut().limiter.hit = false;
         self.store.data_mut().stats = Default::default();
         let span = self.store.data().ctx.span.clone();
         let start = Instant::now();
         let result = span.in_scope(|| f(&self.bindings, &mut self.store));
         let elapsed = start.elapsed();
+        self.store.data_mut().deadline = None;
         let left = self.store.get_fuel().unwrap_or(0);
         let data = self.store.data();
         let usage = Usage {
@@ -358,7 +369,7 @@ pub const SETUP_DEADLINE: Duration = Duration::from_secs(5);
 impl Instance<CollectorPlugin> {
     /// `describe()`.
     pub fn describe(&mut self) -> Result<Description, Failure> {
-        self.call(SETUP_DEADLINE, |b, s| {
+        self.call(SETUP_DEADLINE, None, |b, s| {
             b.wdiamond_plugin_collector().call_describe(s)
         })
         .0
@@ -366,7 +377,7 @@ impl Instance<CollectorPlugin> {
 
     /// `configure(config)`.
     pub fn configure(&mut self, config: &[ConfigEntry]) -> Result<Result<(), String>, Failure> {
-        self.call(SETUP_DEADLINE, |b, s| {
+        self.call(SETUP_DEADLINE, None, |b, s| {
             b.wdiamond_plugin_collector().call_configure(s, config)
         })
         .0
@@ -377,7 +388,17 @@ impl Instance<CollectorPlugin> {
         &mut self,
         deadline: Duration,
     ) -> (Result<Result<Vec<Metric>, String>, Failure>, Usage) {
-        self.call(deadline, |b, s| {
+        self.collect_with_fuel(deadline, None)
+    }
+
+    /// `collect()` within `deadline` and at most `fuel` (a tenant's
+    /// remaining budget), besides the plugin's own fuel limit.
+    pub fn collect_with_fuel(
+        &mut self,
+        deadline: Duration,
+        fuel: Option<u64>,
+    ) -> (Result<Result<Vec<Metric>, String>, Failure>, Usage) {
+        self.call(deadline, fuel, |b, s| {
             b.wdiamond_plugin_collector().call_collect(s)
         })
     }
@@ -386,7 +407,7 @@ impl Instance<CollectorPlugin> {
 impl Instance<HandlerPlugin> {
     /// `describe()`.
     pub fn describe(&mut self) -> Result<Description, Failure> {
-        self.call(SETUP_DEADLINE, |b, s| {
+        self.call(SETUP_DEADLINE, None, |b, s| {
             b.wdiamond_plugin_handler().call_describe(s)
         })
         .0
@@ -394,7 +415,7 @@ impl Instance<HandlerPlugin> {
 
     /// `configure(config)`.
     pub fn configure(&mut self, config: &[ConfigEntry]) -> Result<Result<(), String>, Failure> {
-        self.call(SETUP_DEADLINE, |b, s| {
+        self.call(SETUP_DEADLINE, None, |b, s| {
             b.wdiamond_plugin_handler().call_configure(s, config)
         })
         .0
@@ -406,13 +427,15 @@ impl Instance<HandlerPlugin> {
         batch: &[PublishedMetric],
         deadline: Duration,
     ) -> (Result<Result<(), String>, Failure>, Usage) {
-        self.call(deadline, |b, s| {
+        self.call(deadline, None, |b, s| {
             b.wdiamond_plugin_handler().call_process(s, batch)
         })
     }
 
     /// `flush()` within `deadline`.
     pub fn flush(&mut self, deadline: Duration) -> (Result<Result<(), String>, Failure>, Usage) {
-        self.call(deadline, |b, s| b.wdiamond_plugin_handler().call_flush(s))
+        self.call(deadline, None, |b, s| {
+            b.wdiamond_plugin_handler().call_flush(s)
+        })
     }
 }

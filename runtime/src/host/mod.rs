@@ -96,6 +96,9 @@ pub struct HostState {
     pub output: GuestOutput,
     /// Open `connection` resources.
     pub sockets_open: usize,
+    /// When the current run's wall-clock budget ends: host calls (commands,
+    /// sockets) never wait past it, since epochs do not interrupt the host.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl WasiView for HostState {
@@ -108,6 +111,16 @@ impl WasiView for HostState {
 }
 
 impl HostState {
+    /// `wanted`, cut to what is left of the run's deadline (at least 1 ms).
+    pub fn within_deadline(&self, wanted: std::time::Duration) -> std::time::Duration {
+        match self.deadline {
+            Some(d) => wanted
+                .min(d.saturating_duration_since(std::time::Instant::now()))
+                .max(std::time::Duration::from_millis(1)),
+            None => wanted,
+        }
+    }
+
     /// Records a denial (counted, logged in the plugin's span) and turns it
     /// into the guest's error result.
     pub fn denied(&mut self, d: Denial) -> HostError {

@@ -118,7 +118,9 @@ impl Host for HostState {
             return Err(self.denied(d));
         }
         let limits = &self.ctx.limits;
-        let timeout = Duration::from_millis(cmd.timeout_ms.into()).min(limits.command_timeout);
+        let timeout = self.within_deadline(
+            Duration::from_millis(cmd.timeout_ms.into()).min(limits.command_timeout),
+        );
         let cap = limits.max_read_bytes as usize;
         match run_command(&cmd.argv, &cmd.stdin, timeout, cap) {
             Ok(o) => Ok(CommandOutput {

@@ -61,7 +61,7 @@ impl HostState {
                 "more than {MAX_CONNECTIONS} open connections"
             )));
         }
-        let t = timeout(timeout_ms).min(self.ctx.limits.socket_timeout);
+        let t = self.within_deadline(timeout(timeout_ms).min(self.ctx.limits.socket_timeout));
         if proto == Protocol::Unix {
             if let Err(d) = self.ctx.grants.check_unix(Path::new(address)) {
                 return Err(self.denied(d));
@@ -141,9 +141,8 @@ impl HostConnection for HostState {
         data: Vec<u8>,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<u64, HostError>> {
-        let limit = self.ctx.limits.socket_timeout;
+        let t = Some(self.within_deadline(timeout(timeout_ms).min(self.ctx.limits.socket_timeout)));
         let conn = self.table.get_mut(&this)?;
-        let t = Some(timeout(timeout_ms).min(limit));
         let r = match conn {
             Connection::Tcp(s) => s.set_write_timeout(t).and_then(|_| s.write_all(&data)),
             Connection::Unix(s) => s.set_write_timeout(t).and_then(|_| s.write_all(&data)),
@@ -163,9 +162,8 @@ impl HostConnection for HostState {
         max_bytes: u32,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Vec<u8>, HostError>> {
-        let limit = self.ctx.limits.socket_timeout;
+        let t = Some(self.within_deadline(timeout(timeout_ms).min(self.ctx.limits.socket_timeout)));
         let conn = self.table.get_mut(&this)?;
-        let t = Some(timeout(timeout_ms).min(limit));
         let mut buf = vec![0u8; max_bytes.min(MAX_RECEIVE) as usize];
         let r = match conn {
             Connection::Tcp(s) => s.set_read_timeout(t).and_then(|_| s.read(&mut buf)),

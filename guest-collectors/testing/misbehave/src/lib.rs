@@ -1,20 +1,34 @@
 //! A test-only collector that misbehaves as its `mode` option says, so the
-//! runtime's tests can show one bad plugin never stops the others.
+//! runtime's tests can show one bad plugin never hurts the agent, the host
+//! or another plugin.
 //!
-//! Modes: `ok` (publishes `runs`), `trap` (panics: a wasm trap), `error`
-//! (returns an error result), `spin` (loops forever), `bomb` (allocates
-//! until the memory cap stops it), `read` (reads the file in `file`),
-//! `trap-once` (traps on its second run, then works).
+//! Modes: `ok` (publishes `runs`), `trap` (panics: a wasm trap), `trap-once`
+//! (traps on its second run only), `error` (returns an error result), `spin`
+//! (loops forever), `bomb` (allocates until the memory cap stops it),
+//! `recurse` (unbounded recursion), `read` (reads the file `arg`), `run`
+//! (runs the argv `arg`, space-separated, asking for a one-hour timeout),
+//! `connect` (opens `tcp:arg`), `flood` (publishes `count` metrics), `nan`
+//! (NaN and infinities), `names` (names with spaces, newlines, 10 KB),
+//! `instance` (publishes under the instance `arg`).
 
+use wdiamond_sdk::bindings::wdiamond::plugin::{process, sockets};
 use wdiamond_sdk::{
-    export_collector, host, option, Collector, Config, ConfigValue, Description, Publisher,
+    export_collector, host, option, Collector, Config, ConfigValue, Description, Metric,
+    MetricKind, Publisher,
 };
 
 /// The collector's state.
 pub struct Misbehave {
     mode: String,
-    file: String,
+    arg: String,
+    count: u64,
     runs: u64,
+}
+
+#[inline(never)]
+fn recurse(n: u64) -> u64 {
+    let pad = std::hint::black_box([n; 16]);
+    1 + recurse(std::hint::black_box(pad[3] + 1))
 }
 
 impl Collector for Misbehave {
@@ -27,12 +41,17 @@ impl Collector for Misbehave {
                 option(
                     "mode",
                     ConfigValue::Text("ok".into()),
-                    "ok, trap, error, spin, bomb, read or trap-once",
+                    "what to do wrong (see the crate docs)",
                 ),
                 option(
-                    "file",
-                    ConfigValue::Text("/etc/shadow".into()),
-                    "file read in mode `read`",
+                    "arg",
+                    ConfigValue::Text(String::new()),
+                    "the file, argv, address or instance the mode uses",
+                ),
+                option(
+                    "count",
+                    ConfigValue::Integer(10_000_000),
+                    "metrics published in mode `flood`",
                 ),
             ],
             capabilities: vec![],
@@ -42,7 +61,8 @@ impl Collector for Misbehave {
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(Misbehave {
             mode: config.str("mode").unwrap_or_else(|| "ok".into()),
-            file: config.str("file").unwrap_or_default(),
+            arg: config.str("arg").unwrap_or_default(),
+            count: config.f64("count", 1e7)? as u64,
             runs: 0,
         })
     }
@@ -66,10 +86,54 @@ impl Collector for Misbehave {
                     std::hint::black_box(&hoard);
                 }
             }
+            "recurse" => {
+                out.gauge("depth", recurse(0) as f64, 0);
+            }
             "read" => {
-                let text =
-                    host::read_to_string(&self.file).map_err(|e| host::describe_error(&e))?;
+                let text = host::read_to_string(&self.arg).map_err(|e| host::describe_error(&e))?;
                 out.gauge("bytes", text.len() as f64, 0);
+            }
+            "run" => {
+                let cmd = process::Command {
+                    argv: self.arg.split(' ').map(str::to_string).collect(),
+                    stdin: vec![],
+                    timeout_ms: 3_600_000,
+                };
+                let o = process::run(&cmd).map_err(|e| host::describe_error(&e))?;
+                out.gauge("exit", o.status.unwrap_or(-1) as f64, 0);
+            }
+            "connect" => {
+                let c = sockets::Connection::open(sockets::Protocol::Tcp, &self.arg, 1000)
+                    .map_err(|e| host::describe_error(&e))?;
+                drop(c);
+                out.gauge("connected", 1.0, 0);
+            }
+            "flood" => {
+                for i in 0..self.count {
+                    out.gauge(format!("m{i}"), i as f64, 0);
+                }
+            }
+            "nan" => {
+                out.gauge("nan", f64::NAN, 0);
+                out.gauge("inf", f64::INFINITY, 0);
+                out.gauge("ninf", f64::NEG_INFINITY, 0);
+            }
+            "names" => {
+                out.gauge("has space", 1.0, 0);
+                out.gauge("new\nline", 1.0, 0);
+                out.gauge("x".repeat(10_240), 1.0, 0);
+                out.gauge("a..b", 1.0, 0);
+                out.gauge("", 1.0, 0);
+            }
+            "instance" => {
+                out.metric(Metric {
+                    name: "stolen".into(),
+                    value: 1.0,
+                    precision: 0,
+                    kind: MetricKind::Gauge,
+                    timestamp: None,
+                    instance: Some(self.arg.clone()),
+                });
             }
             _ => {}
         }
