@@ -241,7 +241,7 @@ mode = "error"
 enabled = true
 component = {guest:?}
 mode = "read"
-file = "/etc/shadow"
+arg = "/etc/shadow"
 "#,
             cache = common::cache_dir(),
         ),
