@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wasmtime::component::Component;
 
@@ -29,6 +29,7 @@ use crate::host::info::wall_clock;
 use crate::host::{HostFacts, PluginContext};
 use crate::metric::{Filter, PathBuilder, Publication};
 use crate::plugin::{Failure, Instance, Runtime};
+use crate::queue::{Queue, Spool};
 use crate::schedule::Schedule;
 
 /// Counters of one plugin, for logs and self-metrics.
@@ -644,92 +645,7 @@ fn load_handler(
 }
 
 // ---------------------------------------------------------------------------
-// Queues
-
-/// A handler's bounded queue of metrics. Pushing never blocks: past the
-/// capacity the oldest metrics are dropped, counted and logged.
-pub struct Queue {
-    name: String,
-    capacity: usize,
-    inner: Mutex<QueueInner>,
-    notify: Notify,
-    stats: Arc<PluginStats>,
-}
-
-#[derive(Default)]
-struct QueueInner {
-    items: VecDeque<PublishedMetric>,
-    /// Sequence number of `items[0]`.
-    head: u64,
-}
-
-impl Queue {
-    /// A queue holding at most `capacity` metrics.
-    pub fn new(name: &str, capacity: usize, stats: Arc<PluginStats>) -> Arc<Self> {
-        Arc::new(Queue {
-            name: name.to_string(),
-            capacity,
-            inner: Mutex::new(QueueInner::default()),
-            notify: Notify::new(),
-            stats,
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, QueueInner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Appends a batch; drops the oldest metrics past the capacity.
-    pub fn push(&self, batch: &[PublishedMetric]) {
-        let dropped = {
-            let mut q = self.lock();
-            q.items.extend(batch.iter().cloned());
-            let excess = q.items.len().saturating_sub(self.capacity);
-            if excess > 0 {
-                q.items.drain(..excess);
-                q.head += excess as u64;
-            }
-            excess
-        };
-        if dropped > 0 {
-            let total = self
-                .stats
-                .dropped
-                .fetch_add(dropped as u64, Ordering::Relaxed)
-                + dropped as u64;
-            tracing::warn!(handler = %self.name, dropped, total_dropped = total, capacity = self.capacity,
-                "handler queue full: dropped the oldest metrics; the handler is too slow or its backend is down (raise queue_size to buffer more)");
-        }
-        self.notify.notify_one();
-    }
-
-    /// Copies up to `n` metrics from the front, with the sequence number
-    /// of the first; they stay queued until [`Queue::commit`].
-    pub fn peek(&self, n: usize) -> (u64, Vec<PublishedMetric>) {
-        let q = self.lock();
-        (q.head, q.items.iter().take(n).cloned().collect())
-    }
-
-    /// Removes the metrics up to sequence number `first + n` (those that
-    /// overflowed in the meantime are already gone).
-    pub fn commit(&self, first: u64, n: usize) {
-        let mut q = self.lock();
-        let end = first + n as u64;
-        let k = end.saturating_sub(q.head).min(q.items.len() as u64) as usize;
-        q.items.drain(..k);
-        q.head += k as u64;
-    }
-
-    /// Metrics waiting.
-    pub fn len(&self) -> usize {
-        self.lock().items.len()
-    }
-
-    /// Whether nothing waits.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+// Routing
 
 /// Where collectors send their metrics: the current handlers' queues.
 pub type Router = Arc<RwLock<Vec<Arc<Queue>>>>;
@@ -988,6 +904,7 @@ async fn handler_task(
         .timeout
         .unwrap_or(Duration::from_secs(30));
     let (component, ctx) = (lh.component, lh.ctx);
+    let retry_max = Duration::from_secs_f64(lh.config.retry_max);
     let mut instance = Some(lh.instance);
     let mut backoff = Duration::ZERO;
     let mut stopping = false;
@@ -1020,7 +937,7 @@ async fn handler_task(
                             Err(e) => e.to_string(),
                             Ok(Ok(_)) => unreachable!(),
                         };
-                        backoff = next_backoff(backoff);
+                        backoff = next_backoff(backoff, retry_max);
                         span.in_scope(|| tracing::error!(error = %e, retry_in = ?backoff, "cannot instantiate the handler"));
                         if stopping {
                             break;
@@ -1030,7 +947,10 @@ async fn handler_task(
                 }
             }
         };
-        let (first, batch) = queue.peek(batch_size);
+        let (taken, batch) = match queue.peek(batch_size) {
+            Some((t, b)) => (Some(t), b),
+            None => (None, Vec::new()),
+        };
         let flush_due = dirty && (last_flush.elapsed() >= flush_every || stopping);
         if batch.is_empty() && !flush_due {
             instance = Some(inst);
@@ -1060,8 +980,8 @@ async fn handler_task(
         let _g = span.enter();
         match outcome {
             Ok(Ok(())) => {
-                if n > 0 {
-                    queue.commit(first, n);
+                if let Some(t) = taken {
+                    queue.commit(t);
                     stats.metrics.fetch_add(n as u64, Ordering::Relaxed);
                     dirty = true;
                 } else {
@@ -1076,36 +996,40 @@ async fn handler_task(
             }
             Ok(Err(msg)) => {
                 stats.guest_errors.fetch_add(1, Ordering::Relaxed);
-                backoff = next_backoff(backoff);
+                backoff = next_backoff(backoff, retry_max);
                 tracing::warn!(error = %msg, queued = queue.len(), retry_in = ?backoff, "handler failed; the batch is kept and retried");
                 instance = Some(inst);
             }
             Err(f) => {
                 stats.count_failure(&f);
-                backoff = next_backoff(backoff);
+                backoff = next_backoff(backoff, retry_max);
                 tracing::error!(failure = f.kind.as_str(), queued = queue.len(), retry_in = ?backoff, "handler failed: {}; re-instantiating, the batch is kept", f.message);
             }
         }
         if stopping && !backoff.is_zero() {
+            // The backend cannot take them now: keep them on disk if there
+            // is a spool (delivered at the next start), else count the loss.
             let left = queue.len();
-            if left > 0 {
-                stats.dropped.fetch_add(left as u64, Ordering::Relaxed);
+            let spooled = queue.spill_all("stopping while the backend is unavailable");
+            if spooled > 0 || left == 0 {
+                tracing::warn!(
+                    spooled_total = queue.len(),
+                    "stopping; undelivered metrics stay in the spool for the next start"
+                );
+            } else {
+                tracing::error!(undelivered = left, "stopping with metrics the handler could not deliver (set spool_dir to keep them)");
             }
-            tracing::error!(
-                undelivered = left,
-                "stopping with metrics the handler could not deliver"
-            );
             break;
         }
     }
     span.in_scope(|| tracing::info!(delivered = stats.metrics.load(Ordering::Relaxed), "stopped"));
 }
 
-fn next_backoff(b: Duration) -> Duration {
+fn next_backoff(b: Duration, max: Duration) -> Duration {
     if b.is_zero() {
-        Duration::from_millis(500)
+        Duration::from_millis(250).min(max)
     } else {
-        (b * 2).min(Duration::from_secs(60))
+        (b * 2).min(max)
     }
 }
 
@@ -1142,6 +1066,7 @@ pub struct Agent {
     collectors: HashMap<String, Running>,
     handlers: Vec<(String, RunningHandler)>,
     health: Option<JoinHandle<()>>,
+    spools: HashMap<PathBuf, Arc<Spool>>,
 }
 
 /// Publishes every plugin's counters as metrics: the agent's own health.
@@ -1225,6 +1150,7 @@ impl Agent {
             collectors: HashMap::new(),
             handlers: Vec::new(),
             health: None,
+            spools: HashMap::new(),
         };
         agent.apply(config, loaded);
         agent
@@ -1245,7 +1171,23 @@ impl Agent {
                 continue;
             }
             let stats = Arc::new(PluginStats::default());
-            let queue = Queue::new(&name, lh.config.queue_size, stats.clone());
+            let spool = match &lh.config.spool_dir {
+                Some(dir) => match self.spools.get(dir) {
+                    Some(s) => Some(s.clone()),
+                    None => match Spool::open(dir, lh.config.spool_max) {
+                        Ok(s) => {
+                            self.spools.insert(dir.clone(), s.clone());
+                            Some(s)
+                        }
+                        Err(e) => {
+                            tracing::error!(handler = %name, spool = %dir.display(), error = %e, "cannot open the spool; running without it");
+                            None
+                        }
+                    },
+                },
+                None => None,
+            };
+            let queue = Queue::new(&name, lh.config.queue_size, stats.clone(), spool);
             let (tx, rx) = watch::channel(false);
             let task = tokio::spawn(handler_task(
                 self.runtime.clone(),

@@ -274,6 +274,13 @@ pub struct HandlerConfig {
     pub batch_size: usize,
     /// How often `flush` is called, seconds.
     pub flush_interval: f64,
+    /// Longest wait between retries of a failed batch, seconds.
+    pub retry_max: f64,
+    /// `spool_dir`: keep what does not fit in memory, and what is left at
+    /// shutdown, in this directory.
+    pub spool_dir: Option<PathBuf>,
+    /// `spool_max_mb`: bound of the spool, bytes.
+    pub spool_max: u64,
 }
 
 /// `[server]`.
@@ -634,6 +641,9 @@ const HANDLER_KEYS: &[&str] = &[
     "queue_size",
     "batch_size",
     "flush_interval",
+    "retry_max",
+    "spool_dir",
+    "spool_max_mb",
 ];
 const GRANT_KEYS: &[&str] = &["files", "statvfs", "commands", "connect", "directories"];
 const LIMIT_KEYS: &[&str] = &[
@@ -1123,6 +1133,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             queue_size: 100_000,
             batch_size: 10_000,
             flush_interval: 1.0,
+            retry_max: 10.0,
+            spool_dir: None,
+            spool_max: 256 << 20,
         };
         for (k, (layer, v)) in host {
             let (d, prefix, _) = &layers[layer];
@@ -1146,6 +1159,29 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
                 "flush_interval" => {
                     if let Some(n) = r.positive(&path, &v) {
                         h.flush_interval = n;
+                    }
+                }
+                "retry_max" => {
+                    if let Some(n) = r.positive(&path, &v) {
+                        h.retry_max = n;
+                    }
+                }
+                "spool_dir" => {
+                    if let Some(d) = r.string(&path, &v) {
+                        let p = PathBuf::from(&d);
+                        h.spool_dir = Some(if p.is_absolute() {
+                            p
+                        } else {
+                            config_dir.join(p)
+                        });
+                    }
+                }
+                "spool_max_mb" => {
+                    if let Some(n) = r.count(&path, &v) {
+                        if n == 0 {
+                            r.err(&path, "must be at least 1");
+                        }
+                        h.spool_max = n << 20;
                     }
                 }
                 _ => {}

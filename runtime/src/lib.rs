@@ -13,6 +13,7 @@
 //!   reload and shutdown.
 //! - [`plugin`]: the wasmtime engine, the compiled-component cache, an
 //!   instance with its limits, and how failures are classified.
+//! - [`queue`]: a handler's bounded queue and its on-disk spool.
 //! - [`host`]: the host side of each WIT import (files, fs-stats, process,
 //!   sockets, log, host-info, config), one module per capability.
 //! - [`grants`]: the typed, deny-by-default allow-lists those imports check.
@@ -30,4 +31,5 @@ pub mod host;
 pub mod hostname;
 pub mod metric;
 pub mod plugin;
+pub mod queue;
 pub mod schedule;
