@@ -1,0 +1,328 @@
+//! Delivery without loss, against a real carbon-cache (Debian's
+//! graphite-carbon) started here on free ports with its own storage: what
+//! wdiamond published (the archive handler's file, written beside) must be
+//! in carbon's whisper files, read back with `whisper-fetch`, across a
+//! carbon outage and across a wdiamond restart with the spool.
+//!
+//! `WDIAMOND_OUTAGE_SECS` sets the outage (default 60 s, as the issue asks).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wdiamond");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A carbon-cache with its own config and storage.
+struct Carbon {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Carbon {
+    fn new(dir: &Path) -> Carbon {
+        let port = free_port();
+        let (pickle, query) = (free_port(), free_port());
+        for d in ["conf", "storage/whisper", "log", "run"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        let d = dir.display();
+        std::fs::write(
+            dir.join("conf/carbon.conf"),
+            format!(
+                "[cache]\nSTORAGE_DIR = {d}/storage/\nLOCAL_DATA_DIR = {d}/storage/whisper/\nCONF_DIR = {d}/conf/\nLOG_DIR = {d}/log/\nPID_DIR = {d}/run/\nDATABASE = whisper\nUSER =\nMAX_CACHE_SIZE = inf\nMAX_UPDATES_PER_SECOND = 100000\nMAX_CREATES_PER_MINUTE = 100000\nLINE_RECEIVER_INTERFACE = 127.0.0.1\nLINE_RECEIVER_PORT = {port}\nENABLE_UDP_LISTENER = False\nPICKLE_RECEIVER_INTERFACE = 127.0.0.1\nPICKLE_RECEIVER_PORT = {pickle}\nCACHE_QUERY_INTERFACE = 127.0.0.1\nCACHE_QUERY_PORT = {query}\nWHISPER_AUTOFLUSH = True\nLOG_LISTENER_CONNECTIONS = False\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("conf/storage-schemas.conf"),
+            "[all]\npattern = .*\nretentions = 1s:2h\n",
+        )
+        .unwrap();
+        Carbon {
+            dir: dir.to_path_buf(),
+            port,
+            child: None,
+        }
+    }
+
+    fn start(&mut self) {
+        let d = self.dir.display();
+        let out = std::fs::File::create(self.dir.join("log/console.log")).unwrap();
+        let child = Command::new("carbon-cache")
+            .args([
+                format!("--config={d}/conf/carbon.conf"),
+                "--nodaemon".into(),
+                format!("--pidfile={d}/run/carbon.pid"),
+                "start".into(),
+            ])
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("carbon-cache is not installed (.ci/run installs graphite-carbon)");
+        self.child = Some(child);
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "carbon did not start: {}",
+                std::fs::read_to_string(self.dir.join("log/console.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: plain kill(2) of our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
+    /// `(timestamp -> value)` stored for `path`.
+    fn fetch(&self, path: &str, from: u64, until: u64) -> BTreeMap<u64, f64> {
+        let file = self
+            .dir
+            .join("storage/whisper")
+            .join(path.replace('.', "/") + ".wsp");
+        if !file.exists() {
+            return BTreeMap::new();
+        }
+        let out = Command::new("whisper-fetch")
+            .arg(format!("--from={from}"))
+            .arg(format!("--until={until}"))
+            .arg(&file)
+            .output()
+            .expect("whisper-fetch (python3-whisper)");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (t, v) = l.split_once('\t')?;
+                Some((t.parse().ok()?, v.trim().parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Carbon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `(path, timestamp, value)` lines of the archive: what was published.
+fn published(archive: &Path) -> BTreeSet<(String, u64, String)> {
+    std::fs::read_to_string(archive)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.len() == 3).then(|| (f[0].to_string(), f[2].parse().unwrap(), f[1].to_string()))
+        })
+        .collect()
+}
+
+/// What of `want` carbon has not stored (waits up to 30 s for its writer).
+fn missing(carbon: &Carbon, want: &BTreeSet<(String, u64, String)>) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let mut by_path: BTreeMap<&str, Vec<(u64, &str)>> = BTreeMap::new();
+        for (p, t, v) in want {
+            by_path.entry(p).or_default().push((*t, v));
+        }
+        let mut miss = Vec::new();
+        for (p, points) in by_path {
+            let lo = points.iter().map(|x| x.0).min().unwrap();
+            let hi = points.iter().map(|x| x.0).max().unwrap();
+            let stored = carbon.fetch(p, lo - 1, hi + 1);
+            // Whisper keeps one value per second: when a series was
+            // published twice in one second (a run right after a catch-up),
+            // any of its values may be the stored one.
+            let mut per_second: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+            for (t, v) in points {
+                per_second.entry(t).or_default().push(v.parse().unwrap());
+            }
+            for (t, values) in per_second {
+                match stored.get(&t) {
+                    Some(s)
+                        if values
+                            .iter()
+                            .any(|v| (s - v).abs() <= 1e-6 * v.abs().max(1.0)) => {}
+                    other => miss.push(format!("{p} {values:?} {t} (whisper: {other:?})")),
+                }
+            }
+        }
+        if miss.is_empty() || start.elapsed() > Duration::from_secs(30) {
+            return miss;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn config(dir: &Path, carbon_port: u16, spool: bool) -> PathBuf {
+    let spool = if spool {
+        format!("spool_dir = {:?}\n", dir.join("spool"))
+    } else {
+        String::new()
+    };
+    common::write_config(
+        dir,
+        &format!(
+            "[server]\nhandlers = [\"graphite\", \"archive\"]\nplugin_cache_dir = {:?}\n[handlers.graphite]\nhost = \"127.0.0.1\"\nport = {carbon_port}\ntimeout = 2\nretry_max = 1\n{spool}[handlers.archive]\nlog_file = {:?}\n[collectors.default]\ninterval = 1\nhostname = \"dlv\"\n[collectors.loadavg]\nenabled = true\n[collectors.counter]\nenabled = true\ncomponent = {:?}\n",
+            common::cache_dir(),
+            dir.join("archive.log"),
+            common::test_guest("collector_misbehave"),
+        ),
+    )
+}
+
+fn start_agent(conf: &Path) -> Child {
+    Command::new(BIN)
+        .arg("run")
+        .arg(conf)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: plain kill(2) of our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+fn stop_agent(child: Child) -> String {
+    signal(&child, libc::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    log
+}
+
+#[test]
+fn carbon_stores_exactly_what_was_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut carbon = Carbon::new(&dir.path().join("carbon"));
+    carbon.start();
+    let conf = config(dir.path(), carbon.port, false);
+    let agent = start_agent(&conf);
+    std::thread::sleep(Duration::from_secs(4));
+    stop_agent(agent);
+    let want = published(&dir.path().join("archive.log"));
+    assert!(want.len() >= 3 * 9, "published {} points", want.len());
+    let miss = missing(&carbon, &want);
+    assert!(
+        miss.is_empty(),
+        "{} of {} points missing in whisper, e.g. {:?}",
+        miss.len(),
+        want.len(),
+        &miss[..miss.len().min(5)]
+    );
+}
+
+#[test]
+fn nothing_is_lost_while_carbon_is_down() {
+    let outage: u64 = std::env::var("WDIAMOND_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let dir = tempfile::tempdir().unwrap();
+    let mut carbon = Carbon::new(&dir.path().join("carbon"));
+    carbon.start();
+    let conf = config(dir.path(), carbon.port, false);
+    let agent = start_agent(&conf);
+    std::thread::sleep(Duration::from_secs(3));
+    // Stop carbon cleanly: freeze the agent, let carbon write what it has
+    // (carbon itself drops its in-memory cache on SIGTERM), then stop it.
+    signal(&agent, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(3));
+    carbon.stop();
+    signal(&agent, libc::SIGCONT);
+    eprintln!("carbon down for {outage} s");
+    std::thread::sleep(Duration::from_secs(outage));
+    carbon.start();
+    // The backlog drains (backoff at most retry_max = 1 s), then stop.
+    std::thread::sleep(Duration::from_secs(5));
+    let log = stop_agent(agent);
+    let want = published(&dir.path().join("archive.log"));
+    assert!(
+        want.len() as u64 >= (outage + 6) * 9,
+        "published only {} points",
+        want.len()
+    );
+    let miss = missing(&carbon, &want);
+    assert!(
+        miss.is_empty(),
+        "{} of {} points lost, e.g. {:?}\n{log}",
+        miss.len(),
+        want.len(),
+        &miss[..miss.len().min(5)]
+    );
+    assert!(
+        log.contains("handler failed; the batch is kept and retried"),
+        "{log}"
+    );
+    assert!(log.contains("delivering again"), "{log}");
+    eprintln!(
+        "outage of {outage} s: {} points published, all {} in whisper",
+        want.len(),
+        want.len()
+    );
+}
+
+#[test]
+fn the_spool_carries_metrics_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut carbon = Carbon::new(&dir.path().join("carbon"));
+    let conf = config(dir.path(), carbon.port, true);
+    // Carbon is down: the first agent cannot deliver and spools at shutdown.
+    let agent = start_agent(&conf);
+    std::thread::sleep(Duration::from_secs(4));
+    let log = stop_agent(agent);
+    assert!(
+        log.contains("undelivered metrics stay in the spool"),
+        "{log}"
+    );
+    let spooled = published(&dir.path().join("archive.log"));
+    assert!(spooled.len() >= 27);
+    assert!(
+        std::fs::read_dir(dir.path().join("spool")).unwrap().count() >= 1,
+        "a spool segment on disk"
+    );
+    // Carbon up, agent restarted: the spool is delivered first.
+    carbon.start();
+    let agent = start_agent(&conf);
+    std::thread::sleep(Duration::from_secs(4));
+    let log = stop_agent(agent);
+    assert!(log.contains("found spooled metrics"), "{log}");
+    let want = published(&dir.path().join("archive.log"));
+    assert!(want.len() > spooled.len());
+    let miss = missing(&carbon, &want);
+    assert!(
+        miss.is_empty(),
+        "{} of {} points lost, e.g. {:?}",
+        miss.len(),
+        want.len(),
+        &miss[..miss.len().min(5)]
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("spool")).unwrap().count(),
+        0,
+        "delivered segments are deleted"
+    );
+}
