@@ -34,6 +34,16 @@ const BUILTINS: &[(&str, &str, &str)] = &[
     ("ceph", "guest-collectors", "collector_ceph"),
     ("archive", "guest-handlers", "handler_archive"),
     ("graphite", "guest-handlers", "handler_graphite"),
+    (
+        "graphite_pickle",
+        "guest-handlers",
+        "handler_graphite_pickle",
+    ),
+    ("multigraphite", "guest-handlers", "handler_multigraphite"),
+    ("statsd", "guest-handlers", "handler_statsd"),
+    ("httppost", "guest-handlers", "handler_httppost"),
+    ("influxdb", "guest-handlers", "handler_influxdb"),
+    ("opentsdb", "guest-handlers", "handler_opentsdb"),
 ];
 
 fn main() {

@@ -77,7 +77,7 @@ proptest! {
             collector: "x".into(),
             tenant: None,
         };
-        let m = Metric { name, value, precision, kind: MetricKind::Gauge, timestamp: None, instance };
+        let m = Metric { name, value, precision, kind: MetricKind::Gauge, timestamp: None, instance, raw_value: None };
         let checked = publication.publish(vec![m], 0);
         prop_assert_eq!(checked.published.len() + checked.rejected, 1);
         for p in checked.published {

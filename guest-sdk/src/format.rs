@@ -16,6 +16,16 @@ pub fn graphite_line(out: &mut String, path: &str, value: f64, precision: u8, ti
     );
 }
 
+/// Graphite plaintext of a batch (`path value timestamp` lines).
+#[cfg(any(feature = "collector", feature = "handler"))]
+pub fn graphite_lines(batch: &[crate::PublishedMetric]) -> String {
+    let mut text = String::with_capacity(batch.len() * 64);
+    for m in batch {
+        graphite_line(&mut text, &m.path, m.value, m.precision, m.timestamp);
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,6 +88,15 @@ impl Publisher {
         self.push(name.into(), value, precision, MetricKind::Counter);
     }
 
+    /// Diamond's `publish_counter`: the rate, with the raw counter kept as
+    /// `raw_value` (statsd sends deltas of it).
+    pub fn counter_raw(&mut self, name: impl Into<String>, rate: f64, raw: f64, precision: u8) {
+        self.push(name.into(), rate, precision, MetricKind::Counter);
+        if let Some(m) = self.metrics.last_mut() {
+            m.raw_value = Some(raw);
+        }
+    }
+
     /// Publish a fully specified metric (timestamp, instance).
     pub fn metric(&mut self, metric: Metric) {
         self.metrics.push(metric);
@@ -101,6 +110,7 @@ impl Publisher {
             kind,
             timestamp: None,
             instance: None,
+            raw_value: None,
         });
     }
 

@@ -41,6 +41,113 @@ pub fn exchange(
     Ok(response)
 }
 
+/// A connection to a line-oriented receiver that never answers (carbon's
+/// plaintext and pickle ports, statsd over TCP), delivering at least once.
+///
+/// Such protocols have no acknowledgements: a write to a connection the
+/// peer has just closed can succeed and still be lost. So the sender keeps
+/// the last payload until the connection proves alive at the next send (a
+/// readable connection means the peer closed it); if it was closed, the last
+/// payload is sent again on a new connection. Receivers such as carbon store
+/// one value per series and timestamp, so a repeat is harmless.
+pub struct LineSender {
+    address: String,
+    proto: Protocol,
+    timeout_ms: u32,
+    conn: Option<Connection>,
+    unconfirmed: Vec<u8>,
+}
+
+impl LineSender {
+    /// A sender to `address` (`host:port`).
+    pub fn new(proto: Protocol, address: String, timeout_ms: u32) -> Self {
+        LineSender {
+            address,
+            proto,
+            timeout_ms,
+            conn: None,
+            unconfirmed: Vec::new(),
+        }
+    }
+
+    /// The address.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn peer_closed(conn: &Connection) -> bool {
+        !matches!(conn.receive(64, 1), Err(crate::HostError::TimedOut))
+    }
+
+    /// Sends `data` (an empty `data` only re-checks the last payload). An
+    /// error leaves `data` undelivered: the caller (the host) retries it.
+    pub fn send(&mut self, data: &[u8]) -> Result<(), String> {
+        let stream = self.proto != Protocol::Udp;
+        if let Some(c) = &self.conn {
+            if stream && Self::peer_closed(c) {
+                // The previous payload may not have arrived: resent below.
+                self.conn = None;
+            } else {
+                self.unconfirmed.clear();
+            }
+        }
+        if data.is_empty() && self.unconfirmed.is_empty() {
+            return Ok(());
+        }
+        if self.conn.is_none() {
+            let c = Connection::open(self.proto, &self.address, self.timeout_ms)
+                .map_err(|e| format!("connecting to {}: {}", self.address, describe_error(&e)))?;
+            self.conn = Some(c);
+        }
+        let conn = self.conn.as_ref().expect("connected above");
+        let mut payload = std::mem::take(&mut self.unconfirmed);
+        let kept = payload.len();
+        payload.extend_from_slice(data);
+        if let Err(e) = conn.send(&payload, self.timeout_ms) {
+            self.conn = None;
+            payload.truncate(kept);
+            self.unconfirmed = payload;
+            return Err(format!(
+                "sending to {}: {}",
+                self.address,
+                describe_error(&e)
+            ));
+        }
+        if stream {
+            self.unconfirmed = payload;
+        }
+        Ok(())
+    }
+}
+
+/// `host:port`, with brackets around IPv6 literals.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// `POST path` over HTTP/1.1 with `body`; the response.
+pub fn http_post(
+    address: &str,
+    host: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    timeout_ms: u32,
+) -> Result<HttpResponse, String> {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: wdiamond\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    let raw = exchange(Protocol::Tcp, address, &request, timeout_ms, |_| false)?;
+    parse_http(&raw)
+}
+
 /// An HTTP response.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpResponse {

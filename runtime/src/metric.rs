@@ -213,6 +213,7 @@ impl Publication {
                 ttl: self.ttl,
                 collector: self.collector.clone(),
                 tenant: self.tenant.as_ref().map(|(t, _)| t.clone()),
+                raw_value: m.raw_value.filter(|v| v.is_finite()),
             });
         }
         out

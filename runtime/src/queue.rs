@@ -415,6 +415,13 @@ fn encode(m: &PublishedMetric, out: &mut Vec<u8>) {
         }
         None => out.push(0),
     }
+    match m.raw_value {
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        None => out.push(0),
+    }
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -458,7 +465,12 @@ fn decode(rec: &[u8]) -> Option<PublishedMetric> {
         1 => Some(r.str()?),
         _ => None,
     };
+    let raw_value = match r.take(1)?[0] {
+        1 => Some(f64::from_bits(r.u64()?)),
+        _ => None,
+    };
     Some(PublishedMetric {
+        raw_value,
         path,
         value,
         precision,
@@ -514,6 +526,7 @@ mod tests {
             ttl: 20,
             collector: "c".into(),
             tenant: (i % 2 == 0).then(|| "t".to_string()),
+            raw_value: (i % 3 == 0).then_some(i as f64 * 10.0),
         }
     }
 

@@ -6,6 +6,8 @@ use std::sync::{Arc, OnceLock};
 
 use wdiamond::plugin::Runtime;
 
+pub mod carbon;
+
 /// One engine for the whole test binary (components compile once).
 pub fn runtime() -> Arc<Runtime> {
     static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
@@ -36,4 +38,13 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
 /// A test-only guest built alongside the binary.
 pub fn test_guest(name: &str) -> PathBuf {
     wdiamond::plugin::guest_wasm_dir().join(format!("{name}.wasm"))
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -164,7 +164,7 @@ impl Collector for Memcached {
                         Per::Seconds(self.interval),
                         false,
                     );
-                    out.counter(name, rate, 0);
+                    out.counter_raw(name, rate, *v, 0);
                 }
             }
         }

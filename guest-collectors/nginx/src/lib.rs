@@ -159,7 +159,7 @@ impl Collector for Nginx {
                     let rate =
                         self.derivative
                             .rate_f64(name, v, 0.0, Per::Seconds(self.interval), false);
-                    out.counter(name, rate, p);
+                    out.counter_raw(name, rate, v, p);
                 }
             }
         }

@@ -89,7 +89,7 @@ impl Collector for Tcp {
                 let rate = self
                     .derivative
                     .rate(&name, v, 0, Per::Seconds(self.interval), false);
-                out.counter(name, rate, 0);
+                out.counter_raw(name, rate, v as f64, 0);
             }
         }
         Ok(())

@@ -7,7 +7,7 @@
 
 use std::io::Write;
 use wdiamond_sdk::bindings::wdiamond::plugin::host_info;
-use wdiamond_sdk::format::graphite_line;
+use wdiamond_sdk::format::graphite_lines;
 use wdiamond_sdk::{
     export_handler, option, Capability, Config, ConfigValue, Description, Handler, PublishedMetric,
 };
@@ -141,10 +141,7 @@ impl Handler for Archive {
     fn process(&mut self, batch: Vec<PublishedMetric>) -> Result<(), String> {
         let today = (host_info::now() / 86_400.0).floor() as i64;
         self.rotate_if_needed(today)?;
-        let mut text = String::with_capacity(batch.len() * 64);
-        for m in &batch {
-            graphite_line(&mut text, &m.path, m.value, m.precision, m.timestamp);
-        }
+        let text = graphite_lines(&batch);
         if self.file.is_none() {
             let f = std::fs::OpenOptions::new()
                 .create(true)

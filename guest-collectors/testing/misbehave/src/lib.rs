@@ -133,6 +133,7 @@ impl Collector for Misbehave {
                     kind: MetricKind::Gauge,
                     timestamp: None,
                     instance: Some(self.arg.clone()),
+                    raw_value: None,
                 });
             }
             _ => {}

@@ -1,0 +1,452 @@
+//! Each handler against its real backend: carbon's pickle receiver and two
+//! carbons (graphite-carbon, read back from whisper), InfluxDB 1.x (Debian's
+//! influxdb, queried back over HTTP) for both the line protocol and the
+//! OpenTSDB `/api/put` API (InfluxDB's OpenTSDB service), a UDP listener
+//! that parses statsd, and an HTTP server for httppost. What each backend
+//! holds must equal what the archive handler wrote beside it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::carbon::Carbon;
+use common::free_port;
+use wdiamond::agent::{self, Agent};
+use wdiamond::host::HostFacts;
+
+/// Runs loadavg and a counter collector for `secs` with `handler` (TOML for
+/// `[handlers.NAME]`) beside the archive; returns the archive's
+/// `path -> [(timestamp, value)]`.
+async fn run_with(
+    handler_name: &str,
+    handler: &str,
+    secs: f64,
+) -> BTreeMap<String, Vec<(u64, f64)>> {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive.log");
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = [{handler_name:?}, \"archive\"]\nplugin_cache_dir = {:?}\n{handler}\n[handlers.archive]\nlog_file = {archive:?}\n[collectors.default]\ninterval = 1\nhostname = \"hnd\"\n[collectors.loadavg]\nenabled = true\n[collectors.tcp]\nenabled = true\n",
+            common::cache_dir()
+        ),
+    );
+    let config = wdiamond::config::load(&conf).unwrap_or_else(|e| panic!("{e}"));
+    let rt = common::runtime();
+    let loaded = tokio::task::block_in_place(|| agent::load(&rt, &config, &HostFacts::default()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let agent = Agent::start(rt, HostFacts::default(), &conf, &config, loaded);
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    agent.shutdown().await;
+    let mut out: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
+    for l in std::fs::read_to_string(&archive).unwrap().lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        out.entry(f[0].to_string())
+            .or_default()
+            .push((f[2].parse().unwrap(), f[1].parse().unwrap()));
+    }
+    assert!(out.len() >= 8, "{out:?}");
+    out
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * a.abs().max(1.0)
+}
+
+/// Equal up to the archive's rounding (it prints the metric's precision,
+/// 2 decimals at most here; handlers like influxdb send the full value).
+fn same(sent: f64, printed: f64) -> bool {
+    close(sent, printed) || (sent - printed).abs() <= 0.0051
+}
+
+fn check_carbon(carbon: &Carbon, want: &BTreeMap<String, Vec<(u64, f64)>>) {
+    let start = Instant::now();
+    loop {
+        let mut missing = Vec::new();
+        for (path, points) in want {
+            let lo = points.iter().map(|p| p.0).min().unwrap();
+            let hi = points.iter().map(|p| p.0).max().unwrap();
+            let stored = carbon.fetch(path, lo - 1, hi + 1);
+            for (t, v) in points {
+                // One value per second in whisper: any published one.
+                let same_second: Vec<f64> =
+                    points.iter().filter(|p| p.0 == *t).map(|p| p.1).collect();
+                if !stored
+                    .get(t)
+                    .is_some_and(|s| same_second.iter().any(|v| close(*s, *v)))
+                {
+                    missing.push(format!("{path} {v} {t}: {:?}", stored.get(t)));
+                }
+            }
+        }
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{} points missing, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphite_pickle_into_carbon() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut carbon = Carbon::new(dir.path());
+    carbon.start();
+    let want = run_with(
+        "graphite_pickle",
+        &format!(
+            "[handlers.graphite_pickle]\nhost = \"127.0.0.1\"\nport = {}\n",
+            carbon.pickle_port
+        ),
+        3.5,
+    )
+    .await;
+    check_carbon(&carbon, &want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multigraphite_into_two_carbons() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut c1, mut c2) = (Carbon::new(d1.path()), Carbon::new(d2.path()));
+    c1.start();
+    c2.start();
+    let handler = format!(
+        "[handlers.multigraphite]\nhost = [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n[handlers.multigraphite.grants]\nconnect = [\"tcp:127.0.0.1:{}\", \"tcp:127.0.0.1:{}\"]\n",
+        c1.port, c2.port, c1.port, c2.port
+    );
+    let want = run_with("multigraphite", &handler, 3.5).await;
+    check_carbon(&c1, &want);
+    check_carbon(&c2, &want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statsd_over_udp() {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let received = Arc::new(Mutex::new(Vec::<String>::new()));
+    let r = received.clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let listener = std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(n) = sock.recv(&mut buf) {
+                r.lock().unwrap().extend(
+                    String::from_utf8_lossy(&buf[..n])
+                        .lines()
+                        .map(str::to_string),
+                );
+            }
+        }
+    });
+    let want = run_with(
+        "statsd",
+        &format!("[handlers.statsd]\nhost = \"127.0.0.1\"\nport = {port}\n"),
+        3.5,
+    )
+    .await;
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    listener.join().unwrap();
+    let lines = received.lock().unwrap().clone();
+    // Every line is `path:value|g` or `path:delta|c`.
+    let mut gauges: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut counters: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for l in &lines {
+        let (path, rest) = l
+            .split_once(':')
+            .unwrap_or_else(|| panic!("not statsd: {l:?}"));
+        let (v, kind) = rest
+            .split_once('|')
+            .unwrap_or_else(|| panic!("not statsd: {l:?}"));
+        let v: f64 = v.parse().unwrap_or_else(|_| panic!("not a number: {l:?}"));
+        match kind {
+            "g" => gauges.entry(path.to_string()).or_default().push(v),
+            "c" => counters.entry(path.to_string()).or_default().push(v),
+            other => panic!("unknown type {other:?} in {l:?}"),
+        }
+    }
+    // Gauges are the published values, in order.
+    for (path, points) in &want {
+        if path.contains(".loadavg.") {
+            let got = &gauges[path];
+            assert_eq!(got.len(), points.len(), "{path}");
+            for (g, (_, v)) in got.iter().zip(points) {
+                // The archive prints the value rounded to its precision (2).
+                assert!((g - v).abs() <= 0.0051, "{path}: {g} vs {v}");
+            }
+        }
+    }
+    // Counters (tcp) go as deltas of the raw counter: the first is the raw
+    // counter itself, then non-negative deltas.
+    let active = counters
+        .get("servers.hnd.tcp.ActiveOpens")
+        .expect("ActiveOpens counter");
+    assert!(active.len() >= 3);
+    assert!(active[1..].iter().all(|d| *d >= 0.0), "{active:?}");
+    assert!(active[0] >= active[1..].iter().sum::<f64>() || active[0] > 0.0);
+}
+
+/// A minimal HTTP server that records request bodies.
+fn http_server() -> (u16, Arc<Mutex<Vec<(String, String)>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for stream in l.incoming().flatten() {
+            let mut r = BufReader::new(stream);
+            let mut head = String::new();
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            g.lock()
+                .unwrap()
+                .push((head, String::from_utf8_lossy(&body).into_owned()));
+            let mut s = r.into_inner();
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httppost_lines_and_json() {
+    let (port, got) = http_server();
+    let want = run_with(
+        "httppost",
+        &format!("[handlers.httppost]\nurl = \"http://127.0.0.1:{port}/metrics\"\n"),
+        2.5,
+    )
+    .await;
+    let posts = got.lock().unwrap().clone();
+    assert!(!posts.is_empty());
+    assert!(posts[0].0.starts_with("POST /metrics HTTP/1.1"));
+    let lines: Vec<String> = posts
+        .iter()
+        .flat_map(|(_, b)| b.lines().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    let total: usize = want.values().map(Vec::len).sum();
+    assert_eq!(lines.len(), total, "every published metric was posted once");
+
+    let (port, got) = http_server();
+    run_with(
+        "httppost",
+        &format!("[handlers.httppost]\nurl = \"http://127.0.0.1:{port}/m\"\nformat = \"json\"\n"),
+        2.5,
+    )
+    .await;
+    let posts = got.lock().unwrap().clone();
+    let first: serde_json::Value = serde_json::from_str(&posts[0].1).unwrap();
+    let item = &first[0];
+    assert!(item["path"].as_str().unwrap().starts_with("servers.hnd."));
+    assert!(item["value"].is_number() && item["timestamp"].is_u64());
+    assert_eq!(item["host"], "hnd");
+}
+
+/// A real influxd with HTTP and the OpenTSDB service on free ports.
+struct Influx {
+    http: u16,
+    tsdb: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Influx {
+    fn start() -> Influx {
+        let dir = tempfile::tempdir().unwrap();
+        let (http, tsdb, rpc) = (free_port(), free_port(), free_port());
+        let d = dir.path().display();
+        let conf = dir.path().join("influxdb.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "reporting-enabled = false\nbind-address = \"127.0.0.1:{rpc}\"\n[meta]\n  dir = \"{d}/meta\"\n[data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n[monitor]\n  store-enabled = false\n[http]\n  enabled = true\n  bind-address = \"127.0.0.1:{http}\"\n  log-enabled = false\n[[opentsdb]]\n  enabled = true\n  bind-address = \"127.0.0.1:{tsdb}\"\n  database = \"opentsdb\"\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("influxd")
+            .arg("-config")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("influxd (.ci/run installs influxdb)");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", http)).is_err()
+            || TcpStream::connect(("127.0.0.1", tsdb)).is_err()
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "influxd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Influx {
+            http,
+            tsdb,
+            child,
+            _dir: dir,
+        }
+    }
+
+    fn query(&self, db: &str, q: &str) -> serde_json::Value {
+        let q: String = q
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let mut s = TcpStream::connect(("127.0.0.1", self.http)).unwrap();
+        write!(
+            s,
+            "GET /query?db={db}&epoch=s&q={q} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let body = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
+        // Chunked or not, the JSON object is the first '{'..last '}'.
+        let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// `(timestamp, value)` of a measurement.
+    fn points(&self, db: &str, measurement: &str, tag: Option<(&str, &str)>) -> Vec<(u64, f64)> {
+        let filter = tag
+            .map(|(k, v)| format!(" WHERE \"{k}\" = '{v}'"))
+            .unwrap_or_default();
+        let r = self.query(db, &format!("SELECT value FROM \"{measurement}\"{filter}"));
+        r["results"][0]["series"][0]["values"]
+            .as_array()
+            .map(|vs| {
+                vs.iter()
+                    .map(|v| (v[0].as_u64().unwrap(), v[1].as_f64().unwrap()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Influx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn eventually(mut f: impl FnMut() -> Result<(), String>) {
+    let start = Instant::now();
+    loop {
+        match f() {
+            Ok(()) => return,
+            Err(e) if start.elapsed() > Duration::from_secs(20) => panic!("{e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn influxdb_line_protocol_and_opentsdb_api() {
+    let influx = Influx::start();
+    influx.query("", "CREATE DATABASE graphite");
+    influx.query("", "CREATE DATABASE opentsdb");
+    let want = run_with(
+        "influxdb",
+        &format!(
+            "[handlers.influxdb]\nhostname = \"127.0.0.1\"\nport = {}\n",
+            influx.http
+        ),
+        3.5,
+    )
+    .await;
+    for (path, points) in &want {
+        eventually(|| {
+            let got = influx.points("graphite", path, None);
+            let mut expect: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+            for (t, v) in points {
+                expect.entry(*t).or_default().push(*v);
+            }
+            if got.len() != expect.len() {
+                return Err(format!(
+                    "{path}: {} points in influxdb, {} published",
+                    got.len(),
+                    expect.len()
+                ));
+            }
+            for (t, v) in &got {
+                if !expect
+                    .get(t)
+                    .is_some_and(|vs| vs.iter().any(|x| same(*v, *x)))
+                {
+                    return Err(format!("{path}: {t} {v} not published"));
+                }
+            }
+            Ok(())
+        });
+    }
+
+    // OpenTSDB's /api/put, into InfluxDB's OpenTSDB service.
+    let want = run_with(
+        "opentsdb",
+        &format!(
+            "[handlers.opentsdb]\nhost = \"127.0.0.1\"\nport = {}\ntags = [\"env=test\"]\n",
+            influx.tsdb
+        ),
+        3.5,
+    )
+    .await;
+    let (path, points) = want
+        .iter()
+        .find(|(p, _)| p.ends_with(".loadavg.01"))
+        .unwrap();
+    assert_eq!(path, "servers.hnd.loadavg.01");
+    eventually(|| {
+        let got = influx.points("opentsdb", "loadavg.01", Some(("hostname", "hnd")));
+        let env = influx.points("opentsdb", "loadavg.01", Some(("env", "test")));
+        if got.len() != points.len() || env.len() != points.len() {
+            return Err(format!(
+                "{} / {} points in the opentsdb database, {} published",
+                got.len(),
+                env.len(),
+                points.len()
+            ));
+        }
+        for ((t, v), (wt, wv)) in got.iter().zip(points) {
+            if t != wt || !same(*v, *wv) {
+                return Err(format!("{t} {v} vs published {wt} {wv}"));
+            }
+        }
+        Ok(())
+    });
+}
