@@ -1,24 +1,19 @@
 //! Diamond's wire format for a metric: `str(Metric)`, the graphite
 //! plaintext line `"<path> %.<precision>f <timestamp>\n"`.
 
-use std::fmt::Write;
-
 /// Appends the graphite plaintext line of one metric to `out`.
 ///
-/// Rust's `{:.N}` rounds the exact binary value half-to-even, as Python's
-/// `"%.Nf"` does, so the text equals Diamond's (precision 0 included, where
-/// Diamond first applies `round()`, which does not change the `%.0f` text).
+/// The value is rounded as Python's `"%.Nf"` (exact binary value, ties to
+/// even; see the `wdiamond-wire` crate), so the text equals Diamond's
+/// (precision 0 included, where Diamond first applies `round()`, which
+/// does not change the `%.0f` text).
 pub fn graphite_line(out: &mut String, path: &str, value: f64, precision: u8, timestamp: u64) {
-    let _ = writeln!(
-        out,
-        "{path} {value:.p$} {timestamp}",
-        p = precision as usize
-    );
+    wdiamond_wire::graphite_line(out, path, value, precision, timestamp);
 }
 
 /// Graphite plaintext of a batch (`path value timestamp` lines).
 #[cfg(any(feature = "collector", feature = "handler"))]
-pub fn graphite_lines(batch: &[crate::PublishedMetric]) -> String {
+pub fn graphite_lines(batch: &[crate::PublishedMetric<'_>]) -> String {
     let mut text = String::with_capacity(batch.len() * 64);
     for m in batch {
         graphite_line(&mut text, &m.path, m.value, m.precision, m.timestamp);

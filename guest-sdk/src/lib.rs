@@ -63,9 +63,85 @@ pub mod bindings {
 
 #[cfg(any(feature = "collector", feature = "handler"))]
 pub use bindings::wdiamond::plugin::types::{
-    Capability, ConfigEntry, ConfigOption, ConfigValue, Description, HostError, Metric, MetricKind,
-    PublishedMetric,
+    Capability, ConfigEntry, ConfigOption, ConfigValue, Description, HostError, Metric,
+    MetricBatch, MetricKind, MetricSource,
 };
+
+/// One metric of a batch, borrowed from the batch's columns.
+#[cfg(any(feature = "collector", feature = "handler"))]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PublishedMetric<'a> {
+    /// The full path.
+    pub path: &'a str,
+    /// The value (finite).
+    pub value: f64,
+    /// Decimals to print.
+    pub precision: u8,
+    /// Gauge or counter.
+    pub kind: MetricKind,
+    /// Seconds since the Unix epoch.
+    pub timestamp: u64,
+    /// Diamond's `raw_value`.
+    pub raw_value: Option<f64>,
+    /// The host name in the path.
+    pub host: &'a str,
+    /// The collector instance.
+    pub collector: &'a str,
+    /// The tenant.
+    pub tenant: Option<&'a str>,
+    /// Diamond's ttl, seconds.
+    pub ttl: u32,
+}
+
+/// Views a batch's columns as metrics (checking the columns agree).
+#[cfg(any(feature = "collector", feature = "handler"))]
+pub fn unpack(b: &MetricBatch) -> Result<Vec<PublishedMetric<'_>>, String> {
+    let n = b.path_ends.len();
+    let lens = [
+        b.values.len(),
+        b.precisions.len(),
+        b.counters.len(),
+        b.timestamps.len(),
+        b.raw_values.len(),
+        b.source_ids.len(),
+    ];
+    if lens.iter().any(|l| *l != n) {
+        return Err(format!("malformed batch: column lengths {n} and {lens:?}"));
+    }
+    let paths =
+        std::str::from_utf8(&b.paths).map_err(|_| "malformed batch: paths are not UTF-8")?;
+    let mut out = Vec::with_capacity(n);
+    let mut start = 0usize;
+    for i in 0..n {
+        let end = b.path_ends[i] as usize;
+        let path = paths
+            .get(start..end)
+            .ok_or("malformed batch: bad path offsets")?;
+        start = end;
+        let src = b
+            .sources
+            .get(b.source_ids[i] as usize)
+            .ok_or("malformed batch: bad source index")?;
+        let raw = b.raw_values[i];
+        out.push(PublishedMetric {
+            path,
+            value: b.values[i],
+            precision: b.precisions[i],
+            kind: if b.counters[i] == 1 {
+                MetricKind::Counter
+            } else {
+                MetricKind::Gauge
+            },
+            timestamp: b.timestamps[i],
+            raw_value: (!raw.is_nan()).then_some(raw),
+            host: &src.host,
+            collector: &src.collector,
+            tenant: src.tenant.as_deref(),
+            ttl: src.ttl,
+        });
+    }
+    Ok(out)
+}
 #[cfg(any(feature = "collector", feature = "handler"))]
 pub use config::Config;
 
@@ -139,7 +215,7 @@ pub trait Handler: Sized + 'static {
     /// Build the handler from its merged configuration; an error names the key.
     fn configure(config: &Config) -> Result<Self, String>;
     /// Handle one batch; an error makes the host keep the batch for a retry.
-    fn process(&mut self, batch: Vec<PublishedMetric>) -> Result<(), String>;
+    fn process(&mut self, batch: &[PublishedMetric<'_>]) -> Result<(), String>;
     /// Push out anything buffered.
     fn flush(&mut self) -> Result<(), String>;
 }
@@ -223,8 +299,9 @@ macro_rules! export_handler {
                 __WDIAMOND_STATE.with(|s| *s.borrow_mut() = Some(state));
                 Ok(())
             }
-            fn process(batch: Vec<$crate::PublishedMetric>) -> Result<(), String> {
-                __wdiamond_with(|h| $crate::Handler::process(h, batch))
+            fn process(batch: $crate::MetricBatch) -> Result<(), String> {
+                let metrics = $crate::unpack(&batch)?;
+                __wdiamond_with(|h| $crate::Handler::process(h, &metrics))
             }
             fn flush() -> Result<(), String> {
                 __wdiamond_with(|h| $crate::Handler::flush(h))

@@ -76,7 +76,7 @@ impl LineSender {
     }
 
     fn peer_closed(conn: &Connection) -> bool {
-        !matches!(conn.receive(64, 1), Err(crate::HostError::TimedOut))
+        !matches!(conn.receive(64, 0), Err(crate::HostError::TimedOut))
     }
 
     /// Sends `data` (an empty `data` only re-checks the last payload). An

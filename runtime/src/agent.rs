@@ -1039,7 +1039,7 @@ async fn handler_task(
         let (inst, outcome) = match tokio::task::spawn_blocking(move || {
             let mut inst = inst;
             let r = if n > 0 {
-                inst.process(&batch, deadline).0
+                inst.process(&crate::metric::pack(&batch), deadline).0
             } else {
                 inst.flush(deadline).0
             };

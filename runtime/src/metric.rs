@@ -1,7 +1,7 @@
 //! From what a collector returns to what handlers receive: Diamond's metric
 //! paths, the host's checks on untrusted guest output, and the filters.
 
-use crate::bindings::types::{Metric, PublishedMetric};
+use crate::bindings::types::{Metric, MetricBatch, MetricKind, MetricSource, PublishedMetric};
 use crate::config::CollectorConfig;
 
 /// Longest metric name accepted from a guest, bytes.
@@ -218,6 +218,66 @@ impl Publication {
         }
         out
     }
+}
+
+/// Packs metrics into the columns a handler receives (see `metric-batch`
+/// in the WIT): a few block copies across the boundary instead of several
+/// allocations per metric.
+pub fn pack(items: &[PublishedMetric]) -> MetricBatch {
+    let n = items.len();
+    let mut b = MetricBatch {
+        paths: Vec::with_capacity(n * 48),
+        path_ends: Vec::with_capacity(n),
+        values: Vec::with_capacity(n),
+        precisions: Vec::with_capacity(n),
+        counters: Vec::with_capacity(n),
+        timestamps: Vec::with_capacity(n),
+        raw_values: Vec::with_capacity(n),
+        source_ids: Vec::with_capacity(n),
+        sources: Vec::new(),
+    };
+    let mut last: Option<(usize, u16)> = None;
+    for (i, m) in items.iter().enumerate() {
+        b.paths.extend_from_slice(m.path.as_bytes());
+        b.path_ends.push(b.paths.len() as u32);
+        b.values.push(m.value);
+        b.precisions.push(m.precision);
+        b.counters.push(u8::from(m.kind == MetricKind::Counter));
+        b.timestamps.push(m.timestamp);
+        b.raw_values.push(m.raw_value.unwrap_or(f64::NAN));
+        // Runs of one source are the common case: compare with the previous.
+        let same = |j: usize| {
+            let p = &items[j];
+            p.host == m.host && p.collector == m.collector && p.tenant == m.tenant && p.ttl == m.ttl
+        };
+        let id = match last {
+            Some((j, id)) if same(j) => id,
+            _ => {
+                let found = b.sources.iter().position(|s| {
+                    s.host == m.host
+                        && s.collector == m.collector
+                        && s.tenant == m.tenant
+                        && s.ttl == m.ttl
+                });
+                match found {
+                    Some(k) => k as u16,
+                    None if b.sources.len() < u16::MAX as usize => {
+                        b.sources.push(MetricSource {
+                            host: m.host.clone(),
+                            collector: m.collector.clone(),
+                            tenant: m.tenant.clone(),
+                            ttl: m.ttl,
+                        });
+                        (b.sources.len() - 1) as u16
+                    }
+                    None => 0,
+                }
+            }
+        };
+        last = Some((i, id));
+        b.source_ids.push(id);
+    }
+    b
 }
 
 #[cfg(test)]

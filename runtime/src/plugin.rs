@@ -15,7 +15,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::bindings::collector::CollectorPlugin;
 use crate::bindings::handler::HandlerPlugin;
-use crate::bindings::types::{ConfigEntry, Description, Metric, PublishedMetric};
+use crate::bindings::types::{ConfigEntry, Description, Metric, MetricBatch};
 use crate::config::ComponentRef;
 use crate::host::{self, GuestOutput, HostState, Limiter, PluginContext};
 
@@ -424,7 +424,7 @@ impl Instance<HandlerPlugin> {
     /// `process(batch)` within `deadline`.
     pub fn process(
         &mut self,
-        batch: &[PublishedMetric],
+        batch: &MetricBatch,
         deadline: Duration,
     ) -> (Result<Result<(), String>, Failure>, Usage) {
         self.call(deadline, None, |b, s| {

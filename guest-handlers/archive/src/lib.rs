@@ -138,7 +138,7 @@ impl Handler for Archive {
         })
     }
 
-    fn process(&mut self, batch: Vec<PublishedMetric>) -> Result<(), String> {
+    fn process(&mut self, batch: &[PublishedMetric<'_>]) -> Result<(), String> {
         let today = (host_info::now() / 86_400.0).floor() as i64;
         self.rotate_if_needed(today)?;
         let text = graphite_lines(&batch);

@@ -63,7 +63,7 @@ impl Handler for Graphite {
         })
     }
 
-    fn process(&mut self, batch: Vec<PublishedMetric>) -> Result<(), String> {
+    fn process(&mut self, batch: &[PublishedMetric<'_>]) -> Result<(), String> {
         if batch.is_empty() {
             return Ok(());
         }

@@ -38,7 +38,7 @@ fn push_int(out: &mut Vec<u8>, v: u64) {
 }
 
 /// Frames of at most [`MAX_FRAME`] bytes, each `[u32 BE length][pickle]`.
-pub fn frames(batch: &[PublishedMetric]) -> Vec<u8> {
+pub fn frames(batch: &[PublishedMetric<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < batch.len() {
@@ -117,7 +117,7 @@ impl Handler for Pickle {
         })
     }
 
-    fn process(&mut self, batch: Vec<PublishedMetric>) -> Result<(), String> {
+    fn process(&mut self, batch: &[PublishedMetric<'_>]) -> Result<(), String> {
         if batch.is_empty() {
             return Ok(());
         }

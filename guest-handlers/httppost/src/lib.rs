@@ -45,7 +45,7 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
 }
 
 /// The JSON body of a batch.
-pub fn json(batch: &[PublishedMetric]) -> String {
+pub fn json(batch: &[PublishedMetric<'_>]) -> String {
     let items: Vec<serde_json::Value> = batch
         .iter()
         .map(|m| {
@@ -115,7 +115,7 @@ impl Handler for HttpPost {
         })
     }
 
-    fn process(&mut self, batch: Vec<PublishedMetric>) -> Result<(), String> {
+    fn process(&mut self, batch: &[PublishedMetric<'_>]) -> Result<(), String> {
         if batch.is_empty() {
             return Ok(());
         }

@@ -12,7 +12,7 @@ pub fn measurement(path: &str) -> String {
 }
 
 /// The line protocol of a batch (seconds precision).
-pub fn lines(batch: &[PublishedMetric]) -> String {
+pub fn lines(batch: &[PublishedMetric<'_>]) -> String {
     let mut out = String::with_capacity(batch.len() * 64);
     for m in batch {
         out.push_str(&format!(
@@ -115,7 +115,7 @@ impl Handler for Influx {
         })
     }
 
-    fn process(&mut self, batch: Vec<PublishedMetric>) -> Result<(), String> {
+    fn process(&mut self, batch: &[PublishedMetric<'_>]) -> Result<(), String> {
         if batch.is_empty() {
             return Ok(());
         }

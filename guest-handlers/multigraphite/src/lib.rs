@@ -61,7 +61,7 @@ impl Handler for MultiGraphite {
         Ok(MultiGraphite { senders })
     }
 
-    fn process(&mut self, batch: Vec<PublishedMetric>) -> Result<(), String> {
+    fn process(&mut self, batch: &[PublishedMetric<'_>]) -> Result<(), String> {
         if batch.is_empty() {
             return Ok(());
         }

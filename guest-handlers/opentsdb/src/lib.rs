@@ -21,12 +21,12 @@ pub fn metric_name<'a>(path: &'a str, host: &str) -> &'a str {
 }
 
 /// The JSON body of a batch.
-pub fn body(batch: &[PublishedMetric], prefix: &str, tags: &[(String, String)]) -> String {
+pub fn body(batch: &[PublishedMetric<'_>], prefix: &str, tags: &[(String, String)]) -> String {
     let items: Vec<serde_json::Value> = batch
         .iter()
         .map(|m| {
             let mut t = serde_json::Map::new();
-            t.insert("hostname".into(), m.host.clone().into());
+            t.insert("hostname".into(), m.host.into());
             for (k, v) in tags {
                 t.insert(k.clone(), v.clone().into());
             }
@@ -100,7 +100,7 @@ impl Handler for Tsdb {
         })
     }
 
-    fn process(&mut self, batch: Vec<PublishedMetric>) -> Result<(), String> {
+    fn process(&mut self, batch: &[PublishedMetric<'_>]) -> Result<(), String> {
         if batch.is_empty() {
             return Ok(());
         }

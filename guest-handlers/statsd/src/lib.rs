@@ -22,14 +22,14 @@ pub struct Statsd {
 
 impl Statsd {
     /// The statsd lines of a batch (updates the counters' previous values).
-    pub fn lines(&mut self, batch: &[PublishedMetric]) -> Vec<String> {
+    pub fn lines(&mut self, batch: &[PublishedMetric<'_>]) -> Vec<String> {
         let mut out = Vec::with_capacity(batch.len());
         for m in batch {
             match m.kind {
                 MetricKind::Gauge => out.push(format!("{}:{}|g", m.path, m.value)),
                 MetricKind::Counter => {
                     let raw = m.raw_value.unwrap_or(m.value);
-                    let delta = match self.old.insert(m.path.clone(), raw) {
+                    let delta = match self.old.insert(m.path.to_string(), raw) {
                         Some(old) => raw - old,
                         None => raw,
                     };
@@ -65,7 +65,7 @@ impl Handler for Statsd {
         })
     }
 
-    fn process(&mut self, batch: Vec<PublishedMetric>) -> Result<(), String> {
+    fn process(&mut self, batch: &[PublishedMetric<'_>]) -> Result<(), String> {
         let mut datagram = String::new();
         for line in self.lines(&batch) {
             if !datagram.is_empty() && datagram.len() + 1 + line.len() > MAX_DATAGRAM {

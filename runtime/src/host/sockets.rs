@@ -165,11 +165,29 @@ impl HostConnection for HostState {
         let t = Some(self.within_deadline(timeout(timeout_ms).min(self.ctx.limits.socket_timeout)));
         let conn = self.table.get_mut(&this)?;
         let mut buf = vec![0u8; max_bytes.min(MAX_RECEIVE) as usize];
+        // A timeout of 0 polls: read what is there now, without waiting.
+        let poll = timeout_ms == 0;
         let r = match conn {
-            Connection::Tcp(s) => s.set_read_timeout(t).and_then(|_| s.read(&mut buf)),
-            Connection::Unix(s) => s.set_read_timeout(t).and_then(|_| s.read(&mut buf)),
-            Connection::Udp(s) => s.set_read_timeout(t).and_then(|_| s.recv(&mut buf)),
+            Connection::Tcp(s) => s
+                .set_nonblocking(poll)
+                .and_then(|_| s.set_read_timeout(t))
+                .and_then(|_| s.read(&mut buf)),
+            Connection::Unix(s) => s
+                .set_nonblocking(poll)
+                .and_then(|_| s.set_read_timeout(t))
+                .and_then(|_| s.read(&mut buf)),
+            Connection::Udp(s) => s
+                .set_nonblocking(poll)
+                .and_then(|_| s.set_read_timeout(t))
+                .and_then(|_| s.recv(&mut buf)),
         };
+        if poll {
+            let _ = match conn {
+                Connection::Tcp(s) => s.set_nonblocking(false),
+                Connection::Unix(s) => s.set_nonblocking(false),
+                Connection::Udp(s) => s.set_nonblocking(false),
+            };
+        }
         Ok(match r {
             Ok(n) => {
                 buf.truncate(n);
