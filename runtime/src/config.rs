@@ -155,6 +155,8 @@ pub struct GrantsConfig {
     pub connect: Vec<String>,
     /// `directories`.
     pub directories: Vec<PathBuf>,
+    /// `run_as`: the user granted commands run as.
+    pub run_as: Option<String>,
 }
 
 impl GrantsConfig {
@@ -191,6 +193,10 @@ impl GrantsConfig {
                 .map(|c| grants::parse_socket(c))
                 .collect::<Result<_, _>>()?,
             directories: self.directories.clone(),
+            run_as: match &self.run_as {
+                Some(u) => Some(grants::lookup_user(u)?),
+                None => None,
+            },
         })
     }
 }
@@ -645,7 +651,14 @@ const HANDLER_KEYS: &[&str] = &[
     "spool_dir",
     "spool_max_mb",
 ];
-const GRANT_KEYS: &[&str] = &["files", "statvfs", "commands", "connect", "directories"];
+const GRANT_KEYS: &[&str] = &[
+    "files",
+    "statvfs",
+    "commands",
+    "connect",
+    "directories",
+    "run_as",
+];
 const LIMIT_KEYS: &[&str] = &[
     "timeout",
     "fuel",
@@ -774,6 +787,14 @@ fn read_grants(r: &mut Reader<'_>, pre: &[&str], t: &toml::Table, g: &mut Grants
                         }
                     }
                     g.connect.extend(list);
+                }
+            }
+            "run_as" => {
+                if let Some(u) = r.string(&path, value) {
+                    match grants::lookup_user(&u) {
+                        Ok(_) => g.run_as = Some(u),
+                        Err(e) => r.err(&path, e),
+                    }
                 }
             }
             "directories" => {
@@ -1493,6 +1514,15 @@ mod tests {
                 "missing {e:?} in {shown:#?}"
             );
         }
+    }
+
+    #[test]
+    fn run_as_names_a_real_user() {
+        let c = load_str("[collectors.x.grants]\nrun_as = \"nobody\"\n").unwrap();
+        let g = c.collectors[0].plugin.grants.build("collectors.x").unwrap();
+        assert!(g.run_as.is_some());
+        let errs = load_str("[collectors.x.grants]\nrun_as = \"no-such-user-here\"\n").unwrap_err();
+        assert!(errs.0[0].to_string().contains("`collectors.x.grants.run_as`: no user \"no-such-user-here\""), "{errs}");
     }
 
     #[test]

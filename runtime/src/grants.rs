@@ -80,6 +80,23 @@ pub struct Grants {
     pub connect: Vec<SocketGrant>,
     /// Directories preopened read-write (`grants.directories`).
     pub directories: Vec<PathBuf>,
+    /// The user (uid, gid) commands run as (`grants.run_as`).
+    pub run_as: Option<(u32, u32)>,
+}
+
+/// Looks a user name (or a numeric uid) up in the password database.
+pub fn lookup_user(name: &str) -> Result<(u32, u32), String> {
+    if let Ok(uid) = name.parse::<u32>() {
+        return Ok((uid, uid));
+    }
+    let c = std::ffi::CString::new(name).map_err(|_| format!("{name:?} is not a user name"))?;
+    // SAFETY: getpwnam returns NULL or a pointer to static storage, read at once.
+    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
+    if pw.is_null() {
+        return Err(format!("no user {name:?} on this host"));
+    }
+    // SAFETY: pw is non-null and points to a passwd record.
+    Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
 /// Parses a glob of `grants.files` / `grants.statvfs`.

@@ -60,11 +60,16 @@ pub fn run_command(
     stdin: &[u8],
     timeout: Duration,
     cap: usize,
+    run_as: Option<(u32, u32)>,
 ) -> Result<Output, HostError> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| HostError::Invalid("empty argv".into()))?;
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    if let Some((uid, gid)) = run_as {
+        command.uid(uid).gid(gid);
+    }
+    let mut child = command
         .args(args)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
@@ -122,7 +127,7 @@ impl Host for HostState {
             Duration::from_millis(cmd.timeout_ms.into()).min(limits.command_timeout),
         );
         let cap = limits.max_read_bytes as usize;
-        match run_command(&cmd.argv, &cmd.stdin, timeout, cap) {
+        match run_command(&cmd.argv, &cmd.stdin, timeout, cap, self.ctx.grants.run_as) {
             Ok(o) => Ok(CommandOutput {
                 status: o.status,
                 signal: o.signal,
@@ -146,7 +151,7 @@ mod tests {
             "-c".into(),
             "cat; echo err >&2; exit 3".into(),
         ];
-        let o = run_command(&argv, b"hello", Duration::from_secs(5), 1024).unwrap();
+        let o = run_command(&argv, b"hello", Duration::from_secs(5), 1024, None).unwrap();
         assert_eq!(o.stdout, b"hello");
         assert_eq!(o.stderr, b"err\n");
         assert_eq!(o.status, Some(3));
@@ -160,7 +165,7 @@ mod tests {
             "sleep 30 & sleep 30".into(),
         ];
         let t = Instant::now();
-        let e = run_command(&argv, b"", Duration::from_millis(200), 1024).unwrap_err();
+        let e = run_command(&argv, b"", Duration::from_millis(200), 1024, None).unwrap_err();
         assert_eq!(e, HostError::TimedOut);
         assert!(
             t.elapsed() < Duration::from_secs(5),
@@ -170,13 +175,22 @@ mod tests {
     }
 
     #[test]
+    fn runs_as_another_user() {
+        let (uid, gid) = crate::grants::lookup_user("nobody").unwrap();
+        let argv = vec!["/usr/bin/id".to_string(), "-u".into()];
+        let o = run_command(&argv, b"", Duration::from_secs(5), 1024, Some((uid, gid))).unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), uid.to_string());
+        assert!(crate::grants::lookup_user("no-such-user-here").is_err());
+    }
+
+    #[test]
     fn caps_output() {
         let argv = vec![
             "/bin/sh".to_string(),
             "-c".into(),
             "head -c 100000 /dev/zero".into(),
         ];
-        let o = run_command(&argv, b"", Duration::from_secs(5), 1000).unwrap();
+        let o = run_command(&argv, b"", Duration::from_secs(5), 1000, None).unwrap();
         assert_eq!(o.stdout.len(), 1000);
         assert!(o.truncated);
     }
