@@ -78,7 +78,7 @@ proptest! {
             tenant: None,
         };
         let m = Metric { name, value, precision, kind: MetricKind::Gauge, timestamp: None, instance, raw_value: None };
-        let checked = publication.publish(vec![m], 0);
+        let checked = publication.publish(wdiamond::metric::set_of(vec![m]), 0);
         prop_assert_eq!(checked.published.len() + checked.rejected, 1);
         for p in checked.published {
             prop_assert!(!p.path.contains(char::is_whitespace));

@@ -12,7 +12,7 @@ pub fn graphite_line(out: &mut String, path: &str, value: f64, precision: u8, ti
 }
 
 /// Graphite plaintext of a batch (`path value timestamp` lines).
-#[cfg(any(feature = "collector", feature = "handler"))]
+#[cfg(feature = "handler")]
 pub fn graphite_lines(batch: &[crate::PublishedMetric<'_>]) -> String {
     let mut text = String::with_capacity(batch.len() * 64);
     for m in batch {

@@ -61,14 +61,37 @@ pub mod bindings {
     });
 }
 
+#[cfg(feature = "collector")]
+pub use bindings::wdiamond::plugin::types::MetricSet;
 #[cfg(any(feature = "collector", feature = "handler"))]
 pub use bindings::wdiamond::plugin::types::{
-    Capability, ConfigEntry, ConfigOption, ConfigValue, Description, HostError, Metric,
-    MetricBatch, MetricKind, MetricSource,
+    Capability, ConfigEntry, ConfigOption, ConfigValue, Description, HostError, MetricKind,
 };
+#[cfg(feature = "handler")]
+pub use bindings::wdiamond::plugin::types::{MetricBatch, MetricSource};
+
+/// One metric as a collector publishes it: Diamond's `Metric`.
+#[cfg(feature = "collector")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// Name relative to the collector's path, e.g. `cpu0.idle`.
+    pub name: String,
+    /// The value.
+    pub value: f64,
+    /// Decimals printed on the wire.
+    pub precision: u8,
+    /// Gauge or counter.
+    pub kind: MetricKind,
+    /// Seconds since the Unix epoch (default: the host's collection time).
+    pub timestamp: Option<u64>,
+    /// Diamond's `instance`.
+    pub instance: Option<String>,
+    /// Diamond's `raw_value`.
+    pub raw_value: Option<f64>,
+}
 
 /// One metric of a batch, borrowed from the batch's columns.
-#[cfg(any(feature = "collector", feature = "handler"))]
+#[cfg(feature = "handler")]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PublishedMetric<'a> {
     /// The full path.
@@ -94,7 +117,7 @@ pub struct PublishedMetric<'a> {
 }
 
 /// Views a batch's columns as metrics (checking the columns agree).
-#[cfg(any(feature = "collector", feature = "handler"))]
+#[cfg(feature = "handler")]
 pub fn unpack(b: &MetricBatch) -> Result<Vec<PublishedMetric<'_>>, String> {
     let n = b.path_ends.len();
     let lens = [
@@ -145,54 +168,133 @@ pub fn unpack(b: &MetricBatch) -> Result<Vec<PublishedMetric<'_>>, String> {
 #[cfg(any(feature = "collector", feature = "handler"))]
 pub use config::Config;
 
-/// Metrics published during one collection, in order.
+/// Metrics published during one collection, in order, kept in the
+/// columns the host receives (see `metric-set` in the WIT).
 #[cfg(feature = "collector")]
-#[derive(Default)]
 pub struct Publisher {
-    metrics: Vec<Metric>,
+    set: MetricSet,
+}
+
+#[cfg(feature = "collector")]
+impl Default for Publisher {
+    fn default() -> Self {
+        Publisher {
+            set: MetricSet {
+                names: Vec::new(),
+                name_ends: Vec::new(),
+                values: Vec::new(),
+                precisions: Vec::new(),
+                counters: Vec::new(),
+                timestamps: Vec::new(),
+                raw_values: Vec::new(),
+                instance_ids: Vec::new(),
+                instances: Vec::new(),
+            },
+        }
+    }
 }
 
 #[cfg(feature = "collector")]
 impl Publisher {
     /// Diamond's `publish(name, value, precision=precision)`: a gauge.
-    pub fn gauge(&mut self, name: impl Into<String>, value: f64, precision: u8) {
-        self.push(name.into(), value, precision, MetricKind::Gauge);
+    pub fn gauge(&mut self, name: impl AsRef<str>, value: f64, precision: u8) {
+        self.push(
+            name.as_ref(),
+            value,
+            precision,
+            MetricKind::Gauge,
+            None,
+            f64::NAN,
+            0,
+        );
     }
 
     /// Diamond's `publish(..., metric_type='COUNTER')`.
-    pub fn counter(&mut self, name: impl Into<String>, value: f64, precision: u8) {
-        self.push(name.into(), value, precision, MetricKind::Counter);
+    pub fn counter(&mut self, name: impl AsRef<str>, value: f64, precision: u8) {
+        self.push(
+            name.as_ref(),
+            value,
+            precision,
+            MetricKind::Counter,
+            None,
+            f64::NAN,
+            0,
+        );
     }
 
     /// Diamond's `publish_counter`: the rate, with the raw counter kept as
     /// `raw_value` (statsd sends deltas of it).
-    pub fn counter_raw(&mut self, name: impl Into<String>, rate: f64, raw: f64, precision: u8) {
-        self.push(name.into(), rate, precision, MetricKind::Counter);
-        if let Some(m) = self.metrics.last_mut() {
-            m.raw_value = Some(raw);
-        }
+    pub fn counter_raw(&mut self, name: impl AsRef<str>, rate: f64, raw: f64, precision: u8) {
+        self.push(
+            name.as_ref(),
+            rate,
+            precision,
+            MetricKind::Counter,
+            None,
+            raw,
+            0,
+        );
     }
 
     /// Publish a fully specified metric (timestamp, instance).
-    pub fn metric(&mut self, metric: Metric) {
-        self.metrics.push(metric);
+    pub fn metric(&mut self, m: Metric) {
+        let instance = match m.instance {
+            None => 0,
+            Some(i) => match self.set.instances.iter().position(|x| *x == i) {
+                Some(k) => k as u16 + 1,
+                None => {
+                    self.set.instances.push(i);
+                    self.set.instances.len() as u16
+                }
+            },
+        };
+        let raw = m.raw_value.unwrap_or(f64::NAN);
+        self.push(
+            &m.name,
+            m.value,
+            m.precision,
+            m.kind,
+            m.timestamp,
+            raw,
+            instance,
+        );
     }
 
-    fn push(&mut self, name: String, value: f64, precision: u8, kind: MetricKind) {
-        self.metrics.push(Metric {
-            name,
-            value,
-            precision,
-            kind,
-            timestamp: None,
-            instance: None,
-            raw_value: None,
-        });
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        name: &str,
+        value: f64,
+        precision: u8,
+        kind: MetricKind,
+        timestamp: Option<u64>,
+        raw: f64,
+        instance: u16,
+    ) {
+        let s = &mut self.set;
+        s.names.extend_from_slice(name.as_bytes());
+        s.name_ends.push(s.names.len() as u32);
+        s.values.push(value);
+        s.precisions.push(precision);
+        s.counters.push(u8::from(kind == MetricKind::Counter));
+        s.timestamps.push(timestamp.unwrap_or(0));
+        s.raw_values.push(raw);
+        s.instance_ids.push(instance);
     }
 
-    /// The metrics published so far.
-    pub fn into_metrics(self) -> Vec<Metric> {
-        self.metrics
+    /// How many metrics were published.
+    pub fn len(&self) -> usize {
+        self.set.name_ends.len()
+    }
+
+    /// Whether nothing was published.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The columns, for the host.
+    pub fn into_set(self) -> MetricSet {
+        self.set
     }
 }
 
@@ -250,7 +352,7 @@ macro_rules! export_collector {
                 __WDIAMOND_STATE.with(|s| *s.borrow_mut() = Some(state));
                 Ok(())
             }
-            fn collect() -> Result<Vec<$crate::Metric>, String> {
+            fn collect() -> Result<$crate::MetricSet, String> {
                 __WDIAMOND_STATE.with(|s| {
                     let mut guard = s.borrow_mut();
                     let state = guard
@@ -258,7 +360,7 @@ macro_rules! export_collector {
                         .ok_or_else(|| "collect called before configure".to_string())?;
                     let mut out = $crate::Publisher::default();
                     $crate::Collector::collect(state, &mut out)?;
-                    Ok(out.into_metrics())
+                    Ok(out.into_set())
                 })
             }
         }

@@ -793,17 +793,19 @@ pub async fn run_collection(
         Ok(Ok(metrics)) => {
             let max = lc.ctx.limits.max_metrics as usize;
             let mut metrics = metrics;
-            if metrics.len() > max {
-                let over = metrics.len() - max;
-                metrics.truncate(max);
+            let count = metrics.name_ends.len();
+            if count > max {
+                let over = count - max;
+                crate::metric::truncate(&mut metrics, max);
                 stats.dropped.fetch_add(over as u64, Ordering::Relaxed);
                 tracing::warn!(dropped = over, max_metrics = max, "published more metrics than [limits] max_metrics allows; the rest were dropped");
             }
             if let Some(t) = &lc.tenant {
-                let (ok, first) = t.take_metrics(start, metrics.len() as u64);
-                let over = metrics.len() - ok as usize;
+                let count = metrics.name_ends.len();
+                let (ok, first) = t.take_metrics(start, count as u64);
+                let over = count - ok as usize;
                 if over > 0 {
-                    metrics.truncate(ok as usize);
+                    crate::metric::truncate(&mut metrics, ok as usize);
                     stats.dropped.fetch_add(over as u64, Ordering::Relaxed);
                     if first {
                         tracing::warn!(tenant = %t.config.name, dropped = over, quota = ?t.config.max_metrics, "the tenant's max_metrics_per_interval is used up: dropping its metrics until the window ends");

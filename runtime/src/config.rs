@@ -1522,7 +1522,12 @@ mod tests {
         let g = c.collectors[0].plugin.grants.build("collectors.x").unwrap();
         assert!(g.run_as.is_some());
         let errs = load_str("[collectors.x.grants]\nrun_as = \"no-such-user-here\"\n").unwrap_err();
-        assert!(errs.0[0].to_string().contains("`collectors.x.grants.run_as`: no user \"no-such-user-here\""), "{errs}");
+        assert!(
+            errs.0[0]
+                .to_string()
+                .contains("`collectors.x.grants.run_as`: no user \"no-such-user-here\""),
+            "{errs}"
+        );
     }
 
     #[test]

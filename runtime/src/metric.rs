@@ -1,7 +1,9 @@
 //! From what a collector returns to what handlers receive: Diamond's metric
 //! paths, the host's checks on untrusted guest output, and the filters.
 
-use crate::bindings::types::{Metric, MetricBatch, MetricKind, MetricSource, PublishedMetric};
+use crate::bindings::types::{
+    Metric, MetricBatch, MetricKind, MetricSet, MetricSource, PublishedMetric,
+};
 use crate::config::CollectorConfig;
 
 /// Longest metric name accepted from a guest, bytes.
@@ -21,6 +23,9 @@ pub enum Rejection {
     /// More decimals than [`MAX_PRECISION`].
     #[error("precision of {0} is over {MAX_PRECISION}")]
     Precision(String),
+    /// The columns do not agree.
+    #[error("malformed metric set: {0}")]
+    Malformed(String),
 }
 
 fn allowed(c: char) -> bool {
@@ -165,59 +170,154 @@ pub struct Checked {
 
 impl Publication {
     /// Checks and converts a guest's metrics; `now` is the default timestamp.
-    pub fn publish(&self, metrics: Vec<Metric>, now: u64) -> Checked {
+    pub fn publish(&self, set: MetricSet, now: u64) -> Checked {
+        let n = set.name_ends.len();
         let mut out = Checked {
-            published: Vec::with_capacity(metrics.len()),
+            published: Vec::with_capacity(n),
             ..Default::default()
         };
-        for m in metrics {
-            let check = check_name(&m.name)
-                .and_then(|_| m.instance.as_deref().map_or(Ok(()), check_name))
-                .and_then(|_| {
-                    if m.value.is_finite() {
-                        Ok(())
-                    } else {
-                        Err(Rejection::Value(shown(&m.name)))
-                    }
-                })
-                .and_then(|_| {
-                    if m.precision <= MAX_PRECISION {
-                        Ok(())
-                    } else {
-                        Err(Rejection::Precision(shown(&m.name)))
-                    }
-                });
-            if let Err(r) = check {
-                out.rejected += 1;
-                if out.reasons.len() < 5 {
-                    out.reasons.push(r);
+        let lens = [
+            set.values.len(),
+            set.precisions.len(),
+            set.counters.len(),
+            set.timestamps.len(),
+            set.raw_values.len(),
+            set.instance_ids.len(),
+        ];
+        if lens.iter().any(|l| *l != n) {
+            out.rejected = n;
+            out.reasons.push(Rejection::Malformed(format!(
+                "column lengths {n} and {lens:?} differ"
+            )));
+            return out;
+        }
+        // Names are checked one by one (ASCII only), so a lossy view of a
+        // bad buffer only ever yields names that are then rejected.
+        let names = String::from_utf8_lossy(&set.names);
+        let mut start = 0usize;
+        for i in 0..n {
+            let end = set.name_ends[i] as usize;
+            let name = names.get(start..end).unwrap_or("");
+            start = end.max(start);
+            let instance = match set.instance_ids[i] {
+                0 => Ok(None),
+                k => set
+                    .instances
+                    .get(k as usize - 1)
+                    .map(|s| Some(s.as_str()))
+                    .ok_or_else(|| Rejection::Malformed(format!("instance index {k}"))),
+            };
+            let value = set.values[i];
+            let precision = set.precisions[i];
+            let check = instance.and_then(|inst| {
+                check_name(name)?;
+                if let Some(x) = inst {
+                    check_name(x)?;
                 }
-                continue;
-            }
-            if !self.filter.keep(&m.name) {
+                if !value.is_finite() {
+                    return Err(Rejection::Value(shown(name)));
+                }
+                if precision > MAX_PRECISION {
+                    return Err(Rejection::Precision(shown(name)));
+                }
+                Ok(inst)
+            });
+            let inst = match check {
+                Ok(inst) => inst,
+                Err(r) => {
+                    out.rejected += 1;
+                    if out.reasons.len() < 5 {
+                        out.reasons.push(r);
+                    }
+                    continue;
+                }
+            };
+            if !self.filter.keep(name) {
                 out.filtered += 1;
                 continue;
             }
-            let path = self.paths.path(&m.name, m.instance.as_deref());
+            let path = self.paths.path(name, inst);
             let path = match &self.tenant {
                 Some((_, prefix)) => format!("{prefix}.{path}"),
                 None => path,
             };
+            let raw = set.raw_values[i];
             out.published.push(PublishedMetric {
                 path,
-                value: m.value,
-                precision: m.precision,
-                kind: m.kind,
-                timestamp: m.timestamp.unwrap_or(now),
+                value,
+                precision,
+                kind: if set.counters[i] == 1 {
+                    MetricKind::Counter
+                } else {
+                    MetricKind::Gauge
+                },
+                timestamp: if set.timestamps[i] == 0 {
+                    now
+                } else {
+                    set.timestamps[i]
+                },
                 host: self.paths.hostname.clone(),
                 ttl: self.ttl,
                 collector: self.collector.clone(),
                 tenant: self.tenant.as_ref().map(|(t, _)| t.clone()),
-                raw_value: m.raw_value.filter(|v| v.is_finite()),
+                raw_value: (raw.is_finite()).then_some(raw),
             });
         }
         out
     }
+}
+
+/// Packs metrics into a collector's columns (what a guest's publisher
+/// builds); for tests and tools that hold `metric` records.
+pub fn set_of(metrics: Vec<Metric>) -> MetricSet {
+    let mut set = MetricSet {
+        names: Vec::new(),
+        name_ends: Vec::new(),
+        values: Vec::new(),
+        precisions: Vec::new(),
+        counters: Vec::new(),
+        timestamps: Vec::new(),
+        raw_values: Vec::new(),
+        instance_ids: Vec::new(),
+        instances: Vec::new(),
+    };
+    for m in metrics {
+        set.names.extend_from_slice(m.name.as_bytes());
+        set.name_ends.push(set.names.len() as u32);
+        set.values.push(m.value);
+        set.precisions.push(m.precision);
+        set.counters.push(u8::from(m.kind == MetricKind::Counter));
+        set.timestamps.push(m.timestamp.unwrap_or(0));
+        set.raw_values.push(m.raw_value.unwrap_or(f64::NAN));
+        set.instance_ids.push(match m.instance {
+            None => 0,
+            Some(i) => {
+                set.instances.push(i);
+                set.instances.len() as u16
+            }
+        });
+    }
+    set
+}
+
+/// Keeps the first `n` metrics of a set.
+pub fn truncate(set: &mut MetricSet, n: usize) {
+    if n >= set.name_ends.len() {
+        return;
+    }
+    let bytes = if n == 0 {
+        0
+    } else {
+        set.name_ends[n - 1] as usize
+    };
+    set.names.truncate(bytes);
+    set.name_ends.truncate(n);
+    set.values.truncate(n);
+    set.precisions.truncate(n);
+    set.counters.truncate(n);
+    set.timestamps.truncate(n);
+    set.raw_values.truncate(n);
+    set.instance_ids.truncate(n);
 }
 
 /// Packs metrics into the columns a handler receives (see `metric-batch`

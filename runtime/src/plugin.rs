@@ -15,7 +15,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::bindings::collector::CollectorPlugin;
 use crate::bindings::handler::HandlerPlugin;
-use crate::bindings::types::{ConfigEntry, Description, Metric, MetricBatch};
+use crate::bindings::types::{ConfigEntry, Description, MetricBatch, MetricSet};
 use crate::config::ComponentRef;
 use crate::host::{self, GuestOutput, HostState, Limiter, PluginContext};
 
@@ -387,7 +387,7 @@ impl Instance<CollectorPlugin> {
     pub fn collect(
         &mut self,
         deadline: Duration,
-    ) -> (Result<Result<Vec<Metric>, String>, Failure>, Usage) {
+    ) -> (Result<Result<MetricSet, String>, Failure>, Usage) {
         self.collect_with_fuel(deadline, None)
     }
 
@@ -397,7 +397,7 @@ impl Instance<CollectorPlugin> {
         &mut self,
         deadline: Duration,
         fuel: Option<u64>,
-    ) -> (Result<Result<Vec<Metric>, String>, Failure>, Usage) {
+    ) -> (Result<Result<MetricSet, String>, Failure>, Usage) {
         self.call(deadline, fuel, |b, s| {
             b.wdiamond_plugin_collector().call_collect(s)
         })

@@ -26,6 +26,7 @@ pub struct Misbehave {
 }
 
 #[inline(never)]
+#[allow(unconditional_recursion)]
 fn recurse(n: u64) -> u64 {
     let pad = std::hint::black_box([n; 16]);
     1 + recurse(std::hint::black_box(pad[3] + 1))
