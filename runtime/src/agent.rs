@@ -19,9 +19,7 @@ use wasmtime::component::Component;
 
 use crate::bindings::collector::CollectorPlugin;
 use crate::bindings::handler::HandlerPlugin;
-use crate::bindings::types::{
-    Capability, ConfigEntry, ConfigValue, Description, MetricKind, PublishedMetric,
-};
+use crate::bindings::types::{Capability, ConfigEntry, ConfigValue, Description, MetricKind};
 use crate::config::{
     self, CollectorConfig, ComponentRef, ConfigError, ConfigErrors, HandlerConfig, PluginConfig,
 };
@@ -826,17 +824,14 @@ pub async fn run_collection(
                 );
             }
             if lc.measure_collector_time {
-                checked.published.push(PublishedMetric {
+                checked.published.push(crate::metric::Published {
                     path: lc.publication.paths.path("collector_time_ms", None),
                     value: (usage.elapsed.as_secs_f64() * 1000.0).trunc(),
                     precision: 0,
                     kind: MetricKind::Gauge,
                     timestamp: now as u64,
-                    host: lc.publication.paths.hostname.clone(),
-                    ttl: lc.publication.ttl,
-                    collector: lc.publication.collector.clone(),
-                    tenant: None,
                     raw_value: None,
+                    source: lc.publication.source(),
                 });
             }
             stats
@@ -1161,18 +1156,21 @@ async fn health_task(
         tick.tick().await;
         let now = wall_clock() as u64;
         let mut batch = Vec::new();
+        let source = Arc::new(crate::metric::Source {
+            host: paths.hostname.clone(),
+            collector: "wdiamond".into(),
+            tenant: None,
+            ttl: (every.as_secs_f64() * 2.0) as u32,
+        });
         let mut put = |name: String, v: f64| {
-            batch.push(PublishedMetric {
+            batch.push(crate::metric::Published {
                 path: paths.path(&name, None),
                 value: v,
                 precision: 0,
                 kind: MetricKind::Gauge,
                 timestamp: now,
-                host: paths.hostname.clone(),
-                ttl: (every.as_secs_f64() * 2.0) as u32,
-                collector: "wdiamond".into(),
-                tenant: None,
                 raw_value: None,
+                source: source.clone(),
             })
         };
         for (name, st, queue) in &plugins {

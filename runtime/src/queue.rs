@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::agent::PluginStats;
-use crate::bindings::types::{MetricKind, PublishedMetric};
+use crate::bindings::types::MetricKind;
+use crate::metric::{Published as PublishedMetric, Source};
 
 /// Which part of the queue a [`Queue::peek`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,10 +406,10 @@ fn encode(m: &PublishedMetric, out: &mut Vec<u8>) {
     out.push(m.precision);
     out.push(matches!(m.kind, MetricKind::Counter) as u8);
     out.extend_from_slice(&m.timestamp.to_le_bytes());
-    put_str(out, &m.host);
-    out.extend_from_slice(&m.ttl.to_le_bytes());
-    put_str(out, &m.collector);
-    match &m.tenant {
+    put_str(out, &m.source.host);
+    out.extend_from_slice(&m.source.ttl.to_le_bytes());
+    put_str(out, &m.source.collector);
+    match &m.source.tenant {
         Some(t) => {
             out.push(1);
             put_str(out, t);
@@ -447,7 +448,7 @@ impl Reader<'_> {
     }
 }
 
-fn decode(rec: &[u8]) -> Option<PublishedMetric> {
+fn decode(rec: &[u8], last: &mut Option<Arc<Source>>) -> Option<PublishedMetric> {
     let mut r = Reader(rec);
     let path = r.str()?;
     let value = f64::from_bits(r.u64()?);
@@ -469,17 +470,28 @@ fn decode(rec: &[u8]) -> Option<PublishedMetric> {
         1 => Some(f64::from_bits(r.u64()?)),
         _ => None,
     };
+    let source = Source {
+        host,
+        collector,
+        tenant,
+        ttl,
+    };
+    let source = match last {
+        Some(s) if **s == source => s.clone(),
+        _ => {
+            let s = Arc::new(source);
+            *last = Some(s.clone());
+            s
+        }
+    };
     Some(PublishedMetric {
-        raw_value,
         path,
         value,
         precision,
         kind,
         timestamp,
-        host,
-        ttl,
-        collector,
-        tenant,
+        raw_value,
+        source,
     })
 }
 
@@ -493,6 +505,7 @@ fn read_segment(path: &Path) -> (Vec<PublishedMetric>, bool) {
     }
     let mut r = Reader(&data[MAGIC.len()..]);
     let mut out = Vec::new();
+    let mut last = None;
     while !r.0.is_empty() {
         let Some((len, crc)) = r.u32().zip(r.u32()) else {
             return (out, true);
@@ -503,7 +516,7 @@ fn read_segment(path: &Path) -> (Vec<PublishedMetric>, bool) {
         if crc32fast::hash(rec) != crc {
             return (out, true);
         }
-        match decode(rec) {
+        match decode(rec, &mut last) {
             Some(m) => out.push(m),
             None => return (out, true),
         }
@@ -522,11 +535,13 @@ mod tests {
             precision: 2,
             kind: MetricKind::Gauge,
             timestamp: 1000 + i,
-            host: "h".into(),
-            ttl: 20,
-            collector: "c".into(),
-            tenant: (i % 2 == 0).then(|| "t".to_string()),
             raw_value: (i % 3 == 0).then_some(i as f64 * 10.0),
+            source: Arc::new(Source {
+                host: "h".into(),
+                collector: "c".into(),
+                tenant: (i % 2 == 0).then(|| "t".to_string()),
+                ttl: 20,
+            }),
         }
     }
 
