@@ -450,3 +450,35 @@ async fn influxdb_line_protocol_and_opentsdb_api() {
         Ok(())
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphite_over_ipv6_with_keepalive() {
+    let l = TcpListener::bind("[::1]:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let got = lines.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let got = got.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(s).lines().map_while(Result::ok) {
+                    got.lock().unwrap().push(line);
+                }
+            });
+        }
+    });
+    let want = run_with("graphite", &format!("[handlers.graphite]\nhost = \"::1\"\nport = {port}\nkeepalive = true\nkeepaliveinterval = 5\n"), 2.5).await;
+    std::thread::sleep(Duration::from_millis(300));
+    let got = lines.lock().unwrap().clone();
+    let total: usize = want.values().map(Vec::len).sum();
+    assert_eq!(got.len(), total, "every metric arrived over [::1]");
+    for l in &got {
+        let f: Vec<&str> = l.split(' ').collect();
+        let v: f64 = f[1].parse().unwrap();
+        let t: u64 = f[2].parse().unwrap();
+        assert!(
+            want[f[0]].iter().any(|(wt, wv)| *wt == t && close(*wv, v)),
+            "{l}"
+        );
+    }
+}

@@ -56,6 +56,7 @@ pub struct LineSender {
     timeout_ms: u32,
     conn: Option<Connection>,
     unconfirmed: Vec<u8>,
+    keepalive: Option<u32>,
 }
 
 impl LineSender {
@@ -67,7 +68,15 @@ impl LineSender {
             timeout_ms,
             conn: None,
             unconfirmed: Vec::new(),
+            keepalive: None,
         }
+    }
+
+    /// Turns TCP keepalive on for every connection, probing every
+    /// `interval_s` seconds.
+    pub fn with_keepalive(mut self, interval_s: Option<u32>) -> Self {
+        self.keepalive = interval_s;
+        self
     }
 
     /// The address.
@@ -97,6 +106,11 @@ impl LineSender {
         if self.conn.is_none() {
             let c = Connection::open(self.proto, &self.address, self.timeout_ms)
                 .map_err(|e| format!("connecting to {}: {}", self.address, describe_error(&e)))?;
+            if let Some(secs) = self.keepalive {
+                c.set_keepalive(secs).map_err(|e| {
+                    format!("keepalive on {}: {}", self.address, describe_error(&e))
+                })?;
+            }
             self.conn = Some(c);
         }
         let conn = self.conn.as_ref().expect("connected above");

@@ -15,6 +15,7 @@ pub mod collector {
             "wdiamond:plugin/sockets.[static]connection.open": trappable,
             "wdiamond:plugin/sockets.[method]connection.send": trappable,
             "wdiamond:plugin/sockets.[method]connection.receive": trappable,
+            "wdiamond:plugin/sockets.[method]connection.set-keepalive": trappable,
             "wdiamond:plugin/sockets.[drop]connection": trappable,
         },
         with: {

@@ -33,11 +33,13 @@ pub fn sender(config: &Config, default_port: f64) -> Result<LineSender, String> 
         other => return Err(format!("`proto` must be tcp or udp, not {other:?}")),
     };
     let timeout = config.f64("timeout", 15.0)?;
-    Ok(LineSender::new(
-        proto,
-        host_port(&host, port as u16),
-        (timeout * 1000.0).clamp(1.0, u32::MAX as f64) as u32,
-    ))
+    let keepalive = if config.bool("keepalive", false)? {
+        Some(config.f64("keepaliveinterval", 10.0)?.clamp(1.0, 7200.0) as u32)
+    } else {
+        None
+    };
+    let timeout_ms = (timeout * 1000.0).clamp(1.0, u32::MAX as f64) as u32;
+    Ok(LineSender::new(proto, host_port(&host, port as u16), timeout_ms).with_keepalive(keepalive))
 }
 
 impl Handler for Graphite {
@@ -52,6 +54,8 @@ impl Handler for Graphite {
                 option("proto", ConfigValue::Text("tcp".into()), "tcp or udp"),
                 option("timeout", ConfigValue::Integer(15), "Seconds to wait for a connect or a send"),
                 option("batch", ConfigValue::Integer(1), "Accepted for compatibility: the host batches metrics (batch_size)"),
+                option("keepalive", ConfigValue::Boolean(false), "Enable TCP keepalive on the connection to carbon"),
+                option("keepaliveinterval", ConfigValue::Integer(10), "Seconds between keepalive probes"),
             ],
             capabilities: vec![Capability::Connect("{proto}:{host}:{port}".into())],
         }

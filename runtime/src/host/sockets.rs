@@ -116,6 +116,33 @@ impl HostState {
     }
 }
 
+/// SO_KEEPALIVE with probes every `interval_s` seconds (at least 1).
+pub fn set_keepalive(s: &TcpStream, interval_s: u32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = s.as_raw_fd();
+    let set = |level: i32, name: i32, v: i32| -> std::io::Result<()> {
+        // SAFETY: fd is a live socket; the option value is a c_int.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&v as *const i32).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    let secs = interval_s.clamp(1, 7200) as i32;
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, secs)
+}
+
 impl Host for HostState {}
 
 impl HostConnection for HostState {
@@ -197,9 +224,52 @@ impl HostConnection for HostState {
         })
     }
 
+    fn set_keepalive(
+        &mut self,
+        this: Resource<Connection>,
+        interval_s: u32,
+    ) -> wasmtime::Result<Result<(), HostError>> {
+        let conn = self.table.get_mut(&this)?;
+        Ok(match conn {
+            Connection::Tcp(s) => set_keepalive(s, interval_s)
+                .map_err(|e| self.failed(super::io_error("keepalive", e))),
+            _ => Ok(()),
+        })
+    }
+
     fn drop(&mut self, this: Resource<Connection>) -> wasmtime::Result<()> {
         self.table.delete(this)?;
         self.sockets_open = self.sockets_open.saturating_sub(1);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_is_set_on_the_socket() {
+        use std::os::fd::AsRawFd;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        set_keepalive(&s, 7).unwrap();
+        let get = |level, name| {
+            let mut v: i32 = 0;
+            let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+            // SAFETY: valid fd and out-pointers.
+            unsafe {
+                libc::getsockopt(
+                    s.as_raw_fd(),
+                    level,
+                    name,
+                    (&mut v as *mut i32).cast(),
+                    &mut len,
+                )
+            };
+            v
+        };
+        assert_eq!(get(libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
+        assert_eq!(get(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE), 7);
     }
 }
