@@ -162,6 +162,21 @@ pub fn http_post(
     parse_http(&raw)
 }
 
+impl HttpResponse {
+    /// `Ok` for a 2xx status; otherwise an error naming `what`, the status
+    /// and the start of the body (for the log).
+    pub fn success(&self, what: &str) -> Result<(), String> {
+        if (200..300).contains(&self.status) {
+            return Ok(());
+        }
+        let body: String = String::from_utf8_lossy(&self.body)
+            .chars()
+            .take(200)
+            .collect();
+        Err(format!("{what} answered {}: {}", self.status, body.trim()))
+    }
+}
+
 /// An HTTP response.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpResponse {

@@ -132,11 +132,7 @@ impl Handler for HttpPost {
             body.as_bytes(),
             self.timeout_ms,
         )?;
-        if (200..300).contains(&r.status) {
-            Ok(())
-        } else {
-            Err(format!("POST {} answered {}", self.url.path, r.status))
-        }
+        r.success(&format!("POST {}", self.url.path))
     }
 
     fn flush(&mut self) -> Result<(), String> {

@@ -127,18 +127,7 @@ impl Handler for Influx {
             lines(&batch).as_bytes(),
             self.timeout_ms,
         )?;
-        if r.status == 204 || r.status == 200 {
-            Ok(())
-        } else {
-            Err(format!(
-                "influxdb answered {}: {}",
-                r.status,
-                String::from_utf8_lossy(&r.body)
-                    .chars()
-                    .take(200)
-                    .collect::<String>()
-            ))
-        }
+        r.success("influxdb")
     }
 
     fn flush(&mut self) -> Result<(), String> {

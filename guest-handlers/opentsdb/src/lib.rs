@@ -112,18 +112,7 @@ impl Handler for Tsdb {
             body(&batch, &self.prefix, &self.tags).as_bytes(),
             self.timeout_ms,
         )?;
-        if (200..300).contains(&r.status) {
-            Ok(())
-        } else {
-            Err(format!(
-                "OpenTSDB answered {}: {}",
-                r.status,
-                String::from_utf8_lossy(&r.body)
-                    .chars()
-                    .take(200)
-                    .collect::<String>()
-            ))
-        }
+        r.success("OpenTSDB")
     }
 
     fn flush(&mut self) -> Result<(), String> {
