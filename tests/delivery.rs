@@ -217,3 +217,38 @@ fn the_spool_carries_metrics_across_a_restart() {
         "delivered segments are deleted"
     );
 }
+
+#[test]
+fn a_reload_that_replaces_the_handler_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut carbon = Carbon::new(&dir.path().join("carbon"));
+    let conf = config(dir.path(), carbon.port, true);
+    // Carbon is down: metrics queue up in the running graphite handler.
+    let agent = start_agent(&conf);
+    std::thread::sleep(Duration::from_secs(3));
+    // Change the handler's options and reload: the old handler instance
+    // cannot deliver, so it spools; the new one shares the spool.
+    let text = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace("timeout = 2\n", "timeout = 3\n");
+    std::fs::write(&conf, text).unwrap();
+    signal(&agent, libc::SIGHUP);
+    std::thread::sleep(Duration::from_secs(3));
+    carbon.start();
+    std::thread::sleep(Duration::from_secs(5));
+    let log = stop_agent(agent);
+    assert!(
+        log.contains("handler removed or changed: draining and stopping the old one"),
+        "{log}"
+    );
+    let want = published(&dir.path().join("archive.log"));
+    assert!(want.len() >= 9 * 9, "published {} points", want.len());
+    let miss = missing(&carbon, &want);
+    assert!(
+        miss.is_empty(),
+        "{} of {} points lost across the reload, e.g. {:?}\n{log}",
+        miss.len(),
+        want.len(),
+        &miss[..miss.len().min(5)]
+    );
+}
