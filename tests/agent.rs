@@ -50,7 +50,7 @@ fn binary_collects_every_interval_into_the_archive_and_stops_on_sigterm() {
     let conf = common::write_config(
         dir.path(),
         &format!(
-            "[server]\nhandlers = [\"archive\"]\nplugin_cache_dir = {:?}\n\n[handlers.archive]\nlog_file = {:?}\n\n[collectors.default]\ninterval = 1\nhostname = \"e2e\"\n\n[collectors.cpu]\nenabled = true\n[collectors.memory]\nenabled = true\n[collectors.loadavg]\nenabled = true\n",
+            "[server]\nhandlers = [\"archive\"]\nplugin_cache_dir = {:?}\n\n[handlers.archive]\nlog_file = {:?}\n\n[collectors.default]\ninterval = 1\nhostname = \"e2e\"\n\n[collectors.cpu]\nenabled = true\n[collectors.memory]\nenabled = true\n[collectors.loadavg]\nenabled = true\nmeasure_collector_time = true\n",
             common::cache_dir(),
             archive
         ),
@@ -90,6 +90,13 @@ fn binary_collects_every_interval_into_the_archive_and_stops_on_sigterm() {
     );
     assert!(runs_of(&lines, ".memory.MemTotal").len() >= 2);
     assert!(runs_of(&lines, ".loadavg.01").len() >= 2);
+    // measure_collector_time: Diamond's collector_time_ms, for loadavg only.
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("servers.e2e.loadavg.collector_time_ms ")));
+    assert!(!lines
+        .iter()
+        .any(|l| l.starts_with("servers.e2e.cpu.collector_time_ms ")));
     for name in [
         "servers.e2e.cpu.total.user",
         "servers.e2e.cpu.cpu_count",

@@ -201,3 +201,34 @@ fn every_standard_collector_reports_sane_values_on_this_machine() {
     // Counters start at 0 on the first run, as Diamond.
     assert_eq!(first.get("servers.live.vmstat.pgfault"), Some(&0.0));
 }
+
+#[test]
+fn host_root_reads_another_tree() {
+    // An agent in a container reads the host's /proc mounted elsewhere.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("proc")).unwrap();
+    std::fs::write(
+        root.path().join("proc/loadavg"),
+        "1.50 2.50 3.50 4/321 999\n",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = common::write_config(
+        dir.path(),
+        &format!("[server]\nhandlers = []\nplugin_cache_dir = {:?}\nhost_root = {:?}\n[collectors.loadavg]\nenabled = true\nhostname = \"h\"\n", common::cache_dir(), root.path()),
+    );
+    let config = wdiamond::config::load(&conf).unwrap();
+    let mut loaded =
+        wdiamond::agent::load(&common::runtime(), &config, &HostFacts::default()).unwrap();
+    let lc = &mut loaded.collectors[0];
+    let (r, _) = lc.instance.collect(Duration::from_secs(10));
+    let published = lc.publication.publish(r.unwrap().unwrap(), 0).published;
+    let get = |n: &str| {
+        published
+            .iter()
+            .find(|m| m.path == format!("servers.h.loadavg.{n}"))
+            .map(|m| m.value)
+    };
+    assert_eq!(get("15"), Some(3.5));
+    assert_eq!(get("processes_total"), Some(321.0));
+}

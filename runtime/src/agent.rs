@@ -1002,14 +1002,16 @@ async fn handler_task(
             Some(i) => i,
             None => {
                 let (rt, comp, c) = (runtime.clone(), component.clone(), ctx.clone());
-                match tokio::task::spawn_blocking(move || configured_handler(&rt, &comp, c)).await {
-                    Ok(Ok(i)) => i,
-                    other => {
-                        let e = match other {
-                            Ok(Err(e)) => e,
-                            Err(e) => e.to_string(),
-                            Ok(Ok(_)) => unreachable!(),
-                        };
+                let made =
+                    match tokio::task::spawn_blocking(move || configured_handler(&rt, &comp, c))
+                        .await
+                    {
+                        Ok(made) => made,
+                        Err(e) => Err(e.to_string()),
+                    };
+                match made {
+                    Ok(i) => i,
+                    Err(e) => {
                         backoff = next_backoff(backoff, retry_max);
                         span.in_scope(|| tracing::error!(error = %e, retry_in = ?backoff, "cannot instantiate the handler"));
                         if stopping {
@@ -1080,22 +1082,29 @@ async fn handler_task(
             }
         }
         if stopping && !backoff.is_zero() {
-            // The backend cannot take them now: keep them on disk if there
-            // is a spool (delivered at the next start), else count the loss.
-            let left = queue.len();
-            let spooled = queue.spill_all("stopping while the backend is unavailable");
-            if spooled > 0 || left == 0 {
-                tracing::warn!(
-                    spooled_total = queue.len(),
-                    "stopping; undelivered metrics stay in the spool for the next start"
-                );
-            } else {
-                tracing::error!(undelivered = left, "stopping with metrics the handler could not deliver (set spool_dir to keep them)");
-            }
+            // The backend cannot take them now: see below.
             break;
         }
     }
-    span.in_scope(|| tracing::info!(delivered = stats.metrics.load(Ordering::Relaxed), "stopped"));
+    // However the loop ended (backend down at shutdown, the handler not
+    // instantiable, a host panic), what is still queued goes to the spool
+    // for the next start, or is counted as lost: never dropped silently.
+    let _g = span.enter();
+    let left = queue.len();
+    if left > 0 {
+        if queue.spill_all("stopping while the backend is unavailable") > 0 || queue.len() == left {
+            tracing::warn!(
+                spooled_total = queue.len(),
+                "stopping; undelivered metrics stay in the spool for the next start"
+            );
+        } else {
+            tracing::error!(
+                undelivered = left,
+                "stopping with metrics the handler could not deliver (set spool_dir to keep them)"
+            );
+        }
+    }
+    tracing::info!(delivered = stats.metrics.load(Ordering::Relaxed), "stopped");
 }
 
 fn next_backoff(b: Duration, max: Duration) -> Duration {

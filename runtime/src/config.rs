@@ -1517,6 +1517,58 @@ mod tests {
     }
 
     #[test]
+    fn per_collector_files_override_the_main_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("collectors")).unwrap();
+        std::fs::write(
+            dir.path().join("collectors/cpu.toml"),
+            "enabled = true\npercore = false\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("collectors/extra.toml"),
+            "interval = 5\ncomponent = \"memory\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("collectors/bad.toml"), "interval = \"x\"\n").unwrap();
+        let p = dir.path().join("w.toml");
+        std::fs::write(&p, "[server]\ncollectors_config_path = \"collectors\"\n[collectors.cpu]\npercore = true\ninterval = 7\n").unwrap();
+        let errs = load(&p).unwrap_err();
+        assert_eq!(errs.0.len(), 1, "{errs}");
+        assert!(
+            errs.0[0]
+                .to_string()
+                .contains("bad.toml:1:1: `interval`: expected a number"),
+            "{errs}"
+        );
+        std::fs::remove_file(dir.path().join("collectors/bad.toml")).unwrap();
+        let c = load(&p).unwrap();
+        let cpu = c
+            .collectors
+            .iter()
+            .find(|c| c.plugin.name == "cpu")
+            .unwrap();
+        assert!(cpu.enabled);
+        assert_eq!(
+            cpu.interval, 7.0,
+            "keys the file does not set come from the main file"
+        );
+        assert_eq!(
+            cpu.plugin.options,
+            vec![("percore".into(), ConfigValue::Boolean(false))]
+        );
+        let extra = c
+            .collectors
+            .iter()
+            .find(|c| c.plugin.name == "extra")
+            .unwrap();
+        assert_eq!(
+            (extra.interval, &extra.plugin.component),
+            (5.0, &ComponentRef::Builtin("memory".into()))
+        );
+    }
+
+    #[test]
     fn run_as_names_a_real_user() {
         let c = load_str("[collectors.x.grants]\nrun_as = \"nobody\"\n").unwrap();
         let g = c.collectors[0].plugin.grants.build("collectors.x").unwrap();

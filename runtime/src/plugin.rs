@@ -128,11 +128,6 @@ impl Runtime {
             .clear();
     }
 
-    /// The engine.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
     /// The compiled component for `r`: from memory, else from the disk
     /// cache (keyed by the engine's compatibility hash and the wasm bytes'
     /// SHA-256), else compiled and cached.
@@ -355,11 +350,6 @@ impl<B> Instance<B> {
             Failure { kind, message }
         });
         (result, usage)
-    }
-
-    /// The plugin's context.
-    pub fn context(&self) -> &Arc<PluginContext> {
-        &self.store.data().ctx
     }
 }
 
