@@ -201,7 +201,7 @@ fn run_case(collector: &str, case: &Path) -> Vec<String> {
     };
     let expected = read_expected(case);
     let mut problems = Vec::new();
-    let mut last = Vec::new();
+    let mut last = wdiamond::metric::Chunk::default();
     for (i, sample) in samples.iter().enumerate() {
         // Fresh root with exactly this sample's files.
         for e in std::fs::read_dir(root.path()).unwrap() {

@@ -80,7 +80,7 @@ proptest! {
         let m = Metric { name, value, precision, kind: MetricKind::Gauge, timestamp: None, instance, raw_value: None };
         let checked = publication.publish(wdiamond::metric::set_of(vec![m]), 0);
         prop_assert_eq!(checked.published.len() + checked.rejected, 1);
-        for p in checked.published {
+        for p in checked.published.iter() {
             prop_assert!(!p.path.contains(char::is_whitespace));
             prop_assert!(p.value.is_finite());
             prop_assert!(p.precision <= wdiamond::metric::MAX_PRECISION);

@@ -84,8 +84,8 @@ fn collect_all() -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
                 "{}: {:?}",
                 lc.config.plugin.name, checked.reasons
             );
-            for m in checked.published {
-                all.insert(m.path, m.value);
+            for m in checked.published.iter() {
+                all.insert(m.path.to_string(), m.value);
             }
         }
         runs.push(all);

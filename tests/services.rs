@@ -91,7 +91,7 @@ fn run_collector(section: &str, runs: usize, between: Duration) -> Collected {
             Ok(Ok(metrics)) => {
                 let checked = lc.publication.publish(metrics, 0);
                 assert_eq!(checked.rejected, 0, "{:?}", checked.reasons);
-                for p in checked.published {
+                for p in checked.published.iter() {
                     m.insert(
                         p.path.trim_start_matches(&prefix).to_string(),
                         (p.value, p.precision, p.kind),

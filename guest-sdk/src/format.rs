@@ -13,12 +13,35 @@ pub fn graphite_line(out: &mut String, path: &str, value: f64, precision: u8, ti
 
 /// Graphite plaintext of a batch (`path value timestamp` lines).
 #[cfg(feature = "handler")]
-pub fn graphite_lines(batch: &[crate::PublishedMetric<'_>]) -> String {
-    let mut text = String::with_capacity(batch.len() * 64);
-    for m in batch {
-        graphite_line(&mut text, &m.path, m.value, m.precision, m.timestamp);
-    }
+pub fn graphite_lines(batch: &crate::Batch) -> String {
+    let mut text = String::new();
+    graphite_lines_into(batch, &mut text);
     text
+}
+
+/// Appends the graphite plaintext of a batch to `out`, walking the
+/// batch's columns; a timestamp shared by consecutive metrics (the common
+/// case) is printed once and copied.
+#[cfg(feature = "handler")]
+pub fn graphite_lines_into(batch: &crate::Batch, out: &mut String) {
+    let c = batch.columns();
+    out.reserve(c.paths.len() + batch.len() * 24);
+    let mut stamp = String::new();
+    let mut last = None;
+    for i in 0..batch.len() {
+        let t = c.timestamps[i];
+        if last != Some(t) {
+            stamp.clear();
+            wdiamond_wire::push_uint(&mut stamp, t);
+            last = Some(t);
+        }
+        out.push_str(batch.path(i));
+        out.push(' ');
+        wdiamond_wire::push_fixed(out, c.values[i], c.precisions[i]);
+        out.push(' ');
+        out.push_str(&stamp);
+        out.push('\n');
+    }
 }
 
 #[cfg(test)]

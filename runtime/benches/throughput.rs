@@ -91,9 +91,12 @@ fn main() {
         assert_eq!(checked.published.len(), BATCH);
         let mut in_pack = Duration::ZERO;
         let mut in_guest = Duration::ZERO;
-        for chunk in checked.published.chunks(10_000) {
+        let all = checked.published;
+        for start in (0..all.len()).step_by(10_000) {
             let p0 = Instant::now();
-            let packed = wdiamond::metric::pack(chunk);
+            let mut chunk = wdiamond::metric::Chunk::default();
+            chunk.extend_range(&all, start..(start + 10_000).min(all.len()));
+            let packed = chunk.into_batch();
             in_pack += p0.elapsed();
             let (r, usage) = handler.process(&packed, Duration::from_secs(60));
             in_guest += usage.elapsed;
@@ -105,7 +108,7 @@ fn main() {
         // The sink has everything once the line bytes arrived (counted below).
         if round == 0 {
             let mut text = String::new();
-            for m in &checked.published {
+            for m in all.iter() {
                 use std::fmt::Write as _;
                 let _ = writeln!(text, "{} {:.0} {}", m.path, m.value, m.timestamp);
             }

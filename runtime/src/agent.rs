@@ -824,23 +824,24 @@ pub async fn run_collection(
                 );
             }
             if lc.measure_collector_time {
-                checked.published.push(crate::metric::Published {
-                    path: lc.publication.paths.path("collector_time_ms", None),
-                    value: (usage.elapsed.as_secs_f64() * 1000.0).trunc(),
-                    precision: 0,
-                    kind: MetricKind::Gauge,
-                    timestamp: now as u64,
-                    raw_value: None,
-                    source: lc.publication.source(),
-                });
+                let _ = checked.published.push(
+                    &lc.publication.path("collector_time_ms"),
+                    (usage.elapsed.as_secs_f64() * 1000.0).trunc(),
+                    0,
+                    MetricKind::Gauge,
+                    now as u64,
+                    None,
+                    &lc.publication.source(),
+                );
             }
             stats
                 .metrics
                 .fetch_add(checked.published.len() as u64, Ordering::Relaxed);
             tracing::debug!(metrics = checked.published.len(), elapsed = ?usage.elapsed, fuel = usage.fuel, "collected");
             if !checked.published.is_empty() {
+                let chunk = Arc::new(checked.published);
                 for q in router.read().unwrap_or_else(|p| p.into_inner()).iter() {
-                    q.push(&checked.published);
+                    q.push(&chunk);
                 }
             }
             Ok(Some(instance))
@@ -1024,7 +1025,7 @@ async fn handler_task(
         };
         let (taken, batch) = match queue.peek(batch_size) {
             Some((t, b)) => (Some(t), b),
-            None => (None, Vec::new()),
+            None => (None, crate::metric::Chunk::default()),
         };
         let flush_due = dirty && (last_flush.elapsed() >= flush_every || stopping);
         if batch.is_empty() && !flush_due {
@@ -1038,7 +1039,7 @@ async fn handler_task(
         let (inst, outcome) = match tokio::task::spawn_blocking(move || {
             let mut inst = inst;
             let r = if n > 0 {
-                inst.process(&crate::metric::pack(&batch), deadline).0
+                inst.process(&batch.into_batch(), deadline).0
             } else {
                 inst.flush(deadline).0
             };
@@ -1164,7 +1165,7 @@ async fn health_task(
     loop {
         tick.tick().await;
         let now = wall_clock() as u64;
-        let mut batch = Vec::new();
+        let mut batch = crate::metric::Chunk::default();
         let source = Arc::new(crate::metric::Source {
             host: paths.hostname.clone(),
             collector: "wdiamond".into(),
@@ -1172,15 +1173,16 @@ async fn health_task(
             ttl: (every.as_secs_f64() * 2.0) as u32,
         });
         let mut put = |name: String, v: f64| {
-            batch.push(crate::metric::Published {
-                path: paths.path(&name, None),
-                value: v,
-                precision: 0,
-                kind: MetricKind::Gauge,
-                timestamp: now,
-                raw_value: None,
-                source: source.clone(),
-            })
+            // Plugin names are checked at load; a value is finite.
+            let _ = batch.push(
+                &paths.path(&name, None),
+                v,
+                0,
+                MetricKind::Gauge,
+                now,
+                None,
+                &source,
+            );
         };
         for (name, st, queue) in &plugins {
             let g = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
@@ -1209,6 +1211,7 @@ async fn health_task(
                 put(format!("{name}.queued"), q.len() as f64);
             }
         }
+        let batch = Arc::new(batch);
         for q in router.read().unwrap_or_else(|p| p.into_inner()).iter() {
             q.push(&batch);
         }

@@ -28,12 +28,27 @@ pub enum Rejection {
     Malformed(String),
 }
 
-fn allowed(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "_-:#@%+=()[],.".contains(c)
-}
+/// Bytes allowed in a name: ASCII letters, digits and `_-:#@%+=()[],.`.
+const ALLOWED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric();
+        c += 1;
+    }
+    let extra = b"_-:#@%+=()[],.";
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
 
 /// A shortened, printable rendering of an untrusted name for logs.
-fn shown(name: &str) -> String {
+fn shown(name: &[u8]) -> String {
+    let name = String::from_utf8_lossy(name);
     let mut s: String = name.chars().take(80).collect();
     if name.chars().count() > 80 {
         s.push('…');
@@ -41,16 +56,24 @@ fn shown(name: &str) -> String {
     format!("{s:?}")
 }
 
+/// Checks a name (or an instance) from a guest: 1 to [`MAX_NAME`]
+/// allowed bytes, no empty `.`-separated segment. One pass, no allocation.
+pub fn check_name_bytes(name: &[u8]) -> Result<&str, Rejection> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name[0] != b'.'
+        && name[name.len() - 1] != b'.'
+        && name.iter().all(|&b| ALLOWED[b as usize])
+        && !name.windows(2).any(|w| w == b"..");
+    match std::str::from_utf8(name) {
+        Ok(s) if ok => Ok(s),
+        _ => Err(Rejection::Name(shown(name))),
+    }
+}
+
 /// Checks a name (or an instance) from a guest.
 pub fn check_name(name: &str) -> Result<(), Rejection> {
-    if name.is_empty()
-        || name.len() > MAX_NAME
-        || !name.chars().all(allowed)
-        || name.split('.').any(str::is_empty)
-    {
-        return Err(Rejection::Name(shown(name)));
-    }
-    Ok(())
+    check_name_bytes(name.as_bytes()).map(|_| ())
 }
 
 /// Builds full metric paths the way Diamond's `get_metric_path` does.
@@ -90,20 +113,18 @@ impl PathBuilder {
         }
     }
 
-    /// The full path of `name` (with `instance`, Diamond's
-    /// `instance_prefix.instance.path.name`).
-    pub fn path(&self, name: &str, instance: Option<&str>) -> String {
+    /// The path every name of a metric is appended to (Diamond's
+    /// `prefix.hostname.suffix.path`, or `instance_prefix.instance.path`
+    /// with an instance); may be empty.
+    pub fn base(&self, instance: Option<&str>) -> String {
         let no_path = self.path.is_empty() || self.path == ".";
-        // Joined by hand: this runs once per metric, and `format!` is
-        // several times slower than a few appends into one allocation.
         let (first, second) = match instance {
             Some(i) => (self.instance_prefix.as_str(), i),
             None => (self.prefix.as_str(), ""),
         };
         let path = if no_path { "" } else { self.path.as_str() };
-        let parts = [first, second, path, name];
-        let mut out = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
-        for p in parts.iter().filter(|p| !p.is_empty()) {
+        let mut out = String::new();
+        for p in [first, second, path].iter().filter(|p| !p.is_empty()) {
             if !out.is_empty() {
                 out.push('.');
             }
@@ -111,6 +132,21 @@ impl PathBuilder {
         }
         out
     }
+
+    /// The full path of `name` (with `instance`, Diamond's
+    /// `instance_prefix.instance.path.name`).
+    pub fn path(&self, name: &str, instance: Option<&str>) -> String {
+        join(self.base(instance), name)
+    }
+}
+
+/// `base.name`, or `name` when `base` is empty.
+fn join(mut base: String, name: &str) -> String {
+    if !base.is_empty() && !name.is_empty() {
+        base.push('.');
+    }
+    base.push_str(name);
+    base
 }
 
 /// Diamond's whitelist/blacklist, anchored at the start of the name as
@@ -171,11 +207,11 @@ pub struct Source {
     pub ttl: u32,
 }
 
-/// A checked metric with its full path, as queued for the handlers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Published {
+/// One published metric, read from a [`Chunk`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Published<'a> {
     /// The full path.
-    pub path: String,
+    pub path: &'a str,
     /// The value; finite.
     pub value: f64,
     /// Decimals to print.
@@ -187,14 +223,234 @@ pub struct Published {
     /// Diamond's `raw_value`.
     pub raw_value: Option<f64>,
     /// Where it came from.
-    pub source: Arc<Source>,
+    pub source: &'a Arc<Source>,
+}
+
+/// Checked metrics with their full paths, in the columns a handler's
+/// `metric-batch` has: what a collector run publishes, what the queues
+/// hold (shared between handlers through an `Arc`), what the spool reads
+/// back. One allocation per column, none per metric.
+///
+/// Invariants (kept by every constructor): `paths` is ASCII text checked by
+/// [`check_name_bytes`]; `path_ends` is non-decreasing and ends within it;
+/// every column has one entry per metric; every source id indexes
+/// `sources`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Chunk {
+    paths: Vec<u8>,
+    path_ends: Vec<u32>,
+    values: Vec<f64>,
+    precisions: Vec<u8>,
+    counters: Vec<u8>,
+    timestamps: Vec<u64>,
+    raw_values: Vec<f64>,
+    source_ids: Vec<u16>,
+    sources: Vec<Arc<Source>>,
+}
+
+impl Chunk {
+    /// An empty chunk with room for `n` metrics and `bytes` of paths.
+    pub fn with_capacity(n: usize, bytes: usize) -> Chunk {
+        Chunk {
+            paths: Vec::with_capacity(bytes),
+            path_ends: Vec::with_capacity(n),
+            values: Vec::with_capacity(n),
+            precisions: Vec::with_capacity(n),
+            counters: Vec::with_capacity(n),
+            timestamps: Vec::with_capacity(n),
+            raw_values: Vec::with_capacity(n),
+            source_ids: Vec::with_capacity(n),
+            sources: Vec::new(),
+        }
+    }
+
+    /// How many metrics.
+    pub fn len(&self) -> usize {
+        self.path_ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.path_ends.is_empty()
+    }
+
+    fn start(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.path_ends[i - 1] as usize
+        }
+    }
+
+    /// Metric `i` (panics past the end).
+    pub fn get(&self, i: usize) -> Published<'_> {
+        let raw = self.raw_values[i];
+        Published {
+            // ASCII by construction.
+            path: std::str::from_utf8(&self.paths[self.start(i)..self.path_ends[i] as usize])
+                .unwrap_or(""),
+            value: self.values[i],
+            precision: self.precisions[i],
+            kind: if self.counters[i] == 1 {
+                MetricKind::Counter
+            } else {
+                MetricKind::Gauge
+            },
+            timestamp: self.timestamps[i],
+            raw_value: (!raw.is_nan()).then_some(raw),
+            source: &self.sources[self.source_ids[i] as usize],
+        }
+    }
+
+    /// The metrics, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Published<'_>> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// The id of `source` in this chunk, adding it if new (runs of one
+    /// source are the common case: the last one is compared first).
+    fn source_id(&mut self, source: &Arc<Source>) -> u16 {
+        if let Some(last) = self.sources.last() {
+            if Arc::ptr_eq(last, source) {
+                return (self.sources.len() - 1) as u16;
+            }
+        }
+        match self
+            .sources
+            .iter()
+            .position(|s| Arc::ptr_eq(s, source) || **s == **source)
+        {
+            Some(k) => k as u16,
+            None if self.sources.len() < u16::MAX as usize => {
+                self.sources.push(source.clone());
+                (self.sources.len() - 1) as u16
+            }
+            None => 0,
+        }
+    }
+
+    fn push_columns(
+        &mut self,
+        value: f64,
+        precision: u8,
+        kind: MetricKind,
+        timestamp: u64,
+        raw_value: Option<f64>,
+        source: u16,
+    ) {
+        self.path_ends.push(self.paths.len() as u32);
+        self.values.push(value);
+        self.precisions.push(precision);
+        self.counters.push(u8::from(kind == MetricKind::Counter));
+        self.timestamps.push(timestamp);
+        self.raw_values.push(raw_value.unwrap_or(f64::NAN));
+        self.source_ids.push(source);
+    }
+
+    /// Appends one metric whose path the host built (health metrics,
+    /// `collector_time_ms`, the spool). A path that is not a valid name is
+    /// refused.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        path: &str,
+        value: f64,
+        precision: u8,
+        kind: MetricKind,
+        timestamp: u64,
+        raw_value: Option<f64>,
+        source: &Arc<Source>,
+    ) -> Result<(), Rejection> {
+        let path = path.as_bytes();
+        if path.len() > u32::MAX as usize - self.paths.len() {
+            return Err(Rejection::Malformed("chunk over 4 GiB".into()));
+        }
+        if !path.iter().all(|&b| ALLOWED[b as usize]) {
+            return Err(Rejection::Name(shown(path)));
+        }
+        if !value.is_finite() {
+            return Err(Rejection::Value(shown(path)));
+        }
+        let id = self.source_id(source);
+        self.paths.extend_from_slice(path);
+        self.push_columns(value, precision, kind, timestamp, raw_value, id);
+        Ok(())
+    }
+
+    /// Appends metrics `range` of `other` (block copies).
+    pub fn extend_range(&mut self, other: &Chunk, range: std::ops::Range<usize>) {
+        if range.is_empty() {
+            return;
+        }
+        let (from, to) = (other.start(range.start), other.path_ends[range.end - 1] as usize);
+        let shift = self.paths.len() as i64 - from as i64;
+        self.paths.extend_from_slice(&other.paths[from..to]);
+        self.path_ends.extend(
+            other.path_ends[range.clone()]
+                .iter()
+                .map(|&e| (e as i64 + shift) as u32),
+        );
+        self.values.extend_from_slice(&other.values[range.clone()]);
+        self.precisions
+            .extend_from_slice(&other.precisions[range.clone()]);
+        self.counters.extend_from_slice(&other.counters[range.clone()]);
+        self.timestamps
+            .extend_from_slice(&other.timestamps[range.clone()]);
+        self.raw_values
+            .extend_from_slice(&other.raw_values[range.clone()]);
+        if other.sources.len() == 1 && self.sources.is_empty() {
+            // The common case: one run's metrics, ids all 0.
+            self.sources.push(other.sources[0].clone());
+            self.source_ids.extend_from_slice(&other.source_ids[range]);
+        } else {
+            let map: Vec<u16> = other.sources.iter().map(|s| self.source_id(s)).collect();
+            self.source_ids.extend(
+                other.source_ids[range]
+                    .iter()
+                    .map(|&k| map[k as usize]),
+            );
+        }
+    }
+
+    /// The `metric-batch` a handler receives: the columns move, nothing is
+    /// copied per metric.
+    pub fn into_batch(self) -> MetricBatch {
+        MetricBatch {
+            paths: self.paths,
+            path_ends: self.path_ends,
+            values: self.values,
+            precisions: self.precisions,
+            counters: self.counters,
+            timestamps: self.timestamps,
+            raw_values: self.raw_values,
+            source_ids: self.source_ids,
+            sources: self
+                .sources
+                .iter()
+                .map(|s| MetricSource {
+                    host: s.host.clone(),
+                    collector: s.collector.clone(),
+                    tenant: s.tenant.clone(),
+                    ttl: s.ttl,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Chunk {
+    type Item = Published<'a>;
+    type IntoIter = Box<dyn ExactSizeIterator<Item = Published<'a>> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
 }
 
 /// What came out of checking one run's metrics.
 #[derive(Debug, Default)]
 pub struct Checked {
     /// Metrics to hand to the handlers, in order.
-    pub published: Vec<Published>,
+    pub published: Chunk,
     /// Filtered out by the whitelist/blacklist.
     pub filtered: usize,
     /// Rejected (the first few reasons kept for the log).
@@ -214,13 +470,26 @@ impl Publication {
         })
     }
 
-    /// Checks and converts a guest's metrics; `now` is the default timestamp.
+    /// What names are appended to: the path builder's base under the
+    /// tenant's forced prefix.
+    fn base(&self, instance: Option<&str>) -> String {
+        let base = self.paths.base(instance);
+        match &self.tenant {
+            Some((_, prefix)) => join(prefix.clone(), &base),
+            None => base,
+        }
+    }
+
+    /// The full path of `name` (host-made metrics such as
+    /// `collector_time_ms`).
+    pub fn path(&self, name: &str) -> String {
+        join(self.base(None), name)
+    }
+
+    /// Checks and converts a guest's metrics; `now` is the default
+    /// timestamp. Paths are written straight into the chunk's column.
     pub fn publish(&self, set: MetricSet, now: u64) -> Checked {
         let n = set.name_ends.len();
-        let mut out = Checked {
-            published: Vec::with_capacity(n),
-            ..Default::default()
-        };
         let lens = [
             set.values.len(),
             set.precisions.len(),
@@ -230,46 +499,52 @@ impl Publication {
             set.instance_ids.len(),
         ];
         if lens.iter().any(|l| *l != n) {
-            out.rejected = n;
-            out.reasons.push(Rejection::Malformed(format!(
-                "column lengths {n} and {lens:?} differ"
-            )));
-            return out;
+            return Checked {
+                rejected: n,
+                reasons: vec![Rejection::Malformed(format!(
+                    "column lengths {n} and {lens:?} differ"
+                ))],
+                ..Default::default()
+            };
         }
-        // Names are checked one by one (ASCII only), so a lossy view of a
-        // bad buffer only ever yields names that are then rejected.
-        let names = String::from_utf8_lossy(&set.names);
+        let base = self.base(None);
+        let mut out = Checked {
+            published: Chunk::with_capacity(n, set.names.len() + n * (base.len() + 1)),
+            ..Default::default()
+        };
         let source = self.source();
+        let sid = out.published.source_id(&source);
+        // Bases of the instances, built when first used.
+        let mut instance_bases: Vec<Option<String>> = vec![None; set.instances.len()];
         let mut start = 0usize;
         for i in 0..n {
             let end = set.name_ends[i] as usize;
-            let name = names.get(start..end).unwrap_or("");
+            let name = set.names.get(start..end).unwrap_or(b"");
             start = end.max(start);
-            let instance = match set.instance_ids[i] {
-                0 => Ok(None),
-                k => set
-                    .instances
-                    .get(k as usize - 1)
-                    .map(|s| Some(s.as_str()))
-                    .ok_or_else(|| Rejection::Malformed(format!("instance index {k}"))),
-            };
             let value = set.values[i];
             let precision = set.precisions[i];
-            let check = instance.and_then(|inst| {
-                check_name(name)?;
-                if let Some(x) = inst {
-                    check_name(x)?;
-                }
+            let check = (|| {
+                let name = check_name_bytes(name)?;
+                let inst = match set.instance_ids[i] {
+                    0 => None,
+                    k => {
+                        let x = set.instances.get(k as usize - 1).ok_or_else(|| {
+                            Rejection::Malformed(format!("instance index {k}"))
+                        })?;
+                        check_name(x)?;
+                        Some(k as usize - 1)
+                    }
+                };
                 if !value.is_finite() {
-                    return Err(Rejection::Value(shown(name)));
+                    return Err(Rejection::Value(shown(name.as_bytes())));
                 }
                 if precision > MAX_PRECISION {
-                    return Err(Rejection::Precision(shown(name)));
+                    return Err(Rejection::Precision(shown(name.as_bytes())));
                 }
-                Ok(inst)
-            });
-            let inst = match check {
-                Ok(inst) => inst,
+                Ok((name, inst))
+            })();
+            let (name, inst) = match check {
+                Ok(x) => x,
                 Err(r) => {
                     out.rejected += 1;
                     if out.reasons.len() < 5 {
@@ -282,29 +557,35 @@ impl Publication {
                 out.filtered += 1;
                 continue;
             }
-            let path = self.paths.path(name, inst);
-            let path = match &self.tenant {
-                Some((_, prefix)) => format!("{prefix}.{path}"),
-                None => path,
+            let base = match inst {
+                None => base.as_str(),
+                Some(k) => instance_bases[k]
+                    .get_or_insert_with(|| self.base(Some(&set.instances[k])))
+                    .as_str(),
             };
+            let c = &mut out.published;
+            if !base.is_empty() {
+                c.paths.extend_from_slice(base.as_bytes());
+                c.paths.push(b'.');
+            }
+            c.paths.extend_from_slice(name.as_bytes());
             let raw = set.raw_values[i];
-            out.published.push(Published {
-                path,
+            c.push_columns(
                 value,
                 precision,
-                kind: if set.counters[i] == 1 {
+                if set.counters[i] == 1 {
                     MetricKind::Counter
                 } else {
                     MetricKind::Gauge
                 },
-                timestamp: if set.timestamps[i] == 0 {
+                if set.timestamps[i] == 0 {
                     now
                 } else {
                     set.timestamps[i]
                 },
-                raw_value: (raw.is_finite()).then_some(raw),
-                source: source.clone(),
-            });
+                raw.is_finite().then_some(raw),
+                sid,
+            );
         }
         out
     }
@@ -361,60 +642,6 @@ pub fn truncate(set: &mut MetricSet, n: usize) {
     set.timestamps.truncate(n);
     set.raw_values.truncate(n);
     set.instance_ids.truncate(n);
-}
-
-/// Packs metrics into the columns a handler receives (see `metric-batch`
-/// in the WIT): a few block copies across the boundary instead of several
-/// allocations per metric.
-pub fn pack(items: &[Published]) -> MetricBatch {
-    let n = items.len();
-    let mut b = MetricBatch {
-        paths: Vec::with_capacity(n * 48),
-        path_ends: Vec::with_capacity(n),
-        values: Vec::with_capacity(n),
-        precisions: Vec::with_capacity(n),
-        counters: Vec::with_capacity(n),
-        timestamps: Vec::with_capacity(n),
-        raw_values: Vec::with_capacity(n),
-        source_ids: Vec::with_capacity(n),
-        sources: Vec::new(),
-    };
-    let mut seen: Vec<Arc<Source>> = Vec::new();
-    let mut last: Option<(&Arc<Source>, u16)> = None;
-    for m in items {
-        b.paths.extend_from_slice(m.path.as_bytes());
-        b.path_ends.push(b.paths.len() as u32);
-        b.values.push(m.value);
-        b.precisions.push(m.precision);
-        b.counters.push(u8::from(m.kind == MetricKind::Counter));
-        b.timestamps.push(m.timestamp);
-        b.raw_values.push(m.raw_value.unwrap_or(f64::NAN));
-        // Runs of one source are the common case: compare pointers first.
-        let id = match last {
-            Some((s, id)) if Arc::ptr_eq(s, &m.source) => id,
-            _ => match seen
-                .iter()
-                .position(|s| Arc::ptr_eq(s, &m.source) || **s == *m.source)
-            {
-                Some(k) => k as u16,
-                None if seen.len() < u16::MAX as usize => {
-                    seen.push(m.source.clone());
-                    let s = &m.source;
-                    b.sources.push(MetricSource {
-                        host: s.host.clone(),
-                        collector: s.collector.clone(),
-                        tenant: s.tenant.clone(),
-                        ttl: s.ttl,
-                    });
-                    (seen.len() - 1) as u16
-                }
-                None => 0,
-            },
-        };
-        last = Some((&m.source, id));
-        b.source_ids.push(id);
-    }
-    b
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 
 use crate::agent::PluginStats;
 use crate::bindings::types::MetricKind;
-use crate::metric::{Published as PublishedMetric, Source};
+use crate::metric::{Chunk, Source};
 
 /// Which part of the queue a [`Queue::peek`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,11 +56,52 @@ pub struct Queue {
     spool: Option<Arc<Spool>>,
 }
 
+/// Queued metrics: the chunks collectors published (shared with the other
+/// handlers' queues), the first one possibly partly delivered.
 #[derive(Default)]
 struct Inner {
-    items: VecDeque<PublishedMetric>,
-    /// Sequence number of `items[0]`.
+    chunks: VecDeque<Arc<Chunk>>,
+    /// Metrics of `chunks[0]` already gone.
+    offset: usize,
+    /// Metrics queued.
+    len: usize,
+    /// Sequence number of the first queued metric.
     head: u64,
+}
+
+impl Inner {
+    /// Copies up to `n` of the oldest metrics into one chunk.
+    fn copy_front(&self, n: usize) -> Chunk {
+        let mut out = Chunk::default();
+        let mut skip = self.offset;
+        for c in &self.chunks {
+            if out.len() >= n {
+                break;
+            }
+            let take = (c.len() - skip).min(n - out.len());
+            out.extend_range(c, skip..skip + take);
+            skip = 0;
+        }
+        out
+    }
+
+    /// Removes up to `n` of the oldest metrics.
+    fn drop_front(&mut self, n: usize) {
+        let mut n = n.min(self.len);
+        self.len -= n;
+        self.head += n as u64;
+        while n > 0 {
+            let left = self.chunks[0].len() - self.offset;
+            if n >= left {
+                self.chunks.pop_front();
+                self.offset = 0;
+                n -= left;
+            } else {
+                self.offset += n;
+                n = 0;
+            }
+        }
+    }
 }
 
 impl Queue {
@@ -85,27 +126,33 @@ impl Queue {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends a batch. Never blocks on the handler; past the capacity the
-    /// oldest half goes to the spool (or, without one, is dropped).
-    pub fn push(&self, batch: &[PublishedMetric]) {
-        let overflow: Vec<PublishedMetric> = {
+    /// Appends a chunk (shared, not copied). Never blocks on the handler;
+    /// past the capacity the oldest half goes to the spool (or, without
+    /// one, is dropped).
+    pub fn push(&self, chunk: &Arc<Chunk>) {
+        if chunk.is_empty() {
+            return;
+        }
+        let overflow = {
             let mut q = self.lock();
-            q.items.extend(batch.iter().cloned());
-            if q.items.len() <= self.capacity {
-                Vec::new()
+            q.chunks.push_back(chunk.clone());
+            q.len += chunk.len();
+            if q.len <= self.capacity {
+                None
             } else {
-                let k = q.items.len() - self.capacity / 2;
-                q.head += k as u64;
-                q.items.drain(..k).collect()
+                let k = q.len - self.capacity / 2;
+                let out = q.copy_front(k);
+                q.drop_front(k);
+                Some(out)
             }
         };
-        if !overflow.is_empty() {
+        if let Some(overflow) = overflow {
             self.spill(overflow, "handler queue full");
         }
         self.notify.notify_one();
     }
 
-    fn spill(&self, items: Vec<PublishedMetric>, why: &str) -> usize {
+    fn spill(&self, items: Chunk, why: &str) -> usize {
         let n = items.len();
         match &self.spool {
             Some(spool) => match spool.append(&items) {
@@ -137,9 +184,9 @@ impl Queue {
         tracing::warn!(handler = %self.name, dropped = n, total_dropped = total, capacity = self.capacity, "{what}");
     }
 
-    /// Copies up to `n` of the oldest metrics; they stay queued until
-    /// [`Queue::commit`].
-    pub fn peek(&self, n: usize) -> Option<(Taken, Vec<PublishedMetric>)> {
+    /// Copies up to `n` of the oldest metrics (block copies of the queued
+    /// columns); they stay queued until [`Queue::commit`].
+    pub fn peek(&self, n: usize) -> Option<(Taken, Chunk)> {
         if let Some(spool) = &self.spool {
             if let Some((segment, items)) = spool.peek(n) {
                 return Some((
@@ -152,10 +199,10 @@ impl Queue {
             }
         }
         let q = self.lock();
-        if q.items.is_empty() {
+        if q.len == 0 {
             return None;
         }
-        let items: Vec<PublishedMetric> = q.items.iter().take(n).cloned().collect();
+        let items = q.copy_front(n);
         Some((
             Taken::Memory {
                 first: q.head,
@@ -176,9 +223,8 @@ impl Queue {
             Taken::Memory { first, n } => {
                 let mut q = self.lock();
                 let end = first + n as u64;
-                let k = end.saturating_sub(q.head).min(q.items.len() as u64) as usize;
-                q.items.drain(..k);
-                q.head += k as u64;
+                let k = end.saturating_sub(q.head) as usize;
+                q.drop_front(k);
             }
         }
     }
@@ -187,11 +233,12 @@ impl Queue {
     /// backend cannot take it). Returns how many were spooled; without a
     /// spool they are dropped and counted.
     pub fn spill_all(&self, why: &str) -> usize {
-        let items: Vec<PublishedMetric> = {
+        let items = {
             let mut q = self.lock();
-            let n = q.items.len() as u64;
-            q.head += n;
-            q.items.drain(..).collect()
+            let n = q.len;
+            let items = q.copy_front(n);
+            q.drop_front(n);
+            items
         };
         if items.is_empty() {
             return 0;
@@ -201,7 +248,7 @@ impl Queue {
 
     /// Metrics waiting, in memory and in the spool.
     pub fn len(&self) -> usize {
-        self.lock().items.len() + self.spool.as_ref().map_or(0, |s| s.len())
+        self.lock().len + self.spool.as_ref().map_or(0, |s| s.len())
     }
 
     /// Whether nothing waits.
@@ -224,8 +271,8 @@ pub struct Spool {
 struct SpoolInner {
     /// (id, bytes, metrics) of every segment, oldest first.
     segments: VecDeque<(u64, u64, usize)>,
-    /// The oldest segment, loaded, with what is left of it.
-    head: Option<(u64, VecDeque<PublishedMetric>)>,
+    /// The oldest segment, loaded, with how many of it were delivered.
+    head: Option<(u64, Chunk, usize)>,
     next_id: u64,
     bytes: u64,
     count: usize,
@@ -287,13 +334,13 @@ impl Spool {
 
     /// Writes `items` as a new segment; returns how many metrics were
     /// dropped from the oldest segments to stay under the size bound.
-    pub fn append(&self, items: &[PublishedMetric]) -> std::io::Result<usize> {
+    pub fn append(&self, items: &Chunk) -> std::io::Result<usize> {
         let mut buf = Vec::with_capacity(items.len() * 80 + 8);
         buf.extend_from_slice(MAGIC);
         let mut rec = Vec::new();
-        for m in items {
+        for m in items.iter() {
             rec.clear();
-            encode(m, &mut rec);
+            encode(&m, &mut rec);
             buf.extend_from_slice(&(rec.len() as u32).to_le_bytes());
             buf.extend_from_slice(&crc32fast::hash(&rec).to_le_bytes());
             buf.extend_from_slice(&rec);
@@ -318,8 +365,8 @@ impl Spool {
         while inner.bytes > self.max_bytes && inner.segments.len() > 1 {
             let (old, bytes, n) = inner.segments.pop_front().expect("len > 1");
             let left = match &inner.head {
-                Some((h, rest)) if *h == old => {
-                    let left = rest.len();
+                Some((h, chunk, done)) if *h == old => {
+                    let left = chunk.len() - done;
                     inner.head = None;
                     left
                 }
@@ -334,16 +381,18 @@ impl Spool {
     }
 
     /// Up to `n` metrics from the head segment, with its id.
-    pub fn peek(&self, n: usize) -> Option<(u64, Vec<PublishedMetric>)> {
+    pub fn peek(&self, n: usize) -> Option<(u64, Chunk)> {
         let mut inner = self.lock();
         loop {
-            if let Some((id, rest)) = &inner.head {
-                if !rest.is_empty() {
-                    return Some((*id, rest.iter().take(n).cloned().collect()));
+            if let Some((id, chunk, done)) = &inner.head {
+                if *done < chunk.len() {
+                    let mut out = Chunk::default();
+                    out.extend_range(chunk, *done..chunk.len().min(done + n));
+                    return Some((*id, out));
                 }
             }
             let (id, _, _) = *inner.segments.front()?;
-            if inner.head.as_ref().is_some_and(|(h, _)| *h == id) {
+            if inner.head.as_ref().is_some_and(|(h, _, _)| *h == id) {
                 // Loaded and empty: finished; drop it.
                 self.finish_head(&mut inner);
                 continue;
@@ -355,12 +404,12 @@ impl Spool {
                 inner.count = inner.count + items.len() - counted;
                 inner.segments[0].2 = items.len();
             }
-            inner.head = Some((id, items.into()));
+            inner.head = Some((id, items, 0));
         }
     }
 
     fn finish_head(&self, inner: &mut SpoolInner) {
-        if let Some((id, _)) = inner.head.take() {
+        if let Some((id, _, _)) = inner.head.take() {
             if inner.segments.front().is_some_and(|s| s.0 == id) {
                 let (_, bytes, _) = inner.segments.pop_front().expect("front");
                 inner.bytes -= bytes;
@@ -372,15 +421,15 @@ impl Spool {
     /// Marks `n` metrics of segment `id` delivered.
     pub fn commit(&self, id: u64, n: usize) {
         let mut inner = self.lock();
-        let Some((h, rest)) = &mut inner.head else {
+        let Some((h, chunk, done)) = &mut inner.head else {
             return;
         };
         if *h != id {
             return;
         }
-        let k = n.min(rest.len());
-        rest.drain(..k);
-        let empty = rest.is_empty();
+        let k = n.min(chunk.len() - *done);
+        *done += k;
+        let empty = *done == chunk.len();
         inner.count -= k;
         if let Some(seg) = inner.segments.front_mut() {
             seg.2 -= k.min(seg.2);
@@ -400,8 +449,8 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn encode(m: &PublishedMetric, out: &mut Vec<u8>) {
-    put_str(out, &m.path);
+fn encode(m: &crate::metric::Published<'_>, out: &mut Vec<u8>) {
+    put_str(out, m.path);
     out.extend_from_slice(&m.value.to_le_bytes());
     out.push(m.precision);
     out.push(matches!(m.kind, MetricKind::Counter) as u8);
@@ -448,7 +497,9 @@ impl Reader<'_> {
     }
 }
 
-fn decode(rec: &[u8], last: &mut Option<Arc<Source>>) -> Option<PublishedMetric> {
+/// Appends the metric of one record to `out`; `None` if it does not parse
+/// (or holds what the host would never have queued).
+fn decode(rec: &[u8], last: &mut Option<Arc<Source>>, out: &mut Chunk) -> Option<()> {
     let mut r = Reader(rec);
     let path = r.str()?;
     let value = f64::from_bits(r.u64()?);
@@ -484,27 +535,20 @@ fn decode(rec: &[u8], last: &mut Option<Arc<Source>>) -> Option<PublishedMetric>
             s
         }
     };
-    Some(PublishedMetric {
-        path,
-        value,
-        precision,
-        kind,
-        timestamp,
-        raw_value,
-        source,
-    })
+    out.push(&path, value, precision, kind, timestamp, raw_value, &source)
+        .ok()
 }
 
 /// Reads a segment; `true` when it ended in a damaged record.
-fn read_segment(path: &Path) -> (Vec<PublishedMetric>, bool) {
+fn read_segment(path: &Path) -> (Chunk, bool) {
     let Ok(data) = std::fs::read(path) else {
-        return (Vec::new(), true);
+        return (Chunk::default(), true);
     };
     if !data.starts_with(MAGIC) {
-        return (Vec::new(), true);
+        return (Chunk::default(), true);
     }
     let mut r = Reader(&data[MAGIC.len()..]);
-    let mut out = Vec::new();
+    let mut out = Chunk::default();
     let mut last = None;
     while !r.0.is_empty() {
         let Some((len, crc)) = r.u32().zip(r.u32()) else {
@@ -516,9 +560,8 @@ fn read_segment(path: &Path) -> (Vec<PublishedMetric>, bool) {
         if crc32fast::hash(rec) != crc {
             return (out, true);
         }
-        match decode(rec, &mut last) {
-            Some(m) => out.push(m),
-            None => return (out, true),
+        if decode(rec, &mut last, &mut out).is_none() {
+            return (out, true);
         }
     }
     (out, false)
@@ -528,21 +571,56 @@ fn read_segment(path: &Path) -> (Vec<PublishedMetric>, bool) {
 mod tests {
     use super::*;
 
-    fn m(i: u64) -> PublishedMetric {
-        PublishedMetric {
-            path: format!("a.b.m{i}"),
-            value: i as f64 + 0.5,
-            precision: 2,
-            kind: MetricKind::Gauge,
-            timestamp: 1000 + i,
-            raw_value: (i % 3 == 0).then_some(i as f64 * 10.0),
-            source: Arc::new(Source {
+    type Row = (String, f64, u64, Option<f64>, Option<String>);
+
+    /// Metrics `range` as one chunk; sources alternate between two tenants.
+    fn chunk(range: std::ops::Range<u64>) -> Arc<Chunk> {
+        let src = |t: bool| {
+            Arc::new(Source {
                 host: "h".into(),
                 collector: "c".into(),
-                tenant: (i % 2 == 0).then(|| "t".to_string()),
+                tenant: t.then(|| "t".to_string()),
                 ttl: 20,
-            }),
+            })
+        };
+        let (even, odd) = (src(true), src(false));
+        let mut c = Chunk::default();
+        for i in range {
+            c.push(
+                &format!("a.b.m{i}"),
+                i as f64 + 0.5,
+                2,
+                MetricKind::Gauge,
+                1000 + i,
+                (i % 3 == 0).then_some(i as f64 * 10.0),
+                if i % 2 == 0 { &even } else { &odd },
+            )
+            .unwrap();
         }
+        Arc::new(c)
+    }
+
+    fn rows(c: &Chunk) -> Vec<Row> {
+        c.iter()
+            .map(|m| {
+                (
+                    m.path.to_string(),
+                    m.value,
+                    m.timestamp,
+                    m.raw_value,
+                    m.source.tenant.clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn drain(q: &Queue, n: usize) -> Vec<Row> {
+        let mut got = Vec::new();
+        while let Some((t, items)) = q.peek(n) {
+            got.extend(rows(&items));
+            q.commit(t);
+        }
+        got
     }
 
     #[test]
@@ -551,14 +629,9 @@ mod tests {
         let stats = Arc::new(PluginStats::default());
         let spool = Spool::open(dir.path(), 1 << 30).unwrap();
         let q = Queue::new("h", 10, stats.clone(), Some(spool));
-        q.push(&(0..25).map(m).collect::<Vec<_>>());
+        q.push(&chunk(0..25));
         assert_eq!(q.len(), 25);
-        let mut got = Vec::new();
-        while let Some((t, items)) = q.peek(4) {
-            got.extend(items.iter().map(|x| x.timestamp - 1000));
-            q.commit(t);
-        }
-        assert_eq!(got, (0..25).collect::<Vec<_>>());
+        assert_eq!(drain(&q, 4), rows(&chunk(0..25)));
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
@@ -568,12 +641,33 @@ mod tests {
     }
 
     #[test]
+    fn batches_span_chunks_and_queues_share_them() {
+        let stats = Arc::new(PluginStats::default());
+        let (a, b) = (
+            Queue::new("a", 1000, stats.clone(), None),
+            Queue::new("b", 1000, stats.clone(), None),
+        );
+        for r in [0..3, 3..4, 4..11, 11..20] {
+            let c = chunk(r);
+            a.push(&c);
+            b.push(&c);
+        }
+        // A peek not committed is seen again.
+        let (_, first) = a.peek(5).unwrap();
+        assert_eq!(rows(&first), rows(&chunk(0..5)));
+        assert_eq!(drain(&a, 5), rows(&chunk(0..20)));
+        assert_eq!(drain(&b, 7), rows(&chunk(0..20)));
+        assert!(a.is_empty() && b.is_empty());
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
     fn the_spool_survives_a_restart_and_skips_a_damaged_tail() {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = Spool::open(dir.path(), 1 << 30).unwrap();
-            s.append(&(0..5).map(m).collect::<Vec<_>>()).unwrap();
-            s.append(&(5..8).map(m).collect::<Vec<_>>()).unwrap();
+            s.append(&chunk(0..5)).unwrap();
+            s.append(&chunk(5..8)).unwrap();
         }
         // Damage the last record of the second segment.
         let second = segment_path(dir.path(), 1);
@@ -584,11 +678,11 @@ mod tests {
         let s = Spool::open(dir.path(), 1 << 30).unwrap();
         assert_eq!(s.len(), 7);
         let mut got = Vec::new();
-        while let Some((id, items)) = s.peek(100) {
-            got.extend(items.clone());
+        while let Some((id, items)) = s.peek(3) {
+            got.extend(rows(&items));
             s.commit(id, items.len());
         }
-        assert_eq!(got, (0..7).map(m).collect::<Vec<_>>());
+        assert_eq!(got, rows(&chunk(0..7)));
         assert!(s.is_empty());
     }
 
@@ -598,15 +692,13 @@ mod tests {
         let s = Spool::open(dir.path(), 2000).unwrap();
         let mut dropped = 0;
         for k in 0..10 {
-            dropped += s
-                .append(&(k * 10..k * 10 + 10).map(m).collect::<Vec<_>>())
-                .unwrap();
+            dropped += s.append(&chunk(k * 10..k * 10 + 10)).unwrap();
         }
         assert!(dropped > 0);
         assert_eq!(s.len() + dropped, 100);
         let (_, first) = s.peek(1).unwrap();
         assert_eq!(
-            first[0].timestamp - 1000,
+            first.get(0).timestamp - 1000,
             dropped as u64,
             "the oldest went first"
         );
@@ -616,10 +708,10 @@ mod tests {
     fn without_a_spool_overflow_is_dropped_and_counted() {
         let stats = Arc::new(PluginStats::default());
         let q = Queue::new("h", 10, stats.clone(), None);
-        q.push(&(0..25).map(m).collect::<Vec<_>>());
+        q.push(&chunk(0..25));
         assert_eq!(q.len(), 5);
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 20);
         let (_, items) = q.peek(100).unwrap();
-        assert_eq!(items[0].timestamp, 1020, "the newest are kept");
+        assert_eq!(items.get(0).timestamp, 1020, "the newest are kept");
     }
 }

@@ -9,7 +9,7 @@ use std::io::Write;
 use wdiamond_sdk::bindings::wdiamond::plugin::host_info;
 use wdiamond_sdk::format::graphite_lines;
 use wdiamond_sdk::{
-    export_handler, option, Capability, Config, ConfigValue, Description, Handler, PublishedMetric,
+    export_handler, option, Capability, Config, ConfigValue, Description, Handler, Batch,
 };
 
 /// Days since 1970-01-01 to a `YYYY-MM-DD` string (proleptic Gregorian).
@@ -138,7 +138,7 @@ impl Handler for Archive {
         })
     }
 
-    fn process(&mut self, batch: &[PublishedMetric<'_>]) -> Result<(), String> {
+    fn process(&mut self, batch: &Batch) -> Result<(), String> {
         let today = (host_info::now() / 86_400.0).floor() as i64;
         self.rotate_if_needed(today)?;
         let text = graphite_lines(&batch);

@@ -11,7 +11,7 @@ use wdiamond_sdk::bindings::wdiamond::plugin::sockets::Protocol;
 use wdiamond_sdk::format::graphite_lines;
 use wdiamond_sdk::net::{host_port, LineSender};
 use wdiamond_sdk::{
-    export_handler, option, Capability, Config, ConfigValue, Description, Handler, PublishedMetric,
+    export_handler, option, Capability, Config, ConfigValue, Description, Handler, Batch,
 };
 
 /// The handler's state.
@@ -67,7 +67,7 @@ impl Handler for Graphite {
         })
     }
 
-    fn process(&mut self, batch: &[PublishedMetric<'_>]) -> Result<(), String> {
+    fn process(&mut self, batch: &Batch) -> Result<(), String> {
         if batch.is_empty() {
             return Ok(());
         }

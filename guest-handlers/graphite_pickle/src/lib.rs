@@ -5,7 +5,7 @@
 use wdiamond_sdk::bindings::wdiamond::plugin::sockets::Protocol;
 use wdiamond_sdk::net::{host_port, LineSender};
 use wdiamond_sdk::{
-    export_handler, option, Capability, Config, ConfigValue, Description, Handler, PublishedMetric,
+    export_handler, option, Capability, Config, ConfigValue, Description, Handler, Batch,
 };
 
 /// Carbon's default `PICKLE_RECEIVER_MAX_LENGTH` is 1 MiB: stay under it.
@@ -38,13 +38,13 @@ fn push_int(out: &mut Vec<u8>, v: u64) {
 }
 
 /// Frames of at most [`MAX_FRAME`] bytes, each `[u32 BE length][pickle]`.
-pub fn frames(batch: &[PublishedMetric<'_>]) -> Vec<u8> {
+pub fn frames(batch: &Batch) -> Vec<u8> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < batch.len() {
         let mut p = vec![0x80, 2, b']', b'(']; // PROTO 2, EMPTY_LIST, MARK
         while i < batch.len() && p.len() < MAX_FRAME {
-            let m = &batch[i];
+            let m = batch.get(i);
             // Diamond sends the value rounded to its precision.
             let v: f64 = format!("{:.*}", m.precision as usize, m.value)
                 .parse()
@@ -117,7 +117,7 @@ impl Handler for Pickle {
         })
     }
 
-    fn process(&mut self, batch: &[PublishedMetric<'_>]) -> Result<(), String> {
+    fn process(&mut self, batch: &Batch) -> Result<(), String> {
         if batch.is_empty() {
             return Ok(());
         }

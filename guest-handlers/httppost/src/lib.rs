@@ -4,7 +4,7 @@
 use wdiamond_sdk::format::graphite_lines;
 use wdiamond_sdk::net::http_post;
 use wdiamond_sdk::{
-    export_handler, option, Capability, Config, ConfigValue, Description, Handler, PublishedMetric,
+    export_handler, option, Capability, Config, ConfigValue, Description, Handler, Batch,
 };
 
 /// An `http://host[:port]/path` URL.
@@ -45,7 +45,7 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
 }
 
 /// The JSON body of a batch.
-pub fn json(batch: &[PublishedMetric<'_>]) -> String {
+pub fn json(batch: &Batch) -> String {
     let items: Vec<serde_json::Value> = batch
         .iter()
         .map(|m| {
@@ -115,7 +115,7 @@ impl Handler for HttpPost {
         })
     }
 
-    fn process(&mut self, batch: &[PublishedMetric<'_>]) -> Result<(), String> {
+    fn process(&mut self, batch: &Batch) -> Result<(), String> {
         if batch.is_empty() {
             return Ok(());
         }

@@ -3,7 +3,7 @@
 
 use wdiamond_sdk::net::{host_port, http_post};
 use wdiamond_sdk::{
-    export_handler, option, Capability, Config, ConfigValue, Description, Handler, PublishedMetric,
+    export_handler, option, Capability, Config, ConfigValue, Description, Handler, Batch,
 };
 
 /// Escapes a measurement name for line protocol.
@@ -12,7 +12,7 @@ pub fn measurement(path: &str) -> String {
 }
 
 /// The line protocol of a batch (seconds precision).
-pub fn lines(batch: &[PublishedMetric<'_>]) -> String {
+pub fn lines(batch: &Batch) -> String {
     let mut out = String::with_capacity(batch.len() * 64);
     for m in batch {
         out.push_str(&format!(
@@ -115,7 +115,7 @@ impl Handler for Influx {
         })
     }
 
-    fn process(&mut self, batch: &[PublishedMetric<'_>]) -> Result<(), String> {
+    fn process(&mut self, batch: &Batch) -> Result<(), String> {
         if batch.is_empty() {
             return Ok(());
         }

@@ -6,7 +6,7 @@
 use wdiamond_sdk::bindings::wdiamond::plugin::sockets::Protocol;
 use wdiamond_sdk::net::LineSender;
 use wdiamond_sdk::{
-    export_handler, option, Capability, Config, ConfigValue, Description, Handler, PublishedMetric,
+    export_handler, option, Capability, Config, ConfigValue, Description, Handler, Batch,
 };
 
 /// The handler's state.
@@ -61,7 +61,7 @@ impl Handler for MultiGraphite {
         Ok(MultiGraphite { senders })
     }
 
-    fn process(&mut self, batch: &[PublishedMetric<'_>]) -> Result<(), String> {
+    fn process(&mut self, batch: &Batch) -> Result<(), String> {
         if batch.is_empty() {
             return Ok(());
         }

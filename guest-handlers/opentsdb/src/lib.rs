@@ -4,7 +4,7 @@
 
 use wdiamond_sdk::net::{host_port, http_post};
 use wdiamond_sdk::{
-    export_handler, option, Capability, Config, ConfigValue, Description, Handler, PublishedMetric,
+    export_handler, option, Capability, Config, ConfigValue, Description, Handler, Batch,
 };
 
 /// The metric name OpenTSDB gets: the path after `.<host>.` (Diamond's
@@ -21,7 +21,7 @@ pub fn metric_name<'a>(path: &'a str, host: &str) -> &'a str {
 }
 
 /// The JSON body of a batch.
-pub fn body(batch: &[PublishedMetric<'_>], prefix: &str, tags: &[(String, String)]) -> String {
+pub fn body(batch: &Batch, prefix: &str, tags: &[(String, String)]) -> String {
     let items: Vec<serde_json::Value> = batch
         .iter()
         .map(|m| {
@@ -100,7 +100,7 @@ impl Handler for Tsdb {
         })
     }
 
-    fn process(&mut self, batch: &[PublishedMetric<'_>]) -> Result<(), String> {
+    fn process(&mut self, batch: &Batch) -> Result<(), String> {
         if batch.is_empty() {
             return Ok(());
         }

@@ -8,7 +8,7 @@ use wdiamond_sdk::bindings::wdiamond::plugin::sockets::Protocol;
 use wdiamond_sdk::net::{host_port, LineSender};
 use wdiamond_sdk::{
     export_handler, option, Capability, Config, ConfigValue, Description, Handler, MetricKind,
-    PublishedMetric,
+    Batch,
 };
 
 /// Most bytes in one datagram (a safe payload on most networks).
@@ -22,7 +22,7 @@ pub struct Statsd {
 
 impl Statsd {
     /// The statsd lines of a batch (updates the counters' previous values).
-    pub fn lines(&mut self, batch: &[PublishedMetric<'_>]) -> Vec<String> {
+    pub fn lines(&mut self, batch: &Batch) -> Vec<String> {
         let mut out = Vec::with_capacity(batch.len());
         for m in batch {
             match m.kind {
@@ -65,7 +65,7 @@ impl Handler for Statsd {
         })
     }
 
-    fn process(&mut self, batch: &[PublishedMetric<'_>]) -> Result<(), String> {
+    fn process(&mut self, batch: &Batch) -> Result<(), String> {
         let mut datagram = String::new();
         for line in self.lines(&batch) {
             if !datagram.is_empty() && datagram.len() + 1 + line.len() > MAX_DATAGRAM {

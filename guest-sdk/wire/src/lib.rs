@@ -26,15 +26,34 @@ const POW10: [u128; 20] = {
     t
 };
 
+const DIGITS2: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Appends `v` in decimal, left-padded with zeros to `min_digits`; two
+/// digits per division.
 fn push_u64(out: &mut String, mut v: u64, min_digits: usize) {
-    let mut buf = [0u8; 24];
+    let mut buf = [b'0'; 24];
     let mut i = buf.len();
-    while v > 0 || buf.len() - i < min_digits {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
+    while v >= 100 {
+        let d = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGITS2[d..d + 2]);
     }
-    out.push_str(core::str::from_utf8(&buf[i..]).unwrap_or("0"));
+    if v >= 10 {
+        let d = v as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGITS2[d..d + 2]);
+    } else {
+        i -= 1;
+        buf[i] = b'0' + v as u8;
+    }
+    let start = i.min(buf.len().saturating_sub(min_digits.min(buf.len())));
+    // Digits and zero padding are ASCII.
+    out.push_str(core::str::from_utf8(&buf[start..]).unwrap_or("0"));
 }
 
 /// Like `push_u64`; 128-bit division is a slow library call on wasm, so it
@@ -55,6 +74,27 @@ fn push_u128(out: &mut String, v: u128, min_digits: usize) {
     out.push_str(core::str::from_utf8(&buf[i..]).unwrap_or("0"));
 }
 
+/// `round_half_even(m * 10^p * 2^e)` when every step fits in a `u64`.
+fn scaled_u64(m: u64, e: i32, p: usize) -> Option<u64> {
+    let n = m.checked_mul(POW10[p] as u64)?;
+    if e >= 0 {
+        let e = e as u32;
+        return (e < 64 && n.leading_zeros() > e).then(|| n << e);
+    }
+    let s = (-e) as u32;
+    if s >= 64 {
+        return None;
+    }
+    let q = n >> s;
+    let r = n & ((1u64 << s) - 1);
+    let half = 1u64 << (s - 1);
+    Some(if r > half || (r == half && q & 1 == 1) {
+        q + 1
+    } else {
+        q
+    })
+}
+
 /// Appends `value` with `precision` decimals, as Python's `"%.Nf"`.
 pub fn push_fixed(out: &mut String, value: f64, precision: u8) {
     let p = precision as usize;
@@ -70,7 +110,23 @@ pub fn push_fixed(out: &mut String, value: f64, precision: u8) {
     } else {
         (frac | (1u64 << 52), exp - 1075)
     };
-    // value = m * 2^e; we want round(m * 10^p * 2^e).
+    // value = m * 2^e; we want round(m * 10^p * 2^e). Most values fit
+    // 64-bit arithmetic, which wasm has natively (128-bit multiplication
+    // is a library call there).
+    if let Some(q) = scaled_u64(m, e, p) {
+        if value.is_sign_negative() {
+            out.push('-');
+        }
+        if p == 0 {
+            push_u64(out, q, 1);
+        } else {
+            let scale = POW10[p] as u64;
+            push_u64(out, q / scale, 1);
+            out.push('.');
+            push_u64(out, q % scale, p);
+        }
+        return;
+    }
     let n = m as u128 * POW10[p];
     let q = if e >= 0 {
         if e > 10 || n.leading_zeros() < e as u32 + 1 {
@@ -110,6 +166,11 @@ pub fn push_fixed(out: &mut String, value: f64, precision: u8) {
         out.push('.');
         push_u128(out, dec, p);
     }
+}
+
+/// Appends `v` in decimal.
+pub fn push_uint(out: &mut String, v: u64) {
+    push_u64(out, v, 1);
 }
 
 /// Appends one graphite plaintext line.

@@ -111,7 +111,7 @@ impl Collector for Misbehave {
             }
             "flood" => {
                 for i in 0..self.count {
-                    out.gauge(format!("m{i}"), i as f64, 0);
+                    out.gauge_args(format_args!("m{i}"), i as f64, 0);
                 }
             }
             "nan" => {
