@@ -24,12 +24,12 @@ pub fn graphite_lines(batch: &crate::Batch) -> String {
 /// case) is printed once and copied.
 #[cfg(feature = "handler")]
 pub fn graphite_lines_into(batch: &crate::Batch, out: &mut String) {
-    let c = batch.columns();
-    out.reserve(c.paths.len() + batch.len() * 24);
+    let n = batch.len();
+    out.reserve(n * 48);
     let mut stamp = String::new();
     let mut last = None;
-    for i in 0..batch.len() {
-        let t = c.timestamps[i];
+    for i in 0..n {
+        let t = batch.timestamp(i);
         if last != Some(t) {
             stamp.clear();
             wdiamond_wire::push_uint(&mut stamp, t);
@@ -37,7 +37,7 @@ pub fn graphite_lines_into(batch: &crate::Batch, out: &mut String) {
         }
         out.push_str(batch.path(i));
         out.push(' ');
-        wdiamond_wire::push_fixed(out, c.values[i], c.precisions[i]);
+        wdiamond_wire::push_fixed(out, batch.value(i), batch.precision(i));
         out.push(' ');
         out.push_str(&stamp);
         out.push('\n');

@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - `bindings`: the WIT bindings of `wit/wdiamond.wit` (generated, one world).
+//! - [`columns`]: the shared-column rule of `metric-set` and `metric-batch`.
 //! - [`derive`]: Diamond's `Collector.derivative()`, value for value.
 //! - [`units`]: Diamond's binary unit convertor (`byte_unit`).
 //! - [`format`]: Diamond's graphite plaintext line.
@@ -20,6 +21,7 @@
 //! are unit-tested on the host target.
 #![deny(missing_docs)]
 
+pub mod columns;
 pub mod derive;
 pub mod format;
 pub mod text;
@@ -120,6 +122,7 @@ pub struct PublishedMetric<'a> {
 /// as [`PublishedMetric`]s without building a record per metric.
 #[cfg(feature = "handler")]
 pub struct Batch {
+    paths: String,
     b: MetricBatch,
 }
 
@@ -127,21 +130,20 @@ pub struct Batch {
 impl Batch {
     /// Checks that the columns agree (lengths, offsets, UTF-8, source
     /// indexes); the host always sends them so, but a guest trusts nothing.
-    pub fn new(b: MetricBatch) -> Result<Batch, String> {
+    pub fn new(mut b: MetricBatch) -> Result<Batch, String> {
+        use columns::fits;
         let n = b.path_ends.len();
-        let lens = [
-            b.values.len(),
-            b.precisions.len(),
-            b.counters.len(),
-            b.timestamps.len(),
-            b.raw_values.len(),
-            b.source_ids.len(),
-        ];
-        if lens.iter().any(|l| *l != n) {
-            return Err(format!("malformed batch: column lengths {n} and {lens:?}"));
+        let ok = b.values.len() == n
+            && fits(&b.precisions, n)
+            && fits(&b.counters, n)
+            && fits(&b.timestamps, n)
+            && fits(&b.raw_values, n)
+            && fits(&b.source_ids, n);
+        if !ok {
+            return Err(format!("malformed batch: column lengths differ from {n} paths"));
         }
-        let paths =
-            std::str::from_utf8(&b.paths).map_err(|_| "malformed batch: paths are not UTF-8")?;
+        let paths = String::from_utf8(std::mem::take(&mut b.paths))
+            .map_err(|_| "malformed batch: paths are not UTF-8")?;
         let mut start = 0u32;
         for &end in &b.path_ends {
             if end < start || !paths.is_char_boundary(end as usize) {
@@ -152,7 +154,7 @@ impl Batch {
         if b.source_ids.iter().any(|&k| k as usize >= b.sources.len()) {
             return Err("malformed batch: bad source index".into());
         }
-        Ok(Batch { b })
+        Ok(Batch { paths, b })
     }
 
     /// How many metrics.
@@ -166,32 +168,50 @@ impl Batch {
     }
 
     /// Path of metric `i`.
+    #[inline]
     pub fn path(&self, i: usize) -> &str {
         let start = if i == 0 {
             0
         } else {
             self.b.path_ends[i - 1] as usize
         };
-        let end = self.b.path_ends[i] as usize;
-        // Checked in `new`: UTF-8 and offsets on character boundaries.
-        std::str::from_utf8(&self.b.paths[start..end]).unwrap_or("")
+        // Offsets were checked in `new`.
+        &self.paths[start..self.b.path_ends[i] as usize]
+    }
+
+    /// Value of metric `i`.
+    #[inline]
+    pub fn value(&self, i: usize) -> f64 {
+        self.b.values[i]
+    }
+
+    /// Decimals of metric `i`.
+    #[inline]
+    pub fn precision(&self, i: usize) -> u8 {
+        columns::at(&self.b.precisions, i)
+    }
+
+    /// Timestamp of metric `i`.
+    #[inline]
+    pub fn timestamp(&self, i: usize) -> u64 {
+        columns::at(&self.b.timestamps, i)
     }
 
     /// Metric `i` (panics past the end, as slice indexing does).
     pub fn get(&self, i: usize) -> PublishedMetric<'_> {
         let b = &self.b;
-        let src = &b.sources[b.source_ids[i] as usize];
-        let raw = b.raw_values[i];
+        let src = &b.sources[columns::at(&b.source_ids, i) as usize];
+        let raw = columns::at(&b.raw_values, i);
         PublishedMetric {
             path: self.path(i),
             value: b.values[i],
-            precision: b.precisions[i],
-            kind: if b.counters[i] == 1 {
+            precision: self.precision(i),
+            kind: if columns::at(&b.counters, i) == 1 {
                 MetricKind::Counter
             } else {
                 MetricKind::Gauge
             },
-            timestamp: b.timestamps[i],
+            timestamp: self.timestamp(i),
             raw_value: (!raw.is_nan()).then_some(raw),
             host: &src.host,
             collector: &src.collector,
@@ -206,12 +226,6 @@ impl Batch {
             batch: self,
             next: 0,
         }
-    }
-
-    /// The raw columns (paths, values, precisions, timestamps, ...), for
-    /// formatters that walk them directly.
-    pub fn columns(&self) -> &MetricBatch {
-        &self.b
     }
 }
 
@@ -265,7 +279,8 @@ impl<'a> FromIterator<PublishedMetric<'a>> for Batch {
             };
             b.source_ids.push(k as u16);
         }
-        Batch { b }
+        let paths = String::from_utf8(std::mem::take(&mut b.paths)).unwrap_or_default();
+        Batch { paths, b }
     }
 }
 
@@ -315,11 +330,20 @@ pub struct Publisher {
 #[cfg(feature = "collector")]
 impl Default for Publisher {
     fn default() -> Self {
+        Publisher::with_capacity(0, 0)
+    }
+}
+
+#[cfg(feature = "collector")]
+impl Publisher {
+    /// A publisher with room for `metrics` metrics and `name_bytes` bytes
+    /// of names (the SDK sizes it from the collector's previous run).
+    pub fn with_capacity(metrics: usize, name_bytes: usize) -> Self {
         Publisher {
             set: MetricSet {
-                names: Vec::new(),
-                name_ends: Vec::new(),
-                values: Vec::new(),
+                names: Vec::with_capacity(name_bytes),
+                name_ends: Vec::with_capacity(metrics),
+                values: Vec::with_capacity(metrics),
                 precisions: Vec::new(),
                 counters: Vec::new(),
                 timestamps: Vec::new(),
@@ -329,10 +353,7 @@ impl Default for Publisher {
             },
         }
     }
-}
 
-#[cfg(feature = "collector")]
-impl Publisher {
     /// Diamond's `publish(name, value, precision=precision)`: a gauge.
     pub fn gauge(&mut self, name: impl AsRef<str>, value: f64, precision: u8) {
         self.push(
@@ -437,14 +458,17 @@ impl Publisher {
         raw: f64,
         instance: u16,
     ) {
+        use columns::push_shared;
         let s = &mut self.set;
+        let n = s.name_ends.len();
         s.name_ends.push(s.names.len() as u32);
         s.values.push(value);
-        s.precisions.push(precision);
-        s.counters.push(u8::from(kind == MetricKind::Counter));
-        s.timestamps.push(timestamp.unwrap_or(0));
-        s.raw_values.push(raw);
-        s.instance_ids.push(instance);
+        push_shared(&mut s.precisions, n, precision, |a, b| a == b);
+        let counter = u8::from(kind == MetricKind::Counter);
+        push_shared(&mut s.counters, n, counter, |a, b| a == b);
+        push_shared(&mut s.timestamps, n, timestamp.unwrap_or(0), |a, b| a == b);
+        push_shared(&mut s.raw_values, n, raw, |a, b| a.to_bits() == b.to_bits());
+        push_shared(&mut s.instance_ids, n, instance, |a, b| a == b);
     }
 
     /// How many metrics were published.
@@ -455,6 +479,11 @@ impl Publisher {
     /// Whether nothing was published.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Bytes of names published.
+    pub fn name_bytes(&self) -> usize {
+        self.set.names.len()
     }
 
     /// The columns, for the host.
@@ -506,6 +535,10 @@ macro_rules! export_collector {
         ::std::thread_local! {
             static __WDIAMOND_STATE: ::std::cell::RefCell<Option<$ty>> =
                 const { ::std::cell::RefCell::new(None) };
+            // Metrics and name bytes of the previous run: the next
+            // publisher starts that large instead of growing step by step.
+            static __WDIAMOND_LAST: ::std::cell::Cell<(usize, usize)> =
+                const { ::std::cell::Cell::new((0, 0)) };
         }
         impl $crate::bindings::exports::wdiamond::plugin::collector::Guest for __WdiamondCollector {
             fn describe() -> $crate::Description {
@@ -523,8 +556,10 @@ macro_rules! export_collector {
                     let state = guard
                         .as_mut()
                         .ok_or_else(|| "collect called before configure".to_string())?;
-                    let mut out = $crate::Publisher::default();
+                    let (n, bytes) = __WDIAMOND_LAST.get();
+                    let mut out = $crate::Publisher::with_capacity(n, bytes);
                     $crate::Collector::collect(state, &mut out)?;
+                    __WDIAMOND_LAST.set((out.len(), out.name_bytes()));
                     Ok(out.into_set())
                 })
             }

@@ -63,7 +63,8 @@ fn main() {
     std::fs::write(
         &conf,
         format!(
-            "[server]\nhandlers = [\"graphite\"]\nplugin_cache_dir = {cache:?}\n[handlers.graphite]\nhost = \"127.0.0.1\"\nport = {port}\n[collectors.default]\ninterval = 10\nhostname = \"bench\"\n[collectors.synthetic]\nenabled = true\ncomponent = {guest:?}\nmode = \"flood\"\ncount = {}\n[collectors.synthetic.limits]\nmax_metrics = 1000000\nmemory_mb = 512\n",
+            "[server]\nhandlers = [\"graphite\"]\nplugin_cache_dir = {cache:?}\n[handlers.graphite]\nhost = \"127.0.0.1\"\nport = {port}\n[collectors.default]\ninterval = 10\nhostname = \"bench\"\n[collectors.synthetic]\nenabled = true\ncomponent = {guest:?}\nmode = \"flood\"\ncount = {}\n[collectors.synthetic.limits]\nmax_metrics = 1000000\nmemory_mb = 512\n[collectors.generate]\nenabled = true\ncomponent = {guest:?}\nmode = \"generate\"\ncount = {}\n[collectors.generate.limits]\nmemory_mb = 512\n",
+            BATCH - 1,
             BATCH - 1
         ),
     )
@@ -72,7 +73,16 @@ fn main() {
     let rt = Runtime::new(&cache).unwrap();
     let mut loaded = agent::load(&rt, &config, &HostFacts::default()).unwrap();
     let mut handler = loaded.handlers.remove(0).instance;
+    let at = |name: &str| {
+        loaded
+            .collectors
+            .iter()
+            .position(|c| c.config.plugin.name == name)
+            .unwrap()
+    };
+    let mut gen = loaded.collectors.remove(at("generate"));
     let lc = &mut loaded.collectors[0];
+    let mut t_gen = Vec::new();
 
     let (mut wasm, mut native) = (Vec::new(), Vec::new());
     let (mut t_collect, mut t_publish, mut t_process) = (Vec::new(), Vec::new(), Vec::new());
@@ -82,6 +92,10 @@ fn main() {
     for round in 0..ROUNDS + 1 {
         // wasm pipeline
         let before = received.load(Ordering::Relaxed);
+        let g0 = Instant::now();
+        let (r, _) = gen.instance.collect(Duration::from_secs(60));
+        r.unwrap().unwrap();
+        t_gen.push(g0.elapsed().as_secs_f64() * 1e3);
         let t0 = Instant::now();
         let (r, _) = lc.instance.collect(Duration::from_secs(60));
         let metrics = r.unwrap().unwrap();
@@ -170,6 +184,10 @@ fn main() {
     println!("| ratio native / wasm | {:.2}x | |", n / w);
     println!();
     println!("wasm round, median ms: collect (guest builds {BATCH} records, host lifts them) {:.1}; host checks + paths {:.1}; handler (lower records, guest formats, host sends) {:.1}", median(t_collect), median(t_publish), median(t_process));
+    println!(
+        "  of the collect: the guest filling its columns (no output) {:.1} ms",
+        median(t_gen)
+    );
     println!(
         "  of the handler: packing columns {:.1} ms, the process calls {:.1} ms",
         median(t_pack),

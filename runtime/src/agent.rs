@@ -26,7 +26,7 @@ use crate::config::{
 use crate::host::info::wall_clock;
 use crate::host::{HostFacts, PluginContext};
 use crate::metric::{Filter, PathBuilder, Publication};
-use crate::plugin::{Failure, Instance, Runtime};
+use crate::plugin::{Failure, Instance, Metering, Runtime};
 use crate::queue::{Queue, Spool};
 use crate::schedule::Schedule;
 
@@ -510,12 +510,13 @@ pub fn load(
 fn component_and_description<B>(
     runtime: &Runtime,
     p: &PluginConfig,
+    metering: Metering,
     facts: &HostFacts,
     errors: &mut Vec<ConfigError>,
     instantiate: impl Fn(&Runtime, &Component, Arc<PluginContext>) -> anyhow::Result<Instance<B>>,
     describe: impl Fn(&mut Instance<B>) -> Result<Description, Failure>,
 ) -> Option<(Component, Description)> {
-    let component = match runtime.component(&p.component) {
+    let component = match runtime.component(&p.component, metering) {
         Ok(c) => c,
         Err(e) => {
             errors.push(err_at(p, "component", format!("{e:#}")));
@@ -560,9 +561,18 @@ fn load_collector(
     errors: &mut Vec<ConfigError>,
 ) -> Option<LoadedCollector> {
     let p = &c.plugin;
+    // Fuel is counted only where a limit needs it (see `Metering`).
+    let fuel_limited =
+        p.limits.fuel.is_some() || tenant.as_ref().is_some_and(|t| t.config.max_fuel.is_some());
+    let metering = if fuel_limited {
+        Metering::Fuel
+    } else {
+        Metering::None
+    };
     let (component, description) = component_and_description(
         runtime,
         p,
+        metering,
         facts,
         errors,
         Runtime::collector,
@@ -664,9 +674,15 @@ fn load_handler(
     errors: &mut Vec<ConfigError>,
 ) -> Option<LoadedHandler> {
     let p = &h.plugin;
+    let metering = if p.limits.fuel.is_some() {
+        Metering::Fuel
+    } else {
+        Metering::None
+    };
     let (component, description) = component_and_description(
         runtime,
         p,
+        metering,
         facts,
         errors,
         Runtime::handler,
@@ -1310,7 +1326,9 @@ impl Agent {
         let mut keep = HashMap::new();
         for lc in loaded.collectors {
             let name = lc.config.plugin.name.clone();
-            let fp = fingerprint(&lc.config);
+            // The tenant's quotas are part of it (a fuel quota also decides
+            // whether the collector's code counts fuel).
+            let fp = fingerprint(&(&lc.config, lc.tenant.as_ref().map(|t| &t.config)));
             if let Some(r) = self.collectors.remove(&name) {
                 if r.fingerprint == fp {
                     keep.insert(name, r);

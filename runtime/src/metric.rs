@@ -413,8 +413,14 @@ impl Chunk {
     }
 
     /// The `metric-batch` a handler receives: the columns move, nothing is
-    /// copied per metric.
-    pub fn into_batch(self) -> MetricBatch {
+    /// copied per metric; a column whose entries are all equal is sent as
+    /// one shared entry.
+    pub fn into_batch(mut self) -> MetricBatch {
+        share(&mut self.precisions, |a, b| a == b);
+        share(&mut self.counters, |a, b| a == b);
+        share(&mut self.timestamps, |a, b| a == b);
+        share(&mut self.raw_values, |a, b| a.to_bits() == b.to_bits());
+        share(&mut self.source_ids, |a, b| a == b);
         MetricBatch {
             paths: self.paths,
             path_ends: self.path_ends,
@@ -490,19 +496,25 @@ impl Publication {
     /// timestamp. Paths are written straight into the chunk's column.
     pub fn publish(&self, set: MetricSet, now: u64) -> Checked {
         let n = set.name_ends.len();
-        let lens = [
-            set.values.len(),
-            set.precisions.len(),
-            set.counters.len(),
-            set.timestamps.len(),
-            set.raw_values.len(),
-            set.instance_ids.len(),
-        ];
-        if lens.iter().any(|l| *l != n) {
+        let ok = set.values.len() == n
+            && fits(&set.precisions, n)
+            && fits(&set.counters, n)
+            && fits(&set.timestamps, n)
+            && fits(&set.raw_values, n)
+            && fits(&set.instance_ids, n);
+        if !ok {
+            let lens = [
+                set.values.len(),
+                set.precisions.len(),
+                set.counters.len(),
+                set.timestamps.len(),
+                set.raw_values.len(),
+                set.instance_ids.len(),
+            ];
             return Checked {
                 rejected: n,
                 reasons: vec![Rejection::Malformed(format!(
-                    "column lengths {n} and {lens:?} differ"
+                    "{n} names, but columns of {lens:?} entries (each must have one per metric, or one shared)"
                 ))],
                 ..Default::default()
             };
@@ -522,10 +534,10 @@ impl Publication {
             let name = set.names.get(start..end).unwrap_or(b"");
             start = end.max(start);
             let value = set.values[i];
-            let precision = set.precisions[i];
+            let precision = at(&set.precisions, i);
             let check = (|| {
                 let name = check_name_bytes(name)?;
-                let inst = match set.instance_ids[i] {
+                let inst = match at(&set.instance_ids, i) {
                     0 => None,
                     k => {
                         let x = set.instances.get(k as usize - 1).ok_or_else(|| {
@@ -569,20 +581,17 @@ impl Publication {
                 c.paths.push(b'.');
             }
             c.paths.extend_from_slice(name.as_bytes());
-            let raw = set.raw_values[i];
+            let raw = at(&set.raw_values, i);
+            let timestamp = at(&set.timestamps, i);
             c.push_columns(
                 value,
                 precision,
-                if set.counters[i] == 1 {
+                if at(&set.counters, i) == 1 {
                     MetricKind::Counter
                 } else {
                     MetricKind::Gauge
                 },
-                if set.timestamps[i] == 0 {
-                    now
-                } else {
-                    set.timestamps[i]
-                },
+                if timestamp == 0 { now } else { timestamp },
                 raw.is_finite().then_some(raw),
                 sid,
             );
@@ -626,7 +635,8 @@ pub fn set_of(metrics: Vec<Metric>) -> MetricSet {
 
 /// Keeps the first `n` metrics of a set.
 pub fn truncate(set: &mut MetricSet, n: usize) {
-    if n >= set.name_ends.len() {
+    let total = set.name_ends.len();
+    if n >= total {
         return;
     }
     let bytes = if n == 0 {
@@ -637,11 +647,35 @@ pub fn truncate(set: &mut MetricSet, n: usize) {
     set.names.truncate(bytes);
     set.name_ends.truncate(n);
     set.values.truncate(n);
-    set.precisions.truncate(n);
-    set.counters.truncate(n);
-    set.timestamps.truncate(n);
-    set.raw_values.truncate(n);
-    set.instance_ids.truncate(n);
+    // A shared column (one entry) stays shared unless nothing is left.
+    fn cut<T>(col: &mut Vec<T>, n: usize, total: usize) {
+        if col.len() == total || n == 0 {
+            col.truncate(n);
+        }
+    }
+    cut(&mut set.precisions, n, total);
+    cut(&mut set.counters, n, total);
+    cut(&mut set.timestamps, n, total);
+    cut(&mut set.raw_values, n, total);
+    cut(&mut set.instance_ids, n, total);
+}
+
+/// Entry `i` of a column that may be shared (one entry for all).
+#[inline]
+fn at<T: Copy>(col: &[T], i: usize) -> T {
+    col[if col.len() == 1 { 0 } else { i }]
+}
+
+/// Whether a column fits `n` metrics: one entry each, or one shared.
+fn fits<T>(col: &[T], n: usize) -> bool {
+    col.len() == n || (col.len() == 1 && n > 0)
+}
+
+/// Makes a column a single shared entry when all its entries are equal.
+fn share<T: PartialEq>(col: &mut Vec<T>, same: impl Fn(&T, &T) -> bool) {
+    if col.len() > 1 && col.iter().all(|x| same(x, &col[0])) {
+        col.truncate(1);
+    }
 }
 
 #[cfg(test)]

@@ -74,23 +74,32 @@ pub struct Failure {
     pub message: String,
 }
 
-/// The engine, the linkers and the compiled components, shared by all
-/// plugins. Cheap to share behind an `Arc`.
-pub struct Runtime {
+/// Whether a plugin's code counts fuel.
+///
+/// Fuel metering makes guest code ~15–30 % slower (measured, BENCHMARKS.md),
+/// so only plugins with a fuel limit (their own `limits.fuel` or their
+/// tenant's `max_fuel_per_interval`) are compiled with it; the others are
+/// bounded by their epoch deadline and memory cap, which every plugin has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metering {
+    /// Fuel is counted (and limits can stop the run).
+    Fuel,
+    /// No fuel counting; `Usage::fuel` is 0.
+    None,
+}
+
+/// One wasmtime engine and the linkers of both worlds for it.
+struct EngineSet {
     engine: Engine,
     collector_linker: Linker<HostState>,
     handler_linker: Linker<HostState>,
-    cache_dir: PathBuf,
-    compiled: Mutex<HashMap<ComponentRef, Component>>,
 }
 
-impl Runtime {
-    /// Builds the engine (epoch interruption and fuel on) and starts the
-    /// epoch ticker thread. Compiled components are cached in `cache_dir`.
-    pub fn new(cache_dir: &Path) -> anyhow::Result<Arc<Self>> {
+impl EngineSet {
+    fn new(fuel: bool) -> anyhow::Result<EngineSet> {
         let mut c = wasmtime::Config::new();
         c.epoch_interruption(true);
-        c.consume_fuel(true);
+        c.consume_fuel(fuel);
         c.max_wasm_stack(1 << 20);
         let engine = Engine::new(&c).map_err(|e| anyhow!("creating the wasm engine: {e}"))?;
         let mut collector_linker = Linker::new(&engine);
@@ -99,24 +108,69 @@ impl Runtime {
         let mut handler_linker = Linker::new(&engine);
         host::add_handler_imports(&mut handler_linker)
             .map_err(|e| anyhow!("linking handler imports: {e}"))?;
-        let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("wdiamond-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })
-            .context("starting the epoch thread")?;
-        Ok(Arc::new(Runtime {
+        Ok(EngineSet {
             engine,
             collector_linker,
             handler_linker,
+        })
+    }
+}
+
+/// The engines, the linkers and the compiled components, shared by all
+/// plugins. Cheap to share behind an `Arc`.
+pub struct Runtime {
+    metered: EngineSet,
+    unmetered: EngineSet,
+    cache_dir: PathBuf,
+    compiled: Mutex<HashMap<(ComponentRef, Metering), Component>>,
+}
+
+impl Runtime {
+    /// Builds the engines (epoch interruption on both, fuel on one; see
+    /// [`Metering`]) and starts the epoch ticker thread. Compiled
+    /// components are cached in `cache_dir`.
+    pub fn new(cache_dir: &Path) -> anyhow::Result<Arc<Self>> {
+        let metered = EngineSet::new(true)?;
+        let unmetered = EngineSet::new(false)?;
+        let weak = [metered.engine.weak(), unmetered.engine.weak()];
+        std::thread::Builder::new()
+            .name("wdiamond-epoch".into())
+            .spawn(move || loop {
+                let mut alive = false;
+                for w in &weak {
+                    if let Some(engine) = w.upgrade() {
+                        engine.increment_epoch();
+                        alive = true;
+                    }
+                }
+                if !alive {
+                    break;
+                }
+                std::thread::sleep(EPOCH_TICK);
+            })
+            .context("starting the epoch thread")?;
+        Ok(Arc::new(Runtime {
+            metered,
+            unmetered,
             cache_dir: cache_dir.to_path_buf(),
             compiled: Mutex::new(HashMap::new()),
         }))
+    }
+
+    fn engines(&self, m: Metering) -> &EngineSet {
+        match m {
+            Metering::Fuel => &self.metered,
+            Metering::None => &self.unmetered,
+        }
+    }
+
+    /// The engine set a component was compiled for.
+    fn engines_of(&self, c: &Component) -> &EngineSet {
+        if Engine::same(c.engine(), &self.metered.engine) {
+            &self.metered
+        } else {
+            &self.unmetered
+        }
     }
 
     /// Forgets the in-memory compiled components (a reload re-reads the
@@ -131,12 +185,13 @@ impl Runtime {
     /// The compiled component for `r`: from memory, else from the disk
     /// cache (keyed by the engine's compatibility hash and the wasm bytes'
     /// SHA-256), else compiled and cached.
-    pub fn component(&self, r: &ComponentRef) -> anyhow::Result<Component> {
+    pub fn component(&self, r: &ComponentRef, metering: Metering) -> anyhow::Result<Component> {
+        let key = (r.clone(), metering);
         if let Some(c) = self
             .compiled
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(r)
+            .get(&key)
         {
             return Ok(c.clone());
         }
@@ -156,19 +211,19 @@ impl Runtime {
                 .into(),
         };
         let component = self
-            .compile_cached(&bytes)
+            .compile_cached(&self.engines(metering).engine, &bytes)
             .with_context(|| format!("loading {r}"))?;
         self.compiled
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(r.clone(), component.clone());
+            .insert(key, component.clone());
         Ok(component)
     }
 
-    fn compile_cached(&self, wasm: &[u8]) -> anyhow::Result<Component> {
+    fn compile_cached(&self, engine: &Engine, wasm: &[u8]) -> anyhow::Result<Component> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut h);
+        engine.precompile_compatibility_hash().hash(&mut h);
         let mut sha = Sha256::new();
         sha.update(h.finish().to_le_bytes());
         sha.update(env!("CARGO_PKG_VERSION").as_bytes());
@@ -180,7 +235,7 @@ impl Runtime {
             // was written by `Component::serialize` of a compatible engine
             // (the key includes the engine's compatibility hash), and
             // wasmtime checks its header before use.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+            match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(c) => return Ok(c),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "ignoring an unusable cached component; recompiling")
@@ -188,7 +243,7 @@ impl Runtime {
             }
         }
         let component =
-            Component::new(&self.engine, wasm).map_err(|e| anyhow!("compiling: {e:#}"))?;
+            Component::new(engine, wasm).map_err(|e| anyhow!("compiling: {e:#}"))?;
         match component.serialize() {
             Ok(bytes) => {
                 let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -204,7 +259,7 @@ impl Runtime {
         Ok(component)
     }
 
-    fn store(&self, ctx: Arc<PluginContext>) -> anyhow::Result<Store<HostState>> {
+    fn store(&self, engine: &Engine, ctx: Arc<PluginContext>) -> anyhow::Result<Store<HostState>> {
         let output = GuestOutput::default();
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(output.clone()).stderr(output.clone());
@@ -226,7 +281,7 @@ impl Runtime {
             sockets_open: 0,
             deadline: None,
         };
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
         let _ = store.set_fuel(u64::MAX);
         store.epoch_deadline_trap();
@@ -240,8 +295,9 @@ impl Runtime {
         component: &Component,
         ctx: Arc<PluginContext>,
     ) -> anyhow::Result<Instance<CollectorPlugin>> {
-        let mut store = self.store(ctx)?;
-        let bindings = CollectorPlugin::instantiate(&mut store, component, &self.collector_linker)
+        let set = self.engines_of(component);
+        let mut store = self.store(&set.engine, ctx)?;
+        let bindings = CollectorPlugin::instantiate(&mut store, component, &set.collector_linker)
             .map_err(|e| anyhow!("instantiating: {e:#}"))?;
         Ok(Instance { store, bindings })
     }
@@ -252,8 +308,9 @@ impl Runtime {
         component: &Component,
         ctx: Arc<PluginContext>,
     ) -> anyhow::Result<Instance<HandlerPlugin>> {
-        let mut store = self.store(ctx)?;
-        let bindings = HandlerPlugin::instantiate(&mut store, component, &self.handler_linker)
+        let set = self.engines_of(component);
+        let mut store = self.store(&set.engine, ctx)?;
+        let bindings = HandlerPlugin::instantiate(&mut store, component, &set.handler_linker)
             .map_err(|e| anyhow!("instantiating: {e:#}"))?;
         Ok(Instance { store, bindings })
     }
@@ -310,11 +367,15 @@ impl<B> Instance<B> {
         let result = span.in_scope(|| f(&self.bindings, &mut self.store));
         let elapsed = start.elapsed();
         self.store.data_mut().deadline = None;
-        let left = self.store.get_fuel().unwrap_or(0);
+        // Unmetered engines have no fuel to read: they used none.
+        let used = match self.store.get_fuel() {
+            Ok(left) => fuel.saturating_sub(left),
+            Err(_) => 0,
+        };
         let data = self.store.data();
         let usage = Usage {
             elapsed,
-            fuel: fuel.saturating_sub(left),
+            fuel: used,
             peak_memory: data.limiter.peak,
             calls: data.stats,
         };

@@ -52,8 +52,18 @@ fn push_u64(out: &mut String, mut v: u64, min_digits: usize) {
         buf[i] = b'0' + v as u8;
     }
     let start = i.min(buf.len().saturating_sub(min_digits.min(buf.len())));
-    // Digits and zero padding are ASCII.
-    out.push_str(core::str::from_utf8(&buf[start..]).unwrap_or("0"));
+    push_ascii(out, &buf[start..]);
+}
+
+/// Appends bytes known to be ASCII digits without re-validating them as
+/// UTF-8 (that check cost as much as the formatting).
+fn push_ascii(out: &mut String, digits: &[u8]) {
+    debug_assert!(digits.is_ascii());
+    if digits.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8 on their own, so the String
+        // stays valid UTF-8.
+        unsafe { out.as_mut_vec().extend_from_slice(digits) }
+    }
 }
 
 /// Like `push_u64`; 128-bit division is a slow library call on wasm, so it

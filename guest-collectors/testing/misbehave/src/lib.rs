@@ -109,6 +109,15 @@ impl Collector for Misbehave {
                 drop(c);
                 out.gauge("connected", 1.0, 0);
             }
+            "generate" => {
+                // Fills a publisher as `flood` does and publishes only its
+                // size: the guest's own share of a flood (benchmarks).
+                let mut p = Publisher::with_capacity(self.count as usize, 0);
+                for i in 0..self.count {
+                    p.gauge_args(format_args!("m{i}"), i as f64, 0);
+                }
+                out.gauge("generated", std::hint::black_box(p.len()) as f64, 0);
+            }
             "flood" => {
                 for i in 0..self.count {
                     out.gauge_args(format_args!("m{i}"), i as f64, 0);
