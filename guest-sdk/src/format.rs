@@ -11,37 +11,11 @@ pub fn graphite_line(out: &mut String, path: &str, value: f64, precision: u8, ti
     wdiamond_wire::graphite_line(out, path, value, precision, timestamp);
 }
 
-/// Graphite plaintext of a batch (`path value timestamp` lines).
+/// Graphite plaintext of a batch (`path value timestamp` lines): the
+/// lines the host formatted, as they are.
 #[cfg(feature = "handler")]
-pub fn graphite_lines(batch: &crate::Batch) -> String {
-    let mut text = String::new();
-    graphite_lines_into(batch, &mut text);
-    text
-}
-
-/// Appends the graphite plaintext of a batch to `out`, walking the
-/// batch's columns; a timestamp shared by consecutive metrics (the common
-/// case) is printed once and copied.
-#[cfg(feature = "handler")]
-pub fn graphite_lines_into(batch: &crate::Batch, out: &mut String) {
-    let n = batch.len();
-    out.reserve(n * 48);
-    let mut stamp = String::new();
-    let mut last = None;
-    for i in 0..n {
-        let t = batch.timestamp(i);
-        if last != Some(t) {
-            stamp.clear();
-            wdiamond_wire::push_uint(&mut stamp, t);
-            last = Some(t);
-        }
-        out.push_str(batch.path(i));
-        out.push(' ');
-        wdiamond_wire::push_fixed(out, batch.value(i), batch.precision(i));
-        out.push(' ');
-        out.push_str(&stamp);
-        out.push('\n');
-    }
+pub fn graphite_lines(batch: &crate::Batch) -> &str {
+    batch.lines()
 }
 
 #[cfg(test)]

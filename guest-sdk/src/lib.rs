@@ -122,7 +122,7 @@ pub struct PublishedMetric<'a> {
 /// as [`PublishedMetric`]s without building a record per metric.
 #[cfg(feature = "handler")]
 pub struct Batch {
-    paths: String,
+    lines: String,
     b: MetricBatch,
 }
 
@@ -132,34 +132,42 @@ impl Batch {
     /// indexes); the host always sends them so, but a guest trusts nothing.
     pub fn new(mut b: MetricBatch) -> Result<Batch, String> {
         use columns::fits;
-        let n = b.path_ends.len();
+        let n = b.line_ends.len();
         let ok = b.values.len() == n
+            && b.path_lens.len() == n
             && fits(&b.precisions, n)
             && fits(&b.counters, n)
             && fits(&b.timestamps, n)
             && fits(&b.raw_values, n)
             && fits(&b.source_ids, n);
         if !ok {
-            return Err(format!("malformed batch: column lengths differ from {n} paths"));
+            return Err(format!("malformed batch: column lengths differ from {n} lines"));
         }
-        let paths = String::from_utf8(std::mem::take(&mut b.paths))
-            .map_err(|_| "malformed batch: paths are not UTF-8")?;
-        let mut start = 0u32;
-        for &end in &b.path_ends {
-            if end < start || !paths.is_char_boundary(end as usize) {
-                return Err("malformed batch: bad path offsets".into());
+        let lines = String::from_utf8(std::mem::take(&mut b.lines))
+            .map_err(|_| "malformed batch: lines are not UTF-8")?;
+        let mut start = 0usize;
+        for (&end, &path) in b.line_ends.iter().zip(&b.path_lens) {
+            let (end, path_end) = (end as usize, start + path as usize);
+            if end < path_end
+                || !lines.is_char_boundary(end)
+                || !lines.is_char_boundary(path_end)
+            {
+                return Err("malformed batch: bad line offsets".into());
             }
             start = end;
+        }
+        if start != lines.len() {
+            return Err("malformed batch: bytes after the last line".into());
         }
         if b.source_ids.iter().any(|&k| k as usize >= b.sources.len()) {
             return Err("malformed batch: bad source index".into());
         }
-        Ok(Batch { paths, b })
+        Ok(Batch { lines, b })
     }
 
     /// How many metrics.
     pub fn len(&self) -> usize {
-        self.b.path_ends.len()
+        self.b.line_ends.len()
     }
 
     /// Whether the batch is empty.
@@ -167,16 +175,32 @@ impl Batch {
         self.len() == 0
     }
 
+    fn start(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.b.line_ends[i - 1] as usize
+        }
+    }
+
     /// Path of metric `i`.
     #[inline]
     pub fn path(&self, i: usize) -> &str {
-        let start = if i == 0 {
-            0
-        } else {
-            self.b.path_ends[i - 1] as usize
-        };
+        let start = self.start(i);
         // Offsets were checked in `new`.
-        &self.paths[start..self.b.path_ends[i] as usize]
+        &self.lines[start..start + self.b.path_lens[i] as usize]
+    }
+
+    /// Diamond's line of metric `i` (`path value timestamp\n`).
+    #[inline]
+    pub fn line(&self, i: usize) -> &str {
+        &self.lines[self.start(i)..self.b.line_ends[i] as usize]
+    }
+
+    /// Every metric's Diamond line, concatenated: the graphite plaintext
+    /// of the whole batch, formatted by the host.
+    pub fn lines(&self) -> &str {
+        &self.lines
     }
 
     /// Value of metric `i`.
@@ -241,9 +265,11 @@ impl std::fmt::Debug for Batch {
 #[cfg(feature = "handler")]
 impl<'a> FromIterator<PublishedMetric<'a>> for Batch {
     fn from_iter<I: IntoIterator<Item = PublishedMetric<'a>>>(iter: I) -> Batch {
+        let mut lines = String::new();
         let mut b = MetricBatch {
-            paths: Vec::new(),
-            path_ends: Vec::new(),
+            lines: Vec::new(),
+            line_ends: Vec::new(),
+            path_lens: Vec::new(),
             values: Vec::new(),
             precisions: Vec::new(),
             counters: Vec::new(),
@@ -253,8 +279,9 @@ impl<'a> FromIterator<PublishedMetric<'a>> for Batch {
             sources: Vec::new(),
         };
         for m in iter {
-            b.paths.extend_from_slice(m.path.as_bytes());
-            b.path_ends.push(b.paths.len() as u32);
+            format::graphite_line(&mut lines, m.path, m.value, m.precision, m.timestamp);
+            b.line_ends.push(lines.len() as u32);
+            b.path_lens.push(m.path.len() as u16);
             b.values.push(m.value);
             b.precisions.push(m.precision);
             b.counters.push(u8::from(m.kind == MetricKind::Counter));
@@ -279,8 +306,7 @@ impl<'a> FromIterator<PublishedMetric<'a>> for Batch {
             };
             b.source_ids.push(k as u16);
         }
-        let paths = String::from_utf8(std::mem::take(&mut b.paths)).unwrap_or_default();
-        Batch { paths, b }
+        Batch { lines, b }
     }
 }
 

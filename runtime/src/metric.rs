@@ -212,6 +212,8 @@ pub struct Source {
 pub struct Published<'a> {
     /// The full path.
     pub path: &'a str,
+    /// Diamond's line for it, `path value timestamp\n`.
+    pub line: &'a str,
     /// The value; finite.
     pub value: f64,
     /// Decimals to print.
@@ -226,19 +228,22 @@ pub struct Published<'a> {
     pub source: &'a Arc<Source>,
 }
 
-/// Checked metrics with their full paths, in the columns a handler's
-/// `metric-batch` has: what a collector run publishes, what the queues
-/// hold (shared between handlers through an `Arc`), what the spool reads
-/// back. One allocation per column, none per metric.
+/// Checked metrics in the columns a handler's `metric-batch` has, each
+/// with its Diamond line (`str(metric)`: `path value timestamp\n`)
+/// formatted once for every handler: what a collector run publishes, what
+/// the queues hold (shared between handlers through an `Arc`), what the
+/// spool reads back. One allocation per column, none per metric.
 ///
-/// Invariants (kept by every constructor): `paths` is ASCII text checked by
-/// [`check_name_bytes`]; `path_ends` is non-decreasing and ends within it;
-/// every column has one entry per metric; every source id indexes
-/// `sources`.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Invariants (kept by every constructor): `lines` holds one line per
+/// metric whose first `path_lens[i]` bytes are a path of allowed ASCII
+/// bytes, followed by the value and timestamp of the other columns;
+/// `line_ends` is increasing and ends at `lines.len()`; every column has
+/// one entry per metric; every source id indexes `sources`.
+#[derive(Debug, Clone)]
 pub struct Chunk {
-    paths: Vec<u8>,
-    path_ends: Vec<u32>,
+    lines: String,
+    line_ends: Vec<u32>,
+    path_lens: Vec<u16>,
     values: Vec<f64>,
     precisions: Vec<u8>,
     counters: Vec<u8>,
@@ -246,14 +251,23 @@ pub struct Chunk {
     raw_values: Vec<f64>,
     source_ids: Vec<u16>,
     sources: Vec<Arc<Source>>,
+    /// The last timestamp printed, and its digits (runs share one).
+    stamp: (u64, String),
+}
+
+impl Default for Chunk {
+    fn default() -> Chunk {
+        Chunk::with_capacity(0, 0)
+    }
 }
 
 impl Chunk {
-    /// An empty chunk with room for `n` metrics and `bytes` of paths.
+    /// An empty chunk with room for `n` metrics and `bytes` of lines.
     pub fn with_capacity(n: usize, bytes: usize) -> Chunk {
         Chunk {
-            paths: Vec::with_capacity(bytes),
-            path_ends: Vec::with_capacity(n),
+            lines: String::with_capacity(bytes),
+            line_ends: Vec::with_capacity(n),
+            path_lens: Vec::with_capacity(n),
             values: Vec::with_capacity(n),
             precisions: Vec::with_capacity(n),
             counters: Vec::with_capacity(n),
@@ -261,34 +275,40 @@ impl Chunk {
             raw_values: Vec::with_capacity(n),
             source_ids: Vec::with_capacity(n),
             sources: Vec::new(),
+            stamp: (u64::MAX, String::new()),
         }
     }
 
     /// How many metrics.
     pub fn len(&self) -> usize {
-        self.path_ends.len()
+        self.line_ends.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.path_ends.is_empty()
+        self.line_ends.is_empty()
     }
 
     fn start(&self, i: usize) -> usize {
         if i == 0 {
             0
         } else {
-            self.path_ends[i - 1] as usize
+            self.line_ends[i - 1] as usize
         }
+    }
+
+    /// Every metric's Diamond line, concatenated.
+    pub fn lines(&self) -> &str {
+        &self.lines
     }
 
     /// Metric `i` (panics past the end).
     pub fn get(&self, i: usize) -> Published<'_> {
         let raw = self.raw_values[i];
+        let start = self.start(i);
         Published {
-            // ASCII by construction.
-            path: std::str::from_utf8(&self.paths[self.start(i)..self.path_ends[i] as usize])
-                .unwrap_or(""),
+            path: &self.lines[start..start + self.path_lens[i] as usize],
+            line: &self.lines[start..self.line_ends[i] as usize],
             value: self.values[i],
             precision: self.precisions[i],
             kind: if self.counters[i] == 1 {
@@ -329,22 +349,44 @@ impl Chunk {
         }
     }
 
-    fn push_columns(
+    /// Ends the line whose path was just written from `line_start`:
+    /// appends the value and timestamp text and fills the other columns.
+    /// A path longer than `u16::MAX` bytes is taken back and refused.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_line(
         &mut self,
+        line_start: usize,
         value: f64,
         precision: u8,
         kind: MetricKind,
         timestamp: u64,
         raw_value: Option<f64>,
         source: u16,
-    ) {
-        self.path_ends.push(self.paths.len() as u32);
+    ) -> bool {
+        let path_len = self.lines.len() - line_start;
+        if path_len > u16::MAX as usize || self.lines.len() > (u32::MAX as usize) / 2 {
+            self.lines.truncate(line_start);
+            return false;
+        }
+        self.lines.push(' ');
+        wdiamond_wire::push_fixed(&mut self.lines, value, precision);
+        self.lines.push(' ');
+        if self.stamp.0 != timestamp {
+            self.stamp.1.clear();
+            wdiamond_wire::push_uint(&mut self.stamp.1, timestamp);
+            self.stamp.0 = timestamp;
+        }
+        self.lines.push_str(&self.stamp.1);
+        self.lines.push('\n');
+        self.line_ends.push(self.lines.len() as u32);
+        self.path_lens.push(path_len as u16);
         self.values.push(value);
         self.precisions.push(precision);
         self.counters.push(u8::from(kind == MetricKind::Counter));
         self.timestamps.push(timestamp);
         self.raw_values.push(raw_value.unwrap_or(f64::NAN));
         self.source_ids.push(source);
+        true
     }
 
     /// Appends one metric whose path the host built (health metrics,
@@ -361,20 +403,23 @@ impl Chunk {
         raw_value: Option<f64>,
         source: &Arc<Source>,
     ) -> Result<(), Rejection> {
-        let path = path.as_bytes();
-        if path.len() > u32::MAX as usize - self.paths.len() {
-            return Err(Rejection::Malformed("chunk over 4 GiB".into()));
-        }
-        if !path.iter().all(|&b| ALLOWED[b as usize]) {
-            return Err(Rejection::Name(shown(path)));
+        if path.is_empty() || !path.bytes().all(|b| ALLOWED[b as usize]) {
+            return Err(Rejection::Name(shown(path.as_bytes())));
         }
         if !value.is_finite() {
-            return Err(Rejection::Value(shown(path)));
+            return Err(Rejection::Value(shown(path.as_bytes())));
+        }
+        if precision > MAX_PRECISION {
+            return Err(Rejection::Precision(shown(path.as_bytes())));
         }
         let id = self.source_id(source);
-        self.paths.extend_from_slice(path);
-        self.push_columns(value, precision, kind, timestamp, raw_value, id);
-        Ok(())
+        let start = self.lines.len();
+        self.lines.push_str(path);
+        if self.finish_line(start, value, precision, kind, timestamp, raw_value, id) {
+            Ok(())
+        } else {
+            Err(Rejection::Name(shown(path.as_bytes())))
+        }
     }
 
     /// Appends metrics `range` of `other` (block copies).
@@ -382,14 +427,19 @@ impl Chunk {
         if range.is_empty() {
             return;
         }
-        let (from, to) = (other.start(range.start), other.path_ends[range.end - 1] as usize);
-        let shift = self.paths.len() as i64 - from as i64;
-        self.paths.extend_from_slice(&other.paths[from..to]);
-        self.path_ends.extend(
-            other.path_ends[range.clone()]
+        let (from, to) = (
+            other.start(range.start),
+            other.line_ends[range.end - 1] as usize,
+        );
+        let shift = self.lines.len() as i64 - from as i64;
+        self.lines.push_str(&other.lines[from..to]);
+        self.line_ends.extend(
+            other.line_ends[range.clone()]
                 .iter()
                 .map(|&e| (e as i64 + shift) as u32),
         );
+        self.path_lens
+            .extend_from_slice(&other.path_lens[range.clone()]);
         self.values.extend_from_slice(&other.values[range.clone()]);
         self.precisions
             .extend_from_slice(&other.precisions[range.clone()]);
@@ -422,8 +472,9 @@ impl Chunk {
         share(&mut self.raw_values, |a, b| a.to_bits() == b.to_bits());
         share(&mut self.source_ids, |a, b| a == b);
         MetricBatch {
-            paths: self.paths,
-            path_ends: self.path_ends,
+            lines: self.lines.into_bytes(),
+            line_ends: self.line_ends,
+            path_lens: self.path_lens,
             values: self.values,
             precisions: self.precisions,
             counters: self.counters,
@@ -521,7 +572,7 @@ impl Publication {
         }
         let base = self.base(None);
         let mut out = Checked {
-            published: Chunk::with_capacity(n, set.names.len() + n * (base.len() + 1)),
+            published: Chunk::with_capacity(n, set.names.len() + n * (base.len() + 24)),
             ..Default::default()
         };
         let source = self.source();
@@ -576,14 +627,16 @@ impl Publication {
                     .as_str(),
             };
             let c = &mut out.published;
+            let line_start = c.lines.len();
             if !base.is_empty() {
-                c.paths.extend_from_slice(base.as_bytes());
-                c.paths.push(b'.');
+                c.lines.push_str(base);
+                c.lines.push('.');
             }
-            c.paths.extend_from_slice(name.as_bytes());
+            c.lines.push_str(name);
             let raw = at(&set.raw_values, i);
             let timestamp = at(&set.timestamps, i);
-            c.push_columns(
+            let written = c.finish_line(
+                line_start,
                 value,
                 precision,
                 if at(&set.counters, i) == 1 {
@@ -595,6 +648,16 @@ impl Publication {
                 raw.is_finite().then_some(raw),
                 sid,
             );
+            if !written {
+                out.rejected += 1;
+                if out.reasons.len() < 5 {
+                    out.reasons.push(Rejection::Name(format!(
+                        "{} (the full path is over {} bytes)",
+                        shown(name.as_bytes()),
+                        u16::MAX
+                    )));
+                }
+            }
         }
         out
     }

@@ -122,7 +122,7 @@ impl Handler for HttpPost {
         let (body, ctype) = if self.json {
             (json(&batch), "application/json")
         } else {
-            (graphite_lines(&batch), "text/plain")
+            (graphite_lines(batch).to_string(), "text/plain")
         };
         let r = http_post(
             &self.url.address,
