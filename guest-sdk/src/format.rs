@@ -14,7 +14,7 @@ pub fn graphite_line(out: &mut String, path: &str, value: f64, precision: u8, ti
 /// Graphite plaintext of a batch (`path value timestamp` lines): the
 /// lines the host formatted, as they are.
 #[cfg(feature = "handler")]
-pub fn graphite_lines(batch: &crate::Batch) -> &str {
+pub fn graphite_lines(batch: &crate::Batch) -> &[u8] {
     batch.lines()
 }
 

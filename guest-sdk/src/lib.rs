@@ -122,15 +122,17 @@ pub struct PublishedMetric<'a> {
 /// as [`PublishedMetric`]s without building a record per metric.
 #[cfg(feature = "handler")]
 pub struct Batch {
-    lines: String,
     b: MetricBatch,
 }
 
 #[cfg(feature = "handler")]
 impl Batch {
-    /// Checks that the columns agree (lengths, offsets, UTF-8, source
-    /// indexes); the host always sends them so, but a guest trusts nothing.
-    pub fn new(mut b: MetricBatch) -> Result<Batch, String> {
+    /// Checks that the columns agree (lengths, offsets, source indexes);
+    /// the host always sends them so, but a guest trusts nothing. The
+    /// lines are not scanned here (that cost as much as the rest of a
+    /// graphite handler's work): a path or line is checked as UTF-8 when
+    /// read as text.
+    pub fn new(b: MetricBatch) -> Result<Batch, String> {
         use columns::fits;
         let n = b.line_ends.len();
         let ok = b.values.len() == n
@@ -143,26 +145,20 @@ impl Batch {
         if !ok {
             return Err(format!("malformed batch: column lengths differ from {n} lines"));
         }
-        let lines = String::from_utf8(std::mem::take(&mut b.lines))
-            .map_err(|_| "malformed batch: lines are not UTF-8")?;
         let mut start = 0usize;
         for (&end, &path) in b.line_ends.iter().zip(&b.path_lens) {
-            let (end, path_end) = (end as usize, start + path as usize);
-            if end < path_end
-                || !lines.is_char_boundary(end)
-                || !lines.is_char_boundary(path_end)
-            {
+            if (end as usize) < start + path as usize {
                 return Err("malformed batch: bad line offsets".into());
             }
-            start = end;
+            start = end as usize;
         }
-        if start != lines.len() {
-            return Err("malformed batch: bytes after the last line".into());
+        if start != b.lines.len() {
+            return Err("malformed batch: line offsets do not end with the lines".into());
         }
         if b.source_ids.iter().any(|&k| k as usize >= b.sources.len()) {
             return Err("malformed batch: bad source index".into());
         }
-        Ok(Batch { lines, b })
+        Ok(Batch { b })
     }
 
     /// How many metrics.
@@ -183,24 +179,27 @@ impl Batch {
         }
     }
 
-    /// Path of metric `i`.
+    /// Path of metric `i` (empty if the host sent a path that is not
+    /// UTF-8, which it never does).
     #[inline]
     pub fn path(&self, i: usize) -> &str {
         let start = self.start(i);
         // Offsets were checked in `new`.
-        &self.lines[start..start + self.b.path_lens[i] as usize]
+        let bytes = &self.b.lines[start..start + self.b.path_lens[i] as usize];
+        std::str::from_utf8(bytes).unwrap_or("")
     }
 
     /// Diamond's line of metric `i` (`path value timestamp\n`).
     #[inline]
     pub fn line(&self, i: usize) -> &str {
-        &self.lines[self.start(i)..self.b.line_ends[i] as usize]
+        let bytes = &self.b.lines[self.start(i)..self.b.line_ends[i] as usize];
+        std::str::from_utf8(bytes).unwrap_or("")
     }
 
     /// Every metric's Diamond line, concatenated: the graphite plaintext
-    /// of the whole batch, formatted by the host.
-    pub fn lines(&self) -> &str {
-        &self.lines
+    /// of the whole batch, formatted by the host (ASCII).
+    pub fn lines(&self) -> &[u8] {
+        &self.b.lines
     }
 
     /// Value of metric `i`.
@@ -306,7 +305,8 @@ impl<'a> FromIterator<PublishedMetric<'a>> for Batch {
             };
             b.source_ids.push(k as u16);
         }
-        Batch { lines, b }
+        b.lines = lines.into_bytes();
+        Batch { b }
     }
 }
 
@@ -638,4 +638,76 @@ macro_rules! export_handler {
         #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_handler_world!(__WdiamondHandler);
     };
+}
+
+#[cfg(all(test, feature = "handler"))]
+mod batch_tests {
+    use super::*;
+
+    fn metric(path: &str, value: f64, timestamp: u64) -> PublishedMetric<'_> {
+        PublishedMetric {
+            path,
+            value,
+            precision: 2,
+            kind: MetricKind::Gauge,
+            timestamp,
+            raw_value: None,
+            host: "h",
+            collector: "c",
+            tenant: None,
+            ttl: 20,
+        }
+    }
+
+    #[test]
+    fn a_batch_reads_back_its_metrics_and_lines() {
+        let b: Batch = [metric("a.b", 1.5, 7), metric("a.c", 0.115, 8)]
+            .into_iter()
+            .collect();
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.lines(), b"a.b 1.50 7\na.c 0.12 8\n");
+        assert_eq!(b.path(1), "a.c");
+        assert_eq!(b.line(0), "a.b 1.50 7\n");
+        let back: Vec<_> = b.iter().collect();
+        assert_eq!(back, [metric("a.b", 1.5, 7), metric("a.c", 0.115, 8)]);
+    }
+
+    #[test]
+    fn shared_columns_apply_to_every_metric() {
+        let b: Batch = [metric("a.b", 1.0, 7), metric("a.c", 2.0, 7)]
+            .into_iter()
+            .collect();
+        let mut cols = b.b;
+        cols.timestamps = vec![9];
+        cols.precisions = vec![0];
+        let b = Batch::new(cols).unwrap();
+        assert_eq!((b.timestamp(1), b.precision(1)), (9, 0));
+        assert_eq!(b.get(1).timestamp, 9);
+    }
+
+    #[test]
+    fn malformed_batches_are_refused() {
+        let good = || -> MetricBatch {
+            let b: Batch = [metric("a.b", 1.0, 7), metric("a.c", 2.0, 7)]
+                .into_iter()
+                .collect();
+            b.b
+        };
+        let mut b = good();
+        b.line_ends[1] += 1;
+        assert!(Batch::new(b).is_err(), "offsets past the lines");
+        let mut b = good();
+        b.path_lens[0] = 200;
+        assert!(Batch::new(b).is_err(), "a path longer than its line");
+        let mut b = good();
+        b.source_ids = vec![3];
+        assert!(Batch::new(b).is_err(), "an unknown source");
+        let mut b = good();
+        b.values.pop();
+        assert!(Batch::new(b).is_err(), "a short column");
+        let mut b = good();
+        b.timestamps = vec![];
+        assert!(Batch::new(b).is_err(), "an empty column for two metrics");
+        assert!(Batch::new(good()).is_ok());
+    }
 }

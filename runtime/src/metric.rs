@@ -59,12 +59,14 @@ fn shown(name: &[u8]) -> String {
 /// Checks a name (or an instance) from a guest: 1 to [`MAX_NAME`]
 /// allowed bytes, no empty `.`-separated segment. One pass, no allocation.
 pub fn check_name_bytes(name: &[u8]) -> Result<&str, Rejection> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME
-        && name[0] != b'.'
-        && name[name.len() - 1] != b'.'
-        && name.iter().all(|&b| ALLOWED[b as usize])
-        && !name.windows(2).any(|w| w == b"..");
+    let mut ok = !name.is_empty() && name.len() <= MAX_NAME;
+    // The byte before the current one; '.' first, so a leading dot fails.
+    let mut prev = b'.';
+    for &b in name {
+        ok &= ALLOWED[b as usize] & !(b == b'.' && prev == b'.');
+        prev = b;
+    }
+    ok &= prev != b'.';
     match std::str::from_utf8(name) {
         Ok(s) if ok => Ok(s),
         _ => Err(Rejection::Name(shown(name))),
@@ -237,8 +239,10 @@ pub struct Published<'a> {
 /// Invariants (kept by every constructor): `lines` holds one line per
 /// metric whose first `path_lens[i]` bytes are a path of allowed ASCII
 /// bytes, followed by the value and timestamp of the other columns;
-/// `line_ends` is increasing and ends at `lines.len()`; every column has
-/// one entry per metric; every source id indexes `sources`.
+/// `line_ends` is increasing and ends at `lines.len()`; `path_lens` and
+/// `values` have one entry per metric, the other columns one per metric
+/// or a single shared one (as in the WIT's `metric-batch`); every source
+/// id indexes `sources`.
 #[derive(Debug, Clone)]
 pub struct Chunk {
     lines: String,
@@ -269,11 +273,11 @@ impl Chunk {
             line_ends: Vec::with_capacity(n),
             path_lens: Vec::with_capacity(n),
             values: Vec::with_capacity(n),
-            precisions: Vec::with_capacity(n),
-            counters: Vec::with_capacity(n),
-            timestamps: Vec::with_capacity(n),
-            raw_values: Vec::with_capacity(n),
-            source_ids: Vec::with_capacity(n),
+            precisions: Vec::new(),
+            counters: Vec::new(),
+            timestamps: Vec::new(),
+            raw_values: Vec::new(),
+            source_ids: Vec::new(),
             sources: Vec::new(),
             stamp: (u64::MAX, String::new()),
         }
@@ -304,21 +308,21 @@ impl Chunk {
 
     /// Metric `i` (panics past the end).
     pub fn get(&self, i: usize) -> Published<'_> {
-        let raw = self.raw_values[i];
+        let raw = at(&self.raw_values, i);
         let start = self.start(i);
         Published {
             path: &self.lines[start..start + self.path_lens[i] as usize],
             line: &self.lines[start..self.line_ends[i] as usize],
             value: self.values[i],
-            precision: self.precisions[i],
-            kind: if self.counters[i] == 1 {
+            precision: at(&self.precisions, i),
+            kind: if at(&self.counters, i) == 1 {
                 MetricKind::Counter
             } else {
                 MetricKind::Gauge
             },
-            timestamp: self.timestamps[i],
+            timestamp: at(&self.timestamps, i),
             raw_value: (!raw.is_nan()).then_some(raw),
-            source: &self.sources[self.source_ids[i] as usize],
+            source: &self.sources[at(&self.source_ids, i) as usize],
         }
     }
 
@@ -378,14 +382,17 @@ impl Chunk {
         }
         self.lines.push_str(&self.stamp.1);
         self.lines.push('\n');
+        let n = self.len();
+        let eq = |a: u8, b: u8| a == b;
+        extend_shared(&mut self.precisions, n, precision, 1, eq);
+        extend_shared(&mut self.counters, n, u8::from(kind == MetricKind::Counter), 1, eq);
+        extend_shared(&mut self.timestamps, n, timestamp, 1, |a, b| a == b);
+        let raw = raw_value.unwrap_or(f64::NAN);
+        extend_shared(&mut self.raw_values, n, raw, 1, |a, b| a.to_bits() == b.to_bits());
+        extend_shared(&mut self.source_ids, n, source, 1, |a, b| a == b);
         self.line_ends.push(self.lines.len() as u32);
         self.path_lens.push(path_len as u16);
         self.values.push(value);
-        self.precisions.push(precision);
-        self.counters.push(u8::from(kind == MetricKind::Counter));
-        self.timestamps.push(timestamp);
-        self.raw_values.push(raw_value.unwrap_or(f64::NAN));
-        self.source_ids.push(source);
         true
     }
 
@@ -427,6 +434,8 @@ impl Chunk {
         if range.is_empty() {
             return;
         }
+        // Metrics before these (the shared columns need it).
+        let n = self.len();
         let (from, to) = (
             other.start(range.start),
             other.line_ends[range.end - 1] as usize,
@@ -441,24 +450,35 @@ impl Chunk {
         self.path_lens
             .extend_from_slice(&other.path_lens[range.clone()]);
         self.values.extend_from_slice(&other.values[range.clone()]);
-        self.precisions
-            .extend_from_slice(&other.precisions[range.clone()]);
-        self.counters.extend_from_slice(&other.counters[range.clone()]);
-        self.timestamps
-            .extend_from_slice(&other.timestamps[range.clone()]);
-        self.raw_values
-            .extend_from_slice(&other.raw_values[range.clone()]);
-        if other.sources.len() == 1 && self.sources.is_empty() {
-            // The common case: one run's metrics, ids all 0.
-            self.sources.push(other.sources[0].clone());
-            self.source_ids.extend_from_slice(&other.source_ids[range]);
+        let map: Vec<u16> = other.sources.iter().map(|s| self.source_id(s)).collect();
+        let k = range.len();
+        fn copy<T: Copy>(
+            dst: &mut Vec<T>,
+            n: usize,
+            src: &[T],
+            range: std::ops::Range<usize>,
+            same: impl Fn(T, T) -> bool,
+        ) {
+            if src.len() == 1 {
+                extend_shared(dst, n, src[0], range.len(), same);
+            } else {
+                expand(dst, n);
+                dst.extend_from_slice(&src[range]);
+            }
+        }
+        copy(&mut self.precisions, n, &other.precisions, range.clone(), |a, b| a == b);
+        copy(&mut self.counters, n, &other.counters, range.clone(), |a, b| a == b);
+        copy(&mut self.timestamps, n, &other.timestamps, range.clone(), |a, b| a == b);
+        copy(&mut self.raw_values, n, &other.raw_values, range.clone(), |a, b| {
+            a.to_bits() == b.to_bits()
+        });
+        if other.source_ids.len() == 1 {
+            let id = map[other.source_ids[0] as usize];
+            extend_shared(&mut self.source_ids, n, id, k, |a, b| a == b);
         } else {
-            let map: Vec<u16> = other.sources.iter().map(|s| self.source_id(s)).collect();
-            self.source_ids.extend(
-                other.source_ids[range]
-                    .iter()
-                    .map(|&k| map[k as usize]),
-            );
+            expand(&mut self.source_ids, n);
+            self.source_ids
+                .extend(other.source_ids[range].iter().map(|&s| map[s as usize]));
         }
     }
 
@@ -732,6 +752,40 @@ fn at<T: Copy>(col: &[T], i: usize) -> T {
 /// Whether a column fits `n` metrics: one entry each, or one shared.
 fn fits<T>(col: &[T], n: usize) -> bool {
     col.len() == n || (col.len() == 1 && n > 0)
+}
+
+/// Appends `k` entries, all `v`, to a column that describes `n` metrics
+/// and may be shared: it stays one shared entry while every value is the
+/// same, and becomes one entry per metric at the first that differs.
+#[inline(always)]
+fn extend_shared<T: Copy>(col: &mut Vec<T>, n: usize, v: T, k: usize, same: impl Fn(T, T) -> bool) {
+    if col.len() == 1 && n > 0 && same(col[0], v) {
+        return;
+    }
+    extend_shared_slow(col, n, v, k);
+}
+
+#[inline(never)]
+fn extend_shared_slow<T: Copy>(col: &mut Vec<T>, n: usize, v: T, k: usize) {
+    if k == 0 {
+        return;
+    }
+    if n == 0 {
+        // One entry, shared by the `k` new metrics.
+        col.clear();
+        col.push(v);
+        return;
+    }
+    expand(col, n);
+    col.extend(std::iter::repeat_n(v, k));
+}
+
+/// Turns a shared column of `n` metrics into one entry per metric.
+fn expand<T: Copy>(col: &mut Vec<T>, n: usize) {
+    if col.len() == 1 && n > 1 {
+        let first = col[0];
+        col.resize(n, first);
+    }
 }
 
 /// Makes a column a single shared entry when all its entries are equal.

@@ -151,7 +151,7 @@ impl Handler for Archive {
             self.file = Some(f);
         }
         let f = self.file.as_mut().expect("opened above");
-        if let Err(e) = f.write_all(text.as_bytes()) {
+        if let Err(e) = f.write_all(text) {
             self.file = None;
             return Err(format!("writing {}: {e}", self.log_file));
         }

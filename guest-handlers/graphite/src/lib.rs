@@ -71,7 +71,7 @@ impl Handler for Graphite {
         if batch.is_empty() {
             return Ok(());
         }
-        self.sender.send(graphite_lines(&batch).as_bytes())
+        self.sender.send(graphite_lines(batch))
     }
 
     fn flush(&mut self) -> Result<(), String> {

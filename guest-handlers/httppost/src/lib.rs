@@ -122,7 +122,7 @@ impl Handler for HttpPost {
         let (body, ctype) = if self.json {
             (json(&batch), "application/json")
         } else {
-            (graphite_lines(batch).to_string(), "text/plain")
+            (String::from_utf8_lossy(graphite_lines(batch)).into_owned(), "text/plain")
         };
         let r = http_post(
             &self.url.address,

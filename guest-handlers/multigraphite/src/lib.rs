@@ -69,7 +69,7 @@ impl Handler for MultiGraphite {
         let errors: Vec<String> = self
             .senders
             .iter_mut()
-            .filter_map(|s| s.send(text.as_bytes()).err())
+            .filter_map(|s| s.send(text).err())
             .collect();
         if errors.is_empty() {
             Ok(())
