@@ -1,7 +1,9 @@
 //! Throughput: a synthetic collector publishing large batches -> host
-//! checks and Diamond paths -> the graphite handler component -> a TCP sink
-//! on 127.0.0.1; next to plain native Rust producing the same lines into the
-//! same sink. Also where the wasm pipeline's time goes.
+//! checks, Diamond paths and lines -> the graphite handler component -> a
+//! TCP sink on 127.0.0.1; next to plain native Rust producing the same lines
+//! into the same sink. First the stages one after the other in one thread
+//! (with where the time goes), then the running agent (its collector and
+//! handler tasks overlapping) with the process CPU per metric.
 //!
 //! Run: `cargo bench --bench throughput`.
 
@@ -183,13 +185,13 @@ fn main() {
     );
     println!("| ratio native / wasm | {:.2}x | |", n / w);
     println!();
-    println!("wasm round, median ms: collect (guest builds {BATCH} records, host lifts them) {:.1}; host checks + paths {:.1}; handler (lower records, guest formats, host sends) {:.1}", median(t_collect), median(t_publish), median(t_process));
+    println!("wasm round, median ms: collect (the guest fills its columns, the host lifts them) {:.1}; host (checks, paths, lines) {:.1}; handler (batches cut from the queue, lowered, sent) {:.1}", median(t_collect), median(t_publish), median(t_process));
     println!(
         "  of the collect: the guest filling its columns (no output) {:.1} ms",
         median(t_gen)
     );
     println!(
-        "  of the handler: packing columns {:.1} ms, the process calls {:.1} ms",
+        "  of the handler: cutting batches {:.1} ms, the process calls {:.1} ms",
         median(t_pack),
         median(t_guest)
     );
