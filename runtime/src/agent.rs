@@ -751,13 +751,17 @@ fn timestamp_now(facts: &HostFacts) -> f64 {
 
 /// Runs one collection on `instance` (taken and given back), publishing to
 /// `router`. Returns the instance if it is still usable.
+///
+/// The guest's output is checked and turned into lines on the same blocking
+/// thread, right after the guest returns: the columns are still in that
+/// core's cache, and the async workers never run that work.
 pub async fn run_collection(
     runtime: &Arc<Runtime>,
-    lc: &LoadedCollectorShared,
+    lc: &Arc<LoadedCollectorShared>,
     instance: Option<Instance<CollectorPlugin>>,
     deadline: Duration,
     router: &Router,
-    stats: &PluginStats,
+    stats: &Arc<PluginStats>,
 ) -> Result<Option<Instance<CollectorPlugin>>, String> {
     let span = lc.ctx.span.clone();
     let mut instance = match instance {
@@ -786,9 +790,18 @@ pub async fn run_collection(
         return Ok(Some(instance));
     }
     stats.runs.fetch_add(1, Ordering::Relaxed);
+    let (shared, run_stats) = (lc.clone(), stats.clone());
     let (instance, (result, usage)) = match tokio::task::spawn_blocking(move || {
-        let r = instance.collect_with_fuel(deadline, fuel_left);
-        (instance, r)
+        let (r, usage) = instance.collect_with_fuel(deadline, fuel_left);
+        let r = r.map(|r| {
+            r.map(|set| {
+                shared
+                    .ctx
+                    .span
+                    .in_scope(|| publish_run(&shared, set, start, &usage, &run_stats))
+            })
+        });
+        (instance, (r, usage))
     })
     .await
     {
@@ -804,58 +817,10 @@ pub async fn run_collection(
     }
     let _g = span.enter();
     match result {
-        Ok(Ok(metrics)) => {
-            let max = lc.ctx.limits.max_metrics as usize;
-            let mut metrics = metrics;
-            let count = metrics.name_ends.len();
-            if count > max {
-                let over = count - max;
-                crate::metric::truncate(&mut metrics, max);
-                stats.dropped.fetch_add(over as u64, Ordering::Relaxed);
-                tracing::warn!(dropped = over, max_metrics = max, "published more metrics than [limits] max_metrics allows; the rest were dropped");
-            }
-            if let Some(t) = &lc.tenant {
-                let count = metrics.name_ends.len();
-                let (ok, first) = t.take_metrics(start, count as u64);
-                let over = count - ok as usize;
-                if over > 0 {
-                    crate::metric::truncate(&mut metrics, ok as usize);
-                    stats.dropped.fetch_add(over as u64, Ordering::Relaxed);
-                    if first {
-                        tracing::warn!(tenant = %t.config.name, dropped = over, quota = ?t.config.max_metrics, "the tenant's max_metrics_per_interval is used up: dropping its metrics until the window ends");
-                    }
-                }
-            }
-            let now = timestamp_now(&lc.ctx.facts);
-            let mut checked = lc.publication.publish(metrics, now as u64);
-            if checked.rejected > 0 {
-                stats
-                    .rejected
-                    .fetch_add(checked.rejected as u64, Ordering::Relaxed);
-                let reasons: Vec<String> = checked.reasons.iter().map(|r| r.to_string()).collect();
-                tracing::warn!(
-                    rejected = checked.rejected,
-                    ?reasons,
-                    "rejected invalid metrics"
-                );
-            }
-            if lc.measure_collector_time {
-                let _ = checked.published.push(
-                    &lc.publication.path("collector_time_ms"),
-                    (usage.elapsed.as_secs_f64() * 1000.0).trunc(),
-                    0,
-                    MetricKind::Gauge,
-                    now as u64,
-                    None,
-                    &lc.publication.source(),
-                );
-            }
-            stats
-                .metrics
-                .fetch_add(checked.published.len() as u64, Ordering::Relaxed);
-            tracing::debug!(metrics = checked.published.len(), elapsed = ?usage.elapsed, fuel = usage.fuel, "collected");
-            if !checked.published.is_empty() {
-                let chunk = Arc::new(checked.published);
+        Ok(Ok(chunk)) => {
+            tracing::debug!(metrics = chunk.len(), elapsed = ?usage.elapsed, fuel = usage.fuel, "collected");
+            if !chunk.is_empty() {
+                let chunk = Arc::new(chunk);
                 for q in router.read().unwrap_or_else(|p| p.into_inner()).iter() {
                     q.push(&chunk);
                 }
@@ -877,6 +842,68 @@ pub async fn run_collection(
             Ok(None)
         }
     }
+}
+
+/// What a collector's run publishes: its metrics within `max_metrics` and
+/// the tenant's quota, checked, with their paths and lines (and
+/// `collector_time_ms` when asked for). Counts what was dropped or
+/// rejected.
+fn publish_run(
+    lc: &LoadedCollectorShared,
+    metrics: crate::bindings::types::MetricSet,
+    start: f64,
+    usage: &crate::plugin::Usage,
+    stats: &PluginStats,
+) -> crate::metric::Chunk {
+    let max = lc.ctx.limits.max_metrics as usize;
+    let mut metrics = metrics;
+    let count = metrics.name_ends.len();
+    if count > max {
+        let over = count - max;
+        crate::metric::truncate(&mut metrics, max);
+        stats.dropped.fetch_add(over as u64, Ordering::Relaxed);
+        tracing::warn!(dropped = over, max_metrics = max, "published more metrics than [limits] max_metrics allows; the rest were dropped");
+    }
+    if let Some(t) = &lc.tenant {
+        let count = metrics.name_ends.len();
+        let (ok, first) = t.take_metrics(start, count as u64);
+        let over = count - ok as usize;
+        if over > 0 {
+            crate::metric::truncate(&mut metrics, ok as usize);
+            stats.dropped.fetch_add(over as u64, Ordering::Relaxed);
+            if first {
+                tracing::warn!(tenant = %t.config.name, dropped = over, quota = ?t.config.max_metrics, "the tenant's max_metrics_per_interval is used up: dropping its metrics until the window ends");
+            }
+        }
+    }
+    let now = timestamp_now(&lc.ctx.facts);
+    let mut checked = lc.publication.publish(metrics, now as u64);
+    if checked.rejected > 0 {
+        stats
+            .rejected
+            .fetch_add(checked.rejected as u64, Ordering::Relaxed);
+        let reasons: Vec<String> = checked.reasons.iter().map(|r| r.to_string()).collect();
+        tracing::warn!(
+            rejected = checked.rejected,
+            ?reasons,
+            "rejected invalid metrics"
+        );
+    }
+    if lc.measure_collector_time {
+        let _ = checked.published.push(
+            &lc.publication.path("collector_time_ms"),
+            (usage.elapsed.as_secs_f64() * 1000.0).trunc(),
+            0,
+            MetricKind::Gauge,
+            now as u64,
+            None,
+            &lc.publication.source(),
+        );
+    }
+    stats
+        .metrics
+        .fetch_add(checked.published.len() as u64, Ordering::Relaxed);
+    checked.published
 }
 
 /// The parts of a [`LoadedCollector`] the collector task shares.
@@ -910,13 +937,13 @@ async fn collector_task(
         .unwrap_or(schedule.default_deadline());
     let span = lc.ctx.span.clone();
     span.in_scope(|| tracing::info!(interval, stagger = schedule.stagger(), deadline = ?deadline, "scheduled"));
-    let shared = LoadedCollectorShared {
+    let shared = Arc::new(LoadedCollectorShared {
         component: lc.component,
         ctx: lc.ctx,
         publication: lc.publication,
         measure_collector_time: lc.config.measure_collector_time,
         tenant: lc.tenant,
-    };
+    });
     let mut instance = Some(lc.instance);
     let mut failures: u32 = 0;
     let mut retry_at = 0.0;
