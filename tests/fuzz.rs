@@ -81,6 +81,9 @@ proptest! {
         let checked = publication.publish(wdiamond::metric::set_of(vec![m]), 0);
         prop_assert_eq!(checked.published.len() + checked.rejected, 1);
         for p in checked.published.iter() {
+            // The line handlers send is Diamond's `str(metric)` of it.
+            let line = format!("{} {:.*} {}\n", p.path, p.precision as usize, p.value, p.timestamp);
+            prop_assert_eq!(p.line, line.as_str());
             prop_assert!(!p.path.contains(char::is_whitespace));
             prop_assert!(p.value.is_finite());
             prop_assert!(p.precision <= wdiamond::metric::MAX_PRECISION);

@@ -143,7 +143,9 @@ impl Batch {
             && fits(&b.raw_values, n)
             && fits(&b.source_ids, n);
         if !ok {
-            return Err(format!("malformed batch: column lengths differ from {n} lines"));
+            return Err(format!(
+                "malformed batch: column lengths differ from {n} lines"
+            ));
         }
         let mut start = 0usize;
         for (&end, &path) in b.line_ends.iter().zip(&b.path_lens) {

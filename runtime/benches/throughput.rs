@@ -196,7 +196,13 @@ fn main() {
         median(t_guest)
     );
 
-    agent_pipeline(port, &received, lines_bytes as f64 / BATCH as f64, &cache, &guest);
+    agent_pipeline(
+        port,
+        &received,
+        lines_bytes as f64 / BATCH as f64,
+        &cache,
+        &guest,
+    );
 }
 
 /// CPU time of the whole process (every thread: agent, sink), seconds.
@@ -213,7 +219,13 @@ fn process_cpu() -> f64 {
 /// concurrently through the queue, so the stages overlap on the two cores.
 /// Sustained metrics/s at the sink and process CPU per metric, next to the
 /// native floor's in the same process.
-fn agent_pipeline(port: u16, received: &Arc<AtomicU64>, line_bytes: f64, cache: &std::path::Path, guest: &std::path::Path) {
+fn agent_pipeline(
+    port: u16,
+    received: &Arc<AtomicU64>,
+    line_bytes: f64,
+    cache: &std::path::Path,
+    guest: &std::path::Path,
+) {
     const SECS: f64 = 4.0;
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("agent.toml");
@@ -236,11 +248,25 @@ fn agent_pipeline(port: u16, received: &Arc<AtomicU64>, line_bytes: f64, cache: 
             let config = wdiamond::config::load(&conf).unwrap();
             let runtime = Runtime::new(cache).unwrap();
             let loaded = agent::load(&runtime, &config, &HostFacts::default()).unwrap();
-            let a = wdiamond::agent::Agent::start(runtime, HostFacts::default(), &conf, &config, loaded);
+            let a = wdiamond::agent::Agent::start(
+                runtime,
+                HostFacts::default(),
+                &conf,
+                &config,
+                loaded,
+            );
             tokio::time::sleep(Duration::from_secs(1)).await; // warm-up
-            let (b0, c0, t0) = (received.load(Ordering::Relaxed), process_cpu(), Instant::now());
+            let (b0, c0, t0) = (
+                received.load(Ordering::Relaxed),
+                process_cpu(),
+                Instant::now(),
+            );
             tokio::time::sleep(Duration::from_secs_f64(SECS)).await;
-            let (b1, c1, t1) = (received.load(Ordering::Relaxed), process_cpu(), Instant::now());
+            let (b1, c1, t1) = (
+                received.load(Ordering::Relaxed),
+                process_cpu(),
+                Instant::now(),
+            );
             a.shutdown().await;
             let metrics = (b1 - b0) as f64 / line_bytes;
             (metrics / (t1 - t0).as_secs_f64(), (c1 - c0) / metrics)
@@ -248,7 +274,11 @@ fn agent_pipeline(port: u16, received: &Arc<AtomicU64>, line_bytes: f64, cache: 
         rates.push(rate);
         cpus.push(cpu);
         // The native floor, continuously for the same time.
-        let (b0, c0, t0) = (received.load(Ordering::Relaxed), process_cpu(), Instant::now());
+        let (b0, c0, t0) = (
+            received.load(Ordering::Relaxed),
+            process_cpu(),
+            Instant::now(),
+        );
         let mut buf = String::new();
         let mut path = String::new();
         let mut sent = 0u64;
@@ -264,7 +294,11 @@ fn agent_pipeline(port: u16, received: &Arc<AtomicU64>, line_bytes: f64, cache: 
             sent += buf.len() as u64;
         }
         wait_for(received, b0 + sent);
-        let (b1, c1, t1) = (received.load(Ordering::Relaxed), process_cpu(), Instant::now());
+        let (b1, c1, t1) = (
+            received.load(Ordering::Relaxed),
+            process_cpu(),
+            Instant::now(),
+        );
         let metrics = (b1 - b0) as f64 / line_bytes;
         native_rates.push(metrics / (t1 - t0).as_secs_f64());
         native_cpus.push((c1 - c0) / metrics);
@@ -277,13 +311,23 @@ fn agent_pipeline(port: u16, received: &Arc<AtomicU64>, line_bytes: f64, cache: 
     println!("|---|---|---|---|");
     println!(
         "| wasm agent (collector and handler tasks overlapping) | {r:.0} | {:?} | {:.0} ns |",
-        rates.iter().map(|x| format!("{:.2}M", x / 1e6)).collect::<Vec<_>>(),
+        rates
+            .iter()
+            .map(|x| format!("{:.2}M", x / 1e6))
+            .collect::<Vec<_>>(),
         c * 1e9
     );
     println!(
         "| native Rust, one thread | {n:.0} | {:?} | {:.0} ns |",
-        native_rates.iter().map(|x| format!("{:.2}M", x / 1e6)).collect::<Vec<_>>(),
+        native_rates
+            .iter()
+            .map(|x| format!("{:.2}M", x / 1e6))
+            .collect::<Vec<_>>(),
         nc * 1e9
     );
-    println!("| ratio native / wasm | {:.2}x | | CPU {:.2}x |", n / r, c / nc);
+    println!(
+        "| ratio native / wasm | {:.2}x | | CPU {:.2}x |",
+        n / r,
+        c / nc
+    );
 }

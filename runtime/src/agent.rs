@@ -862,7 +862,11 @@ fn publish_run(
         let over = count - max;
         crate::metric::truncate(&mut metrics, max);
         stats.dropped.fetch_add(over as u64, Ordering::Relaxed);
-        tracing::warn!(dropped = over, max_metrics = max, "published more metrics than [limits] max_metrics allows; the rest were dropped");
+        tracing::warn!(
+            dropped = over,
+            max_metrics = max,
+            "published more metrics than [limits] max_metrics allows; the rest were dropped"
+        );
     }
     if let Some(t) = &lc.tenant {
         let count = metrics.name_ends.len();

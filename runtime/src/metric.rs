@@ -385,10 +385,18 @@ impl Chunk {
         let n = self.len();
         let eq = |a: u8, b: u8| a == b;
         extend_shared(&mut self.precisions, n, precision, 1, eq);
-        extend_shared(&mut self.counters, n, u8::from(kind == MetricKind::Counter), 1, eq);
+        extend_shared(
+            &mut self.counters,
+            n,
+            u8::from(kind == MetricKind::Counter),
+            1,
+            eq,
+        );
         extend_shared(&mut self.timestamps, n, timestamp, 1, |a, b| a == b);
         let raw = raw_value.unwrap_or(f64::NAN);
-        extend_shared(&mut self.raw_values, n, raw, 1, |a, b| a.to_bits() == b.to_bits());
+        extend_shared(&mut self.raw_values, n, raw, 1, |a, b| {
+            a.to_bits() == b.to_bits()
+        });
         extend_shared(&mut self.source_ids, n, source, 1, |a, b| a == b);
         self.line_ends.push(self.lines.len() as u32);
         self.path_lens.push(path_len as u16);
@@ -466,12 +474,34 @@ impl Chunk {
                 dst.extend_from_slice(&src[range]);
             }
         }
-        copy(&mut self.precisions, n, &other.precisions, range.clone(), |a, b| a == b);
-        copy(&mut self.counters, n, &other.counters, range.clone(), |a, b| a == b);
-        copy(&mut self.timestamps, n, &other.timestamps, range.clone(), |a, b| a == b);
-        copy(&mut self.raw_values, n, &other.raw_values, range.clone(), |a, b| {
-            a.to_bits() == b.to_bits()
-        });
+        copy(
+            &mut self.precisions,
+            n,
+            &other.precisions,
+            range.clone(),
+            |a, b| a == b,
+        );
+        copy(
+            &mut self.counters,
+            n,
+            &other.counters,
+            range.clone(),
+            |a, b| a == b,
+        );
+        copy(
+            &mut self.timestamps,
+            n,
+            &other.timestamps,
+            range.clone(),
+            |a, b| a == b,
+        );
+        copy(
+            &mut self.raw_values,
+            n,
+            &other.raw_values,
+            range.clone(),
+            |a, b| a.to_bits() == b.to_bits(),
+        );
         if other.source_ids.len() == 1 {
             let id = map[other.source_ids[0] as usize];
             extend_shared(&mut self.source_ids, n, id, k, |a, b| a == b);
@@ -611,9 +641,10 @@ impl Publication {
                 let inst = match at(&set.instance_ids, i) {
                     0 => None,
                     k => {
-                        let x = set.instances.get(k as usize - 1).ok_or_else(|| {
-                            Rejection::Malformed(format!("instance index {k}"))
-                        })?;
+                        let x = set
+                            .instances
+                            .get(k as usize - 1)
+                            .ok_or_else(|| Rejection::Malformed(format!("instance index {k}")))?;
                         check_name(x)?;
                         Some(k as usize - 1)
                     }
@@ -843,5 +874,84 @@ mod tests {
         let f = Filter::new(&c);
         assert!(!f.keep("cpu1.idle"));
         assert!(f.keep("total.idle"));
+    }
+
+    #[test]
+    fn chunks_keep_shared_columns_and_read_back_exactly() {
+        let src = Arc::new(Source {
+            host: "h".into(),
+            collector: "c".into(),
+            tenant: None,
+            ttl: 20,
+        });
+        let mut a = Chunk::default();
+        for i in 0..4 {
+            a.push(
+                &format!("a.m{i}"),
+                i as f64,
+                2,
+                MetricKind::Gauge,
+                100,
+                None,
+                &src,
+            )
+            .unwrap();
+        }
+        // Every column but the lines, ends, path lengths and values is one
+        // shared entry.
+        assert_eq!(
+            (a.precisions.len(), a.timestamps.len(), a.source_ids.len()),
+            (1, 1, 1)
+        );
+        let mut b = Chunk::default();
+        b.push("b.x", 0.125, 3, MetricKind::Counter, 101, Some(7.0), &src)
+            .unwrap();
+        let mut c = Chunk::default();
+        c.extend_range(&a, 1..3);
+        c.extend_range(&b, 0..1);
+        c.extend_range(&a, 3..4);
+        let got: Vec<String> = c.iter().map(|m| m.line.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "a.m1 1.00 100\n",
+                "a.m2 2.00 100\n",
+                "b.x 0.125 101\n",
+                "a.m3 3.00 100\n"
+            ]
+        );
+        let x = c.get(2);
+        assert_eq!(
+            (x.path, x.precision, x.kind, x.timestamp, x.raw_value),
+            ("b.x", 3, MetricKind::Counter, 101, Some(7.0))
+        );
+        assert_eq!((c.get(3).precision, c.get(3).raw_value), (2, None));
+        assert_eq!(c.lines(), got.concat());
+        let batch = c.into_batch();
+        assert_eq!(batch.precisions, [2, 2, 3, 2]);
+        assert_eq!(batch.source_ids, [0], "one source: shared");
+        assert_eq!(batch.path_lens, [4, 4, 3, 4]);
+        assert_eq!(batch.lines, got.concat().into_bytes());
+    }
+
+    #[test]
+    fn host_made_paths_are_checked() {
+        let src = Arc::new(Source {
+            host: "h".into(),
+            collector: "c".into(),
+            tenant: None,
+            ttl: 20,
+        });
+        let mut c = Chunk::default();
+        assert!(c
+            .push("a b", 1.0, 0, MetricKind::Gauge, 1, None, &src)
+            .is_err());
+        assert!(c
+            .push("a.b", f64::NAN, 0, MetricKind::Gauge, 1, None, &src)
+            .is_err());
+        assert!(c
+            .push("", 1.0, 0, MetricKind::Gauge, 1, None, &src)
+            .is_err());
+        assert!(c.is_empty());
     }
 }

@@ -242,8 +242,7 @@ impl Runtime {
                 }
             }
         }
-        let component =
-            Component::new(engine, wasm).map_err(|e| anyhow!("compiling: {e:#}"))?;
+        let component = Component::new(engine, wasm).map_err(|e| anyhow!("compiling: {e:#}"))?;
         match component.serialize() {
             Ok(bytes) => {
                 let tmp = path.with_extension(format!("tmp{}", std::process::id()));

@@ -9,7 +9,7 @@ use std::io::Write;
 use wdiamond_sdk::bindings::wdiamond::plugin::host_info;
 use wdiamond_sdk::format::graphite_lines;
 use wdiamond_sdk::{
-    export_handler, option, Capability, Config, ConfigValue, Description, Handler, Batch,
+    export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
 };
 
 /// Days since 1970-01-01 to a `YYYY-MM-DD` string (proleptic Gregorian).

@@ -11,7 +11,7 @@ use wdiamond_sdk::bindings::wdiamond::plugin::sockets::Protocol;
 use wdiamond_sdk::format::graphite_lines;
 use wdiamond_sdk::net::{host_port, LineSender};
 use wdiamond_sdk::{
-    export_handler, option, Capability, Config, ConfigValue, Description, Handler, Batch,
+    export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
 };
 
 /// The handler's state.

@@ -5,7 +5,7 @@
 use wdiamond_sdk::bindings::wdiamond::plugin::sockets::Protocol;
 use wdiamond_sdk::net::{host_port, LineSender};
 use wdiamond_sdk::{
-    export_handler, option, Capability, Config, ConfigValue, Description, Handler, Batch,
+    export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
 };
 
 /// Carbon's default `PICKLE_RECEIVER_MAX_LENGTH` is 1 MiB: stay under it.

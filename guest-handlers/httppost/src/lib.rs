@@ -4,7 +4,7 @@
 use wdiamond_sdk::format::graphite_lines;
 use wdiamond_sdk::net::http_post;
 use wdiamond_sdk::{
-    export_handler, option, Capability, Config, ConfigValue, Description, Handler, Batch,
+    export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
 };
 
 /// An `http://host[:port]/path` URL.
@@ -122,7 +122,10 @@ impl Handler for HttpPost {
         let (body, ctype) = if self.json {
             (json(&batch), "application/json")
         } else {
-            (String::from_utf8_lossy(graphite_lines(batch)).into_owned(), "text/plain")
+            (
+                String::from_utf8_lossy(graphite_lines(batch)).into_owned(),
+                "text/plain",
+            )
         };
         let r = http_post(
             &self.url.address,

@@ -3,7 +3,7 @@
 
 use wdiamond_sdk::net::{host_port, http_post};
 use wdiamond_sdk::{
-    export_handler, option, Capability, Config, ConfigValue, Description, Handler, Batch,
+    export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
 };
 
 /// Escapes a measurement name for line protocol.

@@ -6,7 +6,7 @@
 use wdiamond_sdk::bindings::wdiamond::plugin::sockets::Protocol;
 use wdiamond_sdk::net::LineSender;
 use wdiamond_sdk::{
-    export_handler, option, Capability, Config, ConfigValue, Description, Handler, Batch,
+    export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
 };
 
 /// The handler's state.

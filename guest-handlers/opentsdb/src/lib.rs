@@ -4,7 +4,7 @@
 
 use wdiamond_sdk::net::{host_port, http_post};
 use wdiamond_sdk::{
-    export_handler, option, Capability, Config, ConfigValue, Description, Handler, Batch,
+    export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
 };
 
 /// The metric name OpenTSDB gets: the path after `.<host>.` (Diamond's

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use wdiamond_sdk::bindings::wdiamond::plugin::sockets::Protocol;
 use wdiamond_sdk::net::{host_port, LineSender};
 use wdiamond_sdk::{
-    export_handler, option, Capability, Config, ConfigValue, Description, Handler, MetricKind,
-    Batch,
+    export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
+    MetricKind,
 };
 
 /// Most bytes in one datagram (a safe payload on most networks).
