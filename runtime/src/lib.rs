@@ -11,13 +11,16 @@
 //! - [`config`]: the TOML configuration; strict, every error at once.
 //! - [`agent`]: loading plugins, the collector and handler tasks, queues,
 //!   reload and shutdown.
-//! - [`plugin`]: the wasmtime engine, the compiled-component cache, an
-//!   instance with its limits, and how failures are classified.
-//! - [`queue`]: a handler's bounded queue and its on-disk spool.
+//! - [`plugin`]: the wasmtime engines (with and without fuel metering),
+//!   the compiled-component cache, an instance with its limits, and how
+//!   failures are classified.
+//! - [`queue`]: a handler's bounded queue of shared columnar chunks, and its
+//!   on-disk spool.
 //! - [`host`]: the host side of each WIT import (files, fs-stats, process,
 //!   sockets, log, host-info, config), one module per capability.
 //! - [`grants`]: the typed, deny-by-default allow-lists those imports check.
-//! - [`metric`]: Diamond's metric paths, checks on guest output, filters.
+//! - [`metric`]: Diamond's metric paths and lines, checks on guest output,
+//!   filters, and the columnar [`metric::Chunk`] a run's metrics travel in.
 //! - [`schedule`]: Diamond's aligned, staggered collection windows.
 //! - [`hostname`]: Diamond's `hostname_method`s.
 //! - `bindings`: the one `bindgen!` of the WIT worlds.
