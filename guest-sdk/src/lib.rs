@@ -21,7 +21,7 @@
 //! are unit-tested on the host target.
 #![deny(missing_docs)]
 
-pub mod columns;
+pub use wdiamond_wire::columns;
 pub mod derive;
 pub mod format;
 pub mod text;

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use wdiamond_wire::columns::{at, expand, extend_shared, fits, share};
+
 use crate::bindings::types::{Metric, MetricBatch, MetricKind, MetricSet, MetricSource};
 use crate::config::CollectorConfig;
 
@@ -772,58 +774,6 @@ pub fn truncate(set: &mut MetricSet, n: usize) {
     cut(&mut set.timestamps, n, total);
     cut(&mut set.raw_values, n, total);
     cut(&mut set.instance_ids, n, total);
-}
-
-/// Entry `i` of a column that may be shared (one entry for all).
-#[inline]
-fn at<T: Copy>(col: &[T], i: usize) -> T {
-    col[if col.len() == 1 { 0 } else { i }]
-}
-
-/// Whether a column fits `n` metrics: one entry each, or one shared.
-fn fits<T>(col: &[T], n: usize) -> bool {
-    col.len() == n || (col.len() == 1 && n > 0)
-}
-
-/// Appends `k` entries, all `v`, to a column that describes `n` metrics
-/// and may be shared: it stays one shared entry while every value is the
-/// same, and becomes one entry per metric at the first that differs.
-#[inline(always)]
-fn extend_shared<T: Copy>(col: &mut Vec<T>, n: usize, v: T, k: usize, same: impl Fn(T, T) -> bool) {
-    if col.len() == 1 && n > 0 && same(col[0], v) {
-        return;
-    }
-    extend_shared_slow(col, n, v, k);
-}
-
-#[inline(never)]
-fn extend_shared_slow<T: Copy>(col: &mut Vec<T>, n: usize, v: T, k: usize) {
-    if k == 0 {
-        return;
-    }
-    if n == 0 {
-        // One entry, shared by the `k` new metrics.
-        col.clear();
-        col.push(v);
-        return;
-    }
-    expand(col, n);
-    col.extend(std::iter::repeat_n(v, k));
-}
-
-/// Turns a shared column of `n` metrics into one entry per metric.
-fn expand<T: Copy>(col: &mut Vec<T>, n: usize) {
-    if col.len() == 1 && n > 1 {
-        let first = col[0];
-        col.resize(n, first);
-    }
-}
-
-/// Makes a column a single shared entry when all its entries are equal.
-fn share<T: PartialEq>(col: &mut Vec<T>, same: impl Fn(&T, &T) -> bool) {
-    if col.len() > 1 && col.iter().all(|x| same(x, &col[0])) {
-        col.truncate(1);
-    }
 }
 
 #[cfg(test)]

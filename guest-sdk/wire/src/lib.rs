@@ -8,10 +8,14 @@
 //! (the value's 53-bit significand times 10^N, shifted by its exponent)
 //! instead of the general float formatter, which is several times slower;
 //! values outside its range fall back to the standard formatter.
+//!
+//! [`columns`] is the shared-column rule of the WIT's metric columns.
 #![deny(missing_docs)]
 #![no_std]
 
 extern crate alloc;
+
+pub mod columns;
 
 use alloc::string::String;
 use core::fmt::Write;
