@@ -7,7 +7,9 @@
 //! (loops forever), `bomb` (allocates until the memory cap stops it),
 //! `recurse` (unbounded recursion), `read` (reads the file `arg`), `run`
 //! (runs the argv `arg`, space-separated, asking for a one-hour timeout),
-//! `connect` (opens `tcp:arg`), `flood` (publishes `count` metrics), `nan`
+//! `connect` (opens `tcp:arg`), `flood` (publishes `count` metrics),
+//! `generate` (fills a publisher with `count` metrics but publishes only
+//! their number: the guest's own share of a flood, for benchmarks), `nan`
 //! (NaN and infinities), `names` (names with spaces, newlines, 10 KB),
 //! `instance` (publishes under the instance `arg`).
 
