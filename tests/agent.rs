@@ -380,3 +380,48 @@ fn sighup_applies_changed_options_and_a_bad_reload_keeps_the_running_config() {
         "the reload error names the problem: {log}"
     );
 }
+
+/// Only a plugin with a fuel limit counts fuel: its spinning run ends on
+/// fuel, well before its deadline; an unlimited one reports no fuel used.
+#[test]
+fn a_fuel_limit_stops_a_spinning_run_and_only_limited_plugins_count_fuel() {
+    let dir = tempfile::tempdir().unwrap();
+    let guest = common::test_guest("collector_misbehave");
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = [\"archive\"]\n[handlers.archive]\nlog_file = {:?}\n\
+             [collectors.limited]\nenabled = true\ncomponent = {guest:?}\nmode = \"spin\"\n\
+             [collectors.limited.limits]\nfuel = 20000000\ntimeout = 20\n\
+             [collectors.free]\nenabled = true\ncomponent = {guest:?}\n",
+            dir.path().join("a.log")
+        ),
+    );
+    let config = wdiamond::config::load(&conf).unwrap();
+    let mut loaded = agent::load(&common::runtime(), &config, &HostFacts::default()).unwrap();
+    let at = |loaded: &agent::Loaded, name: &str| {
+        loaded
+            .collectors
+            .iter()
+            .position(|c| c.config.plugin.name == name)
+            .unwrap()
+    };
+    let limited = at(&loaded, "limited");
+    let (r, usage) = loaded.collectors[limited]
+        .instance
+        .collect(Duration::from_secs(20));
+    let failure = r.expect_err("the spin never returns");
+    assert_eq!(failure.kind, wdiamond::plugin::FailureKind::Fuel, "{failure}");
+    assert!(usage.fuel >= 20_000_000, "fuel used: {}", usage.fuel);
+    assert!(
+        usage.elapsed < Duration::from_secs(10),
+        "stopped by fuel, not by the 20 s deadline: {:?}",
+        usage.elapsed
+    );
+    let free = at(&loaded, "free");
+    let (r, usage) = loaded.collectors[free]
+        .instance
+        .collect(Duration::from_secs(20));
+    assert!(matches!(r, Ok(Ok(_))));
+    assert_eq!(usage.fuel, 0, "a plugin without a fuel limit is not metered");
+}
