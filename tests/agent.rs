@@ -411,7 +411,11 @@ fn a_fuel_limit_stops_a_spinning_run_and_only_limited_plugins_count_fuel() {
         .instance
         .collect(Duration::from_secs(20));
     let failure = r.expect_err("the spin never returns");
-    assert_eq!(failure.kind, wdiamond::plugin::FailureKind::Fuel, "{failure}");
+    assert_eq!(
+        failure.kind,
+        wdiamond::plugin::FailureKind::Fuel,
+        "{failure}"
+    );
     assert!(usage.fuel >= 20_000_000, "fuel used: {}", usage.fuel);
     assert!(
         usage.elapsed < Duration::from_secs(10),
@@ -423,5 +427,8 @@ fn a_fuel_limit_stops_a_spinning_run_and_only_limited_plugins_count_fuel() {
         .instance
         .collect(Duration::from_secs(20));
     assert!(matches!(r, Ok(Ok(_))));
-    assert_eq!(usage.fuel, 0, "a plugin without a fuel limit is not metered");
+    assert_eq!(
+        usage.fuel, 0,
+        "a plugin without a fuel limit is not metered"
+    );
 }
