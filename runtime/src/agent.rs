@@ -562,13 +562,9 @@ fn load_collector(
 ) -> Option<LoadedCollector> {
     let p = &c.plugin;
     // Fuel is counted only where a limit needs it (see `Metering`).
-    let fuel_limited =
-        p.limits.fuel.is_some() || tenant.as_ref().is_some_and(|t| t.config.max_fuel.is_some());
-    let metering = if fuel_limited {
-        Metering::Fuel
-    } else {
-        Metering::None
-    };
+    let metering = Metering::for_limit(
+        p.limits.fuel.is_some() || tenant.as_ref().is_some_and(|t| t.config.max_fuel.is_some()),
+    );
     let (component, description) = component_and_description(
         runtime,
         p,
@@ -674,11 +670,7 @@ fn load_handler(
     errors: &mut Vec<ConfigError>,
 ) -> Option<LoadedHandler> {
     let p = &h.plugin;
-    let metering = if p.limits.fuel.is_some() {
-        Metering::Fuel
-    } else {
-        Metering::None
-    };
+    let metering = Metering::for_limit(p.limits.fuel.is_some());
     let (component, description) = component_and_description(
         runtime,
         p,

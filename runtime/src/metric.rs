@@ -10,6 +10,9 @@ use crate::config::CollectorConfig;
 
 /// Longest metric name accepted from a guest, bytes.
 pub const MAX_NAME: usize = 255;
+/// Most bytes of lines one chunk holds: its offsets are `u32`, and a
+/// chunk is also what one spill or batch copies at most.
+pub const MAX_LINES: usize = 1 << 30;
 /// Most decimals accepted.
 pub const MAX_PRECISION: u8 = 15;
 
@@ -308,6 +311,14 @@ impl Chunk {
         &self.lines
     }
 
+    /// How many of the (at most `n`) metrics from `from` have lines of at
+    /// most `bytes` bytes together.
+    pub fn fitting(&self, from: usize, n: usize, bytes: usize) -> usize {
+        let end = (from + n).min(self.len());
+        let limit = self.start(from) + bytes;
+        self.line_ends[from..end].partition_point(|&e| e as usize <= limit)
+    }
+
     /// Metric `i` (panics past the end).
     pub fn get(&self, i: usize) -> Published<'_> {
         let raw = at(&self.raw_values, i);
@@ -357,7 +368,8 @@ impl Chunk {
 
     /// Ends the line whose path was just written from `line_start`:
     /// appends the value and timestamp text and fills the other columns.
-    /// A path longer than `u16::MAX` bytes is taken back and refused.
+    /// A path longer than `u16::MAX` bytes, or a line past [`MAX_LINES`]
+    /// bytes of lines, is taken back and refused (the offsets are `u32`).
     #[allow(clippy::too_many_arguments)]
     fn finish_line(
         &mut self,
@@ -368,11 +380,19 @@ impl Chunk {
         timestamp: u64,
         raw_value: Option<f64>,
         source: u16,
-    ) -> bool {
+    ) -> Result<(), Rejection> {
         let path_len = self.lines.len() - line_start;
-        if path_len > u16::MAX as usize || self.lines.len() > (u32::MAX as usize) / 2 {
+        let refused = if path_len > u16::MAX as usize {
+            Some(format!("its full path is over {} bytes", u16::MAX))
+        } else if self.lines.len() > MAX_LINES {
+            Some(format!("one run's lines are over {MAX_LINES} bytes"))
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            let shown = shown(&self.lines.as_bytes()[line_start..]);
             self.lines.truncate(line_start);
-            return false;
+            return Err(Rejection::Name(format!("{shown}: {why}")));
         }
         self.lines.push(' ');
         wdiamond_wire::push_fixed(&mut self.lines, value, precision);
@@ -403,7 +423,7 @@ impl Chunk {
         self.line_ends.push(self.lines.len() as u32);
         self.path_lens.push(path_len as u16);
         self.values.push(value);
-        true
+        Ok(())
     }
 
     /// Appends one metric whose path the host built (health metrics,
@@ -432,11 +452,7 @@ impl Chunk {
         let id = self.source_id(source);
         let start = self.lines.len();
         self.lines.push_str(path);
-        if self.finish_line(start, value, precision, kind, timestamp, raw_value, id) {
-            Ok(())
-        } else {
-            Err(Rejection::Name(shown(path.as_bytes())))
-        }
+        self.finish_line(start, value, precision, kind, timestamp, raw_value, id)
     }
 
     /// Appends metrics `range` of `other` (block copies).
@@ -701,14 +717,10 @@ impl Publication {
                 raw.is_finite().then_some(raw),
                 sid,
             );
-            if !written {
+            if let Err(r) = written {
                 out.rejected += 1;
                 if out.reasons.len() < 5 {
-                    out.reasons.push(Rejection::Name(format!(
-                        "{} (the full path is over {} bytes)",
-                        shown(name.as_bytes()),
-                        u16::MAX
-                    )));
+                    out.reasons.push(r);
                 }
             }
         }
@@ -903,5 +915,51 @@ mod tests {
             .push("", 1.0, 0, MetricKind::Gauge, 1, None, &src)
             .is_err());
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn overlong_paths_are_refused_and_taken_back() {
+        let src = Arc::new(Source {
+            host: "h".into(),
+            collector: "c".into(),
+            tenant: None,
+            ttl: 20,
+        });
+        let mut c = Chunk::default();
+        c.push("a.b", 1.0, 0, MetricKind::Gauge, 5, None, &src)
+            .unwrap();
+        let long = "x".repeat(u16::MAX as usize + 1);
+        let e = c
+            .push(&long, 1.0, 0, MetricKind::Gauge, 5, None, &src)
+            .unwrap_err();
+        assert!(e.to_string().contains("over 65535 bytes"), "{e}");
+        assert_eq!(
+            c.lines(),
+            "a.b 1 5\n",
+            "the refused line left nothing behind"
+        );
+        // How many lines fit a byte budget.
+        c.push("a.c", 2.0, 0, MetricKind::Gauge, 5, None, &src)
+            .unwrap();
+        assert_eq!(c.fitting(0, 2, 8), 1);
+        assert_eq!(c.fitting(0, 2, 16), 2);
+        assert_eq!(c.fitting(1, 5, 8), 1);
+        assert_eq!(c.fitting(0, 2, 7), 0);
+    }
+
+    #[test]
+    fn a_tenant_prefix_covers_host_made_paths() {
+        let c = collector("[collectors.cpu]\n");
+        let p = Publication {
+            paths: PathBuilder::new(&c, Some("web1"), "cpu"),
+            filter: Filter::new(&c),
+            ttl: 1,
+            collector: "cpu".into(),
+            tenant: Some(("acme".into(), "tenants.acme".into())),
+        };
+        assert_eq!(
+            p.path("collector_time_ms"),
+            "tenants.acme.servers.web1.cpu.collector_time_ms"
+        );
     }
 }

@@ -88,6 +88,17 @@ pub enum Metering {
     None,
 }
 
+impl Metering {
+    /// Fuel is counted only for a plugin under some fuel limit.
+    pub fn for_limit(fuel_limited: bool) -> Metering {
+        if fuel_limited {
+            Metering::Fuel
+        } else {
+            Metering::None
+        }
+    }
+}
+
 /// One wasmtime engine and the linkers of both worlds for it.
 struct EngineSet {
     engine: Engine,

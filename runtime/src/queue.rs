@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 
 use crate::agent::PluginStats;
 use crate::bindings::types::MetricKind;
-use crate::metric::{Chunk, Source};
+use crate::metric::{Chunk, Source, MAX_LINES};
 
 /// Which part of the queue a [`Queue::peek`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +70,8 @@ struct Inner {
 }
 
 impl Inner {
-    /// Copies up to `n` of the oldest metrics into one chunk.
+    /// Copies up to `n` of the oldest metrics into one chunk, and at most
+    /// [`MAX_LINES`] bytes of lines (fewer metrics then).
     fn copy_front(&self, n: usize) -> Chunk {
         let mut out = Chunk::default();
         let mut skip = self.offset;
@@ -78,11 +79,31 @@ impl Inner {
             if out.len() >= n {
                 break;
             }
-            let take = (c.len() - skip).min(n - out.len());
+            let room = MAX_LINES.saturating_sub(out.lines().len());
+            let take = c.fitting(skip, n - out.len(), room);
+            if take == 0 {
+                break;
+            }
             out.extend_range(c, skip..skip + take);
             skip = 0;
         }
         out
+    }
+
+    /// Removes the `n` oldest metrics, as chunks of at most [`MAX_LINES`].
+    fn take_front(&mut self, n: usize) -> Vec<Chunk> {
+        let mut pieces = Vec::new();
+        let mut left = n.min(self.len);
+        while left > 0 {
+            let piece = self.copy_front(left);
+            if piece.is_empty() {
+                break; // cannot happen: one line is far below MAX_LINES
+            }
+            left -= piece.len();
+            self.drop_front(piece.len());
+            pieces.push(piece);
+        }
+        pieces
     }
 
     /// Removes up to `n` of the oldest metrics.
@@ -138,16 +159,14 @@ impl Queue {
             q.chunks.push_back(chunk.clone());
             q.len += chunk.len();
             if q.len <= self.capacity {
-                None
+                Vec::new()
             } else {
                 let k = q.len - self.capacity / 2;
-                let out = q.copy_front(k);
-                q.drop_front(k);
-                Some(out)
+                q.take_front(k)
             }
         };
-        if let Some(overflow) = overflow {
-            self.spill(overflow, "handler queue full");
+        for piece in overflow {
+            self.spill(piece, "handler queue full");
         }
         self.notify.notify_one();
     }
@@ -233,17 +252,12 @@ impl Queue {
     /// backend cannot take it). Returns how many were spooled; without a
     /// spool they are dropped and counted.
     pub fn spill_all(&self, why: &str) -> usize {
-        let items = {
+        let pieces = {
             let mut q = self.lock();
             let n = q.len;
-            let items = q.copy_front(n);
-            q.drop_front(n);
-            items
+            q.take_front(n)
         };
-        if items.is_empty() {
-            return 0;
-        }
-        self.spill(items, why)
+        pieces.into_iter().map(|p| self.spill(p, why)).sum()
     }
 
     /// Metrics waiting, in memory and in the spool.
