@@ -378,6 +378,7 @@ impl Publisher {
                 raw_values: Vec::new(),
                 instance_ids: Vec::new(),
                 instances: Vec::new(),
+                series: Vec::new(),
             },
         }
     }
@@ -476,6 +477,27 @@ impl Publisher {
         self.push_columns(value, precision, kind, timestamp, raw, instance);
     }
 
+    /// A gauge of a declared series ([`declare_series`]): only the value
+    /// crosses to the host; the name was checked and made a path once.
+    pub fn gauge_series(&mut self, series: Series, value: f64, precision: u8) {
+        self.push_series(series, value, precision, MetricKind::Gauge);
+    }
+
+    /// A counter of a declared series ([`declare_series`]).
+    pub fn counter_series(&mut self, series: Series, value: f64, precision: u8) {
+        self.push_series(series, value, precision, MetricKind::Counter);
+    }
+
+    fn push_series(&mut self, series: Series, value: f64, precision: u8, kind: MetricKind) {
+        let s = &mut self.set;
+        if s.series.is_empty() {
+            // Every metric so far was named.
+            s.series.resize(s.values.len(), NAMED);
+        }
+        s.series.push(series.0);
+        self.push_common(value, precision, kind, None, f64::NAN, 0);
+    }
+
     /// Ends the name just written to `names` and fills the other columns.
     fn push_columns(
         &mut self,
@@ -486,10 +508,27 @@ impl Publisher {
         raw: f64,
         instance: u16,
     ) {
+        let s = &mut self.set;
+        s.name_ends.push(s.names.len() as u32);
+        if !s.series.is_empty() {
+            s.series.push(NAMED);
+        }
+        self.push_common(value, precision, kind, timestamp, raw, instance);
+    }
+
+    /// The columns every metric has.
+    fn push_common(
+        &mut self,
+        value: f64,
+        precision: u8,
+        kind: MetricKind,
+        timestamp: Option<u64>,
+        raw: f64,
+        instance: u16,
+    ) {
         use columns::push_shared;
         let s = &mut self.set;
-        let n = s.name_ends.len();
-        s.name_ends.push(s.names.len() as u32);
+        let n = s.values.len();
         s.values.push(value);
         push_shared(&mut s.precisions, n, precision, |a, b| a == b);
         let counter = u8::from(kind == MetricKind::Counter);
@@ -501,7 +540,7 @@ impl Publisher {
 
     /// How many metrics were published.
     pub fn len(&self) -> usize {
-        self.set.name_ends.len()
+        self.set.values.len()
     }
 
     /// Whether nothing was published.
@@ -517,6 +556,80 @@ impl Publisher {
     /// The columns, for the host.
     pub fn into_set(self) -> MetricSet {
         self.set
+    }
+}
+
+/// `metric-set.series` entry of a metric named by `names`.
+#[cfg(feature = "collector")]
+const NAMED: u32 = u32::MAX;
+
+/// A series declared with [`declare_series`]: publish it with
+/// [`Publisher::gauge_series`] or [`Publisher::counter_series`].
+#[cfg(feature = "collector")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Series(u32);
+
+/// The series of one [`declare_series`] call, in the order of its names.
+#[cfg(feature = "collector")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesRange {
+    first: u32,
+    len: u32,
+}
+
+#[cfg(feature = "collector")]
+impl SeriesRange {
+    /// The series of name `i` (panics past the end).
+    pub fn get(&self, i: usize) -> Series {
+        assert!(i < self.len as usize, "series {i} of {}", self.len);
+        Series(self.first + i as u32)
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The series, in the order of their names.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Series> {
+        (self.first..self.first + self.len).map(Series)
+    }
+}
+
+/// Declares names the collector publishes at every run (under `instance`,
+/// Diamond's instance, or the host name): the host checks them and makes
+/// their paths once, and each run sends only their values. For collectors
+/// whose names are stable and many (per process, per device). The ids last
+/// as long as the instance; at most `max_metrics` per instance.
+#[cfg(feature = "collector")]
+pub fn declare_series<S: AsRef<str>>(
+    names: impl IntoIterator<Item = S>,
+    instance: Option<&str>,
+) -> Result<SeriesRange, String> {
+    let (mut bytes, mut ends) = (Vec::new(), Vec::new());
+    for name in names {
+        bytes.extend_from_slice(name.as_ref().as_bytes());
+        ends.push(bytes.len() as u32);
+    }
+    match bindings::wdiamond::plugin::series::declare(&bytes, &ends, instance) {
+        Ok(first) => Ok(SeriesRange {
+            first,
+            len: ends.len() as u32,
+        }),
+        Err(HostError::TooLarge(limit)) => Err(format!(
+            "declaring {} series: over this collector's limit of {limit} series (max_metrics)",
+            ends.len()
+        )),
+        Err(e) => Err(format!(
+            "declaring {} series: {}",
+            ends.len(),
+            host::describe_error(&e)
+        )),
     }
 }
 

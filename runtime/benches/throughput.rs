@@ -65,7 +65,8 @@ fn main() {
     std::fs::write(
         &conf,
         format!(
-            "[server]\nhandlers = [\"graphite\"]\nplugin_cache_dir = {cache:?}\n[handlers.graphite]\nhost = \"127.0.0.1\"\nport = {port}\n[collectors.default]\ninterval = 10\nhostname = \"bench\"\n[collectors.synthetic]\nenabled = true\ncomponent = {guest:?}\nmode = \"flood\"\ncount = {}\n[collectors.synthetic.limits]\nmax_metrics = 1000000\nmemory_mb = 512\n[collectors.generate]\nenabled = true\ncomponent = {guest:?}\nmode = \"generate\"\ncount = {}\n[collectors.generate.limits]\nmemory_mb = 512\n",
+            "[server]\nhandlers = [\"graphite\"]\nplugin_cache_dir = {cache:?}\n[handlers.graphite]\nhost = \"127.0.0.1\"\nport = {port}\n[collectors.default]\ninterval = 10\nhostname = \"bench\"\n[collectors.synthetic]\nenabled = true\ncomponent = {guest:?}\nmode = \"flood\"\ncount = {}\n[collectors.synthetic.limits]\nmax_metrics = 1000000\nmemory_mb = 512\n[collectors.generate]\nenabled = true\ncomponent = {guest:?}\nmode = \"generate\"\ncount = {}\n[collectors.generate.limits]\nmemory_mb = 512\n[collectors.declared]\nenabled = true\ncomponent = {guest:?}\nmode = \"flood-series\"\ncount = {}\n[collectors.declared.limits]\nmax_metrics = 1000000\nmemory_mb = 512\n",
+            BATCH - 1,
             BATCH - 1,
             BATCH - 1
         ),
@@ -75,34 +76,85 @@ fn main() {
     let rt = Runtime::new(&cache).unwrap();
     let mut loaded = agent::load(&rt, &config, &HostFacts::default()).unwrap();
     let mut handler = loaded.handlers.remove(0).instance;
-    let at = |name: &str| {
-        loaded
+    let mut take = |name: &str| {
+        let k = loaded
             .collectors
             .iter()
             .position(|c| c.config.plugin.name == name)
-            .unwrap()
+            .unwrap();
+        loaded.collectors.remove(k)
     };
-    let mut gen = loaded.collectors.remove(at("generate"));
-    let lc = &mut loaded.collectors[0];
-    let mut t_gen = Vec::new();
+    let mut gen = take("generate");
+    let mut declared = take("declared");
+    let lc = &mut take("synthetic");
+    let mut sink_stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    println!("{BATCH} metrics per round, {ROUNDS} rounds (after one warm-up), graphite plaintext to a TCP sink on 127.0.0.1");
+    println!();
+    println!("A. Names formatted at every run (`flood`: `gauge_args(format_args!(\"m{{i}}\"))`; the floor `write!`s each path):");
+    let lines_bytes = one_thread(
+        lc,
+        Some(&mut gen),
+        &mut handler,
+        &received,
+        &mut sink_stream,
+        false,
+    );
+    println!();
+    println!("B. Series declared once (`flood-series`: `declare_series` at the first run, then `gauge_series`; the floor keeps its paths from round to round):");
+    one_thread(
+        &mut declared,
+        None,
+        &mut handler,
+        &received,
+        &mut sink_stream,
+        true,
+    );
 
+    agent_pipeline(
+        port,
+        &received,
+        lines_bytes as f64 / BATCH as f64,
+        &cache,
+        &guest,
+    );
+}
+
+/// The stages one after the other in this thread, `ROUNDS` times, next to
+/// the native floor; prints the table and where the time goes. Returns the
+/// bytes of one round's lines.
+fn one_thread(
+    lc: &mut agent::LoadedCollector,
+    gen: Option<&mut agent::LoadedCollector>,
+    handler: &mut wdiamond::plugin::Instance<wdiamond::bindings::handler::HandlerPlugin>,
+    received: &AtomicU64,
+    sink_stream: &mut TcpStream,
+    declared: bool,
+) -> u64 {
+    let mut gen = gen;
     let (mut wasm, mut native) = (Vec::new(), Vec::new());
     let (mut t_collect, mut t_publish, mut t_process) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut t_pack, mut t_guest) = (Vec::new(), Vec::new());
-    let mut sink_stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut t_pack, mut t_guest, mut t_gen) = (Vec::new(), Vec::new(), Vec::new());
     let mut lines_bytes = 0u64;
+    // The declared floor's paths, made once as the host makes them once.
+    let paths: Vec<String> = (0..BATCH - 1)
+        .map(|i| format!("servers.bench.misbehave.m{i}"))
+        .collect();
     for round in 0..ROUNDS + 1 {
         // wasm pipeline
         let before = received.load(Ordering::Relaxed);
-        let g0 = Instant::now();
-        let (r, _) = gen.instance.collect(Duration::from_secs(60));
-        r.unwrap().unwrap();
-        t_gen.push(g0.elapsed().as_secs_f64() * 1e3);
+        if let Some(gen) = gen.as_deref_mut() {
+            let g0 = Instant::now();
+            let (r, _) = gen.instance.collect(Duration::from_secs(60));
+            r.unwrap().unwrap();
+            t_gen.push(g0.elapsed().as_secs_f64() * 1e3);
+        }
         let t0 = Instant::now();
         let (r, _) = lc.instance.collect(Duration::from_secs(60));
         let metrics = r.unwrap().unwrap();
         let t1 = Instant::now();
-        let checked = lc.publication.publish(metrics, 1_795_000_000);
+        let checked =
+            lc.publication
+                .publish_with(metrics, 1_795_000_000, lc.instance.series_mut());
         let t2 = Instant::now();
         assert_eq!(checked.published.len(), BATCH);
         let mut in_pack = Duration::ZERO;
@@ -130,20 +182,25 @@ fn main() {
             }
             lines_bytes = text.len() as u64;
         }
-        wait_for(&received, before + lines_bytes);
+        wait_for(received, before + lines_bytes);
         let t4 = Instant::now();
 
         // native floor: the same lines from the same values into the sink
         let before = received.load(Ordering::Relaxed);
         let n0 = Instant::now();
-        // The same wire formatter the handler uses, natively.
+        // The same wire formatter the host uses, natively.
         let mut buf = String::with_capacity(lines_bytes as usize);
         let mut path = String::new();
         for i in 0..BATCH - 1 {
             use std::fmt::Write as _;
-            path.clear();
-            let _ = write!(path, "servers.bench.misbehave.m{i}");
-            wdiamond_wire::graphite_line(&mut buf, &path, i as f64, 0, 1_795_000_000);
+            let p = if declared {
+                paths[i].as_str()
+            } else {
+                path.clear();
+                let _ = write!(path, "servers.bench.misbehave.m{i}");
+                path.as_str()
+            };
+            wdiamond_wire::graphite_line(&mut buf, p, i as f64, 0, 1_795_000_000);
         }
         wdiamond_wire::graphite_line(
             &mut buf,
@@ -153,7 +210,7 @@ fn main() {
             1_795_000_000,
         );
         sink_stream.write_all(buf.as_bytes()).unwrap();
-        wait_for(&received, before + buf.len() as u64);
+        wait_for(received, before + buf.len() as u64);
         let n1 = Instant::now();
         if round == 0 {
             continue; // warm-up
@@ -165,7 +222,6 @@ fn main() {
         t_process.push((t3 - t2).as_secs_f64() * 1e3);
     }
     let (w, n) = (median(wasm.clone()), median(native.clone()));
-    println!("{BATCH} metrics per round, {ROUNDS} rounds (after one warm-up), graphite plaintext to a TCP sink on 127.0.0.1");
     println!("| pipeline | median metrics/s | per round |");
     println!("|---|---|---|");
     println!(
@@ -186,23 +242,18 @@ fn main() {
     println!("| ratio native / wasm | {:.2}x | |", n / w);
     println!();
     println!("wasm round, median ms: collect (the guest fills its columns, the host lifts them) {:.1}; host (checks, paths, lines) {:.1}; handler (batches cut from the queue, lowered, sent) {:.1}", median(t_collect), median(t_publish), median(t_process));
-    println!(
-        "  of the collect: the guest filling its columns (no output) {:.1} ms",
-        median(t_gen)
-    );
+    if !t_gen.is_empty() {
+        println!(
+            "  of the collect: the guest filling its columns (no output) {:.1} ms",
+            median(t_gen)
+        );
+    }
     println!(
         "  of the handler: cutting batches {:.1} ms, the process calls {:.1} ms",
         median(t_pack),
         median(t_guest)
     );
-
-    agent_pipeline(
-        port,
-        &received,
-        lines_bytes as f64 / BATCH as f64,
-        &cache,
-        &guest,
-    );
+    lines_bytes
 }
 
 /// CPU time of the whole process (every thread: agent, sink), seconds.

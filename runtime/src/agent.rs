@@ -787,10 +787,16 @@ pub async fn run_collection(
         let (r, usage) = instance.collect_with_fuel(deadline, fuel_left);
         let r = r.map(|r| {
             r.map(|set| {
-                shared
-                    .ctx
-                    .span
-                    .in_scope(|| publish_run(&shared, set, start, &usage, &run_stats))
+                shared.ctx.span.in_scope(|| {
+                    publish_run(
+                        &shared,
+                        set,
+                        start,
+                        &usage,
+                        &run_stats,
+                        instance.series_mut(),
+                    )
+                })
             })
         });
         (instance, (r, usage))
@@ -846,10 +852,11 @@ fn publish_run(
     start: f64,
     usage: &crate::plugin::Usage,
     stats: &PluginStats,
+    series: &mut crate::series::SeriesTable,
 ) -> crate::metric::Chunk {
     let max = lc.ctx.limits.max_metrics as usize;
     let mut metrics = metrics;
-    let count = metrics.name_ends.len();
+    let count = crate::metric::count(&metrics);
     if count > max {
         let over = count - max;
         crate::metric::truncate(&mut metrics, max);
@@ -861,7 +868,7 @@ fn publish_run(
         );
     }
     if let Some(t) = &lc.tenant {
-        let count = metrics.name_ends.len();
+        let count = crate::metric::count(&metrics);
         let (ok, first) = t.take_metrics(start, count as u64);
         let over = count - ok as usize;
         if over > 0 {
@@ -873,7 +880,7 @@ fn publish_run(
         }
     }
     let now = timestamp_now(&lc.ctx.facts);
-    let mut checked = lc.publication.publish(metrics, now as u64);
+    let mut checked = lc.publication.publish_with(metrics, now as u64, series);
     if checked.rejected > 0 {
         stats
             .rejected

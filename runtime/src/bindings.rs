@@ -43,5 +43,6 @@ pub mod handler {
 }
 
 pub use collector::wdiamond::plugin::{
-    config as wit_config, files, fs_stats, host_info, log as wit_log, process, sockets, types,
+    config as wit_config, files, fs_stats, host_info, log as wit_log, process, series, sockets,
+    types,
 };

@@ -17,10 +17,11 @@
 //! - [`queue`]: a handler's bounded queue of shared columnar chunks, and its
 //!   on-disk spool.
 //! - [`host`]: the host side of each WIT import (files, fs-stats, process,
-//!   sockets, log, host-info, config), one module per capability.
+//!   sockets, series, log, host-info, config), one module per capability.
 //! - [`grants`]: the typed, deny-by-default allow-lists those imports check.
 //! - [`metric`]: Diamond's metric paths and lines, checks on guest output,
 //!   filters, and the columnar [`metric::Chunk`] a run's metrics travel in.
+//! - [`series`]: series a collector declares once, resolved into paths once.
 //! - [`schedule`]: Diamond's aligned, staggered collection windows.
 //! - [`hostname`]: Diamond's `hostname_method`s.
 //! - `bindings`: the one `bindgen!` of the WIT worlds.
@@ -36,3 +37,4 @@ pub mod metric;
 pub mod plugin;
 pub mod queue;
 pub mod schedule;
+pub mod series;

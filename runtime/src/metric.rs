@@ -7,6 +7,7 @@ use wdiamond_wire::columns::{at, expand, extend_shared, fits, share};
 
 use crate::bindings::types::{Metric, MetricBatch, MetricKind, MetricSet, MetricSource};
 use crate::config::CollectorConfig;
+use crate::series::{Resolved, SeriesTable, NAMED};
 
 /// Longest metric name accepted from a guest, bytes.
 pub const MAX_NAME: usize = 255;
@@ -597,7 +598,7 @@ impl Publication {
 
     /// What names are appended to: the path builder's base under the
     /// tenant's forced prefix.
-    fn base(&self, instance: Option<&str>) -> String {
+    pub fn base(&self, instance: Option<&str>) -> String {
         let base = self.paths.base(instance);
         match &self.tenant {
             Some((_, prefix)) => join(prefix.clone(), &base),
@@ -612,10 +613,26 @@ impl Publication {
     }
 
     /// Checks and converts a guest's metrics; `now` is the default
-    /// timestamp. Paths are written straight into the chunk's column.
+    /// timestamp. A set that refers to declared series needs the
+    /// instance's table: [`Publication::publish_with`].
     pub fn publish(&self, set: MetricSet, now: u64) -> Checked {
-        let n = set.name_ends.len();
+        self.publish_with(set, now, &mut SeriesTable::default())
+    }
+
+    /// Checks and converts a guest's metrics, its declared series taken
+    /// from `series` (resolved here first if new ones were declared); `now`
+    /// is the default timestamp. Paths are written straight into the
+    /// chunk's column: a named metric's built from its name, a declared
+    /// one's copied from the table.
+    pub fn publish_with(&self, set: MetricSet, now: u64, series: &mut SeriesTable) -> Checked {
+        let n = count(&set);
+        let named = if set.series.is_empty() {
+            n
+        } else {
+            set.series.iter().filter(|&&s| s == NAMED).count()
+        };
         let ok = set.values.len() == n
+            && set.name_ends.len() == named
             && fits(&set.precisions, n)
             && fits(&set.counters, n)
             && fits(&set.timestamps, n)
@@ -633,10 +650,14 @@ impl Publication {
             return Checked {
                 rejected: n,
                 reasons: vec![Rejection::Malformed(format!(
-                    "{n} names, but columns of {lens:?} entries (each must have one per metric, or one shared)"
+                    "{n} metrics ({named} named, {} names), but columns of {lens:?} entries (each must have one per metric, or one shared)",
+                    set.name_ends.len()
                 ))],
                 ..Default::default()
             };
+        }
+        if named < n {
+            series.resolve(self);
         }
         let base = self.base(None);
         let mut out = Checked {
@@ -647,76 +668,98 @@ impl Publication {
         let sid = out.published.source_id(&source);
         // Bases of the instances, built when first used.
         let mut instance_bases: Vec<Option<String>> = vec![None; set.instances.len()];
-        let mut start = 0usize;
+        // The next name of `names`: its index and where it starts.
+        let (mut next_name, mut start) = (0usize, 0usize);
         for i in 0..n {
-            let end = set.name_ends[i] as usize;
-            let name = set.names.get(start..end).unwrap_or(b"");
-            start = end.max(start);
             let value = set.values[i];
             let precision = at(&set.precisions, i);
-            let check = (|| {
-                let name = check_name_bytes(name)?;
-                let inst = match at(&set.instance_ids, i) {
-                    0 => None,
-                    k => {
-                        let x = set
-                            .instances
-                            .get(k as usize - 1)
-                            .ok_or_else(|| Rejection::Malformed(format!("instance index {k}")))?;
-                        check_name(x)?;
-                        Some(k as usize - 1)
-                    }
-                };
-                if !value.is_finite() {
-                    return Err(Rejection::Value(shown(name.as_bytes())));
-                }
-                if precision > MAX_PRECISION {
-                    return Err(Rejection::Precision(shown(name.as_bytes())));
-                }
-                Ok((name, inst))
-            })();
-            let (name, inst) = match check {
-                Ok(x) => x,
-                Err(r) => {
-                    out.rejected += 1;
-                    if out.reasons.len() < 5 {
-                        out.reasons.push(r);
-                    }
-                    continue;
-                }
-            };
-            if !self.filter.keep(name) {
-                out.filtered += 1;
-                continue;
-            }
-            let base = match inst {
-                None => base.as_str(),
-                Some(k) => instance_bases[k]
-                    .get_or_insert_with(|| self.base(Some(&set.instances[k])))
-                    .as_str(),
-            };
+            let declared = set.series.get(i).copied().filter(|&s| s != NAMED);
             let c = &mut out.published;
             let line_start = c.lines.len();
-            if !base.is_empty() {
-                c.lines.push_str(base);
-                c.lines.push('.');
-            }
-            c.lines.push_str(name);
-            let raw = at(&set.raw_values, i);
-            let timestamp = at(&set.timestamps, i);
-            let written = c.finish_line(
-                line_start,
-                value,
-                precision,
-                if at(&set.counters, i) == 1 {
-                    MetricKind::Counter
-                } else {
-                    MetricKind::Gauge
+            let check = match declared {
+                Some(id) => match series.get(id) {
+                    Some(Resolved::Path(path)) => {
+                        if value.is_finite() && precision <= MAX_PRECISION {
+                            c.lines.push_str(path);
+                            Ok(true)
+                        } else if !value.is_finite() {
+                            Err(Rejection::Value(shown(path.as_bytes())))
+                        } else {
+                            Err(Rejection::Precision(shown(path.as_bytes())))
+                        }
+                    }
+                    Some(Resolved::Filtered) => Ok(false),
+                    Some(Resolved::Rejected(r)) => Err(r.clone()),
+                    None => Err(Rejection::Malformed(format!(
+                        "series {id} was not declared (this instance declared {})",
+                        series.len()
+                    ))),
                 },
-                if timestamp == 0 { now } else { timestamp },
-                raw.is_finite().then_some(raw),
-                sid,
-            );
+                None => {
+                    let end = set.name_ends[next_name] as usize;
+                    next_name += 1;
+                    let name = set.names.get(start..end).unwrap_or(b"");
+                    start = end.max(start);
+                    (|| {
+                        let name = check_name_bytes(name)?;
+                        let inst = match at(&set.instance_ids, i) {
+                            0 => None,
+                            k => {
+                                let x = set.instances.get(k as usize - 1).ok_or_else(|| {
+                                    Rejection::Malformed(format!("instance index {k}"))
+                                })?;
+                                check_name(x)?;
+                                Some(k as usize - 1)
+                            }
+                        };
+                        if !value.is_finite() {
+                            return Err(Rejection::Value(shown(name.as_bytes())));
+                        }
+                        if precision > MAX_PRECISION {
+                            return Err(Rejection::Precision(shown(name.as_bytes())));
+                        }
+                        if !self.filter.keep(name) {
+                            return Ok(false);
+                        }
+                        let base = match inst {
+                            None => base.as_str(),
+                            Some(k) => instance_bases[k]
+                                .get_or_insert_with(|| self.base(Some(&set.instances[k])))
+                                .as_str(),
+                        };
+                        if !base.is_empty() {
+                            c.lines.push_str(base);
+                            c.lines.push('.');
+                        }
+                        c.lines.push_str(name);
+                        Ok(true)
+                    })()
+                }
+            };
+            let written = match check {
+                Ok(true) => {
+                    let raw = at(&set.raw_values, i);
+                    let timestamp = at(&set.timestamps, i);
+                    c.finish_line(
+                        line_start,
+                        value,
+                        precision,
+                        if at(&set.counters, i) == 1 {
+                            MetricKind::Counter
+                        } else {
+                            MetricKind::Gauge
+                        },
+                        if timestamp == 0 { now } else { timestamp },
+                        raw.is_finite().then_some(raw),
+                        sid,
+                    )
+                }
+                Ok(false) => {
+                    out.filtered += 1;
+                    continue;
+                }
+                Err(r) => Err(r),
+            };
             if let Err(r) = written {
                 out.rejected += 1;
                 if out.reasons.len() < 5 {
@@ -741,6 +784,7 @@ pub fn set_of(metrics: Vec<Metric>) -> MetricSet {
         raw_values: Vec::new(),
         instance_ids: Vec::new(),
         instances: Vec::new(),
+        series: Vec::new(),
     };
     for m in metrics {
         set.names.extend_from_slice(m.name.as_bytes());
@@ -761,20 +805,34 @@ pub fn set_of(metrics: Vec<Metric>) -> MetricSet {
     set
 }
 
+/// How many metrics a set holds (named and declared).
+pub fn count(set: &MetricSet) -> usize {
+    if set.series.is_empty() {
+        set.name_ends.len()
+    } else {
+        set.series.len()
+    }
+}
+
 /// Keeps the first `n` metrics of a set.
 pub fn truncate(set: &mut MetricSet, n: usize) {
-    let total = set.name_ends.len();
+    let total = count(set);
     if n >= total {
         return;
     }
-    let bytes = if n == 0 {
-        0
+    let names = if set.series.is_empty() {
+        n
     } else {
-        set.name_ends[n - 1] as usize
+        set.series[..n].iter().filter(|&&s| s == NAMED).count()
+    };
+    let bytes = match names {
+        0 => 0,
+        k => set.name_ends.get(k - 1).map_or(set.names.len(), |&e| e as usize),
     };
     set.names.truncate(bytes);
-    set.name_ends.truncate(n);
+    set.name_ends.truncate(names);
     set.values.truncate(n);
+    set.series.truncate(n);
     // A shared column (one entry) stays shared unless nothing is left.
     fn cut<T>(col: &mut Vec<T>, n: usize, total: usize) {
         if col.len() == total || n == 0 {

@@ -289,6 +289,7 @@ impl Runtime {
             stats: Default::default(),
             output,
             sockets_open: 0,
+            series: Default::default(),
             deadline: None,
         };
         let mut store = Store::new(engine, state);
@@ -442,6 +443,12 @@ impl Instance<CollectorPlugin> {
             b.wdiamond_plugin_collector().call_configure(s, config)
         })
         .0
+    }
+
+    /// The series this instance declared (resolved by the publication
+    /// that reads its runs).
+    pub fn series_mut(&mut self) -> &mut crate::series::SeriesTable {
+        &mut self.store.data_mut().series
     }
 
     /// `collect()` within `deadline`.

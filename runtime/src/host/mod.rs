@@ -1,5 +1,6 @@
 //! The host side of the WIT imports: one module per capability, each an
-//! `impl Host for HostState`, each checking [`Grants`] first (fail-closed).
+//! `impl Host for HostState`, each checking [`Grants`] first (fail-closed)
+//! where it touches anything outside the agent.
 //!
 //! [`HostState`] is the `T` of every plugin's `Store<T>`.
 
@@ -9,6 +10,7 @@ pub mod fs_stats;
 pub mod info;
 pub mod log;
 pub mod process;
+pub mod series;
 pub mod sockets;
 
 use std::path::PathBuf;
@@ -96,6 +98,8 @@ pub struct HostState {
     pub output: GuestOutput,
     /// Open `connection` resources.
     pub sockets_open: usize,
+    /// Series the (collector) instance declared.
+    pub series: crate::series::SeriesTable,
     /// When the current run's wall-clock budget ends: host calls (commands,
     /// sockets) never wait past it, since epochs do not interrupt the host.
     pub deadline: Option<std::time::Instant>,

@@ -9,14 +9,16 @@
 //! (runs the argv `arg`, space-separated, asking for a one-hour timeout),
 //! `connect` (opens `tcp:arg`), `flood` (publishes `count` metrics),
 //! `generate` (fills a publisher with `count` metrics but publishes only
-//! their number: the guest's own share of a flood, for benchmarks), `nan`
+//! their number: the guest's own share of a flood, for benchmarks),
+//! `flood-series` (the metrics of `flood`, as series declared at the first
+//! run), `nan`
 //! (NaN and infinities), `names` (names with spaces, newlines, 10 KB),
 //! `instance` (publishes under the instance `arg`).
 
 use wdiamond_sdk::bindings::wdiamond::plugin::{process, sockets};
 use wdiamond_sdk::{
-    export_collector, host, option, Collector, Config, ConfigValue, Description, Metric,
-    MetricKind, Publisher,
+    declare_series, export_collector, host, option, Collector, Config, ConfigValue, Description,
+    Metric, MetricKind, Publisher, SeriesRange,
 };
 
 /// The collector's state.
@@ -25,6 +27,7 @@ pub struct Misbehave {
     arg: String,
     count: u64,
     runs: u64,
+    series: Option<SeriesRange>,
 }
 
 #[inline(never)]
@@ -67,6 +70,7 @@ impl Collector for Misbehave {
             arg: config.str("arg").unwrap_or_default(),
             count: config.f64("count", 1e7)? as u64,
             runs: 0,
+            series: None,
         })
     }
 
@@ -123,6 +127,16 @@ impl Collector for Misbehave {
             "flood" => {
                 for i in 0..self.count {
                     out.gauge_args(format_args!("m{i}"), i as f64, 0);
+                }
+            }
+            "flood-series" => {
+                if self.series.is_none() {
+                    let names = (0..self.count).map(|i| format!("m{i}"));
+                    self.series = Some(declare_series(names, None)?);
+                }
+                let series = self.series.as_ref().expect("declared above");
+                for (i, s) in series.iter().enumerate() {
+                    out.gauge_series(s, i as f64, 0);
                 }
             }
             "nan" => {

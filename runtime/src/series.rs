@@ -1,0 +1,190 @@
+//! Declared series (`wdiamond:plugin/series`): names a collector publishes
+//! at every run, checked, filtered and turned into full paths once.
+//!
+//! A collector instance's [`SeriesTable`] lives in its store: `declare`
+//! records the names ([`crate::host::series`] bounds them), and the next
+//! publication resolves them with the collector's [`Publication`] (paths,
+//! filters, tenant prefix) before it reads the run's `metric-set.series`
+//! column. Each later run only copies a series' path into its line.
+
+use crate::metric::{check_name, check_name_bytes, Publication, Rejection, MAX_NAME};
+
+/// `metric-set.series` entry of a metric named by `names`.
+pub const NAMED: u32 = u32::MAX;
+
+/// What one declared series publishes as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved<'a> {
+    /// Its full path.
+    Path(&'a str),
+    /// The whitelist/blacklist filters it out.
+    Filtered,
+    /// Its name (or instance) is invalid: every metric of it is rejected.
+    Rejected(&'a Rejection),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Status {
+    Ok,
+    Filtered,
+    Rejected(u32),
+}
+
+/// One `declare` call, not yet resolved.
+#[derive(Debug)]
+struct Pending {
+    names: Vec<u8>,
+    ends: Vec<u32>,
+    instance: Option<String>,
+}
+
+/// The series one collector instance declared.
+#[derive(Debug, Default)]
+pub struct SeriesTable {
+    pending: Vec<Pending>,
+    declared: usize,
+    paths: String,
+    ends: Vec<usize>,
+    status: Vec<Status>,
+    reasons: Vec<Rejection>,
+}
+
+/// Why a `declare` call was refused (nothing of it is declared).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeclareError {
+    /// The instance would hold more series than its limit.
+    #[error("declaring {asked} more series would exceed the instance's limit of {limit} (limits.max_metrics)")]
+    TooMany {
+        /// Series asked for.
+        asked: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// `name-ends` is not increasing within `names`.
+    #[error("malformed names: {0}")]
+    Malformed(String),
+}
+
+impl SeriesTable {
+    /// How many series were declared (resolved or not).
+    pub fn len(&self) -> usize {
+        self.declared
+    }
+
+    /// Whether none was declared.
+    pub fn is_empty(&self) -> bool {
+        self.declared == 0
+    }
+
+    /// Records the names `names[ends[i-1]..ends[i]]` under `instance`;
+    /// returns the first id. Refused whole if the offsets are malformed or
+    /// the table would hold more than `limit` series. A name is kept to at
+    /// most `MAX_NAME + 1` bytes: longer ones are rejected all the same,
+    /// and the host holds no more than that per series.
+    pub fn declare(
+        &mut self,
+        names: &[u8],
+        ends: &[u32],
+        instance: Option<String>,
+        limit: usize,
+    ) -> Result<u32, DeclareError> {
+        if ends.len() > limit.saturating_sub(self.declared) {
+            return Err(DeclareError::TooMany {
+                asked: ends.len(),
+                limit,
+            });
+        }
+        let mut kept = Pending {
+            names: Vec::with_capacity(names.len().min(ends.len() * (MAX_NAME + 1))),
+            ends: Vec::with_capacity(ends.len()),
+            instance,
+        };
+        let mut start = 0usize;
+        for (i, &end) in ends.iter().enumerate() {
+            let end = end as usize;
+            if end < start || end > names.len() {
+                return Err(DeclareError::Malformed(format!(
+                    "name {i} ends at {end}, outside {start}..={}",
+                    names.len()
+                )));
+            }
+            let name = &names[start..end];
+            kept.names
+                .extend_from_slice(&name[..name.len().min(MAX_NAME + 1)]);
+            kept.ends.push(kept.names.len() as u32);
+            start = end;
+        }
+        let first = self.declared as u32;
+        self.declared += ends.len();
+        self.pending.push(kept);
+        Ok(first)
+    }
+
+    /// Resolves every series declared since the last call: name and
+    /// instance checks, the filters, and the full path (with the tenant's
+    /// prefix), once per series.
+    pub fn resolve(&mut self, publication: &Publication) {
+        for p in std::mem::take(&mut self.pending) {
+            let instance = match &p.instance {
+                Some(i) => check_name(i).map(|_| Some(i.as_str())),
+                None => Ok(None),
+            };
+            let base = instance
+                .as_ref()
+                .map(|i| publication.base(*i))
+                .unwrap_or_default();
+            let mut start = 0usize;
+            for &end in &p.ends {
+                let name = &p.names[start..end as usize];
+                start = end as usize;
+                let status = match (&instance, check_name_bytes(name)) {
+                    (Err(r), _) => {
+                        self.reasons.push(r.clone());
+                        Status::Rejected(self.reasons.len() as u32 - 1)
+                    }
+                    (Ok(_), Err(r)) => {
+                        self.reasons.push(r);
+                        Status::Rejected(self.reasons.len() as u32 - 1)
+                    }
+                    (Ok(_), Ok(name)) if !publication.filter.keep(name) => Status::Filtered,
+                    (Ok(_), Ok(name)) => {
+                        let from = self.paths.len();
+                        if !base.is_empty() {
+                            self.paths.push_str(&base);
+                            self.paths.push('.');
+                        }
+                        self.paths.push_str(name);
+                        if self.paths.len() - from > u16::MAX as usize {
+                            self.paths.truncate(from);
+                            self.reasons.push(Rejection::Name(format!(
+                                "{name:?}: its full path is over {} bytes",
+                                u16::MAX
+                            )));
+                            Status::Rejected(self.reasons.len() as u32 - 1)
+                        } else {
+                            Status::Ok
+                        }
+                    }
+                };
+                self.ends.push(self.paths.len());
+                self.status.push(status);
+            }
+        }
+    }
+
+    /// What series `id` publishes as; `None` for an id never declared (or
+    /// not resolved yet).
+    #[inline]
+    pub fn get(&self, id: u32) -> Option<Resolved<'_>> {
+        let i = id as usize;
+        let status = *self.status.get(i)?;
+        Some(match status {
+            Status::Ok => {
+                let from = if i == 0 { 0 } else { self.ends[i - 1] };
+                Resolved::Path(&self.paths[from..self.ends[i]])
+            }
+            Status::Filtered => Resolved::Filtered,
+            Status::Rejected(k) => Resolved::Rejected(&self.reasons[k as usize]),
+        })
+    }
+}
