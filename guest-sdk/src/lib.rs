@@ -118,21 +118,100 @@ pub struct PublishedMetric<'a> {
     pub ttl: u32,
 }
 
-/// A batch as a handler sees it: the host's columns, checked once, read
-/// as [`PublishedMetric`]s without building a record per metric.
+/// The batch handle the host passes to `process`.
+#[cfg(feature = "handler")]
+pub use bindings::wdiamond::plugin::batches::Batch as HostBatch;
+
+/// A batch as a handler's `process` sees it. Its metrics stay in the host
+/// until read: [`Batch::len`] asks the host, the first read of a column
+/// (through [`Columns`], which a `Batch` derefs to) copies the columns in
+/// once, and [`net::LineSender::send_batch`] has the host write the lines
+/// to the connection without copying them in at all.
 #[cfg(feature = "handler")]
 pub struct Batch {
-    b: MetricBatch,
+    host: Option<std::rc::Rc<HostBatch>>,
+    len: usize,
+    columns: std::cell::OnceCell<Columns>,
 }
 
 #[cfg(feature = "handler")]
 impl Batch {
+    /// The batch the host passed to `process`.
+    pub fn from_host(handle: HostBatch) -> Batch {
+        Batch {
+            len: handle.len() as usize,
+            host: Some(std::rc::Rc::new(handle)),
+            columns: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// A batch of these columns, held by the guest (tests, tools); checked
+    /// as [`Columns::new`] does.
+    pub fn new(b: MetricBatch) -> Result<Batch, String> {
+        Ok(Batch::local(Columns::new(b)?))
+    }
+
+    fn local(c: Columns) -> Batch {
+        Batch {
+            host: None,
+            len: c.len(),
+            columns: std::cell::OnceCell::from(c),
+        }
+    }
+
+    /// How many metrics.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The host's handle, for host calls that take the batch (`None` for
+    /// a batch built in the guest).
+    pub fn host_handle(&self) -> Option<&std::rc::Rc<HostBatch>> {
+        self.host.as_ref()
+    }
+
+    /// The columns, copied from the host at the first call. Panics (a
+    /// trap: the host counts it and retries the batch) if the host sends
+    /// malformed columns, which it never does.
+    pub fn columns(&self) -> &Columns {
+        self.columns.get_or_init(|| {
+            let h = self.host.as_ref().expect("a local batch has its columns");
+            let b = h
+                .columns()
+                .unwrap_or_else(|e| panic!("reading the batch: {}", host::describe_error(&e)));
+            Columns::new(b).unwrap_or_else(|e| panic!("{e}"))
+        })
+    }
+}
+
+#[cfg(feature = "handler")]
+impl std::ops::Deref for Batch {
+    type Target = Columns;
+    fn deref(&self) -> &Columns {
+        self.columns()
+    }
+}
+
+/// A batch's columns, checked once, read as [`PublishedMetric`]s without
+/// building a record per metric.
+#[cfg(feature = "handler")]
+pub struct Columns {
+    b: MetricBatch,
+}
+
+#[cfg(feature = "handler")]
+impl Columns {
     /// Checks that the columns agree (lengths, offsets, source indexes);
     /// the host always sends them so, but a guest trusts nothing. The
     /// lines are not scanned here (that cost as much as the rest of a
     /// graphite handler's work): a path or line is checked as UTF-8 when
     /// read as text.
-    pub fn new(b: MetricBatch) -> Result<Batch, String> {
+    pub fn new(b: MetricBatch) -> Result<Columns, String> {
         use columns::fits;
         let n = b.line_ends.len();
         let ok = b.values.len() == n
@@ -160,7 +239,7 @@ impl Batch {
         if b.source_ids.iter().any(|&k| k as usize >= b.sources.len()) {
             return Err("malformed batch: bad source index".into());
         }
-        Ok(Batch { b })
+        Ok(Columns { b })
     }
 
     /// How many metrics.
@@ -255,9 +334,16 @@ impl Batch {
 }
 
 #[cfg(feature = "handler")]
-impl std::fmt::Debug for Batch {
+impl std::fmt::Debug for Columns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(feature = "handler")]
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.columns().fmt(f)
     }
 }
 
@@ -308,14 +394,14 @@ impl<'a> FromIterator<PublishedMetric<'a>> for Batch {
             b.source_ids.push(k as u16);
         }
         b.lines = lines.into_bytes();
-        Batch { b }
+        Batch::local(Columns { b })
     }
 }
 
 /// The metrics of a [`Batch`], in order.
 #[cfg(feature = "handler")]
 pub struct Iter<'a> {
-    batch: &'a Batch,
+    batch: &'a Columns,
     next: usize,
 }
 
@@ -342,7 +428,7 @@ impl<'a> IntoIterator for &'a Batch {
     type Item = PublishedMetric<'a>;
     type IntoIter = Iter<'a>;
     fn into_iter(self) -> Iter<'a> {
-        self.iter()
+        self.columns().iter()
     }
 }
 #[cfg(any(feature = "collector", feature = "handler"))]
@@ -486,6 +572,34 @@ impl Publisher {
     /// A counter of a declared series ([`declare_series`]).
     pub fn counter_series(&mut self, series: Series, value: f64, precision: u8) {
         self.push_series(series, value, precision, MetricKind::Counter);
+    }
+
+    /// Gauges of every series of `range`, `values` in the range's order
+    /// (one per series: panics otherwise), all with `precision`: the
+    /// columns grow by block, for collectors publishing many series.
+    pub fn gauge_range<I>(&mut self, range: &SeriesRange, values: I, precision: u8)
+    where
+        I: IntoIterator<Item = f64>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        use columns::extend_shared;
+        let values = values.into_iter();
+        let k = range.len();
+        assert_eq!(values.len(), k, "one value per series of the range");
+        let s = &mut self.set;
+        let n = s.values.len();
+        if s.series.is_empty() {
+            s.series.resize(n, NAMED);
+        }
+        s.series.extend(range.first..range.first + range.len);
+        s.values.extend(values);
+        extend_shared(&mut s.precisions, n, precision, k, |a, b| a == b);
+        extend_shared(&mut s.counters, n, 0, k, |a, b| a == b);
+        extend_shared(&mut s.timestamps, n, 0, k, |a, b| a == b);
+        extend_shared(&mut s.raw_values, n, f64::NAN, k, |a, b| {
+            a.to_bits() == b.to_bits()
+        });
+        extend_shared(&mut s.instance_ids, n, 0, k, |a, b| a == b);
     }
 
     fn push_series(&mut self, series: Series, value: f64, precision: u8, kind: MetricKind) {
@@ -742,8 +856,8 @@ macro_rules! export_handler {
                 __WDIAMOND_STATE.with(|s| *s.borrow_mut() = Some(state));
                 Ok(())
             }
-            fn process(batch: $crate::MetricBatch) -> Result<(), String> {
-                let batch = $crate::Batch::new(batch)?;
+            fn process(batch: $crate::HostBatch) -> Result<(), String> {
+                let batch = $crate::Batch::from_host(batch);
                 __wdiamond_with(|h| $crate::Handler::process(h, &batch))
             }
             fn flush() -> Result<(), String> {

@@ -49,14 +49,33 @@ pub fn exchange(
 /// the last payload until the connection proves alive at the next send (a
 /// readable connection means the peer closed it); if it was closed, the last
 /// payload is sent again on a new connection. Receivers such as carbon store
-/// one value per series and timestamp, so a repeat is harmless.
+/// one value per series and timestamp, so a repeat is harmless. A payload
+/// sent with [`LineSender::send_batch`] is kept as its batch handle (the
+/// lines stay in the host), one sent with [`LineSender::send`] as bytes.
 pub struct LineSender {
     address: String,
     proto: Protocol,
     timeout_ms: u32,
     conn: Option<Connection>,
-    unconfirmed: Vec<u8>,
+    unconfirmed: Option<Payload>,
     keepalive: Option<u32>,
+}
+
+/// What a send carries.
+enum Payload {
+    Bytes(Vec<u8>),
+    #[cfg(feature = "handler")]
+    Lines(std::rc::Rc<crate::HostBatch>),
+}
+
+impl Payload {
+    fn send(&self, conn: &Connection, timeout_ms: u32) -> Result<u64, crate::HostError> {
+        match self {
+            Payload::Bytes(b) => conn.send(b, timeout_ms),
+            #[cfg(feature = "handler")]
+            Payload::Lines(h) => conn.send_lines(h, timeout_ms),
+        }
+    }
 }
 
 impl LineSender {
@@ -67,7 +86,7 @@ impl LineSender {
             proto,
             timeout_ms,
             conn: None,
-            unconfirmed: Vec::new(),
+            unconfirmed: None,
             keepalive: None,
         }
     }
@@ -91,16 +110,36 @@ impl LineSender {
     /// Sends `data` (an empty `data` only re-checks the last payload). An
     /// error leaves `data` undelivered: the caller (the host) retries it.
     pub fn send(&mut self, data: &[u8]) -> Result<(), String> {
+        let payload = (!data.is_empty()).then(|| Payload::Bytes(data.to_vec()));
+        self.deliver(payload)
+    }
+
+    /// Sends a batch's graphite lines: the host writes them to the
+    /// connection from its own memory (a batch built in the guest is sent
+    /// as bytes). An error leaves the batch undelivered, as [`Self::send`].
+    #[cfg(feature = "handler")]
+    pub fn send_batch(&mut self, batch: &crate::Batch) -> Result<(), String> {
+        if batch.is_empty() {
+            return self.deliver(None);
+        }
+        let payload = match batch.host_handle() {
+            Some(h) => Payload::Lines(h.clone()),
+            None => Payload::Bytes(batch.lines().to_vec()),
+        };
+        self.deliver(Some(payload))
+    }
+
+    fn deliver(&mut self, payload: Option<Payload>) -> Result<(), String> {
         let stream = self.proto != Protocol::Udp;
         if let Some(c) = &self.conn {
             if stream && Self::peer_closed(c) {
                 // The previous payload may not have arrived: resent below.
                 self.conn = None;
             } else {
-                self.unconfirmed.clear();
+                self.unconfirmed = None;
             }
         }
-        if data.is_empty() && self.unconfirmed.is_empty() {
+        if payload.is_none() && self.unconfirmed.is_none() {
             return Ok(());
         }
         if self.conn.is_none() {
@@ -114,22 +153,31 @@ impl LineSender {
             self.conn = Some(c);
         }
         let conn = self.conn.as_ref().expect("connected above");
-        let mut payload = std::mem::take(&mut self.unconfirmed);
-        let kept = payload.len();
-        payload.extend_from_slice(data);
-        if let Err(e) = conn.send(&payload, self.timeout_ms) {
+        let sent = match &self.unconfirmed {
+            Some(old) => old.send(conn, self.timeout_ms),
+            None => Ok(0),
+        }
+        .and_then(|_| match &payload {
+            Some(p) => p.send(conn, self.timeout_ms),
+            None => Ok(0),
+        });
+        if let Err(e) = sent {
+            // The old payload stays unconfirmed; the new one is the host's
+            // to retry.
             self.conn = None;
-            payload.truncate(kept);
-            self.unconfirmed = payload;
             return Err(format!(
                 "sending to {}: {}",
                 self.address,
                 describe_error(&e)
             ));
         }
-        if stream {
-            self.unconfirmed = payload;
-        }
+        // Both went out: only the newest needs confirming (the old one was
+        // sent again on this connection before it).
+        self.unconfirmed = if stream {
+            payload.or(self.unconfirmed.take())
+        } else {
+            None
+        };
         Ok(())
     }
 }

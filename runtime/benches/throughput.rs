@@ -110,13 +110,18 @@ fn main() {
         true,
     );
 
-    agent_pipeline(
-        port,
-        &received,
-        lines_bytes as f64 / BATCH as f64,
-        &cache,
-        &guest,
-    );
+    let b_interval: f64 = std::env::var("B_INTERVAL").ok().and_then(|v| v.parse().ok()).unwrap_or(0.01);
+    for (declared, interval) in [(false, 0.001), (true, b_interval)] {
+        agent_pipeline(
+            port,
+            &received,
+            lines_bytes as f64 / BATCH as f64,
+            &cache,
+            &guest,
+            declared,
+            interval,
+        );
+    }
 }
 
 /// The stages one after the other in this thread, `ROUNDS` times, next to
@@ -164,9 +169,9 @@ fn one_thread(
             let p0 = Instant::now();
             let mut chunk = wdiamond::metric::Chunk::default();
             chunk.extend_range(&all, start..(start + 10_000).min(all.len()));
-            let packed = chunk.into_batch();
+            let packed = Arc::new(chunk);
             in_pack += p0.elapsed();
-            let (r, usage) = handler.process(&packed, Duration::from_secs(60));
+            let (r, usage) = handler.process(packed, Duration::from_secs(60));
             in_guest += usage.elapsed;
             r.unwrap().unwrap();
         }
@@ -276,14 +281,20 @@ fn agent_pipeline(
     line_bytes: f64,
     cache: &std::path::Path,
     guest: &std::path::Path,
+    declared: bool,
+    interval: f64,
 ) {
     const SECS: f64 = 4.0;
+    let mode = if declared { "flood-series" } else { "flood" };
+    let paths: Vec<String> = (0..BATCH)
+        .map(|i| format!("servers.bench.misbehave.m{i}"))
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("agent.toml");
     std::fs::write(
         &conf,
         format!(
-            "[server]\nhandlers = [\"graphite\"]\nplugin_cache_dir = {cache:?}\n[handlers.graphite]\nhost = \"127.0.0.1\"\nport = {port}\nqueue_size = 2000000\nbatch_size = 10000\n[collectors.default]\ninterval = 0.001\nhostname = \"bench\"\n[collectors.synthetic]\nenabled = true\ncomponent = {guest:?}\nmode = \"flood\"\ncount = {}\n[collectors.synthetic.limits]\nmax_metrics = 1000000\nmemory_mb = 512\ntimeout = 5\n",
+            "[server]\nhandlers = [\"graphite\"]\nplugin_cache_dir = {cache:?}\n[handlers.graphite]\nhost = \"127.0.0.1\"\nport = {port}\nqueue_size = 2000000\nbatch_size = 10000\n[collectors.default]\ninterval = {interval}\nhostname = \"bench\"\n[collectors.synthetic]\nenabled = true\ncomponent = {guest:?}\nmode = \"{mode}\"\ncount = {}\n[collectors.synthetic.limits]\nmax_metrics = 1000000\nmemory_mb = 512\ntimeout = 5\n",
             BATCH - 1
         ),
     )
@@ -293,9 +304,10 @@ fn agent_pipeline(
         .build()
         .unwrap();
     let (mut rates, mut cpus, mut native_rates, mut native_cpus) = (vec![], vec![], vec![], vec![]);
+    let mut drops = vec![];
     let mut sink_stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     for _ in 0..3 {
-        let (rate, cpu) = rt.block_on(async {
+        let (rate, cpu, drop) = rt.block_on(async {
             let config = wdiamond::config::load(&conf).unwrap();
             let runtime = Runtime::new(cache).unwrap();
             let loaded = agent::load(&runtime, &config, &HostFacts::default()).unwrap();
@@ -307,23 +319,32 @@ fn agent_pipeline(
                 loaded,
             );
             tokio::time::sleep(Duration::from_secs(1)).await; // warm-up
-            let (b0, c0, t0) = (
+            let hs = a.handler_stats("graphite").unwrap();
+            let dropped = || hs.dropped.load(Ordering::Relaxed);
+            let (b0, c0, t0, d0) = (
                 received.load(Ordering::Relaxed),
                 process_cpu(),
                 Instant::now(),
+                dropped(),
             );
             tokio::time::sleep(Duration::from_secs_f64(SECS)).await;
-            let (b1, c1, t1) = (
+            let (b1, c1, t1, d1) = (
                 received.load(Ordering::Relaxed),
                 process_cpu(),
                 Instant::now(),
+                dropped(),
             );
             a.shutdown().await;
             let metrics = (b1 - b0) as f64 / line_bytes;
-            (metrics / (t1 - t0).as_secs_f64(), (c1 - c0) / metrics)
+            (
+                metrics / (t1 - t0).as_secs_f64(),
+                (c1 - c0) / metrics,
+                (d1 - d0) as f64 / (metrics + (d1 - d0) as f64),
+            )
         });
         rates.push(rate);
         cpus.push(cpu);
+        drops.push(drop);
         // The native floor, continuously for the same time.
         let (b0, c0, t0) = (
             received.load(Ordering::Relaxed),
@@ -337,9 +358,14 @@ fn agent_pipeline(
             buf.clear();
             for i in 0..BATCH {
                 use std::fmt::Write as _;
-                path.clear();
-                let _ = write!(path, "servers.bench.misbehave.m{i}");
-                wdiamond_wire::graphite_line(&mut buf, &path, i as f64, 0, 1_795_000_000);
+                let p = if declared {
+                    paths[i].as_str()
+                } else {
+                    path.clear();
+                    let _ = write!(path, "servers.bench.misbehave.m{i}");
+                    path.as_str()
+                };
+                wdiamond_wire::graphite_line(&mut buf, p, i as f64, 0, 1_795_000_000);
             }
             sink_stream.write_all(buf.as_bytes()).unwrap();
             sent += buf.len() as u64;
@@ -357,7 +383,7 @@ fn agent_pipeline(
     let (r, n) = (median(rates.clone()), median(native_rates.clone()));
     let (c, nc) = (median(cpus.clone()), median(native_cpus.clone()));
     println!();
-    println!("The running agent ({SECS} s windows after a 1 s warm-up, 3 runs, collector at interval 0.001 s -> graphite handler, batch_size 10000):");
+    println!("The running agent, {} ({SECS} s windows after a 1 s warm-up, 3 runs, collector at interval {interval} s -> graphite handler, batch_size 10000):", if declared { "B. series declared once" } else { "A. names formatted at every run" });
     println!("| pipeline | median metrics/s | runs | process CPU per metric |");
     println!("|---|---|---|---|");
     println!(
@@ -367,6 +393,13 @@ fn agent_pipeline(
             .map(|x| format!("{:.2}M", x / 1e6))
             .collect::<Vec<_>>(),
         c * 1e9
+    );
+    println!(
+        "  (metrics the collector published that the full queue dropped: {:?})",
+        drops
+            .iter()
+            .map(|x| format!("{:.1}%", x * 100.0))
+            .collect::<Vec<_>>()
     );
     println!(
         "| native Rust, one thread | {n:.0} | {:?} | {:.0} ns |",

@@ -1031,13 +1031,17 @@ async fn handler_task(
     let mut last_flush = tokio::time::Instant::now();
     let mut dirty = false;
     loop {
-        if !stopping {
+        if !stopping && backoff.is_zero() && !queue.is_empty() {
+            // Metrics are waiting: straight on (even a zero sleep would
+            // wait for the timer's next millisecond tick).
+            if stop.has_changed().unwrap_or(true) {
+                stopping = true;
+            }
+        } else if !stopping {
             let wait = if !backoff.is_zero() {
                 backoff
-            } else if queue.is_empty() {
-                flush_every.saturating_sub(last_flush.elapsed())
             } else {
-                Duration::ZERO
+                flush_every.saturating_sub(last_flush.elapsed())
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -1085,7 +1089,7 @@ async fn handler_task(
         let (inst, outcome) = match tokio::task::spawn_blocking(move || {
             let mut inst = inst;
             let r = if n > 0 {
-                inst.process(&batch.into_batch(), deadline).0
+                inst.process(Arc::new(batch), deadline).0
             } else {
                 inst.flush(deadline).0
             };
@@ -1488,6 +1492,14 @@ impl Agent {
     /// Statistics of a running collector.
     pub fn collector_stats(&self, name: &str) -> Option<Arc<PluginStats>> {
         self.collectors.get(name).map(|r| r.stats.clone())
+    }
+
+    /// Statistics of a running handler (delivered, dropped, failures).
+    pub fn handler_stats(&self, name: &str) -> Option<Arc<PluginStats>> {
+        self.handlers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, h)| h.running.stats.clone())
     }
 
     /// Runs until `control` says shutdown; reloads on `Reload`.

@@ -16,10 +16,15 @@ pub mod collector {
             "wdiamond:plugin/sockets.[method]connection.send": trappable,
             "wdiamond:plugin/sockets.[method]connection.receive": trappable,
             "wdiamond:plugin/sockets.[method]connection.set-keepalive": trappable,
+            "wdiamond:plugin/sockets.[method]connection.send-lines": trappable,
             "wdiamond:plugin/sockets.[drop]connection": trappable,
+            "wdiamond:plugin/batches.[method]batch.len": trappable,
+            "wdiamond:plugin/batches.[method]batch.columns": trappable,
+            "wdiamond:plugin/batches.[drop]batch": trappable,
         },
         with: {
             "wdiamond:plugin/sockets.connection": crate::host::sockets::Connection,
+            "wdiamond:plugin/batches.batch": crate::host::batches::HeldBatch,
         },
     });
 }
@@ -35,6 +40,7 @@ pub mod handler {
             "wdiamond:plugin/fs-stats": crate::bindings::collector::wdiamond::plugin::fs_stats,
             "wdiamond:plugin/process": crate::bindings::collector::wdiamond::plugin::process,
             "wdiamond:plugin/sockets": crate::bindings::collector::wdiamond::plugin::sockets,
+            "wdiamond:plugin/batches": crate::bindings::collector::wdiamond::plugin::batches,
             "wdiamond:plugin/log": crate::bindings::collector::wdiamond::plugin::log,
             "wdiamond:plugin/host-info": crate::bindings::collector::wdiamond::plugin::host_info,
             "wdiamond:plugin/config": crate::bindings::collector::wdiamond::plugin::config,
@@ -43,6 +49,6 @@ pub mod handler {
 }
 
 pub use collector::wdiamond::plugin::{
-    config as wit_config, files, fs_stats, host_info, log as wit_log, process, series, sockets,
+    batches, config as wit_config, files, fs_stats, host_info, log as wit_log, process, series, sockets,
     types,
 };

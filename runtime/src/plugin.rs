@@ -15,7 +15,8 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::bindings::collector::CollectorPlugin;
 use crate::bindings::handler::HandlerPlugin;
-use crate::bindings::types::{ConfigEntry, Description, MetricBatch, MetricSet};
+use crate::bindings::types::{ConfigEntry, Description, MetricSet};
+use crate::metric::Chunk;
 use crate::config::ComponentRef;
 use crate::host::{self, GuestOutput, HostState, Limiter, PluginContext};
 
@@ -290,6 +291,7 @@ impl Runtime {
             output,
             sockets_open: 0,
             series: Default::default(),
+            held: Default::default(),
             deadline: None,
         };
         let mut store = Store::new(engine, state);
@@ -489,14 +491,16 @@ impl Instance<HandlerPlugin> {
         .0
     }
 
-    /// `process(batch)` within `deadline`.
+    /// `process(batch)` within `deadline`: the handler gets a handle on
+    /// the chunk, which stays in the host.
     pub fn process(
         &mut self,
-        batch: &MetricBatch,
+        batch: Arc<Chunk>,
         deadline: Duration,
     ) -> (Result<Result<(), String>, Failure>, Usage) {
         self.call(deadline, None, |b, s| {
-            b.wdiamond_plugin_handler().call_process(s, batch)
+            let handle = s.data_mut().hand_over(batch)?;
+            b.wdiamond_plugin_handler().call_process(s, handle)
         })
     }
 

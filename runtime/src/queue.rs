@@ -125,6 +125,9 @@ impl Inner {
     }
 }
 
+/// What a queue without a spool logs when it drops its oldest metrics.
+const NO_SPOOL_DROP: &str = "dropped the oldest metrics; the handler is too slow or its backend is down (raise queue_size, or set spool_dir to buffer on disk)";
+
 impl Queue {
     /// A queue of at most `capacity` metrics in memory, spilling to `spool`.
     pub fn new(
@@ -154,19 +157,28 @@ impl Queue {
         if chunk.is_empty() {
             return;
         }
-        let overflow = {
+        let (overflow, dropped) = {
             let mut q = self.lock();
             q.chunks.push_back(chunk.clone());
             q.len += chunk.len();
             if q.len <= self.capacity {
-                Vec::new()
+                (Vec::new(), 0)
             } else {
                 let k = q.len - self.capacity / 2;
-                q.take_front(k)
+                if self.spool.is_some() {
+                    (q.take_front(k), 0)
+                } else {
+                    // Nowhere to put them: dropped without a copy.
+                    q.drop_front(k);
+                    (Vec::new(), k)
+                }
             }
         };
         for piece in overflow {
             self.spill(piece, "handler queue full");
+        }
+        if dropped > 0 {
+            self.count_dropped(dropped, NO_SPOOL_DROP);
         }
         self.notify.notify_one();
     }
@@ -192,7 +204,7 @@ impl Queue {
                 }
             },
             None => {
-                self.count_dropped(n, "dropped the oldest metrics; the handler is too slow or its backend is down (raise queue_size, or set spool_dir to buffer on disk)");
+                self.count_dropped(n, NO_SPOOL_DROP);
                 0
             }
         }

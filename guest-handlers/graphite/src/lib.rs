@@ -1,14 +1,14 @@
 //! Diamond's GraphiteHandler as a wdiamond component: graphite plaintext
 //! lines over TCP (or UDP) to carbon, through the host's granted sockets.
 //!
-//! Each `process` call sends its whole batch in one write. A failed send
+//! Each `process` call has the host write the batch's lines (formatted by
+//! the host, kept in its memory) to the connection in one write. A failed send
 //! returns an error: the host keeps the batch and retries it with backoff,
 //! reconnecting. A batch that may have gone to a peer that had just closed
 //! is sent again ([`LineSender`]): delivery is at least once, and carbon
 //! keeps one value per series and second, so a repeat is harmless.
 
 use wdiamond_sdk::bindings::wdiamond::plugin::sockets::Protocol;
-use wdiamond_sdk::format::graphite_lines;
 use wdiamond_sdk::net::{host_port, LineSender};
 use wdiamond_sdk::{
     export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
@@ -71,7 +71,8 @@ impl Handler for Graphite {
         if batch.is_empty() {
             return Ok(());
         }
-        self.sender.send(graphite_lines(batch))
+        // The host writes the lines it formatted to the connection.
+        self.sender.send_batch(batch)
     }
 
     fn flush(&mut self) -> Result<(), String> {

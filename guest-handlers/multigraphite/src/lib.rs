@@ -65,11 +65,11 @@ impl Handler for MultiGraphite {
         if batch.is_empty() {
             return Ok(());
         }
-        let text = wdiamond_sdk::format::graphite_lines(&batch);
+        // Each host gets the lines straight from the host's memory.
         let errors: Vec<String> = self
             .senders
             .iter_mut()
-            .filter_map(|s| s.send(text).err())
+            .filter_map(|s| s.send_batch(batch).err())
             .collect();
         if errors.is_empty() {
             Ok(())

@@ -4,6 +4,7 @@
 //!
 //! [`HostState`] is the `T` of every plugin's `Store<T>`.
 
+pub mod batches;
 pub mod config;
 pub mod files;
 pub mod fs_stats;
@@ -100,6 +101,8 @@ pub struct HostState {
     pub sockets_open: usize,
     /// Series the (collector) instance declared.
     pub series: crate::series::SeriesTable,
+    /// `batch` handles the (handler) instance holds, oldest first (reps).
+    pub held: std::collections::VecDeque<u32>,
     /// When the current run's wall-clock budget ends: host calls (commands,
     /// sockets) never wait past it, since epochs do not interrupt the host.
     pub deadline: Option<std::time::Instant>,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use wasmtime::component::Resource;
 
+use super::batches::HeldBatch;
 use super::HostState;
 use crate::bindings::sockets::{Host, HostConnection, Protocol};
 use crate::bindings::types::HostError;
@@ -143,6 +144,30 @@ pub fn set_keepalive(s: &TcpStream, interval_s: u32) -> std::io::Result<()> {
     set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, secs)
 }
 
+impl HostState {
+    /// Writes all of `data` (one datagram for UDP) within the timeout.
+    fn write(
+        &mut self,
+        this: Resource<Connection>,
+        data: &[u8],
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<u64, HostError>> {
+        let t = Some(self.within_deadline(timeout(timeout_ms).min(self.ctx.limits.socket_timeout)));
+        let conn = self.table.get_mut(&this)?;
+        let r = match conn {
+            Connection::Tcp(s) => s.set_write_timeout(t).and_then(|_| s.write_all(data)),
+            Connection::Unix(s) => s.set_write_timeout(t).and_then(|_| s.write_all(data)),
+            Connection::Udp(s) => s
+                .set_write_timeout(t)
+                .and_then(|_| s.send(data).map(|_| ())),
+        };
+        Ok(match r {
+            Ok(()) => Ok(data.len() as u64),
+            Err(e) => Err(self.failed(super::io_error("send", e))),
+        })
+    }
+}
+
 impl Host for HostState {}
 
 impl HostConnection for HostState {
@@ -168,19 +193,20 @@ impl HostConnection for HostState {
         data: Vec<u8>,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<u64, HostError>> {
-        let t = Some(self.within_deadline(timeout(timeout_ms).min(self.ctx.limits.socket_timeout)));
-        let conn = self.table.get_mut(&this)?;
-        let r = match conn {
-            Connection::Tcp(s) => s.set_write_timeout(t).and_then(|_| s.write_all(&data)),
-            Connection::Unix(s) => s.set_write_timeout(t).and_then(|_| s.write_all(&data)),
-            Connection::Udp(s) => s
-                .set_write_timeout(t)
-                .and_then(|_| s.send(&data).map(|_| ())),
+        self.write(this, &data, timeout_ms)
+    }
+
+    fn send_lines(
+        &mut self,
+        this: Resource<Connection>,
+        lines: Resource<HeldBatch>,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<u64, HostError>> {
+        let chunk = match self.table.get(&lines)?.chunk() {
+            Ok(c) => c.clone(),
+            Err(e) => return Ok(Err(self.failed(e))),
         };
-        Ok(match r {
-            Ok(()) => Ok(data.len() as u64),
-            Err(e) => Err(self.failed(super::io_error("send", e))),
-        })
+        self.write(this, chunk.lines().as_bytes(), timeout_ms)
     }
 
     fn receive(

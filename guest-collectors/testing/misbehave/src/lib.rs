@@ -135,9 +135,7 @@ impl Collector for Misbehave {
                     self.series = Some(declare_series(names, None)?);
                 }
                 let series = self.series.as_ref().expect("declared above");
-                for (i, s) in series.iter().enumerate() {
-                    out.gauge_series(s, i as f64, 0);
-                }
+                out.gauge_range(series, (0..self.count as usize).map(|i| i as f64), 0);
             }
             "nan" => {
                 out.gauge("nan", f64::NAN, 0);

@@ -1,0 +1,94 @@
+//! `wdiamond:plugin/batches`: the batches a handler's `process` receives,
+//! kept in the host. A handler reads their columns (`columns`, a copy into
+//! its memory) or has their lines written to a connection
+//! (`connection.send-lines`, no copy into it).
+//!
+//! A handler may keep batch handles past `process`; the host bounds what
+//! that holds (see [`HostState::hand_over`]).
+
+use std::sync::Arc;
+
+use wasmtime::component::Resource;
+
+use super::HostState;
+use crate::bindings::batches::{Host, HostBatch};
+use crate::bindings::types::{HostError, MetricBatch};
+use crate::metric::Chunk;
+
+/// Batches whose metrics the host keeps for a handler: older ones it still
+/// holds are emptied.
+pub const MAX_KEPT: usize = 4;
+/// Batch handles a handler may hold: past it the oldest are deleted.
+pub const MAX_HANDLES: usize = 1024;
+
+/// The host side of a `batch` resource.
+#[derive(Debug)]
+pub struct HeldBatch {
+    /// The metrics; `None` once the host let go of them.
+    chunk: Option<Arc<Chunk>>,
+    len: u32,
+}
+
+impl HeldBatch {
+    /// The metrics, or why not.
+    pub fn chunk(&self) -> Result<&Arc<Chunk>, HostError> {
+        self.chunk.as_ref().ok_or_else(|| {
+            HostError::Invalid(format!(
+                "this batch was released: the host keeps the metrics of a handler's {MAX_KEPT} most recent batches"
+            ))
+        })
+    }
+}
+
+impl HostState {
+    /// A handle on `chunk` for the handler's `process`. The handler's
+    /// older batches are emptied past [`MAX_KEPT`] and deleted past
+    /// [`MAX_HANDLES`], oldest first.
+    pub fn hand_over(&mut self, chunk: Arc<Chunk>) -> wasmtime::Result<Resource<HeldBatch>> {
+        let len = chunk.len().min(u32::MAX as usize) as u32;
+        let r = self.table.push(HeldBatch {
+            chunk: Some(chunk),
+            len,
+        })?;
+        self.held.push_back(r.rep());
+        while self.held.len() > MAX_HANDLES {
+            let rep = self.held.pop_front().expect("non-empty");
+            let _ = self.table.delete(Resource::<HeldBatch>::new_own(rep));
+        }
+        let kept = self.held.len().saturating_sub(MAX_KEPT);
+        for &rep in self.held.iter().take(kept) {
+            if let Ok(b) = self.table.get_mut(&Resource::<HeldBatch>::new_borrow(rep)) {
+                b.chunk = None;
+            }
+        }
+        Ok(r)
+    }
+}
+
+impl Host for HostState {}
+
+impl HostBatch for HostState {
+    fn len(&mut self, this: Resource<HeldBatch>) -> wasmtime::Result<u32> {
+        Ok(self.table.get(&this)?.len)
+    }
+
+    fn columns(
+        &mut self,
+        this: Resource<HeldBatch>,
+    ) -> wasmtime::Result<Result<MetricBatch, HostError>> {
+        Ok(self
+            .table
+            .get(&this)?
+            .chunk()
+            .map(|c| Chunk::clone(c).into_batch()))
+    }
+
+    fn drop(&mut self, this: Resource<HeldBatch>) -> wasmtime::Result<()> {
+        let rep = this.rep();
+        self.table.delete(this)?;
+        if let Some(k) = self.held.iter().position(|&r| r == rep) {
+            self.held.remove(k);
+        }
+        Ok(())
+    }
+}
