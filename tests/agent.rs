@@ -432,3 +432,92 @@ fn a_fuel_limit_stops_a_spinning_run_and_only_limited_plugins_count_fuel() {
         "a plugin without a fuel limit is not metered"
     );
 }
+
+/// Declared series publish exactly what named metrics publish (paths,
+/// lines, filters), run after run; a declaration past `max_metrics` is
+/// refused and the run fails with the guest's error, not a trap.
+#[test]
+fn declared_series_publish_the_same_lines_as_named_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let guest = common::test_guest("collector_misbehave");
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            r#"[server]
+handlers = []
+plugin_cache_dir = {cache:?}
+[collectors.default]
+hostname = "ser"
+[collectors.named]
+enabled = true
+component = {guest:?}
+mode = "flood"
+count = 300
+[collectors.declared]
+enabled = true
+component = {guest:?}
+mode = "flood-series"
+count = 300
+[collectors.named_filtered]
+enabled = true
+component = {guest:?}
+mode = "flood"
+count = 300
+metrics_whitelist = "(m1[0-9]*$|runs)"
+[collectors.declared_filtered]
+enabled = true
+component = {guest:?}
+mode = "flood-series"
+count = 300
+metrics_whitelist = "(m1[0-9]*$|runs)"
+[collectors.too_many]
+enabled = true
+component = {guest:?}
+mode = "flood-series"
+count = 300
+[collectors.too_many.limits]
+max_metrics = 100
+"#,
+            cache = common::cache_dir(),
+        ),
+    );
+    let config = wdiamond::config::load(&conf).unwrap();
+    let rt = common::runtime();
+    let mut loaded = agent::load(&rt, &config, &HostFacts::default()).unwrap();
+    let mut run = |name: &str| {
+        let lc = loaded
+            .collectors
+            .iter_mut()
+            .find(|c| c.config.plugin.name == name)
+            .unwrap();
+        let (r, _) = lc.instance.collect(Duration::from_secs(10));
+        match r.unwrap() {
+            Ok(set) => {
+                let checked =
+                    lc.publication
+                        .publish_with(set, 1_700_000_000, lc.instance.series_mut());
+                assert_eq!(checked.rejected, 0, "{name}: {:?}", checked.reasons);
+                Ok((checked.published.lines().to_string(), checked.filtered))
+            }
+            Err(e) => Err(e),
+        }
+    };
+    for round in 1..=3 {
+        let (named, _) = run("named").unwrap();
+        let (declared, _) = run("declared").unwrap();
+        assert_eq!(named.lines().count(), 301);
+        assert!(named.starts_with("servers.ser.misbehave.m0 0 1700000000\n"));
+        assert!(named.ends_with(&format!("servers.ser.misbehave.runs {round} 1700000000\n")));
+        assert_eq!(declared, named, "round {round}");
+        let (named, nf) = run("named_filtered").unwrap();
+        let (declared, df) = run("declared_filtered").unwrap();
+        // m1, m10..m19, m100..m199, and runs.
+        assert_eq!(named.lines().count(), 1 + 10 + 100 + 1, "{named}");
+        assert_eq!((declared, df), (named, nf));
+        let e = run("too_many").unwrap_err();
+        assert_eq!(
+            e,
+            "declaring 300 series: over this collector's limit of 100 series (max_metrics)"
+        );
+    }
+}

@@ -482,3 +482,64 @@ async fn graphite_over_ipv6_with_keepalive() {
         );
     }
 }
+
+/// The graphite handler sends a batch's lines from the host's memory and
+/// keeps the batch's handle until the connection proves alive: when the
+/// peer closed after reading a batch, that batch goes again, before the
+/// next, on a new connection (at least once).
+#[test]
+fn graphite_resends_the_unconfirmed_batch_after_the_peer_closed() {
+    use wdiamond::bindings::types::MetricKind;
+    use wdiamond::metric::{Chunk, Source};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = [\"graphite\"]\nplugin_cache_dir = {:?}\n[handlers.graphite]\nhost = \"127.0.0.1\"\nport = {port}\ntimeout = 2\n",
+            common::cache_dir()
+        ),
+    );
+    let config = wdiamond::config::load(&conf).unwrap();
+    let rt = common::runtime();
+    let mut loaded = agent::load(&rt, &config, &HostFacts::default()).unwrap();
+    let mut h = loaded.handlers.remove(0).instance;
+    let source = Arc::new(Source {
+        host: "h".into(),
+        collector: "c".into(),
+        tenant: None,
+        ttl: 60,
+    });
+    let batch = |name: &str| {
+        let mut c = Chunk::default();
+        c.push(name, 1.0, 0, MetricKind::Gauge, 7, None, &source)
+            .unwrap();
+        Arc::new(c)
+    };
+    let read_all = |s: &mut TcpStream, want: usize| {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        while got.len() < want {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8(got).unwrap()
+    };
+    let (r, _) = h.process(batch("first"), Duration::from_secs(5));
+    r.unwrap().unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    assert_eq!(read_all(&mut conn, 10), "first 1 7\n");
+    drop(conn); // the peer closes: was "first" stored? The sender cannot know.
+    std::thread::sleep(Duration::from_millis(100));
+    let (r, _) = h.process(batch("second"), Duration::from_secs(5));
+    r.unwrap().unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    assert_eq!(read_all(&mut conn, 21), "first 1 7\nsecond 1 7\n");
+    // The connection is alive now: the next batch goes alone.
+    let (r, _) = h.process(batch("third"), Duration::from_secs(5));
+    r.unwrap().unwrap();
+    assert_eq!(read_all(&mut conn, 10), "third 1 7\n");
+}

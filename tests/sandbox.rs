@@ -450,3 +450,65 @@ async fn health_metrics_tell_what_each_plugin_did() {
     assert!(last("handlers.archive.metrics.published") >= 16.0);
     assert!(Path::new(&archive).exists());
 }
+
+/// A handler that keeps every batch handle (`handler_hoard`): the host
+/// keeps the metrics of only its 4 most recent batches (an older one
+/// reads as released), and deletes handles past 1,024 (reading one traps).
+#[test]
+fn a_handler_hoarding_batches_holds_only_bounded_host_memory() {
+    use wdiamond::host::batches::{MAX_HANDLES, MAX_KEPT};
+    use wdiamond::metric::{Chunk, Source};
+    use wdiamond::plugin::FailureKind;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = [\"hoard\"]\nplugin_cache_dir = {:?}\n[handlers.hoard]\ncomponent = {:?}\n",
+            common::cache_dir(),
+            common::test_guest("handler_hoard")
+        ),
+    );
+    let config = wdiamond::config::load(&conf).unwrap_or_else(|e| panic!("{e}"));
+    let rt = common::runtime();
+    let mut loaded = agent::load(&rt, &config, &HostFacts::default()).unwrap();
+    let mut h = loaded.handlers.remove(0).instance;
+    let source = Arc::new(Source {
+        host: "h".into(),
+        collector: "c".into(),
+        tenant: None,
+        ttl: 60,
+    });
+    let batch = |lines: usize| {
+        let mut c = Chunk::default();
+        for i in 0..lines {
+            c.push(
+                &format!("a.b{i}"),
+                1.0,
+                0,
+                wdiamond::bindings::types::MetricKind::Gauge,
+                7,
+                None,
+                &source,
+            )
+            .unwrap();
+        }
+        Arc::new(c)
+    };
+    for k in 1..=MAX_HANDLES + 1 {
+        // Batch k has k lines (up to 9), so the oldest read says which it is.
+        let (r, _) = h.process(batch(k.min(9)), Duration::from_secs(5));
+        match (k, r) {
+            (k, Ok(Err(e))) if k <= MAX_KEPT => {
+                assert_eq!(e, format!("read {k} held, oldest has 1 lines"))
+            }
+            (k, Ok(Err(e))) if k <= MAX_HANDLES => {
+                assert!(e.contains("this batch was released"), "batch {k}: {e}")
+            }
+            (k, Err(f)) if k == MAX_HANDLES + 1 => {
+                // The oldest handle was deleted: using it traps.
+                assert_eq!(f.kind, FailureKind::Trap, "{}", f.message);
+            }
+            (k, other) => panic!("batch {k}: {other:?}"),
+        }
+    }
+}

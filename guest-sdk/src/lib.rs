@@ -145,6 +145,16 @@ impl Batch {
         }
     }
 
+    /// A batch of a handle the guest already holds (kept from an earlier
+    /// `process`).
+    pub fn from_shared(handle: std::rc::Rc<HostBatch>) -> Batch {
+        Batch {
+            len: handle.len() as usize,
+            host: Some(handle),
+            columns: std::cell::OnceCell::new(),
+        }
+    }
+
     /// A batch of these columns, held by the guest (tests, tools); checked
     /// as [`Columns::new`] does.
     pub fn new(b: MetricBatch) -> Result<Batch, String> {
@@ -906,7 +916,7 @@ mod batch_tests {
         let b: Batch = [metric("a.b", 1.0, 7), metric("a.c", 2.0, 7)]
             .into_iter()
             .collect();
-        let mut cols = b.b;
+        let mut cols = b.columns().b.clone();
         cols.timestamps = vec![9];
         cols.precisions = vec![0];
         let b = Batch::new(cols).unwrap();
@@ -920,7 +930,7 @@ mod batch_tests {
             let b: Batch = [metric("a.b", 1.0, 7), metric("a.c", 2.0, 7)]
                 .into_iter()
                 .collect();
-            b.b
+            b.columns().b.clone()
         };
         let mut b = good();
         b.line_ends[1] += 1;
@@ -938,5 +948,39 @@ mod batch_tests {
         b.timestamps = vec![];
         assert!(Batch::new(b).is_err(), "an empty column for two metrics");
         assert!(Batch::new(good()).is_ok());
+    }
+}
+
+#[cfg(all(test, feature = "collector"))]
+mod publisher_tests {
+    use super::*;
+
+    #[test]
+    fn named_and_declared_metrics_fill_the_columns_the_host_reads() {
+        let range = SeriesRange { first: 5, len: 3 };
+        let mut p = Publisher::default();
+        p.gauge("a", 1.0, 2);
+        assert!(p.set.series.is_empty(), "all named: no series column");
+        p.gauge_series(range.get(1), 2.0, 2);
+        p.gauge_range(&range, [3.0, 4.0, 5.0], 2);
+        p.counter("b", 6.0, 2);
+        assert_eq!(p.len(), 6);
+        let set = p.into_set();
+        assert_eq!(set.series, [NAMED, 6, 5, 6, 7, NAMED]);
+        assert_eq!(
+            (set.names.as_slice(), set.name_ends.as_slice()),
+            (&b"ab"[..], &[1, 2][..])
+        );
+        assert_eq!(set.values, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(set.precisions, [2], "shared");
+        assert_eq!(set.counters, [0, 0, 0, 0, 0, 1]);
+        assert_eq!(set.timestamps, [0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "one value per series")]
+    fn a_range_needs_one_value_per_series() {
+        let range = SeriesRange { first: 0, len: 3 };
+        Publisher::default().gauge_range(&range, [1.0], 0);
     }
 }

@@ -110,7 +110,10 @@ fn main() {
         true,
     );
 
-    let b_interval: f64 = std::env::var("B_INTERVAL").ok().and_then(|v| v.parse().ok()).unwrap_or(0.01);
+    let b_interval: f64 = std::env::var("B_INTERVAL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.01);
     for (declared, interval) in [(false, 0.001), (true, b_interval)] {
         agent_pipeline(
             port,
@@ -157,9 +160,9 @@ fn one_thread(
         let (r, _) = lc.instance.collect(Duration::from_secs(60));
         let metrics = r.unwrap().unwrap();
         let t1 = Instant::now();
-        let checked =
-            lc.publication
-                .publish_with(metrics, 1_795_000_000, lc.instance.series_mut());
+        let checked = lc
+            .publication
+            .publish_with(metrics, 1_795_000_000, lc.instance.series_mut());
         let t2 = Instant::now();
         assert_eq!(checked.published.len(), BATCH);
         let mut in_pack = Duration::ZERO;

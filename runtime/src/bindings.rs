@@ -49,6 +49,6 @@ pub mod handler {
 }
 
 pub use collector::wdiamond::plugin::{
-    batches, config as wit_config, files, fs_stats, host_info, log as wit_log, process, series, sockets,
-    types,
+    batches, config as wit_config, files, fs_stats, host_info, log as wit_log, process, series,
+    sockets, types,
 };

@@ -16,9 +16,9 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use crate::bindings::collector::CollectorPlugin;
 use crate::bindings::handler::HandlerPlugin;
 use crate::bindings::types::{ConfigEntry, Description, MetricSet};
-use crate::metric::Chunk;
 use crate::config::ComponentRef;
 use crate::host::{self, GuestOutput, HostState, Limiter, PluginContext};
+use crate::metric::Chunk;
 
 /// One epoch tick: deadlines are counted in these.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);

@@ -188,3 +188,105 @@ impl SeriesTable {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CollectorConfig;
+    use crate::metric::{Filter, PathBuilder};
+
+    fn publication(toml: &str, tenant: Option<&str>) -> Publication {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, format!("[collectors.cpu]\nenabled = true\n{toml}")).unwrap();
+        let c: CollectorConfig = crate::config::load(&f).unwrap().collectors.remove(0);
+        Publication {
+            paths: PathBuilder::new(&c, Some("host1"), "coll"),
+            filter: Filter::new(&c),
+            ttl: 60,
+            collector: "coll".into(),
+            tenant: tenant.map(|t| (t.to_string(), format!("tenants.{t}"))),
+        }
+    }
+
+    fn ends(names: &[&str]) -> (Vec<u8>, Vec<u32>) {
+        let (mut b, mut e) = (Vec::new(), Vec::new());
+        for n in names {
+            b.extend_from_slice(n.as_bytes());
+            e.push(b.len() as u32);
+        }
+        (b, e)
+    }
+
+    #[test]
+    fn series_resolve_to_paths_filters_and_rejections_once() {
+        let p = publication("metrics_blacklist = \"secret\"\n", None);
+        let mut t = SeriesTable::default();
+        let (b, e) = ends(&["cpu.idle", "secret.key", "bad name", ""]);
+        assert_eq!(t.declare(&b, &e, None, 10), Ok(0));
+        let (b, e) = ends(&["x"]);
+        assert_eq!(t.declare(&b, &e, Some("db1".into()), 10), Ok(4));
+        assert_eq!(t.declare(&b, &e, Some("bad inst".into()), 10), Ok(5));
+        assert_eq!(t.len(), 6);
+        assert_eq!(t.get(0), None, "not resolved before a publication");
+        t.resolve(&p);
+        assert_eq!(
+            t.get(0),
+            Some(Resolved::Path("servers.host1.coll.cpu.idle"))
+        );
+        assert_eq!(t.get(1), Some(Resolved::Filtered));
+        assert!(matches!(
+            t.get(2),
+            Some(Resolved::Rejected(Rejection::Name(_)))
+        ));
+        assert!(matches!(
+            t.get(3),
+            Some(Resolved::Rejected(Rejection::Name(_)))
+        ));
+        assert_eq!(t.get(4), Some(Resolved::Path("instances.db1.coll.x")));
+        assert!(matches!(
+            t.get(5),
+            Some(Resolved::Rejected(Rejection::Name(_)))
+        ));
+        assert_eq!(t.get(6), None);
+        // A tenant's prefix is part of the path.
+        let mut t = SeriesTable::default();
+        let (b, e) = ends(&["a"]);
+        t.declare(&b, &e, None, 10).unwrap();
+        t.resolve(&publication("", Some("acme")));
+        assert_eq!(
+            t.get(0),
+            Some(Resolved::Path("tenants.acme.servers.host1.coll.a"))
+        );
+    }
+
+    #[test]
+    fn declarations_are_bounded_and_checked_whole() {
+        let mut t = SeriesTable::default();
+        let (b, e) = ends(&["a", "b", "c"]);
+        assert_eq!(t.declare(&b, &e, None, 4), Ok(0));
+        assert_eq!(
+            t.declare(&b, &e, None, 4),
+            Err(DeclareError::TooMany { asked: 3, limit: 4 })
+        );
+        assert_eq!(t.len(), 3, "a refused call declares none");
+        assert!(matches!(
+            t.declare(b"ab", &[2, 1], None, 100),
+            Err(DeclareError::Malformed(_))
+        ));
+        assert!(matches!(
+            t.declare(b"ab", &[3], None, 100),
+            Err(DeclareError::Malformed(_))
+        ));
+        assert_eq!(t.len(), 3);
+        // An overlong name is kept to MAX_NAME + 1 bytes, and rejected.
+        let long = vec![b'a'; 100_000];
+        assert_eq!(t.declare(&long, &[100_000], None, 100), Ok(3));
+        assert!(t.pending.last().unwrap().names.len() == MAX_NAME + 1);
+        t.resolve(&publication("", None));
+        assert!(matches!(
+            t.get(3),
+            Some(Resolved::Rejected(Rejection::Name(_)))
+        ));
+    }
+}

@@ -23,7 +23,9 @@ impl Host for HostState {
                 });
                 Err(self.failed(HostError::TooLarge(limit as u64)))
             }
-            Err(e @ DeclareError::Malformed(_)) => Err(self.failed(HostError::Invalid(e.to_string()))),
+            Err(e @ DeclareError::Malformed(_)) => {
+                Err(self.failed(HostError::Invalid(e.to_string())))
+            }
         }
     }
 }
