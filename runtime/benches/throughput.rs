@@ -91,17 +91,21 @@ fn main() {
     println!("{BATCH} metrics per round, {ROUNDS} rounds (after one warm-up), graphite plaintext to a TCP sink on 127.0.0.1");
     println!();
     println!("A. Names formatted at every run (`flood`: `gauge_args(format_args!(\"m{{i}}\"))`; the floor `write!`s each path):");
-    let lines_bytes = one_thread(
-        lc,
-        Some(&mut gen),
-        &mut handler,
-        &received,
-        &mut sink_stream,
-        false,
-    );
+    let only_b = std::env::var("PART").as_deref() == Ok("agent-b");
+    let mut lines_bytes = 0;
+    if !only_b {
+        lines_bytes = one_thread(
+            lc,
+            Some(&mut gen),
+            &mut handler,
+            &received,
+            &mut sink_stream,
+            false,
+        );
+    }
     println!();
     println!("B. Series declared once (`flood-series`: `declare_series` at the first run, then `gauge_series`; the floor keeps its paths from round to round):");
-    one_thread(
+    let b_bytes = one_thread(
         &mut declared,
         None,
         &mut handler,
@@ -114,7 +118,14 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.01);
+    if only_b {
+        lines_bytes = b_bytes; // the same lines
+    }
+    // PART=agent-b runs only B (for profiling).
     for (declared, interval) in [(false, 0.001), (true, b_interval)] {
+        if only_b && !declared {
+            continue;
+        }
         agent_pipeline(
             port,
             &received,
@@ -167,12 +178,12 @@ fn one_thread(
         assert_eq!(checked.published.len(), BATCH);
         let mut in_pack = Duration::ZERO;
         let mut in_guest = Duration::ZERO;
-        let all = checked.published;
+        let all = Arc::new(checked.published);
         for start in (0..all.len()).step_by(10_000) {
+            // As the queue cuts a batch: slices of the run's chunk.
             let p0 = Instant::now();
-            let mut chunk = wdiamond::metric::Chunk::default();
-            chunk.extend_range(&all, start..(start + 10_000).min(all.len()));
-            let packed = Arc::new(chunk);
+            let mut packed = wdiamond::metric::Batch::default();
+            packed.push(&all, start..(start + 10_000).min(all.len()));
             in_pack += p0.elapsed();
             let (r, usage) = handler.process(packed, Duration::from_secs(60));
             in_guest += usage.elapsed;

@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -1007,6 +1007,10 @@ async fn collector_task(
     span.in_scope(|| tracing::info!("stopped"));
 }
 
+/// Longest a handler keeps its blocking thread delivering batch after
+/// batch before the task looks at its schedule and stop signal again.
+const DRAIN_SLICE: Duration = Duration::from_millis(50);
+
 async fn handler_task(
     runtime: Arc<Runtime>,
     lh: LoadedHandler,
@@ -1075,7 +1079,7 @@ async fn handler_task(
         };
         let (taken, batch) = match queue.peek(batch_size) {
             Some((t, b)) => (Some(t), b),
-            None => (None, crate::metric::Chunk::default()),
+            None => (None, crate::metric::Batch::default()),
         };
         let flush_due = dirty && (last_flush.elapsed() >= flush_every || stopping);
         if batch.is_empty() && !flush_due {
@@ -1086,14 +1090,34 @@ async fn handler_task(
             continue;
         }
         let n = batch.len();
-        let (inst, outcome) = match tokio::task::spawn_blocking(move || {
+        let (q, st) = (queue.clone(), stats.clone());
+        let (inst, outcome, delivered) = match tokio::task::spawn_blocking(move || {
             let mut inst = inst;
-            let r = if n > 0 {
-                inst.process(Arc::new(batch), deadline).0
-            } else {
-                inst.flush(deadline).0
+            let Some(mut taken) = taken else {
+                let r = inst.flush(deadline).0;
+                return (inst, r, 0);
             };
-            (inst, r)
+            // Batch after batch while they succeed and metrics wait, for
+            // at most DRAIN_SLICE: one hand-off to a blocking thread per
+            // slice, not per batch.
+            let (started, mut batch, mut delivered) = (Instant::now(), batch, 0);
+            loop {
+                let n = batch.len();
+                let r = inst.process(batch, deadline).0;
+                if !matches!(r, Ok(Ok(()))) {
+                    return (inst, r, delivered);
+                }
+                q.commit(taken);
+                st.metrics.fetch_add(n as u64, Ordering::Relaxed);
+                delivered += n;
+                if started.elapsed() >= DRAIN_SLICE {
+                    return (inst, r, delivered);
+                }
+                match q.peek(batch_size) {
+                    Some((t, b)) => (taken, batch) = (t, b),
+                    None => return (inst, r, delivered),
+                }
+            }
         })
         .await
         {
@@ -1104,13 +1128,12 @@ async fn handler_task(
             }
         };
         let _g = span.enter();
+        if delivered > 0 {
+            dirty = true;
+        }
         match outcome {
             Ok(Ok(())) => {
-                if let Some(t) = taken {
-                    queue.commit(t);
-                    stats.metrics.fetch_add(n as u64, Ordering::Relaxed);
-                    dirty = true;
-                } else {
+                if n == 0 {
                     dirty = false;
                     last_flush = tokio::time::Instant::now();
                 }

@@ -18,7 +18,7 @@ use crate::bindings::handler::HandlerPlugin;
 use crate::bindings::types::{ConfigEntry, Description, MetricSet};
 use crate::config::ComponentRef;
 use crate::host::{self, GuestOutput, HostState, Limiter, PluginContext};
-use crate::metric::Chunk;
+use crate::metric::Batch;
 
 /// One epoch tick: deadlines are counted in these.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -492,14 +492,14 @@ impl Instance<HandlerPlugin> {
     }
 
     /// `process(batch)` within `deadline`: the handler gets a handle on
-    /// the chunk, which stays in the host.
+    /// the batch, which stays in the host.
     pub fn process(
         &mut self,
-        batch: Arc<Chunk>,
+        batch: impl Into<Batch>,
         deadline: Duration,
     ) -> (Result<Result<(), String>, Failure>, Usage) {
         self.call(deadline, None, |b, s| {
-            let handle = s.data_mut().hand_over(batch)?;
+            let handle = s.data_mut().hand_over(batch.into())?;
             b.wdiamond_plugin_handler().call_process(s, handle)
         })
     }

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 
 use crate::agent::PluginStats;
 use crate::bindings::types::MetricKind;
-use crate::metric::{Chunk, Source, MAX_LINES};
+use crate::metric::{Batch, Chunk, Source, MAX_LINES};
 
 /// Which part of the queue a [`Queue::peek`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +85,26 @@ impl Inner {
                 break;
             }
             out.extend_range(c, skip..skip + take);
+            skip = 0;
+        }
+        out
+    }
+
+    /// Up to `n` of the oldest metrics as slices of the queued chunks (no
+    /// copy), at most [`MAX_LINES`] bytes of lines (fewer metrics then).
+    fn slice_front(&self, n: usize) -> Batch {
+        let mut out = Batch::default();
+        let (mut skip, mut bytes) = (self.offset, 0usize);
+        for c in &self.chunks {
+            if out.len() >= n {
+                break;
+            }
+            let take = c.fitting(skip, n - out.len(), MAX_LINES.saturating_sub(bytes));
+            if take == 0 {
+                break;
+            }
+            out.push(c, skip..skip + take);
+            bytes += out.slices().last().map_or(0, |s| s.lines().len());
             skip = 0;
         }
         out
@@ -215,9 +235,9 @@ impl Queue {
         tracing::warn!(handler = %self.name, dropped = n, total_dropped = total, capacity = self.capacity, "{what}");
     }
 
-    /// Copies up to `n` of the oldest metrics (block copies of the queued
-    /// columns); they stay queued until [`Queue::commit`].
-    pub fn peek(&self, n: usize) -> Option<(Taken, Chunk)> {
+    /// Up to `n` of the oldest metrics, as slices of the queued chunks
+    /// (shared, not copied); they stay queued until [`Queue::commit`].
+    pub fn peek(&self, n: usize) -> Option<(Taken, Batch)> {
         if let Some(spool) = &self.spool {
             if let Some((segment, items)) = spool.peek(n) {
                 return Some((
@@ -225,7 +245,7 @@ impl Queue {
                         segment,
                         n: items.len(),
                     },
-                    items,
+                    items.into(),
                 ));
             }
         }
@@ -233,7 +253,7 @@ impl Queue {
         if q.len == 0 {
             return None;
         }
-        let items = q.copy_front(n);
+        let items = q.slice_front(n);
         Some((
             Taken::Memory {
                 first: q.head,
@@ -643,7 +663,7 @@ mod tests {
     fn drain(q: &Queue, n: usize) -> Vec<Row> {
         let mut got = Vec::new();
         while let Some((t, items)) = q.peek(n) {
-            got.extend(rows(&items));
+            got.extend(rows(&items.to_chunk()));
             q.commit(t);
         }
         got
@@ -680,7 +700,7 @@ mod tests {
         }
         // A peek not committed is seen again.
         let (_, first) = a.peek(5).unwrap();
-        assert_eq!(rows(&first), rows(&chunk(0..5)));
+        assert_eq!(rows(&first.to_chunk()), rows(&chunk(0..5)));
         assert_eq!(drain(&a, 5), rows(&chunk(0..20)));
         assert_eq!(drain(&b, 7), rows(&chunk(0..20)));
         assert!(a.is_empty() && b.is_empty());
@@ -738,6 +758,10 @@ mod tests {
         assert_eq!(q.len(), 5);
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 20);
         let (_, items) = q.peek(100).unwrap();
-        assert_eq!(items.get(0).timestamp, 1020, "the newest are kept");
+        assert_eq!(
+            items.to_chunk().get(0).timestamp,
+            1020,
+            "the newest are kept"
+        );
     }
 }

@@ -6,14 +6,12 @@
 //! A handler may keep batch handles past `process`; the host bounds what
 //! that holds (see [`HostState::hand_over`]).
 
-use std::sync::Arc;
-
 use wasmtime::component::Resource;
 
 use super::HostState;
 use crate::bindings::batches::{Host, HostBatch};
 use crate::bindings::types::{HostError, MetricBatch};
-use crate::metric::Chunk;
+use crate::metric::Batch;
 
 /// Batches whose metrics the host keeps for a handler: older ones it still
 /// holds are emptied.
@@ -24,15 +22,16 @@ pub const MAX_HANDLES: usize = 1024;
 /// The host side of a `batch` resource.
 #[derive(Debug)]
 pub struct HeldBatch {
-    /// The metrics; `None` once the host let go of them.
-    chunk: Option<Arc<Chunk>>,
+    /// The metrics (slices of queued chunks); `None` once the host let go
+    /// of them.
+    batch: Option<Batch>,
     len: u32,
 }
 
 impl HeldBatch {
     /// The metrics, or why not.
-    pub fn chunk(&self) -> Result<&Arc<Chunk>, HostError> {
-        self.chunk.as_ref().ok_or_else(|| {
+    pub fn batch(&self) -> Result<&Batch, HostError> {
+        self.batch.as_ref().ok_or_else(|| {
             HostError::Invalid(format!(
                 "this batch was released: the host keeps the metrics of a handler's {MAX_KEPT} most recent batches"
             ))
@@ -41,13 +40,13 @@ impl HeldBatch {
 }
 
 impl HostState {
-    /// A handle on `chunk` for the handler's `process`. The handler's
+    /// A handle on `batch` for the handler's `process`. The handler's
     /// older batches are emptied past [`MAX_KEPT`] and deleted past
     /// [`MAX_HANDLES`], oldest first.
-    pub fn hand_over(&mut self, chunk: Arc<Chunk>) -> wasmtime::Result<Resource<HeldBatch>> {
-        let len = chunk.len().min(u32::MAX as usize) as u32;
+    pub fn hand_over(&mut self, batch: Batch) -> wasmtime::Result<Resource<HeldBatch>> {
+        let len = batch.len().min(u32::MAX as usize) as u32;
         let r = self.table.push(HeldBatch {
-            chunk: Some(chunk),
+            batch: Some(batch),
             len,
         })?;
         self.held.push_back(r.rep());
@@ -58,7 +57,7 @@ impl HostState {
         let kept = self.held.len().saturating_sub(MAX_KEPT);
         for &rep in self.held.iter().take(kept) {
             if let Ok(b) = self.table.get_mut(&Resource::<HeldBatch>::new_borrow(rep)) {
-                b.chunk = None;
+                b.batch = None;
             }
         }
         Ok(r)
@@ -79,8 +78,8 @@ impl HostBatch for HostState {
         Ok(self
             .table
             .get(&this)?
-            .chunk()
-            .map(|c| Chunk::clone(c).into_batch()))
+            .batch()
+            .map(|b| b.to_chunk().into_batch()))
     }
 
     fn drop(&mut self, this: Resource<HeldBatch>) -> wasmtime::Result<()> {

@@ -202,11 +202,29 @@ impl HostConnection for HostState {
         lines: Resource<HeldBatch>,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<u64, HostError>> {
-        let chunk = match self.table.get(&lines)?.chunk() {
-            Ok(c) => c.clone(),
+        let batch = match self.table.get(&lines)?.batch() {
+            Ok(b) => b.clone(),
             Err(e) => return Ok(Err(self.failed(e))),
         };
-        self.write(this, chunk.lines().as_bytes(), timeout_ms)
+        let udp = matches!(self.table.get(&this)?, Connection::Udp(_));
+        if udp || batch.slices().len() == 1 {
+            // One write (one datagram for UDP).
+            let joined: std::borrow::Cow<'_, str> = match batch.slices() {
+                [one] => one.lines().into(),
+                many => many.iter().map(|s| s.lines()).collect::<String>().into(),
+            };
+            return self.write(this, joined.as_bytes(), timeout_ms);
+        }
+        // A stream: the slices one after the other, no copy.
+        let mut sent = 0;
+        for s in batch.slices() {
+            let this = Resource::new_borrow(this.rep());
+            match self.write(this, s.lines().as_bytes(), timeout_ms)? {
+                Ok(n) => sent += n,
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        Ok(Ok(sent))
     }
 
     fn receive(
