@@ -1,11 +1,16 @@
 //! Throughput: a synthetic collector publishing large batches -> host
 //! checks, Diamond paths and lines -> the graphite handler component -> a
 //! TCP sink on 127.0.0.1; next to plain native Rust producing the same lines
-//! into the same sink. First the stages one after the other in one thread
-//! (with where the time goes), then the running agent (its collector and
+//! into the same sink. Two workloads: A, the guest formats every name at
+//! every run (`flood`); B, the names are declared once as series and each
+//! run publishes values (`flood-series`), the native floor likewise keeping
+//! its paths. Each first as stages one after the other in one thread (with
+//! where the time goes), then as the running agent (its collector and
 //! handler tasks overlapping) with the process CPU per metric.
 //!
-//! Run: `cargo bench --bench throughput`.
+//! Run: `cargo bench --bench throughput`. `B_INTERVAL=<s>` sets the
+//! collector interval of the running agent in B (default 0.001: back to
+//! back); `PART=agent-b` runs only B (for profiling).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -117,7 +122,7 @@ fn main() {
     let b_interval: f64 = std::env::var("B_INTERVAL")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0.01);
+        .unwrap_or(0.001);
     if only_b {
         lines_bytes = b_bytes; // the same lines
     }
@@ -153,6 +158,7 @@ fn one_thread(
     let (mut wasm, mut native) = (Vec::new(), Vec::new());
     let (mut t_collect, mut t_publish, mut t_process) = (Vec::new(), Vec::new(), Vec::new());
     let (mut t_pack, mut t_guest, mut t_gen) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut t_native_fmt, mut t_native_send) = (Vec::new(), Vec::new());
     let mut lines_bytes = 0u64;
     // The declared floor's paths, made once as the host makes them once.
     let paths: Vec<String> = (0..BATCH - 1)
@@ -228,12 +234,15 @@ fn one_thread(
             0,
             1_795_000_000,
         );
+        let nf = Instant::now();
         sink_stream.write_all(buf.as_bytes()).unwrap();
         wait_for(received, before + buf.len() as u64);
         let n1 = Instant::now();
         if round == 0 {
             continue; // warm-up
         }
+        t_native_fmt.push((nf - n0).as_secs_f64() * 1e3);
+        t_native_send.push((n1 - nf).as_secs_f64() * 1e3);
         wasm.push(BATCH as f64 / (t4 - t0).as_secs_f64());
         native.push(BATCH as f64 / (n1 - n0).as_secs_f64());
         t_collect.push((t1 - t0).as_secs_f64() * 1e3);
@@ -271,6 +280,11 @@ fn one_thread(
         "  of the handler: cutting batches {:.1} ms, the process calls {:.1} ms",
         median(t_pack),
         median(t_guest)
+    );
+    println!(
+        "native round, median ms: formatting the lines {:.1}; one write to the sink, until it has read them {:.1}",
+        median(t_native_fmt),
+        median(t_native_send)
     );
     lines_bytes
 }

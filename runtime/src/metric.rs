@@ -750,7 +750,16 @@ impl Publication {
         }
         let base = self.base(None);
         let mut out = Checked {
-            published: Chunk::with_capacity(n, set.names.len() + n * (base.len() + 24)),
+            // Room for every line at once (a regrowth copies them all):
+            // paths, plus up to 32 bytes for the value, timestamp and
+            // separators of a typical line.
+            published: Chunk::with_capacity(
+                n,
+                set.names.len()
+                    + named * (base.len() + 1)
+                    + (n - named) * series.mean_path_len()
+                    + n * 32,
+            ),
             ..Default::default()
         };
         let source = self.source();

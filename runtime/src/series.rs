@@ -172,6 +172,11 @@ impl SeriesTable {
         }
     }
 
+    /// The mean length of the resolved paths (to size a run's lines).
+    pub fn mean_path_len(&self) -> usize {
+        self.paths.len() / self.ends.len().max(1)
+    }
+
     /// What series `id` publishes as; `None` for an id never declared (or
     /// not resolved yet).
     #[inline]
