@@ -295,7 +295,7 @@ fn run_case(collector: &str, case: &Path) -> Vec<String> {
             problems.push(format!("path {} is not under {prefix}", m.path));
             continue;
         };
-        if got.insert(name.to_string(), m.clone()).is_some() {
+        if got.insert(name.to_string(), m).is_some() {
             problems.push(format!("{name} published twice"));
         }
     }

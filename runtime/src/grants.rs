@@ -281,7 +281,7 @@ impl Grants {
                         .any(|g| Path::new(g.as_str()).starts_with(p)))
                 || (dir && self.files.iter().any(|g| prefix_glob_matches(g, p)))
         };
-        if ok(requested) && ok(&canonical) {
+        if ok(requested) && ok(canonical) {
             Ok(())
         } else {
             let shown = if ok(requested) { canonical } else { requested };

@@ -23,7 +23,7 @@ impl Host for HostState {
                 cut -= 1;
             }
             message.truncate(cut);
-            message.push_str("…");
+            message.push('…');
         }
         let _g = self.ctx.span.enter();
         match level {
