@@ -252,3 +252,83 @@ fn a_reload_that_replaces_the_handler_loses_nothing() {
         &miss[..miss.len().min(5)]
     );
 }
+
+/// The graphite handler keeps its last sent batch until the connection
+/// proves alive. When the backend dies right after reading a batch and the
+/// agent stops before it is back, that batch is spooled with the rest and
+/// sent again by the next agent (at least once), not lost with the handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sent_batch_not_yet_confirmed_is_spooled_at_shutdown() {
+    use std::io::Read;
+    use std::net::TcpListener;
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = [\"graphite\"]\nplugin_cache_dir = {:?}\n[handlers.graphite]\nhost = \"127.0.0.1\"\nport = {port}\ntimeout = 1\nretry_max = 1\nspool_dir = {:?}\n[collectors.default]\ninterval = 1\nhostname = \"unc\"\n[collectors.counter]\nenabled = true\ncomponent = {:?}\n",
+            common::cache_dir(),
+            dir.path().join("spool"),
+            common::test_guest("collector_misbehave"),
+        ),
+    );
+    // A backend that reads until the counter's second run, then dies
+    // (whatever it read of that batch counts as never stored).
+    let listen = move |until: String| {
+        let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let (mut got, mut buf) = (String::new(), [0u8; 4096]);
+            let start = Instant::now();
+            while !got.lines().any(|l| l.contains(&until)) {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "no {until:?} in {got:?}"
+                );
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "closed early: {got:?}");
+                got.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+            got
+        })
+    };
+    let run = |until: &str| {
+        let reader = listen(until.to_string());
+        let config = wdiamond::config::load(&conf).unwrap();
+        let rt = common::runtime();
+        let loaded = tokio::task::block_in_place(|| {
+            wdiamond::agent::load(&rt, &config, &wdiamond::host::HostFacts::default())
+        })
+        .unwrap();
+        let agent = wdiamond::agent::Agent::start(
+            rt,
+            wdiamond::host::HostFacts::default(),
+            &conf,
+            &config,
+            loaded,
+        );
+        (agent, reader)
+    };
+    let (agent, reader) = run(".misbehave.runs 2 ");
+    let got = tokio::task::spawn_blocking(move || reader.join().unwrap())
+        .await
+        .unwrap();
+    // The backend is gone (listener and connection closed); stop now,
+    // before the next run.
+    agent.shutdown().await;
+    let lost = got
+        .lines()
+        .find(|l| l.contains(".misbehave.runs 2 "))
+        .unwrap()
+        .to_string();
+    // The next agent delivers the spool first: the unconfirmed batch too.
+    let (agent, reader) = run(&lost);
+    let again = tokio::task::spawn_blocking(move || reader.join().unwrap());
+    let again = tokio::time::timeout(Duration::from_secs(15), again)
+        .await
+        .expect("the unconfirmed batch was not sent again")
+        .unwrap();
+    agent.shutdown().await;
+    assert!(again.lines().any(|l| l == lost), "{again}");
+}

@@ -1164,6 +1164,22 @@ async fn handler_task(
     // instantiable, a host panic), what is still queued goes to the spool
     // for the next start, or is counted as lost: never dropped silently.
     let _g = span.enter();
+    if stopping && !backoff.is_zero() {
+        // Batches the handler still holds were sent but not confirmed (an
+        // at-least-once sender keeps its last one until the connection
+        // proves alive): they go to the spool too, ahead of the queue. At
+        // worst a duplicate, delivered after newer points.
+        if let Some(inst) = &instance {
+            let held = inst.held_batches();
+            let n: usize = held.iter().map(|b| b.len()).sum();
+            for b in held {
+                queue.spill_chunk(b.to_chunk(), "stopping with a sent batch not yet confirmed");
+            }
+            if n > 0 {
+                tracing::warn!(metrics = n, "stopping while the backend is unavailable: the handler's last sent batch is kept too (it may arrive twice)");
+            }
+        }
+    }
     let left = queue.len();
     if left > 0 {
         if queue.spill_all("stopping while the backend is unavailable") > 0 || queue.len() == left {

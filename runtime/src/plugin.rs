@@ -504,6 +504,23 @@ impl Instance<HandlerPlugin> {
         })
     }
 
+    /// The batches the handler still holds whose metrics the host kept
+    /// (its newest few), oldest first: what an at-least-once handler has
+    /// sent but not yet seen confirmed.
+    pub fn held_batches(&self) -> Vec<Batch> {
+        let data = self.store.data();
+        data.held
+            .iter()
+            .filter_map(|&rep| {
+                let r =
+                    wasmtime::component::Resource::<crate::host::batches::HeldBatch>::new_borrow(
+                        rep,
+                    );
+                data.table.get(&r).ok()?.batch().ok().cloned()
+            })
+            .collect()
+    }
+
     /// `flush()` within `deadline`.
     pub fn flush(&mut self, deadline: Duration) -> (Result<Result<(), String>, Failure>, Usage) {
         self.call(deadline, None, |b, s| {

@@ -280,6 +280,12 @@ impl Queue {
         }
     }
 
+    /// Moves `items` to the spool (without one: counts them as dropped).
+    /// Returns how many were spooled.
+    pub fn spill_chunk(&self, items: Chunk, why: &str) -> usize {
+        self.spill(items, why)
+    }
+
     /// Moves everything in memory to the spool (at shutdown, when the
     /// backend cannot take it). Returns how many were spooled; without a
     /// spool they are dropped and counted.
