@@ -489,34 +489,17 @@ async fn graphite_over_ipv6_with_keepalive() {
 /// next, on a new connection (at least once).
 #[test]
 fn graphite_resends_the_unconfirmed_batch_after_the_peer_closed() {
-    use wdiamond::bindings::types::MetricKind;
-    use wdiamond::metric::{Chunk, Source};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    let conf = common::write_config(
+    let mut h = common::handler(
         dir.path(),
         &format!(
             "[server]\nhandlers = [\"graphite\"]\nplugin_cache_dir = {:?}\n[handlers.graphite]\nhost = \"127.0.0.1\"\nport = {port}\ntimeout = 2\n",
             common::cache_dir()
         ),
     );
-    let config = wdiamond::config::load(&conf).unwrap();
-    let rt = common::runtime();
-    let mut loaded = agent::load(&rt, &config, &HostFacts::default()).unwrap();
-    let mut h = loaded.handlers.remove(0).instance;
-    let source = Arc::new(Source {
-        host: "h".into(),
-        collector: "c".into(),
-        tenant: None,
-        ttl: 60,
-    });
-    let batch = |name: &str| {
-        let mut c = Chunk::default();
-        c.push(name, 1.0, 0, MetricKind::Gauge, 7, None, &source)
-            .unwrap();
-        Arc::new(c)
-    };
+    let batch = |name: &str| common::gauges([name]);
     let read_all = |s: &mut TcpStream, want: usize| {
         let mut got = Vec::new();
         let mut buf = [0u8; 256];

@@ -457,10 +457,9 @@ async fn health_metrics_tell_what_each_plugin_did() {
 #[test]
 fn a_handler_hoarding_batches_holds_only_bounded_host_memory() {
     use wdiamond::host::batches::{MAX_HANDLES, MAX_KEPT};
-    use wdiamond::metric::{Chunk, Source};
     use wdiamond::plugin::FailureKind;
     let dir = tempfile::tempdir().unwrap();
-    let conf = common::write_config(
+    let mut h = common::handler(
         dir.path(),
         &format!(
             "[server]\nhandlers = [\"hoard\"]\nplugin_cache_dir = {:?}\n[handlers.hoard]\ncomponent = {:?}\n",
@@ -468,32 +467,7 @@ fn a_handler_hoarding_batches_holds_only_bounded_host_memory() {
             common::test_guest("handler_hoard")
         ),
     );
-    let config = wdiamond::config::load(&conf).unwrap_or_else(|e| panic!("{e}"));
-    let rt = common::runtime();
-    let mut loaded = agent::load(&rt, &config, &HostFacts::default()).unwrap();
-    let mut h = loaded.handlers.remove(0).instance;
-    let source = Arc::new(Source {
-        host: "h".into(),
-        collector: "c".into(),
-        tenant: None,
-        ttl: 60,
-    });
-    let batch = |lines: usize| {
-        let mut c = Chunk::default();
-        for i in 0..lines {
-            c.push(
-                &format!("a.b{i}"),
-                1.0,
-                0,
-                wdiamond::bindings::types::MetricKind::Gauge,
-                7,
-                None,
-                &source,
-            )
-            .unwrap();
-        }
-        Arc::new(c)
-    };
+    let batch = |lines: usize| common::gauges((0..lines).map(|i| format!("a.b{i}")));
     for k in 1..=MAX_HANDLES + 1 {
         // Batch k has k lines (up to 9), so the oldest read says which it is.
         let (r, _) = h.process(batch(k.min(9)), Duration::from_secs(5));

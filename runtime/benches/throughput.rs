@@ -215,18 +215,7 @@ fn one_thread(
         let n0 = Instant::now();
         // The same wire formatter the host uses, natively.
         let mut buf = String::with_capacity(lines_bytes as usize);
-        let mut path = String::new();
-        for i in 0..BATCH - 1 {
-            use std::fmt::Write as _;
-            let p = if declared {
-                paths[i].as_str()
-            } else {
-                path.clear();
-                let _ = write!(path, "servers.bench.misbehave.m{i}");
-                path.as_str()
-            };
-            wdiamond_wire::graphite_line(&mut buf, p, i as f64, 0, 1_795_000_000);
-        }
+        floor_lines(&mut buf, &paths, declared, BATCH - 1);
         wdiamond_wire::graphite_line(
             &mut buf,
             "servers.bench.misbehave.runs",
@@ -255,17 +244,12 @@ fn one_thread(
     println!(
         "| wasm: synthetic collector -> host -> graphite handler -> sink | {:.0} | {:?} |",
         w,
-        wasm.iter()
-            .map(|x| format!("{:.2}M", x / 1e6))
-            .collect::<Vec<_>>()
+        millions(&wasm)
     );
     println!(
         "| native Rust: same lines -> same sink | {:.0} | {:?} |",
         n,
-        native
-            .iter()
-            .map(|x| format!("{:.2}M", x / 1e6))
-            .collect::<Vec<_>>()
+        millions(&native)
     );
     println!("| ratio native / wasm | {:.2}x | |", n / w);
     println!();
@@ -287,6 +271,29 @@ fn one_thread(
         median(t_native_send)
     );
     lines_bytes
+}
+
+/// The native floor's work: the lines of metrics `m0..m<n>` (value `i`)
+/// into `buf`, their paths taken from `paths` (B) or written with
+/// `write!` (A), with the same wire formatter the host uses.
+fn floor_lines(buf: &mut String, paths: &[String], declared: bool, n: usize) {
+    use std::fmt::Write as _;
+    let mut path = String::new();
+    for (i, kept) in paths.iter().enumerate().take(n) {
+        let p = if declared {
+            kept.as_str()
+        } else {
+            path.clear();
+            let _ = write!(path, "servers.bench.misbehave.m{i}");
+            path.as_str()
+        };
+        wdiamond_wire::graphite_line(buf, p, i as f64, 0, 1_795_000_000);
+    }
+}
+
+/// Rates as `["8.10M", ...]`.
+fn millions(v: &[f64]) -> Vec<String> {
+    v.iter().map(|x| format!("{:.2}M", x / 1e6)).collect()
 }
 
 /// CPU time of the whole process (every thread: agent, sink), seconds.
@@ -380,21 +387,10 @@ fn agent_pipeline(
             Instant::now(),
         );
         let mut buf = String::new();
-        let mut path = String::new();
         let mut sent = 0u64;
         while t0.elapsed().as_secs_f64() < SECS {
             buf.clear();
-            for i in 0..BATCH {
-                use std::fmt::Write as _;
-                let p = if declared {
-                    paths[i].as_str()
-                } else {
-                    path.clear();
-                    let _ = write!(path, "servers.bench.misbehave.m{i}");
-                    path.as_str()
-                };
-                wdiamond_wire::graphite_line(&mut buf, p, i as f64, 0, 1_795_000_000);
-            }
+            floor_lines(&mut buf, &paths, declared, BATCH);
             sink_stream.write_all(buf.as_bytes()).unwrap();
             sent += buf.len() as u64;
         }
@@ -416,10 +412,7 @@ fn agent_pipeline(
     println!("|---|---|---|---|");
     println!(
         "| wasm agent (collector and handler tasks overlapping) | {r:.0} | {:?} | {:.0} ns |",
-        rates
-            .iter()
-            .map(|x| format!("{:.2}M", x / 1e6))
-            .collect::<Vec<_>>(),
+        millions(&rates),
         c * 1e9
     );
     println!(
@@ -431,10 +424,7 @@ fn agent_pipeline(
     );
     println!(
         "| native Rust, one thread | {n:.0} | {:?} | {:.0} ns |",
-        native_rates
-            .iter()
-            .map(|x| format!("{:.2}M", x / 1e6))
-            .collect::<Vec<_>>(),
+        millions(&native_rates),
         nc * 1e9
     );
     println!(

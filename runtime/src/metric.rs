@@ -1106,16 +1106,21 @@ mod tests {
         assert_eq!(c.fitting(0, 2, 7), 0);
     }
 
-    #[test]
-    fn a_tenant_prefix_covers_host_made_paths() {
+    /// The publication of a `cpu` collector on host `web1`.
+    fn cpu_on_web1(tenant: Option<(String, String)>) -> Publication {
         let c = collector("[collectors.cpu]\n");
-        let p = Publication {
+        Publication {
             paths: PathBuilder::new(&c, Some("web1"), "cpu"),
             filter: Filter::new(&c),
             ttl: 1,
             collector: "cpu".into(),
-            tenant: Some(("acme".into(), "tenants.acme".into())),
-        };
+            tenant,
+        }
+    }
+
+    #[test]
+    fn a_tenant_prefix_covers_host_made_paths() {
+        let p = cpu_on_web1(Some(("acme".into(), "tenants.acme".into())));
         assert_eq!(
             p.path("collector_time_ms"),
             "tenants.acme.servers.web1.cpu.collector_time_ms"
@@ -1136,14 +1141,7 @@ mod tests {
 
     #[test]
     fn declared_and_named_metrics_mix_in_one_set() {
-        let c = collector("[collectors.cpu]\n");
-        let p = Publication {
-            paths: PathBuilder::new(&c, Some("web1"), "cpu"),
-            filter: Filter::new(&c),
-            ttl: 1,
-            collector: "cpu".into(),
-            tenant: None,
-        };
+        let p = cpu_on_web1(None);
         let mut table = SeriesTable::default();
         table.declare(b"d0d1", &[2, 4], None, 10).unwrap();
         // named a, declared d1, named b, declared d0, unknown 7, declared NaN

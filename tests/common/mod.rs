@@ -48,3 +48,41 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The one handler of the config `text` (written to `dir`), loaded and
+/// configured, for tests that call `process` directly.
+pub fn handler(
+    dir: &Path,
+    text: &str,
+) -> wdiamond::plugin::Instance<wdiamond::bindings::handler::HandlerPlugin> {
+    let conf = write_config(dir, text);
+    let config = wdiamond::config::load(&conf).unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime();
+    let mut loaded = wdiamond::agent::load(&rt, &config, &wdiamond::host::HostFacts::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    loaded.handlers.remove(0).instance
+}
+
+/// A chunk of gauges with these paths, value 1, timestamp 7.
+pub fn gauges<S: AsRef<str>>(paths: impl IntoIterator<Item = S>) -> Arc<wdiamond::metric::Chunk> {
+    let source = Arc::new(wdiamond::metric::Source {
+        host: "h".into(),
+        collector: "c".into(),
+        tenant: None,
+        ttl: 60,
+    });
+    let mut c = wdiamond::metric::Chunk::default();
+    for p in paths {
+        c.push(
+            p.as_ref(),
+            1.0,
+            0,
+            wdiamond::bindings::types::MetricKind::Gauge,
+            7,
+            None,
+            &source,
+        )
+        .unwrap();
+    }
+    Arc::new(c)
+}
