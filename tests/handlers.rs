@@ -521,8 +521,41 @@ fn graphite_resends_the_unconfirmed_batch_after_the_peer_closed() {
     r.unwrap().unwrap();
     let (mut conn, _) = listener.accept().unwrap();
     assert_eq!(read_all(&mut conn, 21), "first 1 7\nsecond 1 7\n");
-    // The connection is alive now: the next batch goes alone.
-    let (r, _) = h.process(batch("third"), Duration::from_secs(5));
+    // The connection is alive now: the next batch goes alone, here one
+    // spanning two queued runs (two slices, written one after the other).
+    let mut two = wdiamond::metric::Batch::default();
+    two.push(&batch("third"), 0..1);
+    two.push(&batch("fourth"), 0..1);
+    let (r, _) = h.process(two, Duration::from_secs(5));
     r.unwrap().unwrap();
-    assert_eq!(read_all(&mut conn, 10), "third 1 7\n");
+    assert_eq!(read_all(&mut conn, 21), "third 1 7\nfourth 1 7\n");
+}
+
+/// Over UDP the host sends a batch's lines as one datagram, even when the
+/// batch spans two queued runs (two slices, joined for the datagram).
+#[test]
+fn graphite_over_udp_sends_a_batch_as_one_datagram() {
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sink.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let port = sink.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = common::handler(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = [\"graphite\"]\nplugin_cache_dir = {:?}\n[handlers.graphite]\nhost = \"127.0.0.1\"\nport = {port}\nproto = \"udp\"\n",
+            common::cache_dir()
+        ),
+    );
+    let (a, b) = (common::gauges(["a.x", "a.y"]), common::gauges(["b.z"]));
+    let mut batch = wdiamond::metric::Batch::default();
+    batch.push(&a, 1..2);
+    batch.push(&b, 0..1);
+    let (r, _) = h.process(batch, Duration::from_secs(5));
+    r.unwrap().unwrap();
+    let mut buf = [0u8; 1500];
+    let n = sink.recv(&mut buf).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&buf[..n]).unwrap(),
+        "a.y 1 7\nb.z 1 7\n"
+    );
 }

@@ -145,16 +145,6 @@ impl Batch {
         }
     }
 
-    /// A batch of a handle the guest already holds (kept from an earlier
-    /// `process`).
-    pub fn from_shared(handle: std::rc::Rc<HostBatch>) -> Batch {
-        Batch {
-            len: handle.len() as usize,
-            host: Some(handle),
-            columns: std::cell::OnceCell::new(),
-        }
-    }
-
     /// A batch of these columns, held by the guest (tests, tools); checked
     /// as [`Columns::new`] does.
     pub fn new(b: MetricBatch) -> Result<Batch, String> {
@@ -592,34 +582,29 @@ impl Publisher {
         I: IntoIterator<Item = f64>,
         I::IntoIter: ExactSizeIterator,
     {
-        use columns::extend_shared;
         let values = values.into_iter();
         let k = range.len();
         assert_eq!(values.len(), k, "one value per series of the range");
-        let s = &mut self.set;
-        let n = s.values.len();
-        if s.series.is_empty() {
-            s.series.resize(n, NAMED);
-        }
-        s.series.extend(range.first..range.first + range.len);
-        s.values.extend(values);
-        extend_shared(&mut s.precisions, n, precision, k, |a, b| a == b);
-        extend_shared(&mut s.counters, n, 0, k, |a, b| a == b);
-        extend_shared(&mut s.timestamps, n, 0, k, |a, b| a == b);
-        extend_shared(&mut s.raw_values, n, f64::NAN, k, |a, b| {
-            a.to_bits() == b.to_bits()
-        });
-        extend_shared(&mut s.instance_ids, n, 0, k, |a, b| a == b);
+        let n = self.set.values.len();
+        self.series_column()
+            .extend(range.first..range.first + range.len);
+        self.set.values.extend(values);
+        self.extend_common(n, k, precision, MetricKind::Gauge, None, f64::NAN, 0);
     }
 
     fn push_series(&mut self, series: Series, value: f64, precision: u8, kind: MetricKind) {
+        self.series_column().push(series.0);
+        self.push_common(value, precision, kind, None, f64::NAN, 0);
+    }
+
+    /// The `series` column, made one entry per metric (`NAMED` for those
+    /// so far) at the first declared metric.
+    fn series_column(&mut self) -> &mut Vec<u32> {
         let s = &mut self.set;
         if s.series.is_empty() {
-            // Every metric so far was named.
             s.series.resize(s.values.len(), NAMED);
         }
-        s.series.push(series.0);
-        self.push_common(value, precision, kind, None, f64::NAN, 0);
+        &mut s.series
     }
 
     /// Ends the name just written to `names` and fills the other columns.
@@ -640,7 +625,7 @@ impl Publisher {
         self.push_common(value, precision, kind, timestamp, raw, instance);
     }
 
-    /// The columns every metric has.
+    /// The value and the shared columns of one more metric.
     fn push_common(
         &mut self,
         value: f64,
@@ -650,16 +635,36 @@ impl Publisher {
         raw: f64,
         instance: u16,
     ) {
-        use columns::push_shared;
+        let n = self.set.values.len();
+        self.set.values.push(value);
+        self.extend_common(n, 1, precision, kind, timestamp, raw, instance);
+    }
+
+    /// The shared columns of `k` more metrics, all alike (`n` before them).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn extend_common(
+        &mut self,
+        n: usize,
+        k: usize,
+        precision: u8,
+        kind: MetricKind,
+        timestamp: Option<u64>,
+        raw: f64,
+        instance: u16,
+    ) {
+        use columns::extend_shared;
         let s = &mut self.set;
-        let n = s.values.len();
-        s.values.push(value);
-        push_shared(&mut s.precisions, n, precision, |a, b| a == b);
         let counter = u8::from(kind == MetricKind::Counter);
-        push_shared(&mut s.counters, n, counter, |a, b| a == b);
-        push_shared(&mut s.timestamps, n, timestamp.unwrap_or(0), |a, b| a == b);
-        push_shared(&mut s.raw_values, n, raw, |a, b| a.to_bits() == b.to_bits());
-        push_shared(&mut s.instance_ids, n, instance, |a, b| a == b);
+        extend_shared(&mut s.precisions, n, precision, k, |a, b| a == b);
+        extend_shared(&mut s.counters, n, counter, k, |a, b| a == b);
+        extend_shared(&mut s.timestamps, n, timestamp.unwrap_or(0), k, |a, b| {
+            a == b
+        });
+        extend_shared(&mut s.raw_values, n, raw, k, |a, b| {
+            a.to_bits() == b.to_bits()
+        });
+        extend_shared(&mut s.instance_ids, n, instance, k, |a, b| a == b);
     }
 
     /// How many metrics were published.

@@ -153,14 +153,12 @@ impl LineSender {
             self.conn = Some(c);
         }
         let conn = self.conn.as_ref().expect("connected above");
-        let sent = match &self.unconfirmed {
-            Some(old) => old.send(conn, self.timeout_ms),
-            None => Ok(0),
-        }
-        .and_then(|_| match &payload {
-            Some(p) => p.send(conn, self.timeout_ms),
-            None => Ok(0),
-        });
+        // The unconfirmed payload first (again), then the new one.
+        let sent = self
+            .unconfirmed
+            .iter()
+            .chain(&payload)
+            .try_for_each(|p| p.send(conn, self.timeout_ms).map(|_| ()));
         if let Err(e) = sent {
             // The old payload stays unconfirmed; the new one is the host's
             // to retry.

@@ -1089,7 +1089,7 @@ async fn handler_task(
             }
             continue;
         }
-        let n = batch.len();
+        let flushing = taken.is_none();
         let (q, st) = (queue.clone(), stats.clone());
         let (inst, outcome, delivered) = match tokio::task::spawn_blocking(move || {
             let mut inst = inst;
@@ -1133,7 +1133,7 @@ async fn handler_task(
         }
         match outcome {
             Ok(Ok(())) => {
-                if n == 0 {
+                if flushing {
                     dirty = false;
                     last_flush = tokio::time::Instant::now();
                 }
@@ -1167,13 +1167,14 @@ async fn handler_task(
     if stopping && !backoff.is_zero() {
         // Batches the handler still holds were sent but not confirmed (an
         // at-least-once sender keeps its last one until the connection
-        // proves alive): they go to the spool too, ahead of the queue. At
-        // worst a duplicate, delivered after newer points.
+        // proves alive): they are spooled too, before the memory queue but
+        // after what the spool already holds (newer metrics). At worst a
+        // duplicate, delivered after newer points.
         if let Some(inst) = &instance {
             let held = inst.held_batches();
             let n: usize = held.iter().map(|b| b.len()).sum();
             for b in held {
-                queue.spill_chunk(b.to_chunk(), "stopping with a sent batch not yet confirmed");
+                queue.spill(b.to_chunk(), "stopping with a sent batch not yet confirmed");
             }
             if n > 0 {
                 tracing::warn!(metrics = n, "stopping while the backend is unavailable: the handler's last sent batch is kept too (it may arrive twice)");

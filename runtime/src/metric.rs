@@ -79,6 +79,18 @@ pub fn check_name_bytes(name: &[u8]) -> Result<&str, Rejection> {
     }
 }
 
+/// Checks a metric's value (finite) and precision (at most
+/// [`MAX_PRECISION`]); `what` names the metric in the rejection.
+fn check_value(value: f64, precision: u8, what: impl Fn() -> String) -> Result<(), Rejection> {
+    if !value.is_finite() {
+        Err(Rejection::Value(what()))
+    } else if precision > MAX_PRECISION {
+        Err(Rejection::Precision(what()))
+    } else {
+        Ok(())
+    }
+}
+
 /// Checks a name (or an instance) from a guest.
 pub fn check_name(name: &str) -> Result<(), Rejection> {
     check_name_bytes(name.as_bytes()).map(|_| ())
@@ -149,12 +161,20 @@ impl PathBuilder {
 }
 
 /// `base.name`, or `name` when `base` is empty.
-fn join(mut base: String, name: &str) -> String {
+fn join(base: String, name: &str) -> String {
+    let mut out = String::with_capacity(base.len() + 1 + name.len());
+    push_path(&mut out, &base, name);
+    out
+}
+
+/// Appends `base.name` (`name` alone when `base` is empty) to `out`:
+/// Diamond's join of a prefix and a name, written in place.
+pub(crate) fn push_path(out: &mut String, base: &str, name: &str) {
+    out.push_str(base);
     if !base.is_empty() && !name.is_empty() {
-        base.push('.');
+        out.push('.');
     }
-    base.push_str(name);
-    base
+    out.push_str(name);
 }
 
 /// Diamond's whitelist/blacklist, anchored at the start of the name as
@@ -444,12 +464,7 @@ impl Chunk {
         if path.is_empty() || !path.bytes().all(|b| ALLOWED[b as usize]) {
             return Err(Rejection::Name(shown(path.as_bytes())));
         }
-        if !value.is_finite() {
-            return Err(Rejection::Value(shown(path.as_bytes())));
-        }
-        if precision > MAX_PRECISION {
-            return Err(Rejection::Precision(shown(path.as_bytes())));
-        }
+        check_value(value, precision, || shown(path.as_bytes()))?;
         let id = self.source_id(source);
         let start = self.lines.len();
         self.lines.push_str(path);
@@ -567,19 +582,15 @@ impl Chunk {
 /// Metrics `range` of a shared chunk: part of a queued run, not copied.
 #[derive(Debug, Clone)]
 pub struct Slice {
-    /// The chunk.
-    pub chunk: Arc<Chunk>,
-    /// Which of its metrics.
-    pub range: std::ops::Range<usize>,
+    chunk: Arc<Chunk>,
+    /// Which of its metrics; never empty.
+    range: std::ops::Range<usize>,
 }
 
 impl Slice {
     /// The slice's Diamond lines, concatenated.
     pub fn lines(&self) -> &str {
         let c = &self.chunk;
-        if self.range.is_empty() {
-            return "";
-        }
         &c.lines[c.start(self.range.start)..c.line_ends[self.range.end - 1] as usize]
     }
 }
@@ -591,18 +602,17 @@ impl Slice {
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     slices: Vec<Slice>,
-    len: usize,
 }
 
 impl Batch {
     /// How many metrics.
     pub fn len(&self) -> usize {
-        self.len
+        self.slices.iter().map(|s| s.range.len()).sum()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.slices.is_empty()
     }
 
     /// Appends metrics `range` of `chunk` (no copy).
@@ -610,7 +620,6 @@ impl Batch {
         if range.is_empty() {
             return;
         }
-        self.len += range.len();
         self.slices.push(Slice {
             chunk: chunk.clone(),
             range,
@@ -630,7 +639,7 @@ impl Batch {
     /// The metrics copied into one chunk (what a handler's `columns`
     /// reads, and tests).
     pub fn to_chunk(&self) -> Chunk {
-        let mut out = Chunk::with_capacity(self.len, self.lines_len());
+        let mut out = Chunk::with_capacity(self.len(), self.lines_len());
         for s in &self.slices {
             out.extend_range(&s.chunk, s.range.clone());
         }
@@ -674,7 +683,39 @@ pub struct Checked {
     pub reasons: Vec<Rejection>,
 }
 
+/// Where a published metric's path comes from.
+enum PathOf<'a> {
+    /// A declared series' path, made when it was declared.
+    Series(&'a str),
+    /// A declared series the filters leave out.
+    Filtered,
+    /// A checked name, and the index of its instance (if any).
+    Name(&'a str, Option<usize>),
+}
+
 impl Publication {
+    /// Checks a named metric's name and its instance (`instance_id`: 0
+    /// for none, else 1 + an index into `instances`).
+    fn named<'a>(
+        &self,
+        name: &'a [u8],
+        instance_id: u16,
+        instances: &[String],
+    ) -> Result<(&'a str, Option<usize>), Rejection> {
+        let name = check_name_bytes(name)?;
+        let inst = match instance_id {
+            0 => None,
+            k => {
+                let x = instances
+                    .get(k as usize - 1)
+                    .ok_or_else(|| Rejection::Malformed(format!("instance index {k}")))?;
+                check_name(x)?;
+                Some(k as usize - 1)
+            }
+        };
+        Ok((name, inst))
+    }
+
     /// The source record of this collector's metrics.
     pub fn source(&self) -> Arc<Source> {
         Arc::new(Source {
@@ -687,7 +728,7 @@ impl Publication {
 
     /// What names are appended to: the path builder's base under the
     /// tenant's forced prefix.
-    pub fn base(&self, instance: Option<&str>) -> String {
+    pub(crate) fn base(&self, instance: Option<&str>) -> String {
         let base = self.paths.base(instance);
         match &self.tenant {
             Some((_, prefix)) => join(prefix.clone(), &base),
@@ -769,24 +810,13 @@ impl Publication {
         // The next name of `names`: its index and where it starts.
         let (mut next_name, mut start) = (0usize, 0usize);
         for i in 0..n {
-            let value = set.values[i];
-            let precision = at(&set.precisions, i);
-            let declared = set.series.get(i).copied().filter(|&s| s != NAMED);
-            let c = &mut out.published;
-            let line_start = c.lines.len();
-            let check = match declared {
+            let (value, precision) = (set.values[i], at(&set.precisions, i));
+            // Where the path comes from, checked as a name is (name and
+            // instance, value and precision, then the filters).
+            let from = match set.series.get(i).copied().filter(|&s| s != NAMED) {
                 Some(id) => match series.get(id) {
-                    Some(Resolved::Path(path)) => {
-                        if value.is_finite() && precision <= MAX_PRECISION {
-                            c.lines.push_str(path);
-                            Ok(true)
-                        } else if !value.is_finite() {
-                            Err(Rejection::Value(shown(path.as_bytes())))
-                        } else {
-                            Err(Rejection::Precision(shown(path.as_bytes())))
-                        }
-                    }
-                    Some(Resolved::Filtered) => Ok(false),
+                    Some(Resolved::Path(path)) => Ok((PathOf::Series(path), path.as_bytes())),
+                    Some(Resolved::Filtered) => Ok((PathOf::Filtered, &b"a filtered series"[..])),
                     Some(Resolved::Rejected(r)) => Err(r.clone()),
                     None => Err(Rejection::Malformed(format!(
                         "series {id} was not declared (this instance declared {})",
@@ -798,70 +828,57 @@ impl Publication {
                     next_name += 1;
                     let name = set.names.get(start..end).unwrap_or(b"");
                     start = end.max(start);
-                    (|| {
-                        let name = check_name_bytes(name)?;
-                        let inst = match at(&set.instance_ids, i) {
-                            0 => None,
-                            k => {
-                                let x = set.instances.get(k as usize - 1).ok_or_else(|| {
-                                    Rejection::Malformed(format!("instance index {k}"))
-                                })?;
-                                check_name(x)?;
-                                Some(k as usize - 1)
-                            }
-                        };
-                        if !value.is_finite() {
-                            return Err(Rejection::Value(shown(name.as_bytes())));
-                        }
-                        if precision > MAX_PRECISION {
-                            return Err(Rejection::Precision(shown(name.as_bytes())));
-                        }
-                        if !self.filter.keep(name) {
-                            return Ok(false);
-                        }
-                        let base = match inst {
-                            None => base.as_str(),
-                            Some(k) => instance_bases[k]
-                                .get_or_insert_with(|| self.base(Some(&set.instances[k])))
-                                .as_str(),
-                        };
-                        if !base.is_empty() {
-                            c.lines.push_str(base);
-                            c.lines.push('.');
-                        }
-                        c.lines.push_str(name);
-                        Ok(true)
-                    })()
+                    self.named(name, at(&set.instance_ids, i), &set.instances)
+                        .map(|(name, inst)| (PathOf::Name(name, inst), name.as_bytes()))
                 }
             };
-            let written = match check {
-                Ok(true) => {
-                    let raw = at(&set.raw_values, i);
-                    let timestamp = at(&set.timestamps, i);
-                    c.finish_line(
-                        line_start,
-                        value,
-                        precision,
-                        if at(&set.counters, i) == 1 {
-                            MetricKind::Counter
-                        } else {
-                            MetricKind::Gauge
-                        },
-                        if timestamp == 0 { now } else { timestamp },
-                        raw.is_finite().then_some(raw),
-                        sid,
-                    )
-                }
-                Ok(false) => {
-                    out.filtered += 1;
-                    continue;
-                }
+            let from = from.and_then(|(from, what)| {
+                check_value(value, precision, || shown(what)).map(|_| from)
+            });
+            let c = &mut out.published;
+            let line_start = c.lines.len();
+            let check = match from {
                 Err(r) => Err(r),
+                Ok(PathOf::Filtered) => Ok(false),
+                Ok(PathOf::Name(name, _)) if !self.filter.keep(name) => Ok(false),
+                Ok(PathOf::Series(path)) => {
+                    c.lines.push_str(path);
+                    Ok(true)
+                }
+                Ok(PathOf::Name(name, inst)) => {
+                    let base = match inst {
+                        None => base.as_str(),
+                        Some(k) => instance_bases[k]
+                            .get_or_insert_with(|| self.base(Some(&set.instances[k])))
+                            .as_str(),
+                    };
+                    push_path(&mut c.lines, base, name);
+                    Ok(true)
+                }
             };
-            if let Err(r) = written {
-                out.rejected += 1;
-                if out.reasons.len() < 5 {
-                    out.reasons.push(r);
+            let written = check.and_then(|kept| {
+                if !kept {
+                    return Ok(false);
+                }
+                let (raw, timestamp) = (at(&set.raw_values, i), at(&set.timestamps, i));
+                let kind = if at(&set.counters, i) == 1 {
+                    MetricKind::Counter
+                } else {
+                    MetricKind::Gauge
+                };
+                let timestamp = if timestamp == 0 { now } else { timestamp };
+                let raw = raw.is_finite().then_some(raw);
+                c.finish_line(line_start, value, precision, kind, timestamp, raw, sid)
+                    .map(|_| true)
+            });
+            match written {
+                Ok(true) => {}
+                Ok(false) => out.filtered += 1,
+                Err(r) => {
+                    out.rejected += 1;
+                    if out.reasons.len() < 5 {
+                        out.reasons.push(r);
+                    }
                 }
             }
         }
@@ -1106,9 +1123,10 @@ mod tests {
         assert_eq!(c.fitting(0, 2, 7), 0);
     }
 
-    /// The publication of a `cpu` collector on host `web1`.
-    fn cpu_on_web1(tenant: Option<(String, String)>) -> Publication {
-        let c = collector("[collectors.cpu]\n");
+    /// The publication of a `cpu` collector on host `web1`, with `keys`
+    /// in its section.
+    fn cpu_on_web1(keys: &str, tenant: Option<(String, String)>) -> Publication {
+        let c = collector(&format!("[collectors.cpu]\n{keys}"));
         Publication {
             paths: PathBuilder::new(&c, Some("web1"), "cpu"),
             filter: Filter::new(&c),
@@ -1120,7 +1138,7 @@ mod tests {
 
     #[test]
     fn a_tenant_prefix_covers_host_made_paths() {
-        let p = cpu_on_web1(Some(("acme".into(), "tenants.acme".into())));
+        let p = cpu_on_web1("", Some(("acme".into(), "tenants.acme".into())));
         assert_eq!(
             p.path("collector_time_ms"),
             "tenants.acme.servers.web1.cpu.collector_time_ms"
@@ -1141,7 +1159,7 @@ mod tests {
 
     #[test]
     fn declared_and_named_metrics_mix_in_one_set() {
-        let p = cpu_on_web1(None);
+        let p = cpu_on_web1("", None);
         let mut table = SeriesTable::default();
         table.declare(b"d0d1", &[2, 4], None, 10).unwrap();
         // named a, declared d1, named b, declared d0, unknown 7, declared NaN
@@ -1185,5 +1203,23 @@ mod tests {
         bad.names = b"a".to_vec();
         let checked = p.publish_with(bad, 9, &mut table);
         assert_eq!((checked.published.len(), checked.rejected), (0, 6));
+    }
+
+    #[test]
+    fn declared_metrics_are_checked_in_the_order_named_ones_are() {
+        let p = cpu_on_web1("metrics_blacklist = \"secret\"\n", None);
+        let mut table = SeriesTable::default();
+        table.declare(b"secret", &[6], None, 10).unwrap();
+        // NaN under a filtered name: rejected either way (values before filters).
+        let mut named = set_of(vec![gauge("secret", f64::NAN), gauge("secret", 1.0)]);
+        let mut declared = named.clone();
+        declared.names.clear();
+        declared.name_ends.clear();
+        declared.series = vec![0, 0];
+        for set in [&mut named, &mut declared] {
+            let c = p.publish_with(set.clone(), 9, &mut table);
+            assert_eq!((c.rejected, c.filtered, c.published.len()), (1, 1, 0));
+            assert!(matches!(c.reasons[0], Rejection::Value(_)));
+        }
     }
 }

@@ -508,17 +508,7 @@ impl Instance<HandlerPlugin> {
     /// (its newest few), oldest first: what an at-least-once handler has
     /// sent but not yet seen confirmed.
     pub fn held_batches(&self) -> Vec<Batch> {
-        let data = self.store.data();
-        data.held
-            .iter()
-            .filter_map(|&rep| {
-                let r =
-                    wasmtime::component::Resource::<crate::host::batches::HeldBatch>::new_borrow(
-                        rep,
-                    );
-                data.table.get(&r).ok()?.batch().ok().cloned()
-            })
-            .collect()
+        self.store.data().held_batches()
     }
 
     /// `flush()` within `deadline`.

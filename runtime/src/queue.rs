@@ -70,26 +70,6 @@ struct Inner {
 }
 
 impl Inner {
-    /// Copies up to `n` of the oldest metrics into one chunk, and at most
-    /// [`MAX_LINES`] bytes of lines (fewer metrics then).
-    fn copy_front(&self, n: usize) -> Chunk {
-        let mut out = Chunk::default();
-        let mut skip = self.offset;
-        for c in &self.chunks {
-            if out.len() >= n {
-                break;
-            }
-            let room = MAX_LINES.saturating_sub(out.lines().len());
-            let take = c.fitting(skip, n - out.len(), room);
-            if take == 0 {
-                break;
-            }
-            out.extend_range(c, skip..skip + take);
-            skip = 0;
-        }
-        out
-    }
-
     /// Up to `n` of the oldest metrics as slices of the queued chunks (no
     /// copy), at most [`MAX_LINES`] bytes of lines (fewer metrics then).
     fn slice_front(&self, n: usize) -> Batch {
@@ -115,7 +95,7 @@ impl Inner {
         let mut pieces = Vec::new();
         let mut left = n.min(self.len);
         while left > 0 {
-            let piece = self.copy_front(left);
+            let piece = self.slice_front(left).to_chunk();
             if piece.is_empty() {
                 break; // cannot happen: one line is far below MAX_LINES
             }
@@ -203,7 +183,9 @@ impl Queue {
         self.notify.notify_one();
     }
 
-    fn spill(&self, items: Chunk, why: &str) -> usize {
+    /// Moves `items` to the spool (without one: counts them as dropped,
+    /// logging `why`). Returns how many were spooled.
+    pub fn spill(&self, items: Chunk, why: &str) -> usize {
         let n = items.len();
         match &self.spool {
             Some(spool) => match spool.append(&items) {
@@ -278,12 +260,6 @@ impl Queue {
                 q.drop_front(k);
             }
         }
-    }
-
-    /// Moves `items` to the spool (without one: counts them as dropped).
-    /// Returns how many were spooled.
-    pub fn spill_chunk(&self, items: Chunk, why: &str) -> usize {
-        self.spill(items, why)
     }
 
     /// Moves everything in memory to the spool (at shutdown, when the

@@ -7,7 +7,7 @@
 //! filters, tenant prefix) before it reads the run's `metric-set.series`
 //! column. Each later run only copies a series' path into its line.
 
-use crate::metric::{check_name, check_name_bytes, Publication, Rejection, MAX_NAME};
+use crate::metric::{check_name, check_name_bytes, push_path, Publication, Rejection, MAX_NAME};
 
 /// `metric-set.series` entry of a metric named by `names`.
 pub const NAMED: u32 = u32::MAX;
@@ -125,45 +125,31 @@ impl SeriesTable {
     /// prefix), once per series.
     pub fn resolve(&mut self, publication: &Publication) {
         for p in std::mem::take(&mut self.pending) {
+            // A bad instance rejects every series of the call, for one reason.
             let instance = match &p.instance {
-                Some(i) => check_name(i).map(|_| Some(i.as_str())),
+                Some(i) => check_name(i).map(|_| Some(i.as_str())).map_err(|r| {
+                    self.reasons.push(r);
+                    Status::Rejected(self.reasons.len() as u32 - 1)
+                }),
                 None => Ok(None),
             };
-            let base = instance
-                .as_ref()
-                .map(|i| publication.base(*i))
-                .unwrap_or_default();
+            let base = instance.map(|i| publication.base(i)).unwrap_or_default();
             let mut start = 0usize;
             for &end in &p.ends {
                 let name = &p.names[start..end as usize];
                 start = end as usize;
-                let status = match (&instance, check_name_bytes(name)) {
-                    (Err(r), _) => {
-                        self.reasons.push(r.clone());
-                        Status::Rejected(self.reasons.len() as u32 - 1)
-                    }
+                let status = match (instance, check_name_bytes(name)) {
+                    (Err(rejected), _) => rejected,
                     (Ok(_), Err(r)) => {
                         self.reasons.push(r);
                         Status::Rejected(self.reasons.len() as u32 - 1)
                     }
                     (Ok(_), Ok(name)) if !publication.filter.keep(name) => Status::Filtered,
                     (Ok(_), Ok(name)) => {
-                        let from = self.paths.len();
-                        if !base.is_empty() {
-                            self.paths.push_str(&base);
-                            self.paths.push('.');
-                        }
-                        self.paths.push_str(name);
-                        if self.paths.len() - from > u16::MAX as usize {
-                            self.paths.truncate(from);
-                            self.reasons.push(Rejection::Name(format!(
-                                "{name:?}: its full path is over {} bytes",
-                                u16::MAX
-                            )));
-                            Status::Rejected(self.reasons.len() as u32 - 1)
-                        } else {
-                            Status::Ok
-                        }
+                        // An overlong path is refused when a line is made
+                        // of it (`Chunk::finish_line`), as a named one is.
+                        push_path(&mut self.paths, &base, name);
+                        Status::Ok
                     }
                 };
                 self.ends.push(self.paths.len());

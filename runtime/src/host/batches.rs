@@ -25,6 +25,7 @@ pub struct HeldBatch {
     /// The metrics (slices of queued chunks); `None` once the host let go
     /// of them.
     batch: Option<Batch>,
+    /// How many metrics it had (still answered once released).
     len: u32,
 }
 
@@ -54,13 +55,27 @@ impl HostState {
             let rep = self.held.pop_front().expect("non-empty");
             let _ = self.table.delete(Resource::<HeldBatch>::new_own(rep));
         }
-        let kept = self.held.len().saturating_sub(MAX_KEPT);
-        for &rep in self.held.iter().take(kept) {
+        // Every held batch but the newest MAX_KEPT is empty: only the one
+        // that just left them needs emptying.
+        if let Some(&rep) = self.held.iter().rev().nth(MAX_KEPT) {
             if let Ok(b) = self.table.get_mut(&Resource::<HeldBatch>::new_borrow(rep)) {
                 b.batch = None;
             }
         }
         Ok(r)
+    }
+
+    /// The batches the handler still holds whose metrics the host kept
+    /// (its newest few), oldest first: what an at-least-once handler has
+    /// sent but not yet seen confirmed.
+    pub fn held_batches(&self) -> Vec<Batch> {
+        self.held
+            .iter()
+            .filter_map(|&rep| {
+                let r = Resource::<HeldBatch>::new_borrow(rep);
+                self.table.get(&r).ok()?.batch().ok().cloned()
+            })
+            .collect()
     }
 }
 

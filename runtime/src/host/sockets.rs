@@ -148,12 +148,12 @@ impl HostState {
     /// Writes all of `data` (one datagram for UDP) within the timeout.
     fn write(
         &mut self,
-        this: Resource<Connection>,
+        this: &Resource<Connection>,
         data: &[u8],
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<u64, HostError>> {
         let t = Some(self.within_deadline(timeout(timeout_ms).min(self.ctx.limits.socket_timeout)));
-        let conn = self.table.get_mut(&this)?;
+        let conn = self.table.get_mut(this)?;
         let r = match conn {
             Connection::Tcp(s) => s.set_write_timeout(t).and_then(|_| s.write_all(data)),
             Connection::Unix(s) => s.set_write_timeout(t).and_then(|_| s.write_all(data)),
@@ -193,7 +193,7 @@ impl HostConnection for HostState {
         data: Vec<u8>,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<u64, HostError>> {
-        self.write(this, &data, timeout_ms)
+        self.write(&this, &data, timeout_ms)
     }
 
     fn send_lines(
@@ -206,20 +206,15 @@ impl HostConnection for HostState {
             Ok(b) => b.clone(),
             Err(e) => return Ok(Err(self.failed(e))),
         };
-        let udp = matches!(self.table.get(&this)?, Connection::Udp(_));
-        if udp || batch.slices().len() == 1 {
-            // One write (one datagram for UDP).
-            let joined: std::borrow::Cow<'_, str> = match batch.slices() {
-                [one] => one.lines().into(),
-                many => many.iter().map(|s| s.lines()).collect::<String>().into(),
-            };
-            return self.write(this, joined.as_bytes(), timeout_ms);
+        if matches!(self.table.get(&this)?, Connection::Udp(_)) {
+            // One datagram.
+            let joined: String = batch.slices().iter().map(|s| s.lines()).collect();
+            return self.write(&this, joined.as_bytes(), timeout_ms);
         }
         // A stream: the slices one after the other, no copy.
         let mut sent = 0;
         for s in batch.slices() {
-            let this = Resource::new_borrow(this.rep());
-            match self.write(this, s.lines().as_bytes(), timeout_ms)? {
+            match self.write(&this, s.lines().as_bytes(), timeout_ms)? {
                 Ok(n) => sent += n,
                 Err(e) => return Ok(Err(e)),
             }

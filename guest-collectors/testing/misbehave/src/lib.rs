@@ -130,12 +130,14 @@ impl Collector for Misbehave {
                 }
             }
             "flood-series" => {
-                if self.series.is_none() {
-                    let names = (0..self.count).map(|i| format!("m{i}"));
-                    self.series = Some(declare_series(names, None)?);
-                }
-                let series = self.series.as_ref().expect("declared above");
-                out.gauge_range(series, (0..self.count as usize).map(|i| i as f64), 0);
+                let series = match self.series {
+                    Some(s) => s,
+                    None => *self.series.insert(declare_series(
+                        (0..self.count).map(|i| format!("m{i}")),
+                        None,
+                    )?),
+                };
+                out.gauge_range(&series, (0..self.count as usize).map(|i| i as f64), 0);
             }
             "nan" => {
                 out.gauge("nan", f64::NAN, 0);

@@ -1,15 +1,16 @@
-//! Test-only handler: keeps every batch it is given (never drops a
-//! handle), and at each `process` reads the oldest one it holds. The host
-//! keeps the metrics of only a handler's most recent batches, so once it
-//! holds more, the oldest read fails: the error is returned as the result.
-//! Mode `count` (config `mode`) reads nothing and returns `ok`.
+//! Test-only handler: keeps every batch handle it is given (never drops
+//! one), and at each `process` reads the oldest it holds. The host keeps
+//! the metrics of only a handler's most recent batches, so once it holds
+//! more, that read fails; the outcome is returned as the error text.
 
-use wdiamond_sdk::{export_handler, Batch, Config, Description, Handler};
+use std::rc::Rc;
 
-/// The handler's state.
+use wdiamond_sdk::host::describe_error;
+use wdiamond_sdk::{export_handler, Batch, Config, Description, Handler, HostBatch};
+
+/// The handler's state: every handle it was given, oldest first.
 pub struct Hoard {
-    held: Vec<Batch>,
-    read_oldest: bool,
+    held: Vec<Rc<HostBatch>>,
 }
 
 impl Handler for Hoard {
@@ -23,29 +24,19 @@ impl Handler for Hoard {
         }
     }
 
-    fn configure(config: &Config) -> Result<Self, String> {
-        Ok(Hoard {
-            held: Vec::new(),
-            read_oldest: config.str("mode").as_deref() != Some("count"),
-        })
+    fn configure(_config: &Config) -> Result<Self, String> {
+        Ok(Hoard { held: Vec::new() })
     }
 
     fn process(&mut self, batch: &Batch) -> Result<(), String> {
-        let handle = batch.host_handle().ok_or("not a host batch")?.clone();
-        // Keeps the handle itself (an Rc of it), past this call.
-        self.held.push(Batch::from_shared(handle));
-        if self.read_oldest {
-            let oldest = self.held[0].host_handle().expect("host batch");
-            let cols = oldest
-                .columns()
-                .map_err(|e| wdiamond_sdk::host::describe_error(&e))?;
-            return Err(format!(
-                "read {} held, oldest has {} lines",
-                self.held.len(),
-                cols.line_ends.len()
-            ));
-        }
-        Ok(())
+        let handle = batch.host_handle().ok_or("not a host batch")?;
+        self.held.push(handle.clone());
+        let cols = self.held[0].columns().map_err(|e| describe_error(&e))?;
+        Err(format!(
+            "read {} held, oldest has {} lines",
+            self.held.len(),
+            cols.line_ends.len()
+        ))
     }
 
     fn flush(&mut self) -> Result<(), String> {
