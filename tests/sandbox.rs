@@ -4,6 +4,8 @@
 //! neighbour's jitter (`--nocapture` to see it).
 
 mod common;
+#[path = "sandbox/holes.rs"]
+mod holes;
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -32,6 +34,10 @@ struct Outcome {
     lines: Vec<String>,
     jitter_ms: f64,
 }
+
+/// The longest a stop may take whatever a plugin does: collectors' grace,
+/// handlers' grace, and the aborted calls' return.
+const STOP_BOUND: Duration = Duration::from_secs(2 * agent::SHUTDOWN_GRACE.as_secs() + 2);
 
 /// Runs `sections` (TOML for the hostile collector(s)) beside the neighbour
 /// for [`SECONDS`]; `bad` names the collector whose stats are returned.
@@ -65,7 +71,13 @@ async fn beside_neighbour_with(case: &str, neighbour: &str, sections: &str, bad:
     let neighbour = stats("neighbour");
     let bad_stats = stats(bad);
     let others = names.iter().map(|n| (n.clone(), stats(n))).collect();
+    let stopping = std::time::Instant::now();
     agent.shutdown().await;
+    assert!(
+        stopping.elapsed() < STOP_BOUND,
+        "{case}: the stop took {:?}",
+        stopping.elapsed()
+    );
 
     // The neighbour ran in every window, on time.
     let starts = neighbour.starts();

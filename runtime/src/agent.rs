@@ -25,6 +25,7 @@ use crate::config::{
 };
 use crate::host::info::wall_clock;
 use crate::host::{HostFacts, PluginContext};
+use crate::logging::{guest_text, Kind as LogKind};
 use crate::metric::{Filter, PathBuilder, Publication};
 use crate::plugin::{Failure, Instance, Metering, Runtime};
 use crate::queue::{Queue, Spool};
@@ -461,6 +462,7 @@ fn context(
         interval,
         facts: facts.clone(),
         span: tracing::info_span!("plugin", kind, name = %name),
+        log_limit: Default::default(),
     })
 }
 
@@ -609,6 +611,21 @@ fn load_collector(
     } else {
         description.name.clone()
     };
+    // A third-party plugin never takes a built-in's paths by its own say.
+    if matches!(p.component, ComponentRef::File(_))
+        && c.path.is_none()
+        && BUILTIN_PATHS.contains(&default_path.as_str())
+    {
+        errors.push(err_at(
+            p,
+            "component",
+            format!(
+                "{} is not built in, but describes itself as {default_path:?}, the path of a built-in collector: set `path` in [{}] to say where it publishes (`path = {default_path:?}` to publish there on purpose)",
+                p.component, p.section
+            ),
+        ));
+        return None;
+    }
     let publication = Publication {
         paths: PathBuilder::new(c, hostname.as_deref(), &default_path),
         filter: Filter::new(c),
@@ -728,6 +745,33 @@ fn load_handler(
 // ---------------------------------------------------------------------------
 // Routing
 
+/// The default metric paths of the built-in collectors (their `describe`
+/// names): a component that is not built in may publish there only when
+/// the operator sets `path` (a test checks the list against the built-ins).
+pub const BUILTIN_PATHS: &[&str] = &[
+    "cpu",
+    "memory",
+    "loadavg",
+    "network",
+    "diskspace",
+    "iostat",
+    "vmstat",
+    "sockets",
+    "tcp",
+    "udp",
+    "proc",
+    "uptime",
+    "entropy",
+    "files",
+    "interrupts",
+    "softirq",
+    "netstat",
+    "redis",
+    "memcached",
+    "nginx",
+    "ceph",
+];
+
 /// Where collectors send their metrics: the current handlers' queues.
 pub type Router = Arc<RwLock<Vec<Arc<Queue>>>>;
 
@@ -761,8 +805,11 @@ pub async fn run_collection(
         None => {
             let (rt, comp, ctx) = (runtime.clone(), lc.component.clone(), lc.ctx.clone());
             match tokio::task::spawn_blocking(move || configured_collector(&rt, &comp, ctx)).await {
-                Ok(Ok(i)) => {
+                Ok(Ok(mut i)) => {
                     span.in_scope(|| tracing::info!("re-instantiated"));
+                    if let Some(a) = &lc.abort {
+                        i.set_abort(a.clone());
+                    }
                     i
                 }
                 Ok(Err(e)) => return Err(e),
@@ -827,16 +874,21 @@ pub async fn run_collection(
         }
         Ok(Err(msg)) => {
             stats.guest_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %msg, "collection failed (the plugin returned an error)");
+            if let Some(suppressed) = lc.ctx.log_limit.admit(LogKind::GuestError) {
+                tracing::warn!(error = %guest_text(&msg), suppressed, "collection failed (the plugin returned an error)");
+            }
             Ok(Some(instance))
         }
         Err(f) => {
             stats.count_failure(&f);
-            tracing::error!(
-                failure = f.kind.as_str(),
-                "collection failed: {}; the instance is discarded and will be re-instantiated",
-                f.message
-            );
+            if let Some(suppressed) = lc.ctx.log_limit.admit(LogKind::Failure) {
+                tracing::error!(
+                    failure = f.kind.as_str(),
+                    suppressed,
+                    "collection failed: {}; the instance is discarded and will be re-instantiated",
+                    f.message
+                );
+            }
             Ok(None)
         }
     }
@@ -921,6 +973,8 @@ pub struct LoadedCollectorShared {
     pub measure_collector_time: bool,
     /// The tenant.
     pub tenant: Option<Arc<Tenant>>,
+    /// The agent's abort signal, given to every new instance.
+    pub abort: Option<watch::Receiver<bool>>,
 }
 
 async fn collector_task(
@@ -928,6 +982,7 @@ async fn collector_task(
     lc: LoadedCollector,
     router: Router,
     mut stop: watch::Receiver<bool>,
+    abort: watch::Receiver<bool>,
     stats: Arc<PluginStats>,
 ) {
     let interval = lc.config.interval;
@@ -946,8 +1001,11 @@ async fn collector_task(
         publication: lc.publication,
         measure_collector_time: lc.config.measure_collector_time,
         tenant: lc.tenant,
+        abort: Some(abort.clone()),
     });
-    let mut instance = Some(lc.instance);
+    let mut first = lc.instance;
+    first.set_abort(abort);
+    let mut instance = Some(first);
     let mut failures: u32 = 0;
     let mut retry_at = 0.0;
     loop {
@@ -1016,6 +1074,7 @@ async fn handler_task(
     lh: LoadedHandler,
     queue: Arc<Queue>,
     mut stop: watch::Receiver<bool>,
+    abort: watch::Receiver<bool>,
     stats: Arc<PluginStats>,
 ) {
     let span = lh.ctx.span.clone();
@@ -1029,7 +1088,9 @@ async fn handler_task(
         .unwrap_or(Duration::from_secs(30));
     let (component, ctx) = (lh.component, lh.ctx);
     let retry_max = Duration::from_secs_f64(lh.config.retry_max);
-    let mut instance = Some(lh.instance);
+    let mut first = lh.instance;
+    first.set_abort(abort.clone());
+    let mut instance = Some(first);
     let mut backoff = Duration::ZERO;
     let mut stopping = false;
     let mut last_flush = tokio::time::Instant::now();
@@ -1057,13 +1118,18 @@ async fn handler_task(
             Some(i) => i,
             None => {
                 let (rt, comp, c) = (runtime.clone(), component.clone(), ctx.clone());
-                let made =
-                    match tokio::task::spawn_blocking(move || configured_handler(&rt, &comp, c))
-                        .await
-                    {
-                        Ok(made) => made,
-                        Err(e) => Err(e.to_string()),
-                    };
+                let a = abort.clone();
+                let made = match tokio::task::spawn_blocking(move || {
+                    configured_handler(&rt, &comp, c).map(|mut i| {
+                        i.set_abort(a);
+                        i
+                    })
+                })
+                .await
+                {
+                    Ok(made) => made,
+                    Err(e) => Err(e.to_string()),
+                };
                 match made {
                     Ok(i) => i,
                     Err(e) => {
@@ -1146,13 +1212,17 @@ async fn handler_task(
             Ok(Err(msg)) => {
                 stats.guest_errors.fetch_add(1, Ordering::Relaxed);
                 backoff = next_backoff(backoff, retry_max);
-                tracing::warn!(error = %msg, queued = queue.len(), retry_in = ?backoff, "handler failed; the batch is kept and retried");
+                if let Some(suppressed) = ctx.log_limit.admit(LogKind::GuestError) {
+                    tracing::warn!(error = %guest_text(&msg), suppressed, queued = queue.len(), retry_in = ?backoff, "handler failed; the batch is kept and retried");
+                }
                 instance = Some(inst);
             }
             Err(f) => {
                 stats.count_failure(&f);
                 backoff = next_backoff(backoff, retry_max);
-                tracing::error!(failure = f.kind.as_str(), queued = queue.len(), retry_in = ?backoff, "handler failed: {}; re-instantiating, the batch is kept", f.message);
+                if let Some(suppressed) = ctx.log_limit.admit(LogKind::Failure) {
+                    tracing::error!(failure = f.kind.as_str(), suppressed, queued = queue.len(), retry_in = ?backoff, "handler failed: {}; re-instantiating, the batch is kept", f.message);
+                }
             }
         }
         if stopping && !backoff.is_zero() {
@@ -1198,6 +1268,36 @@ async fn handler_task(
     tracing::info!(delivered = stats.metrics.load(Ordering::Relaxed), "stopped");
 }
 
+/// How long a stop waits for in-flight collections, and then again for
+/// handlers to drain, before it aborts what is still running.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Waits for `tasks` for at most [`SHUTDOWN_GRACE`]; then aborts every
+/// plugin call in flight and waits for the tasks to end (an aborted call
+/// returns within a few milliseconds).
+async fn finish_within(
+    tasks: Vec<(String, JoinHandle<()>)>,
+    abort: &watch::Sender<bool>,
+    kind: &str,
+) {
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    let mut late = Vec::new();
+    for (name, mut task) in tasks {
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            late.push((name, task));
+        }
+    }
+    if late.is_empty() {
+        return;
+    }
+    let names: Vec<&str> = late.iter().map(|(n, _)| n.as_str()).collect();
+    tracing::warn!(grace = ?SHUTDOWN_GRACE, stuck = ?names, "{kind}s still busy after the grace: aborting their calls");
+    let _ = abort.send(true);
+    for (_, task) in late {
+        let _ = task.await;
+    }
+}
+
 fn next_backoff(b: Duration, max: Duration) -> Duration {
     if b.is_zero() {
         Duration::from_millis(250).min(max)
@@ -1240,6 +1340,9 @@ pub struct Agent {
     handlers: Vec<(String, RunningHandler)>,
     health: Option<JoinHandle<()>>,
     spools: HashMap<PathBuf, Arc<Spool>>,
+    /// Turned true when a stop has waited [`SHUTDOWN_GRACE`]: every plugin
+    /// call still in flight ends at once.
+    abort: watch::Sender<bool>,
 }
 
 /// Publishes every plugin's counters as metrics: the agent's own health.
@@ -1312,6 +1415,9 @@ fn fingerprint<T: std::fmt::Debug>(t: &T) -> String {
     format!("{t:?}")
 }
 
+/// What a reload's loading gives back.
+type Reloaded = Result<Result<(config::Config, Loaded), ConfigErrors>, String>;
+
 impl Agent {
     /// Starts every plugin of an already loaded configuration.
     pub fn start(
@@ -1330,6 +1436,7 @@ impl Agent {
             handlers: Vec::new(),
             health: None,
             spools: HashMap::new(),
+            abort: watch::channel(false).0,
         };
         agent.apply(config, loaded);
         agent
@@ -1373,6 +1480,7 @@ impl Agent {
                 lh,
                 queue.clone(),
                 rx,
+                self.abort.subscribe(),
                 stats.clone(),
             ));
             new_handlers.push((
@@ -1418,6 +1526,7 @@ impl Agent {
                 lc,
                 self.router.clone(),
                 rx,
+                self.abort.subscribe(),
                 stats.clone(),
             ));
             keep.insert(
@@ -1471,19 +1580,29 @@ impl Agent {
 
     /// Re-reads the configuration; on any error the running one is kept.
     pub async fn reload(&mut self) {
+        let loaded = self.load_again().await;
+        self.apply_loaded(loaded);
+    }
+
+    /// Loads the configuration file again (on a blocking thread; plugins'
+    /// setup calls are bounded by their deadline).
+    fn load_again(&self) -> impl std::future::Future<Output = Reloaded> + 'static {
         tracing::info!(config = %self.config_path.display(), "reloading the configuration");
         let (rt, facts, path) = (
             self.runtime.clone(),
             self.facts.clone(),
             self.config_path.clone(),
         );
-        let loaded = tokio::task::spawn_blocking(move || {
+        let task = tokio::task::spawn_blocking(move || {
             rt.forget_compiled();
             let config = config::load(&path)?;
             let loaded = load(&rt, &config, &facts)?;
             Ok::<_, ConfigErrors>((config, loaded))
-        })
-        .await;
+        });
+        async move { task.await.map_err(|e| e.to_string()) }
+    }
+
+    fn apply_loaded(&mut self, loaded: Reloaded) {
         match loaded {
             Ok(Ok((config, loaded))) => {
                 self.apply(&config, loaded);
@@ -1506,8 +1625,11 @@ impl Agent {
         }
     }
 
-    /// Stops collectors (letting in-flight runs finish), then lets every
-    /// handler drain its queue and flush.
+    /// Stops collectors (letting in-flight runs finish for at most
+    /// [`SHUTDOWN_GRACE`]), then lets every handler drain its queue and
+    /// flush (again for at most [`SHUTDOWN_GRACE`]); past a grace, every
+    /// plugin call still in flight is aborted (a handler's queue then goes
+    /// to its spool). Bounded whatever a plugin does.
     pub async fn shutdown(self) {
         tracing::info!("shutting down: finishing in-flight collections");
         if let Some(h) = &self.health {
@@ -1516,16 +1638,29 @@ impl Agent {
         for r in self.collectors.values() {
             let _ = r.stop.send(true);
         }
-        for (_, r) in self.collectors {
-            let _ = r.task.await;
-        }
+        let collectors: Vec<(String, JoinHandle<()>)> = self
+            .collectors
+            .into_iter()
+            .map(|(n, r)| (n, r.task))
+            .collect();
+        finish_within(collectors, &self.abort, "collector").await;
         tracing::info!("flushing handlers");
         for (_, h) in &self.handlers {
             let _ = h.running.stop.send(true);
         }
-        for (name, h) in self.handlers {
-            let _ = h.running.task.await;
-            tracing::info!(handler = %name, delivered = h.running.stats.metrics.load(Ordering::Relaxed), dropped = h.running.stats.dropped.load(Ordering::Relaxed), "handler done");
+        let stats: Vec<(String, Arc<PluginStats>)> = self
+            .handlers
+            .iter()
+            .map(|(n, h)| (n.clone(), h.running.stats.clone()))
+            .collect();
+        let handlers = self
+            .handlers
+            .into_iter()
+            .map(|(n, h)| (n, h.running.task))
+            .collect();
+        finish_within(handlers, &self.abort, "handler").await;
+        for (name, st) in stats {
+            tracing::info!(handler = %name, delivered = st.metrics.load(Ordering::Relaxed), dropped = st.dropped.load(Ordering::Relaxed), "handler done");
         }
     }
 
@@ -1543,10 +1678,37 @@ impl Agent {
     }
 
     /// Runs until `control` says shutdown; reloads on `Reload`.
+    ///
+    /// A reload loads the new configuration while the control channel is
+    /// still listened to: a `Shutdown` during a slow reload (a plugin stuck
+    /// in `describe` until its setup deadline) abandons the reload.
     pub async fn run(mut self, mut control: tokio::sync::mpsc::Receiver<Control>) {
         while let Some(c) = control.recv().await {
             match c {
-                Control::Reload => self.reload().await,
+                Control::Reload => {
+                    let loading = self.load_again();
+                    tokio::pin!(loading);
+                    let mut stop = false;
+                    let loaded = loop {
+                        tokio::select! {
+                            l = &mut loading => break Some(l),
+                            c = control.recv() => match c {
+                                Some(Control::Reload) => tracing::info!("a reload is already under way"),
+                                Some(Control::Shutdown) | None => {
+                                    tracing::warn!("stopping during a reload: the new configuration is not applied");
+                                    stop = true;
+                                    break None;
+                                }
+                            },
+                        }
+                    };
+                    if let Some(l) = loaded {
+                        self.apply_loaded(l);
+                    }
+                    if stop {
+                        break;
+                    }
+                }
                 Control::Shutdown => break,
             }
         }

@@ -11,6 +11,10 @@ pub mod collector {
         path: "../wit",
         world: "collector-plugin",
         additional_derives: [PartialEq],
+        // Every export is called with `call_async`, so a guest blocked in
+        // WASI (a clock, a stream) is a future the host can drop at its
+        // deadline; our own imports stay synchronous and bound themselves.
+        exports: { default: async },
         imports: {
             "wdiamond:plugin/sockets.[static]connection.open": trappable,
             "wdiamond:plugin/sockets.[method]connection.send": trappable,
@@ -34,6 +38,7 @@ pub mod handler {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "handler-plugin",
+        exports: { default: async },
         with: {
             "wdiamond:plugin/types": crate::bindings::collector::wdiamond::plugin::types,
             "wdiamond:plugin/files": crate::bindings::collector::wdiamond::plugin::files,

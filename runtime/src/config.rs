@@ -190,7 +190,15 @@ impl GrantsConfig {
             connect: self
                 .connect
                 .iter()
-                .map(|c| grants::parse_socket(c))
+                .flat_map(|c| {
+                    // A Unix socket under a symlinked directory, likewise.
+                    let variant = c
+                        .strip_prefix("unix:")
+                        .and_then(grants::canonical_variant)
+                        .map(|v| format!("unix:{v}"));
+                    std::iter::once(c.clone()).chain(variant)
+                })
+                .map(|c| grants::parse_socket(&c))
                 .collect::<Result<_, _>>()?,
             directories: self.directories.clone(),
             run_as: match &self.run_as {

@@ -36,8 +36,49 @@ pub struct Denial {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandGrant {
     program: String,
-    args: Vec<Pattern>,
+    args: Vec<ArgPattern>,
     rest: bool,
+}
+
+/// One argument pattern; a path-like one (starting with `/`) also in the
+/// form its literal leading directories canonicalise to.
+#[derive(Debug, Clone, PartialEq)]
+struct ArgPattern {
+    pattern: Pattern,
+    canonical: Option<Pattern>,
+}
+
+impl ArgPattern {
+    fn path_like(&self) -> bool {
+        self.pattern.as_str().starts_with('/')
+    }
+
+    /// For a path-like pattern, `*` never crosses `/`, the argument must be
+    /// an absolute path without `..`, and if it exists, what it resolves to
+    /// must match too. A plain pattern matches as a plain glob.
+    fn matches(&self, arg: &str) -> bool {
+        if !self.path_like() {
+            // A plain pattern (`*`: any one argument) is not a path.
+            return self.pattern.matches(arg);
+        }
+        if !self.pattern.matches_with(arg, MATCH) {
+            return false;
+        }
+        let p = Path::new(arg);
+        if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
+            return false;
+        }
+        match std::fs::canonicalize(p) {
+            Ok(real) => {
+                self.pattern.matches_path_with(&real, MATCH)
+                    || self
+                        .canonical
+                        .as_ref()
+                        .is_some_and(|c| c.matches_path_with(&real, MATCH))
+            }
+            Err(_) => true,
+        }
+    }
 }
 
 /// One entry of `grants.connect`.
@@ -52,7 +93,7 @@ pub enum SocketGrant {
         /// Port, or any.
         port: Option<u16>,
     },
-    /// `unix:/path` (a glob).
+    /// `unix:/path` (a glob; `*` never crosses `/`).
     Unix(Pattern),
 }
 
@@ -150,8 +191,19 @@ pub fn parse_command(argv: &[String]) -> Result<CommandGrant, String> {
     };
     let args = args
         .iter()
-        .map(|a| Pattern::new(a).map_err(|e| format!("argument pattern {a:?}: {e}")))
-        .collect::<Result<_, _>>()?;
+        .map(|a| {
+            if a.starts_with('/') && Path::new(a).components().any(|c| c == Component::ParentDir) {
+                return Err(format!("argument pattern {a:?} must not contain `..`"));
+            }
+            let pattern = Pattern::new(a).map_err(|e| format!("argument pattern {a:?}: {e}"))?;
+            let canonical = a
+                .starts_with('/')
+                .then(|| canonical_variant(a))
+                .flatten()
+                .and_then(|v| Pattern::new(&v).ok());
+            Ok(ArgPattern { pattern, canonical })
+        })
+        .collect::<Result<_, String>>()?;
     Ok(CommandGrant {
         program: program.clone(),
         args,
@@ -266,11 +318,12 @@ impl Grants {
         }
     }
 
-    /// Checks that `requested` (as the guest wrote it) and `canonical` (the
-    /// same path with symlinks and `..` resolved, relative to the real root)
-    /// are both granted for reading. A directory is also granted when a
-    /// grant names something inside it (so `list-dir` of `/sys/block` works
-    /// with `/sys/block/*/stat`).
+    /// Checks that `requested` (as the guest wrote it) and `canonical` (what
+    /// was opened, symlinks resolved, relative to the real root) are both
+    /// granted for reading. A directory may also be listed (`dir`) when it
+    /// is one whose entries a grant can match: the parent of what a glob
+    /// names, or the directory above a wildcard component (`/sys/block` and
+    /// `/sys/block/sda` for `/sys/block/*/stat`; never `/` or `/sys`).
     pub fn check_read(&self, requested: &Path, canonical: &Path, dir: bool) -> Result<(), Denial> {
         let ok = |p: &Path| {
             Self::matches(&self.files, p)
@@ -278,8 +331,7 @@ impl Grants {
                     && self
                         .files
                         .iter()
-                        .any(|g| Path::new(g.as_str()).starts_with(p)))
-                || (dir && self.files.iter().any(|g| prefix_glob_matches(g, p)))
+                        .any(|g| listable(g, p) || listable(g, &proc_alias(p))))
         };
         if ok(requested) && ok(canonical) {
             Ok(())
@@ -291,6 +343,31 @@ impl Grants {
                 "files",
             ))
         }
+    }
+
+    /// Checks a file that only an exact grant reaches (a FIFO, a device, a
+    /// secret under /proc): some `files` entry must be its path, written
+    /// without wildcards, as requested and as opened.
+    pub fn check_exact(&self, requested: &Path, opened: &Path, why: &str) -> Result<(), Denial> {
+        let exact = |p: &Path| {
+            let alt = proc_alias(p);
+            self.files.iter().any(|g| {
+                !g.as_str().contains(['*', '?', '['])
+                    && (Path::new(g.as_str()) == p || Path::new(g.as_str()) == alt)
+            })
+        };
+        if exact(requested) && exact(opened) {
+            return Ok(());
+        }
+        let shown = if exact(requested) { opened } else { requested };
+        Err(self.deny(
+            format!(
+                "reading {} ({why}; wildcards do not grant it)",
+                shown.display()
+            ),
+            format!("{:?}", shown.display().to_string()),
+            "files",
+        ))
     }
 
     /// Checks a statvfs call on `path`.
@@ -382,7 +459,8 @@ impl Grants {
         self.check_connect_name(proto, &addr.ip().to_string(), addr.port())
     }
 
-    /// Checks a Unix socket path.
+    /// Checks a Unix socket path: as the guest wrote it, and (called again
+    /// by the host) as the kernel names the socket that was opened.
     pub fn check_unix(&self, path: &Path) -> Result<(), Denial> {
         let ok = self
             .connect
@@ -400,21 +478,21 @@ impl Grants {
     }
 }
 
-/// Whether the directory `dir` is a prefix of what glob `g` can match
-/// (`/sys/block` for `/sys/block/*/stat`).
-fn prefix_glob_matches(g: &Pattern, dir: &Path) -> bool {
-    let depth = dir.components().count();
-    let parts: Vec<&str> = g.as_str().split('/').collect();
-    // "/a/b" splits into ["", "a", "b"]: components() counts "/" as one.
-    if parts.len() <= depth {
+/// Whether `dir` is a directory whose entries glob `g` can match: it
+/// matches the glob's first k components where component k+1 is the last
+/// one or holds a wildcard (see [`Grants::check_read`]).
+fn listable(g: &Pattern, dir: &Path) -> bool {
+    let depth = dir.components().count() - 1; // "/" counts as one
+    let parts: Vec<&str> = g.as_str().split('/').skip(1).collect();
+    if depth >= parts.len() {
         return false;
     }
-    let prefix = parts[..depth].join("/");
-    let prefix = if prefix.is_empty() {
-        "/".to_string()
-    } else {
-        prefix
-    };
+    let next = parts[depth];
+    let wild = |p: &str| p.contains(['*', '?', '[']);
+    if depth + 1 != parts.len() && !wild(next) {
+        return false;
+    }
+    let prefix = format!("/{}", parts[..depth].join("/"));
     Pattern::new(&prefix).is_ok_and(|p| p.matches_path_with(dir, MATCH))
 }
 
@@ -565,5 +643,81 @@ mod tests {
             .ends_with("add \"tcp:evil.example:80\" to [collectors.test.grants] connect"));
         assert!(parse_socket("tcp:host").is_err());
         assert!(parse_socket("sctp:a:1").is_err());
+    }
+
+    #[test]
+    fn only_directories_whose_entries_a_glob_can_match_are_listable() {
+        let g = grants(&["/sys/block/*/stat", "/tmp/zone/*", "/data/**"]);
+        let list = |p: &str| g.check_read(Path::new(p), Path::new(p), true).is_ok();
+        for ok in [
+            "/sys/block",
+            "/sys/block/sda",
+            "/tmp/zone",
+            "/data",
+            "/data/a/b",
+        ] {
+            assert!(list(ok), "{ok} should be listable");
+        }
+        for no in ["/", "/sys", "/tmp", "/sys/block/sda/queue", "/etc"] {
+            assert!(!list(no), "{no} should not be listable");
+        }
+        // Reading still needs a match of the whole glob.
+        assert!(g
+            .check_read(
+                Path::new("/sys/block/sda"),
+                Path::new("/sys/block/sda"),
+                false
+            )
+            .is_err());
+    }
+
+    #[test]
+    fn exact_grants_are_written_without_wildcards() {
+        let g = grants(&["/proc/self/*", "/tmp/zone/fifo"]);
+        let p = |s: &str| PathBuf::from(s);
+        assert!(g
+            .check_exact(&p("/tmp/zone/fifo"), &p("/tmp/zone/fifo"), "a FIFO")
+            .is_ok());
+        let e = g
+            .check_exact(
+                &p("/proc/self/environ"),
+                &p("/proc/self/environ"),
+                "a secret",
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("wildcards do not grant it"), "{e}");
+        assert!(e.to_string().contains("add \"/proc/self/environ\""), "{e}");
+    }
+
+    #[test]
+    fn argv_wildcards_do_not_cross_slashes_or_climb() {
+        let dir = tempfile::tempdir().unwrap();
+        let zone = dir.path().join("zone");
+        std::fs::create_dir_all(&zone).unwrap();
+        std::fs::write(dir.path().join("secret"), "s").unwrap();
+        std::fs::write(zone.join("ok"), "s").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), zone.join("link")).unwrap();
+        let z = zone.display().to_string();
+        let mut g = grants(&[]);
+        g.commands
+            .push(parse_command(&["/bin/cat".into(), format!("{z}/*")]).unwrap());
+        g.commands
+            .push(parse_command(&["/bin/echo".into(), "*".into()]).unwrap());
+        let run = |args: &[&str]| {
+            g.check_command(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .is_ok()
+        };
+        assert!(run(&["/bin/cat", &format!("{z}/ok")]));
+        assert!(!run(&["/bin/cat", &format!("{z}/../secret")]), "`..`");
+        assert!(
+            !run(&["/bin/cat", &format!("{z}/sub/x")]),
+            "`*` crossed `/`"
+        );
+        assert!(!run(&["/bin/cat", &format!("{z}/link")]), "a link out");
+        assert!(
+            run(&["/bin/echo", "a/b"]),
+            "a plain `*` is any one argument"
+        );
+        assert!(parse_command(&["/bin/cat".into(), "/run/../etc/*".into()]).is_err());
     }
 }

@@ -24,6 +24,8 @@
 //! - [`series`]: series a collector declares once, resolved into paths once.
 //! - [`schedule`]: Diamond's aligned, staggered collection windows.
 //! - [`hostname`]: Diamond's `hostname_method`s.
+//! - [`logging`]: what of a plugin reaches the log (cut, one line,
+//!   rate-limited).
 //! - `bindings`: the one `bindgen!` of the WIT worlds.
 #![deny(missing_docs)]
 
@@ -33,6 +35,7 @@ pub mod config;
 pub mod grants;
 pub mod host;
 pub mod hostname;
+pub mod logging;
 pub mod metric;
 pub mod plugin;
 pub mod queue;

@@ -106,7 +106,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            rt.block_on(async move {
+            let code = rt.block_on(async move {
                 let (c, runtime, loaded) = match tokio::task::block_in_place(|| load(&config)) {
                     Ok(x) => x,
                     Err(code) => return code,
@@ -125,9 +125,30 @@ fn main() -> ExitCode {
                 agent.run(rx).await;
                 tracing::info!("stopped");
                 ExitCode::SUCCESS
-            })
+            });
+            // A reload abandoned at the stop may still be in a plugin's
+            // setup call (bounded by its deadline): do not wait for it.
+            rt.shutdown_timeout(std::time::Duration::from_millis(200));
+            code
         }
     }
+}
+
+/// The longest a stop may take after SIGTERM or SIGINT: collectors' and
+/// handlers' grace, with room for the aborted calls to return. Past it
+/// (which no plugin should be able to cause), the process exits anyway.
+const STOP_LIMIT: std::time::Duration =
+    std::time::Duration::from_secs(2 * agent::SHUTDOWN_GRACE.as_secs() + 5);
+
+/// Exits the process if the stop has not ended within [`STOP_LIMIT`].
+fn watchdog() {
+    let _ = std::thread::Builder::new()
+        .name("wdiamond-stop-watchdog".into())
+        .spawn(|| {
+            std::thread::sleep(STOP_LIMIT);
+            eprintln!("wdiamond: the stop took longer than {STOP_LIMIT:?}; exiting now");
+            std::process::exit(1);
+        });
 }
 
 async fn signals(tx: tokio::sync::mpsc::Sender<Control>) {
@@ -147,8 +168,20 @@ async fn signals(tx: tokio::sync::mpsc::Sender<Control>) {
             _ = hup.recv() => Control::Reload,
         };
         tracing::info!(?c, "signal received");
-        if tx.send(c).await.is_err() || c == Control::Shutdown {
+        if c == Control::Shutdown {
+            watchdog();
+            let _ = tx.send(c).await;
+            break;
+        }
+        if tx.send(c).await.is_err() {
             return;
         }
     }
+    // A second SIGTERM or SIGINT during the stop: exit at once.
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!("wdiamond: second stop signal; exiting now");
+    std::process::exit(1);
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::bindings::collector::CollectorPlugin;
@@ -277,15 +277,18 @@ impl Runtime {
         wasi.allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
-        wasi.allow_blocking_current_thread(true);
+        // Blocking WASI calls (files in a `directories` grant) wait in a
+        // future on another thread, which the deadline can drop.
+        wasi.allow_blocking_current_thread(false);
         for dir in &ctx.grants.directories {
             wasi.preopened_dir(dir, dir.to_string_lossy(), FsPerms::ReadWrite)
                 .map_err(|e| anyhow!("opening granted directory {}: {e}", dir.display()))?;
         }
+        let memory = ctx.limits.memory;
         let state = HostState {
             wasi: wasi.build(),
             table: wasmtime::component::ResourceTable::new(),
-            limiter: Limiter::new(ctx.limits.memory),
+            limiter: Limiter::new(memory),
             ctx,
             stats: Default::default(),
             output,
@@ -293,16 +296,31 @@ impl Runtime {
             series: Default::default(),
             held: Default::default(),
             deadline: None,
+            abort: None,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
+        // What the host lifts out of the guest in one call (results,
+        // arguments: strings, lists) is bounded by the plugin's own memory
+        // cap, not wasmtime's 128 MiB default: aliased strings cannot make
+        // the host hold more than the guest could.
+        store.set_hostcall_fuel(max_lifted(memory));
         let _ = store.set_fuel(u64::MAX);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(deadline_ticks(Duration::from_secs(10)));
+        // Each epoch tick, a running guest yields to the call's future (so
+        // its deadline and the agent's stop are noticed even while it
+        // computes), and traps once the deadline has passed.
+        store.epoch_deadline_callback(|ctx| {
+            Ok(match ctx.data().deadline {
+                Some(d) if Instant::now() < d => UpdateDeadline::Yield(1),
+                _ => UpdateDeadline::Interrupt,
+            })
+        });
+        store.set_epoch_deadline(1);
         Ok(store)
     }
 
-    /// Instantiates a collector component.
+    /// Instantiates a collector component (its start code runs under the
+    /// setup deadline).
     pub fn collector(
         &self,
         component: &Component,
@@ -310,8 +328,13 @@ impl Runtime {
     ) -> anyhow::Result<Instance<CollectorPlugin>> {
         let set = self.engines_of(component);
         let mut store = self.store(&set.engine, ctx)?;
-        let bindings = CollectorPlugin::instantiate(&mut store, component, &set.collector_linker)
-            .map_err(|e| anyhow!("instantiating: {e:#}"))?;
+        let at = setup_deadline(&mut store);
+        let r = drive(bounded(
+            at,
+            None,
+            CollectorPlugin::instantiate_async(&mut store, component, &set.collector_linker),
+        ));
+        let bindings = instantiated(&mut store, r)?;
         Ok(Instance { store, bindings })
     }
 
@@ -323,14 +346,91 @@ impl Runtime {
     ) -> anyhow::Result<Instance<HandlerPlugin>> {
         let set = self.engines_of(component);
         let mut store = self.store(&set.engine, ctx)?;
-        let bindings = HandlerPlugin::instantiate(&mut store, component, &set.handler_linker)
-            .map_err(|e| anyhow!("instantiating: {e:#}"))?;
+        let at = setup_deadline(&mut store);
+        let r = drive(bounded(
+            at,
+            None,
+            HandlerPlugin::instantiate_async(&mut store, component, &set.handler_linker),
+        ));
+        let bindings = instantiated(&mut store, r)?;
         Ok(Instance { store, bindings })
     }
 }
 
-fn deadline_ticks(d: Duration) -> u64 {
-    (d.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1
+/// Most bytes the host lifts out of a plugin in one call: its memory cap
+/// (at least 1 MiB).
+pub fn max_lifted(memory: usize) -> usize {
+    memory.max(1 << 20)
+}
+
+type BoxFuture<'a, R> = std::pin::Pin<Box<dyn std::future::Future<Output = R> + 'a>>;
+
+/// Starts an instantiation's [`SETUP_DEADLINE`] (its start code runs under
+/// it, as `describe` does).
+fn setup_deadline(store: &mut Store<HostState>) -> Instant {
+    let at = Instant::now() + SETUP_DEADLINE;
+    store.data_mut().deadline = Some(at);
+    store.set_epoch_deadline(1);
+    at
+}
+
+/// The result of an instantiation, its deadline cleared.
+fn instantiated<B>(store: &mut Store<HostState>, r: wasmtime::Result<B>) -> anyhow::Result<B> {
+    store.data_mut().deadline = None;
+    r.map_err(|e| match e.downcast_ref::<Stalled>() {
+        Some(s) => anyhow!("instantiating: {s}"),
+        None => anyhow!("instantiating: {e:#}"),
+    })
+}
+
+thread_local! {
+    /// The executor of plugin calls on this (blocking) thread: calls are
+    /// futures (async WASI), driven here to completion or to their deadline.
+    static DRIVER: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread tokio runtime");
+}
+
+/// Drives a plugin call's future on this thread's executor. Plugin calls
+/// block their thread (they are run on tokio's blocking pool or a test's
+/// thread), so this never runs inside an async task.
+fn drive<F: std::future::Future>(f: F) -> F::Output {
+    DRIVER.with(|rt| rt.block_on(f))
+}
+
+/// Why a call was cut short by the host rather than by a trap.
+#[derive(Debug, thiserror::Error)]
+pub enum Stalled {
+    /// The deadline passed while the guest waited (in WASI or a host call).
+    #[error("still blocked (in a WASI or host call) at its deadline")]
+    Deadline,
+    /// The agent is stopping for good.
+    #[error("stopped: the agent is shutting down")]
+    Aborted,
+}
+
+/// `call`, ended at `at` (with a small grace, so that a computing guest's
+/// own epoch trap reports first) or when `abort` turns true.
+async fn bounded<R>(
+    at: Instant,
+    abort: Option<tokio::sync::watch::Receiver<bool>>,
+    call: impl std::future::Future<Output = wasmtime::Result<R>>,
+) -> wasmtime::Result<R> {
+    let stopped = async move {
+        match abort {
+            Some(mut a) => {
+                let _ = a.wait_for(|v| *v).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let at = tokio::time::Instant::from_std(at) + 2 * EPOCH_TICK;
+    tokio::select! {
+        r = call => r,
+        _ = tokio::time::sleep_until(at) => Err(Stalled::Deadline.into()),
+        _ = stopped => Err(Stalled::Aborted.into()),
+    }
 }
 
 /// Resources one call used.
@@ -353,14 +453,23 @@ pub struct Instance<B> {
 }
 
 impl<B> Instance<B> {
+    /// Makes every later call of this instance end at once when `abort`
+    /// turns true (the agent stopping for good), wherever the guest is.
+    pub fn set_abort(&mut self, abort: tokio::sync::watch::Receiver<bool>) {
+        self.store.data_mut().abort = Some(abort);
+    }
+
     /// Runs `f` under the plugin's limits: `deadline` of wall-clock time and
-    /// the configured fuel. A trap becomes a [`Failure`] (the instance is
-    /// then unusable and must be replaced).
+    /// the configured fuel. The call ends at its deadline wherever the guest
+    /// is: computing (an epoch trap), or waiting in WASI (the call's future
+    /// is dropped); the host's own imports bound their waits by it too. A
+    /// trap or an overrun becomes a [`Failure`] (the instance is then
+    /// unusable and must be replaced).
     fn call<R>(
         &mut self,
         deadline: Duration,
         fuel_budget: Option<u64>,
-        f: impl FnOnce(&B, &mut Store<HostState>) -> wasmtime::Result<R>,
+        f: impl for<'a> FnOnce(&'a B, &'a mut Store<HostState>) -> BoxFuture<'a, wasmtime::Result<R>>,
     ) -> (Result<R, Failure>, Usage) {
         let fuel = self
             .store
@@ -371,13 +480,16 @@ impl<B> Instance<B> {
             .unwrap_or(u64::MAX)
             .min(fuel_budget.unwrap_or(u64::MAX));
         let _ = self.store.set_fuel(fuel);
-        self.store.set_epoch_deadline(deadline_ticks(deadline));
-        self.store.data_mut().deadline = Some(Instant::now() + deadline);
+        self.store.set_epoch_deadline(1);
+        let at = Instant::now() + deadline;
+        let abort = self.store.data().abort.clone();
+        self.store.data_mut().deadline = Some(at);
         self.store.data_mut().limiter.hit = false;
         self.store.data_mut().stats = Default::default();
         let span = self.store.data().ctx.span.clone();
         let start = Instant::now();
-        let result = span.in_scope(|| f(&self.bindings, &mut self.store));
+        let result =
+            span.in_scope(|| drive(bounded(at, abort, f(&self.bindings, &mut self.store))));
         let elapsed = start.elapsed();
         self.store.data_mut().deadline = None;
         // Unmetered engines have no fuel to read: they used none.
@@ -394,32 +506,32 @@ impl<B> Instance<B> {
         };
         let output = data.output.take();
         if !output.is_empty() {
-            let text = String::from_utf8_lossy(&output);
-            let _g = span.enter();
-            for line in text.lines().filter(|l| !l.trim().is_empty()).take(50) {
-                tracing::info!(target: "wdiamond::guest", "output: {line}");
+            if let Some(suppressed) = data.ctx.log_limit.admit(crate::logging::Kind::Output) {
+                let text = String::from_utf8_lossy(&output);
+                let _g = span.enter();
+                for line in text.lines().filter(|l| !l.trim().is_empty()).take(20) {
+                    tracing::info!(target: "wdiamond::guest", suppressed, "output: {}", crate::logging::guest_text(line));
+                }
             }
         }
         let result = result.map_err(|e| {
-            let kind = match e.downcast_ref::<Trap>() {
-                Some(Trap::Interrupt) => FailureKind::Timeout,
-                Some(Trap::OutOfFuel) => FailureKind::Fuel,
+            let kind = match (e.downcast_ref::<Trap>(), e.downcast_ref::<Stalled>()) {
+                (Some(Trap::Interrupt), _) | (_, Some(_)) => FailureKind::Timeout,
+                (Some(Trap::OutOfFuel), _) => FailureKind::Fuel,
                 _ if data.limiter.hit => FailureKind::Memory,
                 _ => FailureKind::Trap,
             };
-            let message = match kind {
-                FailureKind::Timeout => {
-                    format!("still running after {:.1?}; interrupted", deadline)
+            let message = match (kind, e.downcast_ref::<Stalled>()) {
+                (FailureKind::Timeout, Some(s)) => format!("{s} after {deadline:.1?}"),
+                (FailureKind::Timeout, None) => {
+                    format!("still running after {deadline:.1?}; interrupted")
                 }
-                FailureKind::Fuel => format!("used all of its {fuel} fuel"),
-                FailureKind::Memory => {
+                (FailureKind::Fuel, _) => format!("used all of its {fuel} fuel"),
+                (FailureKind::Memory, _) => {
                     format!("hit the memory cap of {} MiB", data.ctx.limits.memory >> 20)
                 }
-                FailureKind::Trap => format!("{e:#}")
-                    .lines()
-                    .next()
-                    .unwrap_or("trap")
-                    .to_string(),
+                _ => crate::logging::guest_text(format!("{e:#}").lines().next().unwrap_or("trap"))
+                    .into_owned(),
             };
             Failure { kind, message }
         });
@@ -434,15 +546,20 @@ impl Instance<CollectorPlugin> {
     /// `describe()`.
     pub fn describe(&mut self) -> Result<Description, Failure> {
         self.call(SETUP_DEADLINE, None, |b, s| {
-            b.wdiamond_plugin_collector().call_describe(s)
+            Box::pin(b.wdiamond_plugin_collector().call_describe(s))
         })
         .0
     }
 
     /// `configure(config)`.
     pub fn configure(&mut self, config: &[ConfigEntry]) -> Result<Result<(), String>, Failure> {
-        self.call(SETUP_DEADLINE, None, |b, s| {
-            b.wdiamond_plugin_collector().call_configure(s, config)
+        let config = config.to_vec();
+        self.call(SETUP_DEADLINE, None, move |b, s| {
+            Box::pin(async move {
+                b.wdiamond_plugin_collector()
+                    .call_configure(s, &config)
+                    .await
+            })
         })
         .0
     }
@@ -469,7 +586,7 @@ impl Instance<CollectorPlugin> {
         fuel: Option<u64>,
     ) -> (Result<Result<MetricSet, String>, Failure>, Usage) {
         self.call(deadline, fuel, |b, s| {
-            b.wdiamond_plugin_collector().call_collect(s)
+            Box::pin(b.wdiamond_plugin_collector().call_collect(s))
         })
     }
 }
@@ -478,15 +595,16 @@ impl Instance<HandlerPlugin> {
     /// `describe()`.
     pub fn describe(&mut self) -> Result<Description, Failure> {
         self.call(SETUP_DEADLINE, None, |b, s| {
-            b.wdiamond_plugin_handler().call_describe(s)
+            Box::pin(b.wdiamond_plugin_handler().call_describe(s))
         })
         .0
     }
 
     /// `configure(config)`.
     pub fn configure(&mut self, config: &[ConfigEntry]) -> Result<Result<(), String>, Failure> {
-        self.call(SETUP_DEADLINE, None, |b, s| {
-            b.wdiamond_plugin_handler().call_configure(s, config)
+        let config = config.to_vec();
+        self.call(SETUP_DEADLINE, None, move |b, s| {
+            Box::pin(async move { b.wdiamond_plugin_handler().call_configure(s, &config).await })
         })
         .0
     }
@@ -498,9 +616,12 @@ impl Instance<HandlerPlugin> {
         batch: impl Into<Batch>,
         deadline: Duration,
     ) -> (Result<Result<(), String>, Failure>, Usage) {
+        let batch = batch.into();
         self.call(deadline, None, |b, s| {
-            let handle = s.data_mut().hand_over(batch.into())?;
-            b.wdiamond_plugin_handler().call_process(s, handle)
+            Box::pin(async move {
+                let handle = s.data_mut().hand_over(batch)?;
+                b.wdiamond_plugin_handler().call_process(s, handle).await
+            })
         })
     }
 
@@ -514,7 +635,7 @@ impl Instance<HandlerPlugin> {
     /// `flush()` within `deadline`.
     pub fn flush(&mut self, deadline: Duration) -> (Result<Result<(), String>, Failure>, Usage) {
         self.call(deadline, None, |b, s| {
-            b.wdiamond_plugin_handler().call_flush(s)
+            Box::pin(b.wdiamond_plugin_handler().call_flush(s))
         })
     }
 }

@@ -17,7 +17,11 @@ pub fn statvfs(path: &Path) -> std::io::Result<Statvfs> {
     if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(Statvfs {
+    Ok(from_libc(&s))
+}
+
+fn from_libc(s: &libc::statvfs) -> Statvfs {
+    Statvfs {
         bsize: s.f_bsize as u64,
         frsize: s.f_frsize as u64,
         blocks: s.f_blocks as u64,
@@ -28,27 +32,25 @@ pub fn statvfs(path: &Path) -> std::io::Result<Statvfs> {
         favail: s.f_favail as u64,
         flag: s.f_flag as u64,
         namemax: s.f_namemax as u64,
-    })
+    }
 }
 
 impl Host for HostState {
     fn stat(&mut self, path: String) -> Result<Statvfs, HostError> {
+        self.check_form(&path)?;
         let p = Path::new(&path);
-        if !p.is_absolute() {
-            return Err(self.failed(HostError::Invalid(format!(
-                "{path:?}: paths must be absolute"
-            ))));
-        }
         if let Err(d) = self.ctx.grants.check_statvfs(p) {
             return Err(self.denied(d));
         }
         if let Some(s) = self.ctx.facts.statvfs {
             return Ok(s);
         }
-        let real = match &self.ctx.facts.fs_root {
-            Some(r) => r.join(p.strip_prefix("/").unwrap_or(p)),
-            None => p.to_path_buf(),
-        };
-        statvfs(&real).map_err(|e| self.failed(super::io_error(&path, e)))
+        // What is measured is what was checked: the opened descriptor's
+        // real path must be granted too (a symlink cannot lead elsewhere).
+        let opened = self.open_checked(p, |g, logical| g.check_statvfs(logical))?;
+        match super::files::fstatvfs(&opened) {
+            Ok(s) => Ok(from_libc(&s)),
+            Err(e) => Err(self.failed(super::io_error(&path, e))),
+        }
     }
 }

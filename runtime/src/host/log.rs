@@ -1,11 +1,10 @@
 //! `wdiamond:plugin/log`: guest log lines into the plugin's tracing span,
-//! capped in length and in number per run.
+//! cut to one line of [`crate::logging::MAX_GUEST_TEXT`] bytes, at most
+//! [`MAX_LINES_PER_RUN`] a run and [`crate::logging::LOG_BURST`] a minute.
 
 use super::HostState;
 use crate::bindings::wit_log::{Host, Level};
 
-/// Longest log line kept, in bytes.
-pub const MAX_LINE: usize = 4096;
 /// Most log lines per run; the rest are counted as dropped.
 pub const MAX_LINES_PER_RUN: u64 = 200;
 
@@ -16,21 +15,18 @@ impl Host for HostState {
             return;
         }
         self.stats.logs += 1;
-        let mut message = message;
-        if message.len() > MAX_LINE {
-            let mut cut = MAX_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push('…');
-        }
+        // Cut, on one line, and within the plugin's rate for `log` lines.
+        let Some(suppressed) = self.ctx.log_limit.admit(crate::logging::Kind::Log) else {
+            self.stats.logs_dropped += 1;
+            return;
+        };
+        let message = crate::logging::guest_text(&message);
         let _g = self.ctx.span.enter();
         match level {
-            Level::Debug => tracing::debug!(target: "wdiamond::guest", "{message}"),
-            Level::Info => tracing::info!(target: "wdiamond::guest", "{message}"),
-            Level::Warn => tracing::warn!(target: "wdiamond::guest", "{message}"),
-            Level::Error => tracing::error!(target: "wdiamond::guest", "{message}"),
+            Level::Debug => tracing::debug!(target: "wdiamond::guest", suppressed, "{message}"),
+            Level::Info => tracing::info!(target: "wdiamond::guest", suppressed, "{message}"),
+            Level::Warn => tracing::warn!(target: "wdiamond::guest", suppressed, "{message}"),
+            Level::Error => tracing::error!(target: "wdiamond::guest", suppressed, "{message}"),
         }
     }
 }

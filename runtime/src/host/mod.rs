@@ -67,6 +67,9 @@ pub struct PluginContext {
     pub facts: HostFacts,
     /// The plugin's tracing span: every log line of it goes there.
     pub span: tracing::Span,
+    /// Rate limits of this plugin's repeated warnings (shared by all its
+    /// instances).
+    pub log_limit: crate::logging::LogLimit,
 }
 
 /// Counters of one plugin run, read and reset by the runner.
@@ -81,6 +84,9 @@ pub struct CallStats {
     /// Log lines written.
     pub logs: u64,
 }
+
+/// How long before the run's deadline a waiting host call gives up.
+pub const HOST_CALL_MARGIN: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The `T` of a plugin's `Store<T>`.
 pub struct HostState {
@@ -106,6 +112,8 @@ pub struct HostState {
     /// When the current run's wall-clock budget ends: host calls (commands,
     /// sockets) never wait past it, since epochs do not interrupt the host.
     pub deadline: Option<std::time::Instant>,
+    /// Set when the agent stops for good: a waiting host call returns.
+    pub abort: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl WasiView for HostState {
@@ -118,23 +126,44 @@ impl WasiView for HostState {
 }
 
 impl HostState {
-    /// `wanted`, cut to what is left of the run's deadline (at least 1 ms).
+    /// `wanted`, cut to what is left of the run's deadline less
+    /// [`HOST_CALL_MARGIN`] (at least 1 ms): a host call that gives up at
+    /// the deadline leaves the guest time to see its `timed-out`.
     pub fn within_deadline(&self, wanted: std::time::Duration) -> std::time::Duration {
         match self.deadline {
             Some(d) => wanted
-                .min(d.saturating_duration_since(std::time::Instant::now()))
+                .min(
+                    d.saturating_duration_since(std::time::Instant::now())
+                        .saturating_sub(HOST_CALL_MARGIN),
+                )
                 .max(std::time::Duration::from_millis(1)),
             None => wanted,
         }
     }
 
-    /// Records a denial (counted, logged in the plugin's span) and turns it
-    /// into the guest's error result.
+    /// When a waiting host call must give up: the run's deadline less
+    /// [`HOST_CALL_MARGIN`] (`None` outside a run).
+    pub fn call_deadline(&self) -> Option<std::time::Instant> {
+        self.deadline
+            .map(|d| d.checked_sub(HOST_CALL_MARGIN).unwrap_or(d))
+    }
+
+    /// Whether the agent is stopping for good (host calls give up).
+    pub fn aborted(&self) -> bool {
+        self.abort.as_ref().is_some_and(|a| *a.borrow())
+    }
+
+    /// Records a denial (counted; logged in the plugin's span, rate-limited
+    /// per plugin, guest-chosen parts cut) and turns it into the guest's
+    /// error result.
     pub fn denied(&mut self, d: Denial) -> HostError {
         self.stats.denials += 1;
-        let _g = self.ctx.span.enter();
-        tracing::warn!(denial = %d, "host call denied");
-        HostError::Denied(d.to_string())
+        let text = d.to_string();
+        if let Some(suppressed) = self.ctx.log_limit.admit(crate::logging::Kind::Denial) {
+            let _g = self.ctx.span.enter();
+            tracing::warn!(denial = %crate::logging::guest_text(&text), suppressed, "host call denied");
+        }
+        HostError::Denied(crate::logging::cut(&text, crate::logging::MAX_GUEST_TEXT).into_owned())
     }
 
     /// Counts a failed host call and passes the error through.
@@ -144,9 +173,35 @@ impl HostState {
     }
 }
 
+/// Links WASI p2 for async calls: a guest waiting in `wasi:io/poll` (a
+/// sleep, a stream) then waits in a future that the host drops at the
+/// call's deadline, instead of blocking the host thread.
+///
+/// One WASI function is replaced: `descriptor.symlink-at` fails with
+/// `not-permitted`, so a plugin cannot plant links in its `directories`
+/// grant (links pointing out of it would mislead other readers of that
+/// directory; the host's own `files` reader checks what it opened anyway).
+fn add_wasi(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    linker.allow_shadowing(true);
+    linker.instance("wasi:filesystem/types@0.2.12")?.func_wrap(
+        "[method]descriptor.symlink-at",
+        |_,
+         (_dir, _old, _new): (
+            Resource<wasmtime_wasi::filesystem::Descriptor>,
+            String,
+            String,
+        )| { Ok((Err::<(), _>(ErrorCode::NotPermitted),)) },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
 /// Adds WASI p2 and every wdiamond import of the collector world.
 pub fn add_collector_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    add_wasi(linker)?;
     crate::bindings::collector::CollectorPlugin::add_to_linker::<
         _,
         wasmtime::component::HasSelf<HostState>,
@@ -155,7 +210,7 @@ pub fn add_collector_imports(linker: &mut Linker<HostState>) -> wasmtime::Result
 
 /// Adds WASI p2 and every wdiamond import of the handler world.
 pub fn add_handler_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    add_wasi(linker)?;
     crate::bindings::handler::HandlerPlugin::add_to_linker::<
         _,
         wasmtime::component::HasSelf<HostState>,

@@ -1,13 +1,19 @@
 //! `wdiamond:plugin/sockets`: TCP, UDP and Unix connections to granted
 //! peers, every operation with a timeout and every read capped.
 //!
-//! Names are resolved only when the name itself is granted.
+//! Names are resolved only when the name itself is granted. A call's
+//! timeout is the whole call's (a `send` to a slow reader ends at it, not
+//! at each `write(2)`'s), and never past the run's deadline: sockets are
+//! non-blocking and every wait is a `poll(2)` for the time left. A Unix
+//! path is checked as written (no `..`) and as the kernel names the socket
+//! it resolves to, and that very socket is connected to (through its
+//! `O_PATH` descriptor), so a symlink cannot lead to another.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::Resource;
 
@@ -64,12 +70,17 @@ impl HostState {
         }
         let t = self.within_deadline(timeout(timeout_ms).min(self.ctx.limits.socket_timeout));
         if proto == Protocol::Unix {
+            self.check_form(address)?;
             if let Err(d) = self.ctx.grants.check_unix(Path::new(address)) {
                 return Err(self.denied(d));
             }
-            let s = UnixStream::connect(address).map_err(|e| super::io_error(address, e))?;
-            s.set_read_timeout(Some(t)).ok();
-            s.set_write_timeout(Some(t)).ok();
+            let (_fd, real, via) = super::files::open_socket_path(Path::new(address))
+                .map_err(|e| super::io_error(address, e))?;
+            if let Err(d) = self.ctx.grants.check_unix(&real) {
+                return Err(self.denied(d));
+            }
+            let s =
+                connect_unix(&via, Instant::now() + t).map_err(|e| super::io_error(address, e))?;
             return Ok(Connection::Unix(s));
         }
         let p = if proto == Protocol::Tcp { "tcp" } else { "udp" };
@@ -88,11 +99,10 @@ impl HostState {
                 continue;
             }
             let r = match proto {
-                Protocol::Tcp => TcpStream::connect_timeout(&addr, t).map(|s| {
-                    s.set_read_timeout(Some(t)).ok();
-                    s.set_write_timeout(Some(t)).ok();
+                Protocol::Tcp => TcpStream::connect_timeout(&addr, t).and_then(|s| {
                     s.set_nodelay(true).ok();
-                    Connection::Tcp(s)
+                    s.set_nonblocking(true)?;
+                    Ok(Connection::Tcp(s))
                 }),
                 _ => {
                     let bind: SocketAddr = if addr.is_ipv4() {
@@ -102,8 +112,7 @@ impl HostState {
                     };
                     UdpSocket::bind(bind).and_then(|s| {
                         s.connect(addr)?;
-                        s.set_read_timeout(Some(t)).ok();
-                        s.set_write_timeout(Some(t)).ok();
+                        s.set_nonblocking(true)?;
                         Ok(Connection::Udp(s))
                     })
                 }
@@ -144,24 +153,180 @@ pub fn set_keepalive(s: &TcpStream, interval_s: u32) -> std::io::Result<()> {
     set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, secs)
 }
 
+/// Connects a non-blocking Unix stream socket to `path` by `deadline` (a
+/// listener with a full backlog makes `connect` fail with `EAGAIN`).
+fn connect_unix(path: &Path, deadline: Instant) -> std::io::Result<UnixStream> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: plain socket(2); the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nobody else.
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    // SAFETY: sockaddr_un is plain data.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "socket path too long",
+        ));
+    }
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    loop {
+        // SAFETY: `addr` is a valid sockaddr_un of the given length.
+        let r = unsafe {
+            libc::connect(
+                fd,
+                (&addr as *const libc::sockaddr_un).cast(),
+                std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            return Ok(stream);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Some(libc::EAGAIN) => return Err(std::io::ErrorKind::TimedOut.into()),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Waits until `fd` is ready for `events`, at most until `deadline`;
+/// `TimedOut` past it.
+fn wait_ready(fd: i32, events: i16, deadline: Instant) -> std::io::Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(std::io::ErrorKind::TimedOut.into());
+    }
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let r = unsafe {
+        libc::poll(
+            &mut pfd,
+            1,
+            left.as_millis().clamp(1, i32::MAX as u128) as i32,
+        )
+    };
+    match r {
+        0 => Err(std::io::ErrorKind::TimedOut.into()),
+        r if r < 0 => {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Connection {
+    fn fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        match self {
+            Connection::Tcp(s) => s.as_raw_fd(),
+            Connection::Udp(s) => s.as_raw_fd(),
+            Connection::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
+    fn write_once(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Connection::Tcp(s) => s.write(data),
+            Connection::Unix(s) => s.write(data),
+            Connection::Udp(s) => s.send(data),
+        }
+    }
+
+    fn read_once(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Connection::Tcp(s) => s.read(buf),
+            Connection::Unix(s) => s.read(buf),
+            Connection::Udp(s) => s.recv(buf),
+        }
+    }
+
+    /// Writes all of `data` (one datagram for UDP) by `deadline`.
+    fn write_all_by(&mut self, data: &[u8], deadline: Instant) -> std::io::Result<()> {
+        let datagram = matches!(self, Connection::Udp(_));
+        let mut off = 0;
+        while off < data.len() || (datagram && off == 0 && data.is_empty()) {
+            match self.write_once(&data[off..]) {
+                Ok(n) if datagram => {
+                    return if n == data.len() {
+                        Ok(())
+                    } else {
+                        Err(std::io::ErrorKind::WriteZero.into())
+                    }
+                }
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => off += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    wait_ready(self.fd(), libc::POLLOUT, deadline)?
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            if off < data.len() && Instant::now() >= deadline {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what arrives first, waiting at most until `deadline` (not at
+    /// all when `deadline` is `None`: a poll).
+    fn read_by(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> std::io::Result<usize> {
+        loop {
+            match self.read_once(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => match deadline {
+                    Some(d) => wait_ready(self.fd(), libc::POLLIN, d)?,
+                    None => return Err(e),
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
+    }
+}
+
 impl HostState {
+    /// When a socket call asking for `timeout_ms` must end.
+    fn socket_deadline(&self, timeout_ms: u32) -> Instant {
+        Instant::now()
+            + self.within_deadline(timeout(timeout_ms).min(self.ctx.limits.socket_timeout))
+    }
+
     /// Writes all of `data` (one datagram for UDP) within the timeout.
     fn write(
         &mut self,
         this: &Resource<Connection>,
         data: &[u8],
-        timeout_ms: u32,
+        deadline: Instant,
     ) -> wasmtime::Result<Result<u64, HostError>> {
-        let t = Some(self.within_deadline(timeout(timeout_ms).min(self.ctx.limits.socket_timeout)));
         let conn = self.table.get_mut(this)?;
-        let r = match conn {
-            Connection::Tcp(s) => s.set_write_timeout(t).and_then(|_| s.write_all(data)),
-            Connection::Unix(s) => s.set_write_timeout(t).and_then(|_| s.write_all(data)),
-            Connection::Udp(s) => s
-                .set_write_timeout(t)
-                .and_then(|_| s.send(data).map(|_| ())),
-        };
-        Ok(match r {
+        Ok(match conn.write_all_by(data, deadline) {
             Ok(()) => Ok(data.len() as u64),
             Err(e) => Err(self.failed(super::io_error("send", e))),
         })
@@ -193,7 +358,8 @@ impl HostConnection for HostState {
         data: Vec<u8>,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<u64, HostError>> {
-        self.write(&this, &data, timeout_ms)
+        let deadline = self.socket_deadline(timeout_ms);
+        self.write(&this, &data, deadline)
     }
 
     fn send_lines(
@@ -206,15 +372,17 @@ impl HostConnection for HostState {
             Ok(b) => b.clone(),
             Err(e) => return Ok(Err(self.failed(e))),
         };
+        let deadline = self.socket_deadline(timeout_ms);
         if matches!(self.table.get(&this)?, Connection::Udp(_)) {
             // One datagram.
             let joined: String = batch.slices().iter().map(|s| s.lines()).collect();
-            return self.write(&this, joined.as_bytes(), timeout_ms);
+            return self.write(&this, joined.as_bytes(), deadline);
         }
-        // A stream: the slices one after the other, no copy.
+        // A stream: the slices one after the other, no copy, all of them
+        // within the one call's timeout.
         let mut sent = 0;
         for s in batch.slices() {
-            match self.write(&this, s.lines().as_bytes(), timeout_ms)? {
+            match self.write(&this, s.lines().as_bytes(), deadline)? {
                 Ok(n) => sent += n,
                 Err(e) => return Ok(Err(e)),
             }
@@ -228,33 +396,11 @@ impl HostConnection for HostState {
         max_bytes: u32,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Vec<u8>, HostError>> {
-        let t = Some(self.within_deadline(timeout(timeout_ms).min(self.ctx.limits.socket_timeout)));
+        // A timeout of 0 polls: read what is there now, without waiting.
+        let deadline = (timeout_ms != 0).then(|| self.socket_deadline(timeout_ms));
         let conn = self.table.get_mut(&this)?;
         let mut buf = vec![0u8; max_bytes.min(MAX_RECEIVE) as usize];
-        // A timeout of 0 polls: read what is there now, without waiting.
-        let poll = timeout_ms == 0;
-        let r = match conn {
-            Connection::Tcp(s) => s
-                .set_nonblocking(poll)
-                .and_then(|_| s.set_read_timeout(t))
-                .and_then(|_| s.read(&mut buf)),
-            Connection::Unix(s) => s
-                .set_nonblocking(poll)
-                .and_then(|_| s.set_read_timeout(t))
-                .and_then(|_| s.read(&mut buf)),
-            Connection::Udp(s) => s
-                .set_nonblocking(poll)
-                .and_then(|_| s.set_read_timeout(t))
-                .and_then(|_| s.recv(&mut buf)),
-        };
-        if poll {
-            let _ = match conn {
-                Connection::Tcp(s) => s.set_nonblocking(false),
-                Connection::Unix(s) => s.set_nonblocking(false),
-                Connection::Udp(s) => s.set_nonblocking(false),
-            };
-        }
-        Ok(match r {
+        Ok(match conn.read_by(&mut buf, deadline) {
             Ok(n) => {
                 buf.truncate(n);
                 Ok(buf)

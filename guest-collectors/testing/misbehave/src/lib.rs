@@ -14,6 +14,20 @@
 //! run), `nan`
 //! (NaN and infinities), `names` (names with spaces, newlines, 10 KB),
 //! `instance` (publishes under the instance `arg`).
+//!
+//! Modes that wait or flood (issue: sandbox holes): `sleep` (sleeps `count`
+//! seconds in `collect`; `sleep-configure` in `configure`), `read-many`
+//! (reads `arg` `count` times; publishes `ok` and `secret`, the reads that
+//! held the word TOPSECRET), `list` (lists the directory `arg`), `stat`
+//! (`files.metadata` of `arg`), `statvfs` (`fs-stats.stat` of `arg`),
+//! `unix` (connects to the Unix socket `arg`), `send` (sends `count` bytes
+//! to `tcp:arg` in one call), `error-flood` (returns an error of `count`
+//! bytes with newlines), `deny-flood` (100 denied reads of a `count`-byte
+//! path), `stdout-flood` (prints `count` lines), `symlink` (creates a
+//! symlink `arg` pointing out), `run-stdin` (runs the argv `arg` with
+//! `count` bytes of stdin), `alias-argv` (calls
+//! `process.run` through the raw import with `count` argv strings that all
+//! alias one 1 MiB buffer: what a hostile non-Rust guest can do).
 
 use wdiamond_sdk::bindings::wdiamond::plugin::{process, sockets};
 use wdiamond_sdk::{
@@ -65,6 +79,9 @@ impl Collector for Misbehave {
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
+        if config.str("mode").as_deref() == Some("sleep-configure") {
+            std::thread::sleep(std::time::Duration::from_secs(config.f64("count", 1e7)? as u64));
+        }
         Ok(Misbehave {
             mode: config.str("mode").unwrap_or_else(|| "ok".into()),
             arg: config.str("arg").unwrap_or_default(),
@@ -139,6 +156,81 @@ impl Collector for Misbehave {
                 };
                 out.gauge_range(&series, (0..self.count as usize).map(|i| i as f64), 0);
             }
+            "sleep" => std::thread::sleep(std::time::Duration::from_secs(self.count)),
+            "read-many" => {
+                let (mut ok, mut secret) = (0, 0);
+                for _ in 0..self.count {
+                    if let Ok(b) = wdiamond_sdk::bindings::wdiamond::plugin::files::read_file(&self.arg) {
+                        ok += 1;
+                        if b.windows(9).any(|w| w == b"TOPSECRET") {
+                            secret += 1;
+                        }
+                    }
+                }
+                out.gauge("ok", ok as f64, 0);
+                out.gauge("secret", secret as f64, 0);
+            }
+            "list" => {
+                let e = wdiamond_sdk::bindings::wdiamond::plugin::files::list_dir(&self.arg)
+                    .map_err(|e| host::describe_error(&e))?;
+                out.gauge("entries", e.len() as f64, 0);
+            }
+            "stat" => {
+                let m = wdiamond_sdk::bindings::wdiamond::plugin::files::metadata(&self.arg)
+                    .map_err(|e| host::describe_error(&e))?;
+                out.gauge("size", m.size as f64, 0);
+            }
+            "statvfs" => {
+                let s = wdiamond_sdk::bindings::wdiamond::plugin::fs_stats::stat(&self.arg)
+                    .map_err(|e| host::describe_error(&e))?;
+                out.gauge("blocks", s.blocks as f64, 0);
+            }
+            "unix" => {
+                let c = sockets::Connection::open(sockets::Protocol::Unix, &self.arg, 1000)
+                    .map_err(|e| host::describe_error(&e))?;
+                drop(c);
+                out.gauge("connected", 1.0, 0);
+            }
+            "send" => {
+                let c = sockets::Connection::open(sockets::Protocol::Tcp, &self.arg, 1000)
+                    .map_err(|e| host::describe_error(&e))?;
+                let data = vec![b'x'; self.count as usize];
+                let n = c.send(&data, 3_600_000).map_err(|e| host::describe_error(&e))?;
+                out.gauge("sent", n as f64, 0);
+            }
+            "error-flood" => {
+                return Err("line\n".repeat(self.count as usize / 5 + 1));
+            }
+            "deny-flood" => {
+                let path = format!("/etc/{}", "y".repeat(self.count as usize));
+                for _ in 0..100 {
+                    let _ = wdiamond_sdk::bindings::wdiamond::plugin::files::read_file(&path);
+                }
+            }
+            "stdout-flood" => {
+                for i in 0..self.count {
+                    println!("line {i} {}", "z".repeat(1000));
+                }
+            }
+            "symlink" => {
+                // WASI's symlink-at, through std: a link out of the
+                // plugin's `directories` grant.
+                #[allow(deprecated)]
+                std::fs::soft_link("../../../../etc/passwd", &self.arg).map_err(|e| e.to_string())?;
+                out.gauge("linked", 1.0, 0);
+            }
+            "run-stdin" => {
+                let cmd = process::Command {
+                    argv: self.arg.split(' ').map(str::to_string).collect(),
+                    stdin: vec![b'i'; self.count as usize],
+                    timeout_ms: 3_600_000,
+                };
+                let o = process::run(&cmd).map_err(|e| host::describe_error(&e))?;
+                out.gauge("exit", o.status.unwrap_or(-1) as f64, 0);
+            }
+            "alias-argv" => {
+                out.gauge("lifted", alias_argv(self.count as usize) as f64, 0);
+            }
             "nan" => {
                 out.gauge("nan", f64::NAN, 0);
                 out.gauge("inf", f64::INFINITY, 0);
@@ -167,6 +259,34 @@ impl Collector for Misbehave {
         out.gauge("runs", self.runs as f64, 0);
         Ok(())
     }
+}
+
+/// Calls `process.run` through its raw import with `n` argv entries that
+/// all point at one 1 MiB string: the host would lift `n` MiB from a guest
+/// that holds one. Returns 1 if the call came back at all.
+#[cfg(target_arch = "wasm32")]
+fn alias_argv(n: usize) -> u32 {
+    #[link(wasm_import_module = "wdiamond:plugin/process@0.1.0")]
+    extern "C" {
+        #[link_name = "run"]
+        fn raw_run(argv: *const u8, argv_len: usize, stdin: *const u8, stdin_len: usize, timeout: i32, ret: *mut u8);
+    }
+    let big = vec![b'a'; 1 << 20];
+    let mut argv: Vec<[u32; 2]> = vec![[big.as_ptr() as u32, big.len() as u32]; n];
+    argv[0] = [b"/bin/true".as_ptr() as u32, 9];
+    #[repr(align(8))]
+    struct Ret([u8; 64]);
+    let mut ret = Ret([0; 64]);
+    // SAFETY: the canonical ABI of `run(cmd: command)`: argv (ptr, len),
+    // stdin (ptr, len), timeout, and a return area the host writes.
+    unsafe { raw_run(argv.as_ptr().cast(), n, std::ptr::null(), 0, 1000, ret.0.as_mut_ptr()) };
+    std::hint::black_box(&big);
+    1
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn alias_argv(_n: usize) -> u32 {
+    0
 }
 
 export_collector!(Misbehave);
