@@ -287,8 +287,9 @@ fn in_cidr(addr: IpAddr, net: IpAddr, bits: u8) -> bool {
 /// So `/proc/net/dev` still matches its grant after canonicalisation,
 /// while `/proc/1/...` does not.
 fn proc_alias(path: &Path) -> PathBuf {
-    let pid = std::process::id().to_string();
-    let path = match path.strip_prefix(Path::new("/proc").join(&pid)) {
+    static OWN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let own = OWN.get_or_init(|| Path::new("/proc").join(std::process::id().to_string()));
+    let path = match path.strip_prefix(own) {
         Ok(rest) => Path::new("/proc/self").join(rest),
         Err(_) => path.to_path_buf(),
     };

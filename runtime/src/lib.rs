@@ -23,6 +23,7 @@
 //!   filters, and the columnar [`metric::Chunk`] a run's metrics travel in.
 //! - [`series`]: series a collector declares once, resolved into paths once.
 //! - [`schedule`]: Diamond's aligned, staggered collection windows.
+//! - [`stats`]: every plugin's counters (runs, failures, denials, metrics).
 //! - [`hostname`]: Diamond's `hostname_method`s.
 //! - [`logging`]: what of a plugin reaches the log (cut, one line,
 //!   rate-limited).
@@ -41,3 +42,4 @@ pub mod plugin;
 pub mod queue;
 pub mod schedule;
 pub mod series;
+pub mod stats;

@@ -393,10 +393,16 @@ thread_local! {
 }
 
 /// Drives a plugin call's future on this thread's executor. Plugin calls
-/// block their thread (they are run on tokio's blocking pool or a test's
-/// thread), so this never runs inside an async task.
+/// block their thread: the agent runs them on tokio's blocking pool; a
+/// caller inside a multi-thread runtime's async context (a test, a bench)
+/// gets `block_in_place` around it (a current-thread runtime cannot block).
 fn drive<F: std::future::Future>(f: F) -> F::Output {
-    DRIVER.with(|rt| rt.block_on(f))
+    let run = || DRIVER.with(|rt| rt.block_on(f));
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::task::block_in_place(run)
+    } else {
+        run()
+    }
 }
 
 /// Why a call was cut short by the host rather than by a trap.

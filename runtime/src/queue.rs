@@ -22,9 +22,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::agent::PluginStats;
 use crate::bindings::types::MetricKind;
 use crate::metric::{Batch, Chunk, Source, MAX_LINES};
+use crate::stats::PluginStats;
 
 /// Which part of the queue a [`Queue::peek`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

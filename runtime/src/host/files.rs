@@ -118,21 +118,15 @@ impl Opened {
 }
 
 /// Reads at most `max` bytes (one more tells that it was longer) of `f`,
-/// waiting for data no later than `deadline`.
+/// waiting for data no later than `deadline`. The buffer grows as
+/// `read_to_end` grows it (nothing is zero-filled ahead).
 fn read_bounded(f: &mut File, max: u64, deadline: Option<Instant>) -> Result<Vec<u8>, HostError> {
     let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 64 << 10];
     loop {
-        let room = (max + 1)
-            .saturating_sub(buf.len() as u64)
-            .min(chunk.len() as u64) as usize;
-        if room == 0 {
-            return Err(HostError::TooLarge(max));
-        }
-        match f.read(&mut chunk[..room]) {
-            Ok(0) => return Ok(buf),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+        let room = (max + 1).saturating_sub(buf.len() as u64);
+        match f.by_ref().take(room).read_to_end(&mut buf) {
+            Ok(_) if buf.len() as u64 > max => return Err(HostError::TooLarge(max)),
+            Ok(_) => return Ok(buf),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
                 if left.is_some_and(|l| l.is_zero()) {

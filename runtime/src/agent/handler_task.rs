@@ -1,0 +1,225 @@
+//! A handler's task: batches from its queue delivered with retries and
+//! backoff, flushes, a replaced instance after a trap, and at the stop what
+//! is left spooled (or counted), never dropped silently.
+
+use super::load::{configured_handler, LoadedHandler};
+use crate::logging::guest_text;
+use crate::logging::Kind as LogKind;
+use crate::plugin::Runtime;
+use crate::queue::Queue;
+use crate::stats::PluginStats;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Longest a handler keeps its blocking thread delivering batch after
+/// batch before the task looks at its schedule and stop signal again.
+const DRAIN_SLICE: Duration = Duration::from_millis(50);
+
+pub(super) async fn handler_task(
+    runtime: Arc<Runtime>,
+    lh: LoadedHandler,
+    queue: Arc<Queue>,
+    mut stop: watch::Receiver<bool>,
+    abort: watch::Receiver<bool>,
+    stats: Arc<PluginStats>,
+) {
+    let span = lh.ctx.span.clone();
+    let batch_size = lh.config.batch_size;
+    let flush_every = Duration::from_secs_f64(lh.config.flush_interval);
+    let deadline = lh
+        .config
+        .plugin
+        .limits
+        .timeout
+        .unwrap_or(Duration::from_secs(30));
+    let (component, ctx) = (lh.component, lh.ctx);
+    let retry_max = Duration::from_secs_f64(lh.config.retry_max);
+    let mut first = lh.instance;
+    first.set_abort(abort.clone());
+    let mut instance = Some(first);
+    let mut backoff = Duration::ZERO;
+    let mut stopping = false;
+    let mut last_flush = tokio::time::Instant::now();
+    let mut dirty = false;
+    loop {
+        if !stopping && backoff.is_zero() && !queue.is_empty() {
+            // Metrics are waiting: straight on (even a zero sleep would
+            // wait for the timer's next millisecond tick).
+            if stop.has_changed().unwrap_or(true) {
+                stopping = true;
+            }
+        } else if !stopping {
+            let wait = if !backoff.is_zero() {
+                backoff
+            } else {
+                flush_every.saturating_sub(last_flush.elapsed())
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = queue.notify.notified(), if backoff.is_zero() => {}
+                _ = stop.changed() => { stopping = true; }
+            }
+        }
+        let inst = match instance.take() {
+            Some(i) => i,
+            None => {
+                let (rt, comp, c) = (runtime.clone(), component.clone(), ctx.clone());
+                let a = abort.clone();
+                let made = match tokio::task::spawn_blocking(move || {
+                    configured_handler(&rt, &comp, c).map(|mut i| {
+                        i.set_abort(a);
+                        i
+                    })
+                })
+                .await
+                {
+                    Ok(made) => made,
+                    Err(e) => Err(e.to_string()),
+                };
+                match made {
+                    Ok(i) => i,
+                    Err(e) => {
+                        backoff = next_backoff(backoff, retry_max);
+                        span.in_scope(|| tracing::error!(error = %e, retry_in = ?backoff, "cannot instantiate the handler"));
+                        if stopping {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        let (taken, batch) = match queue.peek(batch_size) {
+            Some((t, b)) => (Some(t), b),
+            None => (None, crate::metric::Batch::default()),
+        };
+        let flush_due = dirty && (last_flush.elapsed() >= flush_every || stopping);
+        if batch.is_empty() && !flush_due {
+            instance = Some(inst);
+            if stopping {
+                break;
+            }
+            continue;
+        }
+        let flushing = taken.is_none();
+        let (q, st) = (queue.clone(), stats.clone());
+        let (inst, outcome, delivered) = match tokio::task::spawn_blocking(move || {
+            let mut inst = inst;
+            let Some(mut taken) = taken else {
+                let r = inst.flush(deadline).0;
+                return (inst, r, 0);
+            };
+            // Batch after batch while they succeed and metrics wait, for
+            // at most DRAIN_SLICE: one hand-off to a blocking thread per
+            // slice, not per batch.
+            let (started, mut batch, mut delivered) = (Instant::now(), batch, 0);
+            loop {
+                let n = batch.len();
+                let r = inst.process(batch, deadline).0;
+                if !matches!(r, Ok(Ok(()))) {
+                    return (inst, r, delivered);
+                }
+                q.commit(taken);
+                st.metrics.fetch_add(n as u64, Ordering::Relaxed);
+                delivered += n;
+                if started.elapsed() >= DRAIN_SLICE {
+                    return (inst, r, delivered);
+                }
+                match q.peek(batch_size) {
+                    Some((t, b)) => (taken, batch) = (t, b),
+                    None => return (inst, r, delivered),
+                }
+            }
+        })
+        .await
+        {
+            Ok(x) => x,
+            Err(e) => {
+                span.in_scope(|| tracing::error!(error = %e, "handler task failed"));
+                break;
+            }
+        };
+        let _g = span.enter();
+        if delivered > 0 {
+            dirty = true;
+        }
+        match outcome {
+            Ok(Ok(())) => {
+                if flushing {
+                    dirty = false;
+                    last_flush = tokio::time::Instant::now();
+                }
+                if !backoff.is_zero() {
+                    tracing::info!("delivering again");
+                }
+                backoff = Duration::ZERO;
+                instance = Some(inst);
+            }
+            Ok(Err(msg)) => {
+                stats.guest_errors.fetch_add(1, Ordering::Relaxed);
+                backoff = next_backoff(backoff, retry_max);
+                if let Some(suppressed) = ctx.log_limit.admit(LogKind::GuestError) {
+                    tracing::warn!(error = %guest_text(&msg), suppressed, queued = queue.len(), retry_in = ?backoff, "handler failed; the batch is kept and retried");
+                }
+                instance = Some(inst);
+            }
+            Err(f) => {
+                stats.count_failure(&f);
+                backoff = next_backoff(backoff, retry_max);
+                if let Some(suppressed) = ctx.log_limit.admit(LogKind::Failure) {
+                    tracing::error!(failure = f.kind.as_str(), suppressed, queued = queue.len(), retry_in = ?backoff, "handler failed: {}; re-instantiating, the batch is kept", f.message);
+                }
+            }
+        }
+        if stopping && !backoff.is_zero() {
+            // The backend cannot take them now: see below.
+            break;
+        }
+    }
+    // However the loop ended (backend down at shutdown, the handler not
+    // instantiable, a host panic), what is still queued goes to the spool
+    // for the next start, or is counted as lost: never dropped silently.
+    let _g = span.enter();
+    if stopping && !backoff.is_zero() {
+        // Batches the handler still holds were sent but not confirmed (an
+        // at-least-once sender keeps its last one until the connection
+        // proves alive): they are spooled too, before the memory queue but
+        // after what the spool already holds (newer metrics). At worst a
+        // duplicate, delivered after newer points.
+        if let Some(inst) = &instance {
+            let held = inst.held_batches();
+            let n: usize = held.iter().map(|b| b.len()).sum();
+            for b in held {
+                queue.spill(b.to_chunk(), "stopping with a sent batch not yet confirmed");
+            }
+            if n > 0 {
+                tracing::warn!(metrics = n, "stopping while the backend is unavailable: the handler's last sent batch is kept too (it may arrive twice)");
+            }
+        }
+    }
+    let left = queue.len();
+    if left > 0 {
+        if queue.spill_all("stopping while the backend is unavailable") > 0 || queue.len() == left {
+            tracing::warn!(
+                spooled_total = queue.len(),
+                "stopping; undelivered metrics stay in the spool for the next start"
+            );
+        } else {
+            tracing::error!(
+                undelivered = left,
+                "stopping with metrics the handler could not deliver (set spool_dir to keep them)"
+            );
+        }
+    }
+    tracing::info!(delivered = stats.metrics.load(Ordering::Relaxed), "stopped");
+}
+
+fn next_backoff(b: Duration, max: Duration) -> Duration {
+    if b.is_zero() {
+        Duration::from_millis(250).min(max)
+    } else {
+        (b * 2).min(max)
+    }
+}

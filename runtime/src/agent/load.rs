@@ -1,0 +1,489 @@
+//! Loading: every enabled collector and every handler compiled (or taken
+//! from the cache), described, checked against its `describe`, granted what
+//! it may do, and configured — the resolved plugin set the supervisor
+//! starts. Every problem is a configuration error, all reported at once.
+
+use super::capabilities::grants_for;
+use super::tenant::Tenant;
+use crate::bindings::collector::CollectorPlugin;
+use crate::bindings::handler::HandlerPlugin;
+use crate::bindings::types::{ConfigEntry, ConfigValue, Description};
+use crate::config;
+use crate::config::{
+    CollectorConfig, ComponentRef, ConfigError, ConfigErrors, HandlerConfig, PluginConfig,
+};
+use crate::host::{HostFacts, PluginContext};
+use crate::metric::{Filter, PathBuilder, Publication};
+use crate::plugin::{Failure, Instance, Metering, Runtime};
+use std::collections::HashMap;
+use std::sync::Arc;
+use wasmtime::component::Component;
+
+/// A collector ready to run.
+pub struct LoadedCollector {
+    /// Its configuration.
+    pub config: CollectorConfig,
+    /// What it said about itself.
+    pub description: Description,
+    /// Its compiled component.
+    pub component: Component,
+    /// The context every instance of it gets.
+    pub ctx: Arc<PluginContext>,
+    /// Path building and filters.
+    pub publication: Publication,
+    /// A configured instance.
+    pub instance: Instance<CollectorPlugin>,
+    /// Its tenant, if any.
+    pub tenant: Option<Arc<Tenant>>,
+}
+
+/// A handler ready to run.
+pub struct LoadedHandler {
+    /// Its configuration.
+    pub config: HandlerConfig,
+    /// What it said about itself.
+    pub description: Description,
+    /// Its compiled component.
+    pub component: Component,
+    /// The context every instance of it gets.
+    pub ctx: Arc<PluginContext>,
+    /// A configured instance.
+    pub instance: Instance<HandlerPlugin>,
+}
+
+/// Every plugin of a configuration, loaded and configured.
+pub struct Loaded {
+    /// Enabled collectors.
+    pub collectors: Vec<LoadedCollector>,
+    /// Handlers, in `server.handlers` order.
+    pub handlers: Vec<LoadedHandler>,
+}
+
+/// Most options a plugin may describe.
+pub const MAX_OPTIONS: usize = 1000;
+/// Most capabilities a plugin may ask for.
+pub const MAX_CAPABILITIES: usize = 100;
+/// Longest summary, bytes.
+pub const MAX_SUMMARY: usize = 8192;
+
+/// Checks what a (possibly hostile) plugin said about itself.
+pub fn check_description(d: &Description) -> Result<(), String> {
+    let shown = |s: &str| format!("{:?}", s.chars().take(40).collect::<String>());
+    if crate::metric::check_name(&d.name).is_err() || d.name.contains('.') {
+        return Err(format!(
+            "its name {} is not a metric path segment (letters, digits, _ -)",
+            shown(&d.name)
+        ));
+    }
+    if d.version.len() > 64 || d.version.chars().any(char::is_control) {
+        return Err(format!(
+            "its version {} is not a version",
+            shown(&d.version)
+        ));
+    }
+    if d.summary.len() > MAX_SUMMARY {
+        return Err(format!(
+            "its summary is {} bytes, more than {MAX_SUMMARY}",
+            d.summary.len()
+        ));
+    }
+    if d.options.len() > MAX_OPTIONS {
+        return Err(format!(
+            "it lists {} options, more than {MAX_OPTIONS}",
+            d.options.len()
+        ));
+    }
+    for o in &d.options {
+        if o.key.is_empty()
+            || o.key.len() > 128
+            || !o
+                .key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!(
+                "option key {} is not a TOML bare key",
+                shown(&o.key)
+            ));
+        }
+        if o.help.len() > 1024 {
+            return Err(format!(
+                "the help of option {} is longer than 1024 bytes",
+                o.key
+            ));
+        }
+    }
+    if d.capabilities.len() > MAX_CAPABILITIES {
+        return Err(format!(
+            "it asks for {} capabilities, more than {MAX_CAPABILITIES}",
+            d.capabilities.len()
+        ));
+    }
+    Ok(())
+}
+
+fn err_at(p: &PluginConfig, key: &str, message: String) -> ConfigError {
+    let location = p
+        .option_locations
+        .get(key)
+        .cloned()
+        .unwrap_or_else(|| p.location.clone());
+    let key = if key.is_empty() {
+        p.section.clone()
+    } else {
+        format!("{}.{key}", p.section)
+    };
+    ConfigError {
+        location,
+        key,
+        message,
+    }
+}
+
+fn option_defaults(d: &Description) -> Vec<(String, ConfigValue)> {
+    d.options
+        .iter()
+        .map(|o| (o.key.clone(), o.default.clone()))
+        .collect()
+}
+
+fn check_options(p: &PluginConfig, d: &Description, errors: &mut Vec<ConfigError>) {
+    for (key, _) in &p.options {
+        if !d.options.iter().any(|o| o.key == *key) {
+            let mut known: Vec<&str> = d.options.iter().map(|o| o.key.as_str()).collect();
+            known.sort_unstable();
+            let known = if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            };
+            errors.push(err_at(p, key, format!("unknown key: `{}` has no such option (its options: {known}; host keys are listed in the README)", d.name)));
+        }
+    }
+}
+
+fn context(
+    name: &str,
+    kind: &str,
+    grants: crate::grants::Grants,
+    p: &PluginConfig,
+    config: Vec<ConfigEntry>,
+    hostname: String,
+    interval: f64,
+    facts: &HostFacts,
+) -> Arc<PluginContext> {
+    Arc::new(PluginContext {
+        name: name.to_string(),
+        grants,
+        limits: p.limits.clone(),
+        config,
+        hostname,
+        interval,
+        facts: facts.clone(),
+        span: tracing::info_span!("plugin", kind, name = %name),
+        log_limit: Default::default(),
+    })
+}
+
+/// Loads every enabled collector and every handler: compiles (or takes
+/// from the cache) their components, checks their options against their
+/// `describe`, grants what they may do, and configures an instance of
+/// each. Every problem found is returned, as configuration errors.
+pub fn load(
+    runtime: &Runtime,
+    config: &config::Config,
+    facts: &HostFacts,
+) -> Result<Loaded, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut facts = facts.clone();
+    if facts.fs_root.is_none() {
+        facts.fs_root = config.server.host_root.clone();
+    }
+    let tenants: HashMap<String, Arc<Tenant>> = config
+        .tenants
+        .iter()
+        .map(|t| (t.name.clone(), Tenant::new(t.clone())))
+        .collect();
+    let mut collectors = Vec::new();
+    for c in config.collectors.iter().filter(|c| c.enabled) {
+        let tenant = c.tenant.as_ref().and_then(|t| tenants.get(t)).cloned();
+        match load_collector(runtime, c, &facts, tenant, &mut errors) {
+            Some(l) => collectors.push(l),
+            None => continue,
+        }
+    }
+    let mut handlers = Vec::new();
+    for h in &config.handlers {
+        if let Some(l) = load_handler(runtime, h, &facts, &mut errors) {
+            handlers.push(l);
+        }
+    }
+    if errors.is_empty() {
+        Ok(Loaded {
+            collectors,
+            handlers,
+        })
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn component_and_description<B>(
+    runtime: &Runtime,
+    p: &PluginConfig,
+    metering: Metering,
+    facts: &HostFacts,
+    errors: &mut Vec<ConfigError>,
+    instantiate: impl Fn(&Runtime, &Component, Arc<PluginContext>) -> anyhow::Result<Instance<B>>,
+    describe: impl Fn(&mut Instance<B>) -> Result<Description, Failure>,
+) -> Option<(Component, Description)> {
+    let component = match runtime.component(&p.component, metering) {
+        Ok(c) => c,
+        Err(e) => {
+            errors.push(err_at(p, "component", format!("{e:#}")));
+            return None;
+        }
+    };
+    let probe_ctx = context(
+        &p.name,
+        "probe",
+        Default::default(),
+        p,
+        Vec::new(),
+        String::new(),
+        0.0,
+        facts,
+    );
+    let described = instantiate(runtime, &component, probe_ctx)
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|mut i| describe(&mut i).map_err(|e| e.to_string()));
+    match described.and_then(|d| {
+        check_description(&d)
+            .map(|_| d)
+            .map_err(|e| format!("it describes itself badly: {e}"))
+    }) {
+        Ok(d) => Some((component, d)),
+        Err(e) => {
+            errors.push(err_at(
+                p,
+                "component",
+                format!("{} does not describe itself: {e}", p.component),
+            ));
+            None
+        }
+    }
+}
+
+fn load_collector(
+    runtime: &Runtime,
+    c: &CollectorConfig,
+    facts: &HostFacts,
+    tenant: Option<Arc<Tenant>>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<LoadedCollector> {
+    let p = &c.plugin;
+    // Fuel is counted only where a limit needs it (see `Metering`).
+    let metering = Metering::for_limit(
+        p.limits.fuel.is_some() || tenant.as_ref().is_some_and(|t| t.config.max_fuel.is_some()),
+    );
+    let (component, description) = component_and_description(
+        runtime,
+        p,
+        metering,
+        facts,
+        errors,
+        Runtime::collector,
+        Instance::<CollectorPlugin>::describe,
+    )?;
+    let before = errors.len();
+    check_options(p, &description, errors);
+    let entries = c.entries(&option_defaults(&description));
+    let grants = match grants_for(p, &description, &entries) {
+        Ok(g) => g,
+        Err(e) => {
+            errors.push(err_at(p, "grants", e));
+            return None;
+        }
+    };
+    if errors.len() > before {
+        return None;
+    }
+    let hostname = match &c.hostname {
+        Some(h) => Some(h.clone()),
+        None => crate::hostname::resolve(c.hostname_method),
+    };
+    let ctx = context(
+        &p.name,
+        "collector",
+        grants,
+        p,
+        entries,
+        hostname.clone().unwrap_or_default(),
+        c.interval,
+        facts,
+    );
+    let instance = configured_collector(runtime, &component, ctx.clone())
+        .map_err(|e| errors.push(err_at(p, "", e)))
+        .ok()?;
+    let default_path = if description.name.is_empty() {
+        p.name.clone()
+    } else {
+        description.name.clone()
+    };
+    // A third-party plugin never takes a built-in's paths by its own say.
+    if matches!(p.component, ComponentRef::File(_))
+        && c.path.is_none()
+        && BUILTIN_PATHS.contains(&default_path.as_str())
+    {
+        errors.push(err_at(
+            p,
+            "component",
+            format!(
+                "{} is not built in, but describes itself as {default_path:?}, the path of a built-in collector: set `path` in [{}] to say where it publishes (`path = {default_path:?}` to publish there on purpose)",
+                p.component, p.section
+            ),
+        ));
+        return None;
+    }
+    let publication = Publication {
+        paths: PathBuilder::new(c, hostname.as_deref(), &default_path),
+        filter: Filter::new(c),
+        ttl: (c.interval * c.ttl_multiplier as f64).min(u32::MAX as f64) as u32,
+        collector: p.name.clone(),
+        tenant: tenant
+            .as_ref()
+            .map(|t| (t.config.name.clone(), t.config.prefix.clone())),
+    };
+    Some(LoadedCollector {
+        config: c.clone(),
+        description,
+        component,
+        ctx,
+        publication,
+        instance,
+        tenant,
+    })
+}
+
+/// Instantiates and configures a collector.
+pub fn configured_collector(
+    runtime: &Runtime,
+    component: &Component,
+    ctx: Arc<PluginContext>,
+) -> Result<Instance<CollectorPlugin>, String> {
+    let entries = ctx.config.clone();
+    let mut i = runtime
+        .collector(component, ctx)
+        .map_err(|e| format!("{e:#}"))?;
+    match i.configure(&entries) {
+        Ok(Ok(())) => Ok(i),
+        Ok(Err(msg)) => Err(format!("the plugin rejected its configuration: {msg}")),
+        Err(f) => Err(format!("configure failed: {f}")),
+    }
+}
+
+/// Instantiates and configures a handler.
+pub fn configured_handler(
+    runtime: &Runtime,
+    component: &Component,
+    ctx: Arc<PluginContext>,
+) -> Result<Instance<HandlerPlugin>, String> {
+    let entries = ctx.config.clone();
+    let mut i = runtime
+        .handler(component, ctx)
+        .map_err(|e| format!("{e:#}"))?;
+    match i.configure(&entries) {
+        Ok(Ok(())) => Ok(i),
+        Ok(Err(msg)) => Err(format!("the plugin rejected its configuration: {msg}")),
+        Err(f) => Err(format!("configure failed: {f}")),
+    }
+}
+
+fn load_handler(
+    runtime: &Runtime,
+    h: &HandlerConfig,
+    facts: &HostFacts,
+    errors: &mut Vec<ConfigError>,
+) -> Option<LoadedHandler> {
+    let p = &h.plugin;
+    let metering = Metering::for_limit(p.limits.fuel.is_some());
+    let (component, description) = component_and_description(
+        runtime,
+        p,
+        metering,
+        facts,
+        errors,
+        Runtime::handler,
+        Instance::<HandlerPlugin>::describe,
+    )?;
+    let before = errors.len();
+    check_options(p, &description, errors);
+    let mut entries: Vec<ConfigEntry> = option_defaults(&description)
+        .into_iter()
+        .map(|(key, value)| ConfigEntry { key, value })
+        .collect();
+    for (k, v) in &p.options {
+        entries.retain(|e| e.key != *k);
+        entries.push(ConfigEntry {
+            key: k.clone(),
+            value: v.clone(),
+        });
+    }
+    let grants = match grants_for(p, &description, &entries) {
+        Ok(g) => g,
+        Err(e) => {
+            errors.push(err_at(p, "grants", e));
+            return None;
+        }
+    };
+    if errors.len() > before {
+        return None;
+    }
+    let ctx = context(
+        &p.name,
+        "handler",
+        grants,
+        p,
+        entries,
+        crate::hostname::gethostname(),
+        0.0,
+        facts,
+    );
+    let instance = configured_handler(runtime, &component, ctx.clone())
+        .map_err(|e| errors.push(err_at(p, "", e)))
+        .ok()?;
+    Some(LoadedHandler {
+        config: h.clone(),
+        description,
+        component,
+        ctx,
+        instance,
+    })
+}
+
+/// The default metric paths of the built-in collectors (their `describe`
+/// names): a component that is not built in may publish there only when
+/// the operator sets `path` (a test checks the list against the built-ins).
+pub const BUILTIN_PATHS: &[&str] = &[
+    "cpu",
+    "memory",
+    "loadavg",
+    "network",
+    "diskspace",
+    "iostat",
+    "vmstat",
+    "sockets",
+    "tcp",
+    "udp",
+    "proc",
+    "uptime",
+    "entropy",
+    "files",
+    "interrupts",
+    "softirq",
+    "netstat",
+    "redis",
+    "memcached",
+    "nginx",
+    "ceph",
+];
