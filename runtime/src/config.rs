@@ -1408,49 +1408,6 @@ fn read_collector(
     (errors.len() == before).then_some(c)
 }
 
-impl CollectorConfig {
-    /// The config entries handed to the guest's `configure`: the plugin's
-    /// option defaults (from `describe`), overlaid by the host keys Diamond
-    /// collectors read (`interval`, `byte_unit`, ...), then the operator's
-    /// plugin keys.
-    pub fn entries(
-        &self,
-        defaults: &[(String, ConfigValue)],
-    ) -> Vec<crate::bindings::types::ConfigEntry> {
-        use crate::bindings::types::ConfigEntry;
-        let mut out: Vec<ConfigEntry> = defaults
-            .iter()
-            .map(|(k, v)| ConfigEntry {
-                key: k.clone(),
-                value: v.clone(),
-            })
-            .collect();
-        let mut host = vec![
-            ("interval".to_string(), ConfigValue::Float(self.interval)),
-            (
-                "path_prefix".to_string(),
-                ConfigValue::Text(self.path_prefix.clone()),
-            ),
-        ];
-        match &self.byte_unit {
-            Some(units) => host.push(("byte_unit".into(), ConfigValue::TextList(units.clone()))),
-            None if !defaults.iter().any(|(k, _)| k == "byte_unit") => host.push((
-                "byte_unit".into(),
-                ConfigValue::TextList(vec!["byte".into()]),
-            )),
-            None => {}
-        }
-        if let Some(p) = &self.path {
-            host.push(("path".into(), ConfigValue::Text(p.clone())));
-        }
-        for (k, v) in host.into_iter().chain(self.plugin.options.iter().cloned()) {
-            out.retain(|e| e.key != k);
-            out.push(ConfigEntry { key: k, value: v });
-        }
-        out
-    }
-}
-
 /// The text of a config value, for `{key}` substitution in capabilities.
 pub fn value_text(v: &ConfigValue) -> String {
     match v {

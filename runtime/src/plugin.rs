@@ -101,7 +101,8 @@ impl Metering {
 }
 
 /// One wasmtime engine and the linkers of both worlds for it.
-struct EngineSet {
+#[doc(hidden)]
+pub struct EngineSet {
     engine: Engine,
     collector_linker: Linker<HostState>,
     handler_linker: Linker<HostState>,
@@ -319,23 +320,50 @@ impl Runtime {
         Ok(store)
     }
 
-    /// Instantiates a collector component (its start code runs under the
-    /// setup deadline).
-    pub fn collector(
+    /// Instantiates a component of world `W` (its start code runs under
+    /// the setup deadline).
+    pub fn instance<W: World>(
         &self,
         component: &Component,
         ctx: Arc<PluginContext>,
-    ) -> anyhow::Result<Instance<CollectorPlugin>> {
+    ) -> anyhow::Result<Instance<W>> {
         let set = self.engines_of(component);
         let mut store = self.store(&set.engine, ctx)?;
         let at = setup_deadline(&mut store);
         let r = drive(bounded(
             at,
             None,
-            CollectorPlugin::instantiate_async(&mut store, component, &set.collector_linker),
+            W::instantiate(&mut store, component, W::linker(set)),
         ));
         let bindings = instantiated(&mut store, r)?;
         Ok(Instance { store, bindings })
+    }
+
+    /// Instantiates a component of world `W` and configures it with its
+    /// context's config: a plugin ready to run.
+    pub fn configured<W: World>(
+        &self,
+        component: &Component,
+        ctx: Arc<PluginContext>,
+    ) -> Result<Instance<W>, String> {
+        let entries = ctx.config.clone();
+        let mut i = self
+            .instance::<W>(component, ctx)
+            .map_err(|e| format!("{e:#}"))?;
+        match i.configure(&entries) {
+            Ok(Ok(())) => Ok(i),
+            Ok(Err(msg)) => Err(format!("the plugin rejected its configuration: {msg}")),
+            Err(f) => Err(format!("configure failed: {f}")),
+        }
+    }
+
+    /// Instantiates a collector component.
+    pub fn collector(
+        &self,
+        component: &Component,
+        ctx: Arc<PluginContext>,
+    ) -> anyhow::Result<Instance<CollectorPlugin>> {
+        self.instance(component, ctx)
     }
 
     /// Instantiates a handler component.
@@ -344,18 +372,86 @@ impl Runtime {
         component: &Component,
         ctx: Arc<PluginContext>,
     ) -> anyhow::Result<Instance<HandlerPlugin>> {
-        let set = self.engines_of(component);
-        let mut store = self.store(&set.engine, ctx)?;
-        let at = setup_deadline(&mut store);
-        let r = drive(bounded(
-            at,
-            None,
-            HandlerPlugin::instantiate_async(&mut store, component, &set.handler_linker),
-        ));
-        let bindings = instantiated(&mut store, r)?;
-        Ok(Instance { store, bindings })
+        self.instance(component, ctx)
     }
 }
+
+/// One of the two plugin worlds of the contract: how to instantiate it and
+/// call what both export (`describe`, `configure`). The code around them
+/// (limits, deadlines, loading) is written once for both.
+pub trait World: Sized + Send + 'static {
+    /// `collector` or `handler`, for logs and messages.
+    const KIND: &'static str;
+    /// This world's linker in an engine set.
+    #[doc(hidden)]
+    fn linker(set: &EngineSet) -> &Linker<HostState>;
+    /// Instantiates `component` in `store`.
+    #[doc(hidden)]
+    fn instantiate<'a>(
+        store: &'a mut Store<HostState>,
+        component: &'a Component,
+        linker: &'a Linker<HostState>,
+    ) -> BoxFuture<'a, wasmtime::Result<Self>>;
+    /// Calls `describe`.
+    #[doc(hidden)]
+    fn describe<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+    ) -> BoxFuture<'a, wasmtime::Result<Description>>;
+    /// Calls `configure`.
+    #[doc(hidden)]
+    fn configure<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+        config: &'a [ConfigEntry],
+    ) -> BoxFuture<'a, wasmtime::Result<Result<(), String>>>;
+}
+
+/// The `World` impl of a generated world type: `$kind` and its export
+/// interface accessor.
+macro_rules! world {
+    ($world:ty, $kind:literal, $linker:ident, $exports:ident) => {
+        impl World for $world {
+            const KIND: &'static str = $kind;
+            fn linker(set: &EngineSet) -> &Linker<HostState> {
+                &set.$linker
+            }
+            fn instantiate<'a>(
+                store: &'a mut Store<HostState>,
+                component: &'a Component,
+                linker: &'a Linker<HostState>,
+            ) -> BoxFuture<'a, wasmtime::Result<Self>> {
+                Box::pin(<$world>::instantiate_async(store, component, linker))
+            }
+            fn describe<'a>(
+                &'a self,
+                store: &'a mut Store<HostState>,
+            ) -> BoxFuture<'a, wasmtime::Result<Description>> {
+                Box::pin(self.$exports().call_describe(store))
+            }
+            fn configure<'a>(
+                &'a self,
+                store: &'a mut Store<HostState>,
+                config: &'a [ConfigEntry],
+            ) -> BoxFuture<'a, wasmtime::Result<Result<(), String>>> {
+                Box::pin(self.$exports().call_configure(store, config))
+            }
+        }
+    };
+}
+
+world!(
+    CollectorPlugin,
+    "collector",
+    collector_linker,
+    wdiamond_plugin_collector
+);
+world!(
+    HandlerPlugin,
+    "handler",
+    handler_linker,
+    wdiamond_plugin_handler
+);
 
 /// Most bytes the host lifts out of a plugin in one call: its memory cap
 /// (at least 1 MiB).
@@ -545,31 +641,26 @@ impl<B> Instance<B> {
     }
 }
 
-/// The deadline for `describe` and `configure`.
+/// The deadline for instantiation, `describe` and `configure`.
 pub const SETUP_DEADLINE: Duration = Duration::from_secs(5);
 
-impl Instance<CollectorPlugin> {
+impl<W: World> Instance<W> {
     /// `describe()`.
     pub fn describe(&mut self) -> Result<Description, Failure> {
-        self.call(SETUP_DEADLINE, None, |b, s| {
-            Box::pin(b.wdiamond_plugin_collector().call_describe(s))
-        })
-        .0
+        self.call(SETUP_DEADLINE, None, |b, s| b.describe(s)).0
     }
 
     /// `configure(config)`.
     pub fn configure(&mut self, config: &[ConfigEntry]) -> Result<Result<(), String>, Failure> {
         let config = config.to_vec();
         self.call(SETUP_DEADLINE, None, move |b, s| {
-            Box::pin(async move {
-                b.wdiamond_plugin_collector()
-                    .call_configure(s, &config)
-                    .await
-            })
+            Box::pin(async move { b.configure(s, &config).await })
         })
         .0
     }
+}
 
+impl Instance<CollectorPlugin> {
     /// The series this instance declared (resolved by the publication
     /// that reads its runs).
     pub fn series_mut(&mut self) -> &mut crate::series::SeriesTable {
@@ -598,23 +689,6 @@ impl Instance<CollectorPlugin> {
 }
 
 impl Instance<HandlerPlugin> {
-    /// `describe()`.
-    pub fn describe(&mut self) -> Result<Description, Failure> {
-        self.call(SETUP_DEADLINE, None, |b, s| {
-            Box::pin(b.wdiamond_plugin_handler().call_describe(s))
-        })
-        .0
-    }
-
-    /// `configure(config)`.
-    pub fn configure(&mut self, config: &[ConfigEntry]) -> Result<Result<(), String>, Failure> {
-        let config = config.to_vec();
-        self.call(SETUP_DEADLINE, None, move |b, s| {
-            Box::pin(async move { b.wdiamond_plugin_handler().call_configure(s, &config).await })
-        })
-        .0
-    }
-
     /// `process(batch)` within `deadline`: the handler gets a handle on
     /// the batch, which stays in the host.
     pub fn process(

@@ -14,7 +14,7 @@ use crate::config::{
 };
 use crate::host::{HostFacts, PluginContext};
 use crate::metric::{Filter, PathBuilder, Publication};
-use crate::plugin::{Failure, Instance, Metering, Runtime};
+use crate::plugin::{Instance, Metering, Runtime, World};
 use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime::component::Component;
@@ -140,13 +140,6 @@ fn err_at(p: &PluginConfig, key: &str, message: String) -> ConfigError {
     }
 }
 
-fn option_defaults(d: &Description) -> Vec<(String, ConfigValue)> {
-    d.options
-        .iter()
-        .map(|o| (o.key.clone(), o.default.clone()))
-        .collect()
-}
-
 fn check_options(p: &PluginConfig, d: &Description, errors: &mut Vec<ConfigError>) {
     for (key, _) in &p.options {
         if !d.options.iter().any(|o| o.key == *key) {
@@ -228,15 +221,21 @@ pub fn load(
     }
 }
 
-fn component_and_description<B>(
+/// Loads one plugin of world `W`: its compiled component, its `describe`
+/// (checked), its options checked against it, its configuration
+/// ([`overlay`] of `host_keys`), its grants, and a configured instance.
+/// Every problem goes to `errors`.
+#[allow(clippy::too_many_arguments)]
+fn load_plugin<W: World>(
     runtime: &Runtime,
     p: &PluginConfig,
     metering: Metering,
+    host_keys: impl FnOnce(&Description) -> Vec<(String, ConfigValue)>,
+    hostname: String,
+    interval: f64,
     facts: &HostFacts,
     errors: &mut Vec<ConfigError>,
-    instantiate: impl Fn(&Runtime, &Component, Arc<PluginContext>) -> anyhow::Result<Instance<B>>,
-    describe: impl Fn(&mut Instance<B>) -> Result<Description, Failure>,
-) -> Option<(Component, Description)> {
+) -> Option<(Component, Description, Arc<PluginContext>, Instance<W>)> {
     let component = match runtime.component(&p.component, metering) {
         Ok(c) => c,
         Err(e) => {
@@ -244,7 +243,7 @@ fn component_and_description<B>(
             return None;
         }
     };
-    let probe_ctx = context(
+    let probe = context(
         &p.name,
         "probe",
         Default::default(),
@@ -254,24 +253,99 @@ fn component_and_description<B>(
         0.0,
         facts,
     );
-    let described = instantiate(runtime, &component, probe_ctx)
+    let described = runtime
+        .instance::<W>(&component, probe)
         .map_err(|e| format!("{e:#}"))
-        .and_then(|mut i| describe(&mut i).map_err(|e| e.to_string()));
-    match described.and_then(|d| {
-        check_description(&d)
-            .map(|_| d)
-            .map_err(|e| format!("it describes itself badly: {e}"))
-    }) {
-        Ok(d) => Some((component, d)),
+        .and_then(|mut i| i.describe().map_err(|e| e.to_string()))
+        .and_then(|d| {
+            check_description(&d)
+                .map(|_| d)
+                .map_err(|e| format!("it describes itself badly: {e}"))
+        });
+    let description = match described {
+        Ok(d) => d,
         Err(e) => {
-            errors.push(err_at(
-                p,
-                "component",
-                format!("{} does not describe itself: {e}", p.component),
-            ));
-            None
+            let message = format!("{} does not describe itself: {e}", p.component);
+            errors.push(err_at(p, "component", message));
+            return None;
         }
+    };
+    let before = errors.len();
+    check_options(p, &description, errors);
+    let entries = overlay(&description, host_keys(&description), &p.options);
+    let grants = match grants_for(p, &description, &entries) {
+        Ok(g) => g,
+        Err(e) => {
+            errors.push(err_at(p, "grants", e));
+            return None;
+        }
+    };
+    if errors.len() > before {
+        return None;
     }
+    let ctx = context(
+        &p.name,
+        W::KIND,
+        grants,
+        p,
+        entries,
+        hostname,
+        interval,
+        facts,
+    );
+    let instance = runtime
+        .configured::<W>(&component, ctx.clone())
+        .map_err(|e| errors.push(err_at(p, "", e)))
+        .ok()?;
+    Some((component, description, ctx, instance))
+}
+
+/// A plugin's configuration as its `configure` gets it, by one rule:
+/// its `describe` defaults, overridden by the host's keys, overridden by
+/// the operator's options.
+pub fn overlay(
+    d: &Description,
+    host: Vec<(String, ConfigValue)>,
+    operator: &[(String, ConfigValue)],
+) -> Vec<ConfigEntry> {
+    let mut out: Vec<ConfigEntry> = d
+        .options
+        .iter()
+        .map(|o| ConfigEntry {
+            key: o.key.clone(),
+            value: o.default.clone(),
+        })
+        .collect();
+    for (key, value) in host.into_iter().chain(operator.iter().cloned()) {
+        out.retain(|e| e.key != key);
+        out.push(ConfigEntry { key, value });
+    }
+    out
+}
+
+/// The host's keys of a collector's configuration: Diamond's `interval`,
+/// `path_prefix`, `byte_unit` (`["byte"]` unless the plugin has its own
+/// default) and `path` when set.
+fn collector_host_keys(c: &CollectorConfig, d: &Description) -> Vec<(String, ConfigValue)> {
+    let mut host = vec![
+        ("interval".to_string(), ConfigValue::Float(c.interval)),
+        (
+            "path_prefix".to_string(),
+            ConfigValue::Text(c.path_prefix.clone()),
+        ),
+    ];
+    match &c.byte_unit {
+        Some(units) => host.push(("byte_unit".into(), ConfigValue::TextList(units.clone()))),
+        None if !d.options.iter().any(|o| o.key == "byte_unit") => host.push((
+            "byte_unit".into(),
+            ConfigValue::TextList(vec!["byte".into()]),
+        )),
+        None => {}
+    }
+    if let Some(p) = &c.path {
+        host.push(("path".into(), ConfigValue::Text(p.clone())));
+    }
+    host
 }
 
 fn load_collector(
@@ -286,45 +360,20 @@ fn load_collector(
     let metering = Metering::for_limit(
         p.limits.fuel.is_some() || tenant.as_ref().is_some_and(|t| t.config.max_fuel.is_some()),
     );
-    let (component, description) = component_and_description(
-        runtime,
-        p,
-        metering,
-        facts,
-        errors,
-        Runtime::collector,
-        Instance::<CollectorPlugin>::describe,
-    )?;
-    let before = errors.len();
-    check_options(p, &description, errors);
-    let entries = c.entries(&option_defaults(&description));
-    let grants = match grants_for(p, &description, &entries) {
-        Ok(g) => g,
-        Err(e) => {
-            errors.push(err_at(p, "grants", e));
-            return None;
-        }
-    };
-    if errors.len() > before {
-        return None;
-    }
     let hostname = match &c.hostname {
         Some(h) => Some(h.clone()),
         None => crate::hostname::resolve(c.hostname_method),
     };
-    let ctx = context(
-        &p.name,
-        "collector",
-        grants,
+    let (component, description, ctx, instance) = load_plugin::<CollectorPlugin>(
+        runtime,
         p,
-        entries,
+        metering,
+        |d| collector_host_keys(c, d),
         hostname.clone().unwrap_or_default(),
         c.interval,
         facts,
-    );
-    let instance = configured_collector(runtime, &component, ctx.clone())
-        .map_err(|e| errors.push(err_at(p, "", e)))
-        .ok()?;
+        errors,
+    )?;
     let default_path = if description.name.is_empty() {
         p.name.clone()
     } else {
@@ -371,15 +420,7 @@ pub fn configured_collector(
     component: &Component,
     ctx: Arc<PluginContext>,
 ) -> Result<Instance<CollectorPlugin>, String> {
-    let entries = ctx.config.clone();
-    let mut i = runtime
-        .collector(component, ctx)
-        .map_err(|e| format!("{e:#}"))?;
-    match i.configure(&entries) {
-        Ok(Ok(())) => Ok(i),
-        Ok(Err(msg)) => Err(format!("the plugin rejected its configuration: {msg}")),
-        Err(f) => Err(format!("configure failed: {f}")),
-    }
+    runtime.configured(component, ctx)
 }
 
 /// Instantiates and configures a handler.
@@ -388,15 +429,7 @@ pub fn configured_handler(
     component: &Component,
     ctx: Arc<PluginContext>,
 ) -> Result<Instance<HandlerPlugin>, String> {
-    let entries = ctx.config.clone();
-    let mut i = runtime
-        .handler(component, ctx)
-        .map_err(|e| format!("{e:#}"))?;
-    match i.configure(&entries) {
-        Ok(Ok(())) => Ok(i),
-        Ok(Err(msg)) => Err(format!("the plugin rejected its configuration: {msg}")),
-        Err(f) => Err(format!("configure failed: {f}")),
-    }
+    runtime.configured(component, ctx)
 }
 
 fn load_handler(
@@ -407,51 +440,16 @@ fn load_handler(
 ) -> Option<LoadedHandler> {
     let p = &h.plugin;
     let metering = Metering::for_limit(p.limits.fuel.is_some());
-    let (component, description) = component_and_description(
+    let (component, description, ctx, instance) = load_plugin::<HandlerPlugin>(
         runtime,
         p,
         metering,
-        facts,
-        errors,
-        Runtime::handler,
-        Instance::<HandlerPlugin>::describe,
-    )?;
-    let before = errors.len();
-    check_options(p, &description, errors);
-    let mut entries: Vec<ConfigEntry> = option_defaults(&description)
-        .into_iter()
-        .map(|(key, value)| ConfigEntry { key, value })
-        .collect();
-    for (k, v) in &p.options {
-        entries.retain(|e| e.key != *k);
-        entries.push(ConfigEntry {
-            key: k.clone(),
-            value: v.clone(),
-        });
-    }
-    let grants = match grants_for(p, &description, &entries) {
-        Ok(g) => g,
-        Err(e) => {
-            errors.push(err_at(p, "grants", e));
-            return None;
-        }
-    };
-    if errors.len() > before {
-        return None;
-    }
-    let ctx = context(
-        &p.name,
-        "handler",
-        grants,
-        p,
-        entries,
+        |_| Vec::new(),
         crate::hostname::gethostname(),
         0.0,
         facts,
-    );
-    let instance = configured_handler(runtime, &component, ctx.clone())
-        .map_err(|e| errors.push(err_at(p, "", e)))
-        .ok()?;
+        errors,
+    )?;
     Some(LoadedHandler {
         config: h.clone(),
         description,
