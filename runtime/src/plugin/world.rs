@@ -1,0 +1,89 @@
+//! The two plugin worlds of the contract behind one trait, so that the
+//! code around them (limits, deadlines, loading) is written once.
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::Store;
+
+use super::call::BoxFuture;
+use super::EngineSet;
+use crate::bindings::collector::CollectorPlugin;
+use crate::bindings::handler::HandlerPlugin;
+use crate::bindings::types::{ConfigEntry, Description};
+use crate::host::HostState;
+
+/// One of the two plugin worlds of the contract: how to instantiate it and
+/// call what both export (`describe`, `configure`). The code around them
+/// (limits, deadlines, loading) is written once for both.
+pub trait World: Sized + Send + 'static {
+    /// `collector` or `handler`, for logs and messages.
+    const KIND: &'static str;
+    /// This world's linker in an engine set.
+    #[doc(hidden)]
+    fn linker(set: &EngineSet) -> &Linker<HostState>;
+    /// Instantiates `component` in `store`.
+    #[doc(hidden)]
+    fn instantiate<'a>(
+        store: &'a mut Store<HostState>,
+        component: &'a Component,
+        linker: &'a Linker<HostState>,
+    ) -> BoxFuture<'a, wasmtime::Result<Self>>;
+    /// Calls `describe`.
+    #[doc(hidden)]
+    fn describe<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+    ) -> BoxFuture<'a, wasmtime::Result<Description>>;
+    /// Calls `configure`.
+    #[doc(hidden)]
+    fn configure<'a>(
+        &'a self,
+        store: &'a mut Store<HostState>,
+        config: &'a [ConfigEntry],
+    ) -> BoxFuture<'a, wasmtime::Result<Result<(), String>>>;
+}
+
+/// The `World` impl of a generated world type: `$kind` and its export
+/// interface accessor.
+macro_rules! world {
+    ($world:ty, $kind:literal, $linker:ident, $exports:ident) => {
+        impl World for $world {
+            const KIND: &'static str = $kind;
+            fn linker(set: &EngineSet) -> &Linker<HostState> {
+                &set.$linker
+            }
+            fn instantiate<'a>(
+                store: &'a mut Store<HostState>,
+                component: &'a Component,
+                linker: &'a Linker<HostState>,
+            ) -> BoxFuture<'a, wasmtime::Result<Self>> {
+                Box::pin(<$world>::instantiate_async(store, component, linker))
+            }
+            fn describe<'a>(
+                &'a self,
+                store: &'a mut Store<HostState>,
+            ) -> BoxFuture<'a, wasmtime::Result<Description>> {
+                Box::pin(self.$exports().call_describe(store))
+            }
+            fn configure<'a>(
+                &'a self,
+                store: &'a mut Store<HostState>,
+                config: &'a [ConfigEntry],
+            ) -> BoxFuture<'a, wasmtime::Result<Result<(), String>>> {
+                Box::pin(self.$exports().call_configure(store, config))
+            }
+        }
+    };
+}
+
+world!(
+    CollectorPlugin,
+    "collector",
+    collector_linker,
+    wdiamond_plugin_collector
+);
+world!(
+    HandlerPlugin,
+    "handler",
+    handler_linker,
+    wdiamond_plugin_handler
+);
