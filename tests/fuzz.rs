@@ -71,8 +71,8 @@ proptest! {
         let p = common::write_config(dir.path(), "[collectors.x]\n");
         let c = wdiamond::config::load(&p).unwrap().collectors.remove(0);
         let publication = wdiamond::metric::Publication {
-            paths: wdiamond::metric::PathBuilder::new(&c, Some("h"), "x"),
-            filter: wdiamond::metric::Filter::new(&c),
+            paths: c.paths(Some("h"), "x"),
+            filter: c.filter(),
             ttl: 1,
             collector: "x".into(),
             tenant: None,

@@ -18,7 +18,6 @@ use tokio::task::JoinHandle;
 
 use crate::config::{self, ConfigErrors};
 use crate::host::HostFacts;
-use crate::metric::PathBuilder;
 use crate::plugin::Runtime;
 use crate::queue::{Queue, Spool};
 
@@ -256,7 +255,7 @@ impl Agent {
                 .hostname
                 .clone()
                 .or_else(|| crate::hostname::resolve(d.hostname_method));
-            let paths = PathBuilder::new(d, hostname.as_deref(), &config.server.health_path);
+            let paths = d.paths(hostname.as_deref(), &config.server.health_path);
             let mut plugins: Vec<(String, Arc<PluginStats>, Option<Arc<Queue>>)> = self
                 .collectors
                 .iter()

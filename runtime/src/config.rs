@@ -1408,6 +1408,29 @@ fn read_collector(
     (errors.len() == before).then_some(c)
 }
 
+impl CollectorConfig {
+    /// Its metric paths, with the resolved host name and the plugin's
+    /// default path.
+    pub fn paths(&self, hostname: Option<&str>, default_path: &str) -> crate::metric::PathBuilder {
+        crate::metric::PathBuilder::new(
+            &self.path_prefix,
+            &self.path_suffix,
+            self.path.as_deref(),
+            &self.instance_prefix,
+            hostname,
+            default_path,
+        )
+    }
+
+    /// Its whitelist and blacklist.
+    pub fn filter(&self) -> crate::metric::Filter {
+        crate::metric::Filter::new(
+            self.whitelist.as_ref().map(|f| &f.0),
+            self.blacklist.as_ref().map(|f| &f.0),
+        )
+    }
+}
+
 /// The text of a config value, for `{key}` substitution in capabilities.
 pub fn value_text(v: &ConfigValue) -> String {
     match v {

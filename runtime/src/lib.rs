@@ -21,7 +21,6 @@
 //! - [`grants`]: the typed, deny-by-default allow-lists those imports check.
 //! - [`metric`]: Diamond's metric paths and lines, checks on guest output,
 //!   filters, and the columnar [`metric::Chunk`] a run's metrics travel in.
-//! - [`series`]: series a collector declares once, resolved into paths once.
 //! - [`schedule`]: Diamond's aligned, staggered collection windows.
 //! - [`stats`]: every plugin's counters (runs, failures, denials, metrics).
 //! - [`hostname`]: Diamond's `hostname_method`s.
@@ -41,5 +40,4 @@ pub mod metric;
 pub mod plugin;
 pub mod queue;
 pub mod schedule;
-pub mod series;
 pub mod stats;

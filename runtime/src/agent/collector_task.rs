@@ -150,7 +150,7 @@ fn publish_run(
     start: f64,
     usage: &crate::plugin::Usage,
     stats: &PluginStats,
-    series: &mut crate::series::SeriesTable,
+    series: &mut crate::metric::series::SeriesTable,
 ) -> crate::metric::Chunk {
     let max = lc.ctx.limits.max_metrics as usize;
     let mut metrics = metrics;

@@ -13,7 +13,7 @@ use crate::config::{
     CollectorConfig, ComponentRef, ConfigError, ConfigErrors, HandlerConfig, PluginConfig,
 };
 use crate::host::{HostFacts, PluginContext};
-use crate::metric::{Filter, PathBuilder, Publication};
+use crate::metric::Publication;
 use crate::plugin::{Instance, Metering, Runtime, World};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -395,8 +395,8 @@ fn load_collector(
         return None;
     }
     let publication = Publication {
-        paths: PathBuilder::new(c, hostname.as_deref(), &default_path),
-        filter: Filter::new(c),
+        paths: c.paths(hostname.as_deref(), &default_path),
+        filter: c.filter(),
         ttl: (c.interval * c.ttl_multiplier as f64).min(u32::MAX as f64) as u32,
         collector: p.name.clone(),
         tenant: tenant

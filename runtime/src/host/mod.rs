@@ -106,7 +106,7 @@ pub struct HostState {
     /// Open `connection` resources.
     pub sockets_open: usize,
     /// Series the (collector) instance declared.
-    pub series: crate::series::SeriesTable,
+    pub series: crate::metric::series::SeriesTable,
     /// `batch` handles the (handler) instance holds, oldest first (reps).
     pub held: std::collections::VecDeque<u32>,
     /// When the current run's wall-clock budget ends: host calls (commands,

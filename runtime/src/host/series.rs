@@ -1,11 +1,11 @@
-//! `wdiamond:plugin/series`: declaring series once (see [`crate::series`]).
+//! `wdiamond:plugin/series`: declaring series once (see [`crate::metric::series`]).
 //! Not a grant: declaring touches nothing outside the agent; it is bounded
 //! by the collector's `max_metrics`.
 
 use super::HostState;
 use crate::bindings::series::Host;
 use crate::bindings::types::HostError;
-use crate::series::DeclareError;
+use crate::metric::series::DeclareError;
 
 impl Host for HostState {
     fn declare(

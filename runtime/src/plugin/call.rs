@@ -260,7 +260,7 @@ impl<W: World> Instance<W> {
 impl Instance<CollectorPlugin> {
     /// The series this instance declared (resolved by the publication
     /// that reads its runs).
-    pub fn series_mut(&mut self) -> &mut crate::series::SeriesTable {
+    pub fn series_mut(&mut self) -> &mut crate::metric::series::SeriesTable {
         &mut self.store.data_mut().series
     }
 

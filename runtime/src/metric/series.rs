@@ -1,13 +1,15 @@
 //! Declared series (`wdiamond:plugin/series`): names a collector publishes
 //! at every run, checked, filtered and turned into full paths once.
 //!
-//! A collector instance's [`SeriesTable`] lives in its store: `declare`
-//! records the names ([`crate::host::series`] bounds them), and the next
-//! publication resolves them with the collector's [`Publication`] (paths,
-//! filters, tenant prefix) before it reads the run's `metric-set.series`
-//! column. Each later run only copies a series' path into its line.
+//! A collector instance's [`SeriesTable`] lives in its store (declare is a
+//! host call): `declare` records the names ([`crate::host::series`] bounds
+//! them), and the next publication ([`super::Publication`]) resolves them
+//! — with its paths, filters and tenant prefix, handed in — before it
+//! reads the run's `metric-set.series` column. Each later run only copies
+//! a series' path into its line. The table knows nothing of publications.
 
-use crate::metric::{check_name, check_name_bytes, push_path, Publication, Rejection, MAX_NAME};
+use super::name::{check_name, check_name_bytes, Rejection, MAX_NAME};
+use super::path::push_path;
 
 /// `metric-set.series` entry of a metric named by `names`.
 pub const NAMED: u32 = u32::MAX;
@@ -121,9 +123,9 @@ impl SeriesTable {
     }
 
     /// Resolves every series declared since the last call: name and
-    /// instance checks, the filters, and the full path (with the tenant's
-    /// prefix), once per series.
-    pub fn resolve(&mut self, publication: &Publication) {
+    /// instance checks, the filter `keep`, and the full path (`base` of the
+    /// instance, with the tenant's prefix, then the name), once per series.
+    pub fn resolve(&mut self, base: impl Fn(Option<&str>) -> String, keep: impl Fn(&str) -> bool) {
         for p in std::mem::take(&mut self.pending) {
             // A bad instance rejects every series of the call, for one reason.
             let instance = match &p.instance {
@@ -133,7 +135,7 @@ impl SeriesTable {
                 }),
                 None => Ok(None),
             };
-            let base = instance.map(|i| publication.base(i)).unwrap_or_default();
+            let base = instance.map(&base).unwrap_or_default();
             let mut start = 0usize;
             for &end in &p.ends {
                 let name = &p.names[start..end as usize];
@@ -144,7 +146,7 @@ impl SeriesTable {
                         self.reasons.push(r);
                         Status::Rejected(self.reasons.len() as u32 - 1)
                     }
-                    (Ok(_), Ok(name)) if !publication.filter.keep(name) => Status::Filtered,
+                    (Ok(_), Ok(name)) if !keep(name) => Status::Filtered,
                     (Ok(_), Ok(name)) => {
                         // An overlong path is refused when a line is made
                         // of it (`Chunk::finish_line`), as a named one is.
@@ -184,7 +186,7 @@ impl SeriesTable {
 mod tests {
     use super::*;
     use crate::config::CollectorConfig;
-    use crate::metric::{Filter, PathBuilder};
+    use crate::metric::Publication;
 
     fn publication(toml: &str, tenant: Option<&str>) -> Publication {
         let dir = tempfile::tempdir().unwrap();
@@ -192,8 +194,8 @@ mod tests {
         std::fs::write(&f, format!("[collectors.cpu]\nenabled = true\n{toml}")).unwrap();
         let c: CollectorConfig = crate::config::load(&f).unwrap().collectors.remove(0);
         Publication {
-            paths: PathBuilder::new(&c, Some("host1"), "coll"),
-            filter: Filter::new(&c),
+            paths: c.paths(Some("host1"), "coll"),
+            filter: c.filter(),
             ttl: 60,
             collector: "coll".into(),
             tenant: tenant.map(|t| (t.to_string(), format!("tenants.{t}"))),
@@ -220,7 +222,7 @@ mod tests {
         assert_eq!(t.declare(&b, &e, Some("bad inst".into()), 10), Ok(5));
         assert_eq!(t.len(), 6);
         assert_eq!(t.get(0), None, "not resolved before a publication");
-        t.resolve(&p);
+        t.resolve(|i| p.base(i), |n| p.filter.keep(n));
         assert_eq!(
             t.get(0),
             Some(Resolved::Path("servers.host1.coll.cpu.idle"))
@@ -244,7 +246,10 @@ mod tests {
         let mut t = SeriesTable::default();
         let (b, e) = ends(&["a"]);
         t.declare(&b, &e, None, 10).unwrap();
-        t.resolve(&publication("", Some("acme")));
+        {
+            let p = publication("", Some("acme"));
+            t.resolve(|i| p.base(i), |n| p.filter.keep(n));
+        }
         assert_eq!(
             t.get(0),
             Some(Resolved::Path("tenants.acme.servers.host1.coll.a"))
@@ -274,7 +279,10 @@ mod tests {
         let long = vec![b'a'; 100_000];
         assert_eq!(t.declare(&long, &[100_000], None, 100), Ok(3));
         assert!(t.pending.last().unwrap().names.len() == MAX_NAME + 1);
-        t.resolve(&publication("", None));
+        {
+            let p = publication("", None);
+            t.resolve(|i| p.base(i), |n| p.filter.keep(n));
+        }
         assert!(matches!(
             t.get(3),
             Some(Resolved::Rejected(Rejection::Name(_)))
