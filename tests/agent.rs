@@ -521,3 +521,35 @@ max_metrics = 100
         );
     }
 }
+
+/// An idle handler (nothing queued, nothing to flush) sleeps until metrics
+/// arrive: it wakes to start and to stop, not at every flush interval, and
+/// never in a loop (which used to spin a worker ~90 % of the time). A
+/// multi-thread runtime, so that a spinning task shows as a count instead
+/// of freezing the test; no timing is asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_handler_does_not_wake() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("a.log");
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = [\"archive\"]\nplugin_cache_dir = {:?}\n[handlers.archive]\nlog_file = {archive:?}\nflush_interval = 0.05\n",
+            common::cache_dir()
+        ),
+    );
+    let config = wdiamond::config::load(&conf).unwrap();
+    let rt = common::runtime();
+    let loaded =
+        tokio::task::block_in_place(|| agent::load(&rt, &config, &HostFacts::default())).unwrap();
+    let agent = Agent::start(rt, HostFacts::default(), &conf, &config, loaded);
+    let stats = agent.handler_stats("archive").unwrap();
+    // Twenty flush intervals with nothing to do.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let wakeups = stats.wakeups.load(Ordering::Relaxed);
+    agent.shutdown().await;
+    assert!(
+        wakeups <= 2,
+        "an idle handler woke {wakeups} times in 20 flush intervals"
+    );
+}

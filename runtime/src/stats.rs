@@ -39,6 +39,9 @@ pub struct PluginStats {
     pub last_fuel: AtomicU64,
     /// Largest linear memory seen, bytes.
     pub peak_memory: AtomicU64,
+    /// Times the plugin's task woke up (a handler: to deliver, flush,
+    /// retry or stop); an idle task does not wake.
+    pub wakeups: AtomicU64,
     /// Start times (wall clock) of the latest runs, at most 1,000.
     pub run_starts: Mutex<VecDeque<f64>>,
 }

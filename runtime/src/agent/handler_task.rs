@@ -51,17 +51,22 @@ pub(super) async fn handler_task(
                 stopping = true;
             }
         } else if !stopping {
+            // Wake for a retry, a due flush, new metrics or the stop; an idle
+            // handler (nothing queued, nothing to flush) has no timer at all.
             let wait = if !backoff.is_zero() {
-                backoff
+                Some(backoff)
+            } else if dirty {
+                Some(flush_every.saturating_sub(last_flush.elapsed()))
             } else {
-                flush_every.saturating_sub(last_flush.elapsed())
+                None
             };
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
                 _ = queue.notify.notified(), if backoff.is_zero() => {}
                 _ = stop.changed() => { stopping = true; }
             }
         }
+        stats.wakeups.fetch_add(1, Ordering::Relaxed);
         let inst = match instance.take() {
             Some(i) => i,
             None => {
