@@ -8,24 +8,39 @@
 //! to every handler through bounded queues.
 //!
 //! # Layout
+//! Floors from the top: `main.rs` (CLI) stands on [`agent`], which stands
+//! on [`queue`], [`plugin`] and [`metric`]; [`plugin`] on [`host`]; [`host`]
+//! on [`grants`]; [`config`] reads the TOML and builds [`metric`]'s paths
+//! and filters. The only circle is the bindgen resource mapping between
+//! `bindings` and `host` (as in wasmtime-wasi).
 //! - [`config`]: the TOML configuration; strict, every error at once.
-//! - [`agent`]: loading plugins, the collector and handler tasks, queues,
-//!   reload and shutdown.
-//! - [`plugin`]: the wasmtime engines (with and without fuel metering),
-//!   the compiled-component cache, an instance with its limits, and how
-//!   failures are classified.
-//! - [`queue`]: a handler's bounded queue of shared columnar chunks, and its
-//!   on-disk spool.
+//! - [`agent`]: the supervisor (start, reload, a bounded stop), and
+//!   - `agent/load.rs`: the resolved plugin set (describe, options, the
+//!     option overlay, grants, configured instances), once per world;
+//!   - `agent/capabilities.rs`: what plugins ask for, turned into grants;
+//!   - `agent/tenant.rs`: tenants' fuel and metrics windows;
+//!   - `agent/collector_task.rs`, `agent/handler_task.rs`: the two tasks;
+//!   - `agent/health.rs`: the agent's own health metrics.
+//! - [`plugin`]: the wasmtime engines (with and without fuel metering), the
+//!   compiled-component cache and the built-ins; `plugin/world.rs`, the two
+//!   worlds behind one trait; `plugin/call.rs`, an instance and its calls,
+//!   each ending at its deadline whatever the guest waits on.
+//! - [`queue`]: a handler's bounded queue of shared columnar chunks;
+//!   `queue/spool.rs`, its on-disk spool; `queue/record.rs`, the records.
 //! - [`host`]: the host side of each WIT import (files, fs-stats, process,
-//!   sockets, series, log, host-info, config), one module per capability.
+//!   sockets, series, batches, log, host-info, config), one module per
+//!   capability.
 //! - [`grants`]: the typed, deny-by-default allow-lists those imports check.
-//! - [`metric`]: Diamond's metric paths and lines, checks on guest output,
-//!   filters, and the columnar [`metric::Chunk`] a run's metrics travel in.
-//! - [`schedule`]: Diamond's aligned, staggered collection windows.
+//! - [`metric`]: `metric/name.rs` (checks on guest output), `path.rs`
+//!   (Diamond's paths), `filter.rs`, `chunk.rs` (the columnar
+//!   [`metric::Chunk`] a run travels in), `batch.rs` (what a handler gets),
+//!   `publish.rs` (a run turned into published metrics), `series.rs`
+//!   (series declared once).
 //! - [`stats`]: every plugin's counters (runs, failures, denials, metrics).
-//! - [`hostname`]: Diamond's `hostname_method`s.
 //! - [`logging`]: what of a plugin reaches the log (cut, one line,
 //!   rate-limited).
+//! - [`schedule`]: Diamond's aligned, staggered collection windows.
+//! - [`hostname`]: Diamond's `hostname_method`s.
 //! - `bindings`: the one `bindgen!` of the WIT worlds.
 #![deny(missing_docs)]
 
