@@ -37,7 +37,7 @@ struct Outcome {
 
 /// The longest a stop may take whatever a plugin does: collectors' grace,
 /// handlers' grace, and the aborted calls' return.
-const STOP_BOUND: Duration = Duration::from_secs(2 * agent::SHUTDOWN_GRACE.as_secs() + 2);
+const STOP_BOUND: Duration = Duration::from_secs(2 * agent::SHUTDOWN_GRACE.as_secs() + 4);
 
 /// Runs `sections` (TOML for the hostile collector(s)) beside the neighbour
 /// for [`SECONDS`]; `bad` names the collector whose stats are returned.

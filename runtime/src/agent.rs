@@ -104,9 +104,12 @@ pub struct Agent {
     handlers: Vec<(String, RunningHandler)>,
     health: Option<JoinHandle<()>>,
     spools: HashMap<PathBuf, Arc<Spool>>,
-    /// Turned true when a stop has waited [`SHUTDOWN_GRACE`]: every plugin
-    /// call still in flight ends at once.
-    abort: watch::Sender<bool>,
+    /// Turned true when a stop has waited [`SHUTDOWN_GRACE`] for the
+    /// collectors: every collector call still in flight ends at once.
+    abort_collectors: watch::Sender<bool>,
+    /// The same for handlers, after their own grace to drain (apart, so
+    /// that stuck collectors do not cut the handlers' delivery short).
+    abort_handlers: watch::Sender<bool>,
 }
 
 /// What identifies a running collector: its configuration and its
@@ -134,7 +137,8 @@ impl Agent {
             handlers: Vec::new(),
             health: None,
             spools: HashMap::new(),
-            abort: watch::channel(false).0,
+            abort_collectors: watch::channel(false).0,
+            abort_handlers: watch::channel(false).0,
         };
         agent.apply(config, loaded);
         agent
@@ -178,7 +182,7 @@ impl Agent {
                 lh,
                 queue.clone(),
                 rx,
-                self.abort.subscribe(),
+                self.abort_handlers.subscribe(),
                 stats.clone(),
             ));
             new_handlers.push((
@@ -227,7 +231,7 @@ impl Agent {
                 lc,
                 self.router.clone(),
                 rx,
-                self.abort.subscribe(),
+                self.abort_collectors.subscribe(),
                 stats.clone(),
             ));
             keep.insert(
@@ -344,7 +348,7 @@ impl Agent {
             .into_iter()
             .map(|(n, r)| (n, r.task))
             .collect();
-        finish_within(collectors, &self.abort, "collector").await;
+        finish_within(collectors, &self.abort_collectors, "collector").await;
         tracing::info!("flushing handlers");
         for (_, h) in &self.handlers {
             let _ = h.running.stop.send(true);
@@ -359,7 +363,7 @@ impl Agent {
             .into_iter()
             .map(|(n, h)| (n, h.running.task))
             .collect();
-        finish_within(handlers, &self.abort, "handler").await;
+        finish_within(handlers, &self.abort_handlers, "handler").await;
         for (name, st) in stats {
             tracing::info!(handler = %name, delivered = st.metrics.load(Ordering::Relaxed), dropped = st.dropped.load(Ordering::Relaxed), "handler done");
         }

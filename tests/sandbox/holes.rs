@@ -131,12 +131,18 @@ struct Daemon {
 impl Daemon {
     /// Starts `wdiamond run` on `sections` (archive handler, interval 1).
     fn start(sections: &str, nofile: Option<u64>) -> Daemon {
+        Daemon::start_with(&["archive"], sections, nofile)
+    }
+
+    /// The same with these handlers (`sections` configures any but the
+    /// archive).
+    fn start_with(handlers: &[&str], sections: &str, nofile: Option<u64>) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let archive = dir.path().join("archive.log");
         let conf = common::write_config(
             dir.path(),
             &format!(
-                "[server]\nhandlers = [\"archive\"]\nplugin_cache_dir = {:?}\n[handlers.archive]\nlog_file = {archive:?}\n[collectors.default]\ninterval = 1\nhostname = \"d\"\n{sections}",
+                "[server]\nhandlers = {handlers:?}\nplugin_cache_dir = {:?}\n[handlers.archive]\nlog_file = {archive:?}\n[collectors.default]\ninterval = 1\nhostname = \"d\"\n{sections}",
                 common::cache_dir()
             ),
         );
@@ -261,9 +267,12 @@ fn sigterm_ends_the_agent_within_its_grace_with_plugins_stuck_everywhere() {
     // the agent within the stated bound, exit 0.
     let g = guest();
     let n = unique_secs(1);
-    let mut d = Daemon::start(
+    let stall = common::test_guest("handler_stall");
+    let mut d = Daemon::start_with(
+        &["archive", "stall"],
         &format!(
-            "[collectors.sleeper]\nenabled = true\ncomponent = {g:?}\nmode = \"sleep\"\ncount = 1000\n[collectors.sleeper.limits]\ntimeout = 600\n\
+            "[handlers.stall]\ncomponent = {stall:?}\n[collectors.neighbour]\nenabled = true\ncomponent = \"loadavg\"\n\
+             [collectors.sleeper]\nenabled = true\ncomponent = {g:?}\nmode = \"sleep\"\ncount = 1000\n[collectors.sleeper.limits]\ntimeout = 600\n\
              [collectors.cmd]\nenabled = true\ncomponent = {g:?}\nmode = \"run\"\narg = \"/bin/sleep {n}\"\n[collectors.cmd.grants]\ncommands = [[\"/bin/sleep\", \"{n}\"]]\n[collectors.cmd.limits]\ntimeout = 600\ncommand_timeout = 600\n"
         ),
         None,
@@ -274,6 +283,14 @@ fn sigterm_ends_the_agent_within_its_grace_with_plugins_stuck_everywhere() {
     assert!(
         processes(&format!("/bin/sleep {n}")).is_empty(),
         "the command outlived the agent"
+    );
+    // The archive delivered beside the stuck handler.
+    assert!(
+        d.archive()
+            .iter()
+            .any(|l| l.starts_with("servers.d.loadavg.01 ")),
+        "log:\n{}",
+        d.log()
     );
 }
 
