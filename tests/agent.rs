@@ -553,3 +553,29 @@ async fn an_idle_handler_does_not_wake() {
         "an idle handler woke {wakeups} times in 20 flush intervals"
     );
 }
+
+/// A handler's out-of-range port is a configuration error naming the key
+/// and its line (exit 78), not a port cut to 16 bits.
+#[test]
+fn a_port_out_of_range_is_a_config_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = [\"graphite\"]\nplugin_cache_dir = {:?}\n[handlers.graphite]\nhost = \"127.0.0.1\"\nport = 70000\n",
+            common::cache_dir()
+        ),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_wdiamond"))
+        .args(["check", conf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("wdiamond.toml:6:")
+            && stderr.contains("`handlers.graphite.port`")
+            && stderr.contains("`port` must be a port from 1 to 65535, not 70000"),
+        "{stderr}"
+    );
+}

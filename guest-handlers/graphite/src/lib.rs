@@ -21,25 +21,17 @@ pub struct Graphite {
 
 /// Reads `host`, `port`, `proto` and `timeout` (shared with the pickle
 /// handler's defaults but for the port).
-pub fn sender(config: &Config, default_port: f64) -> Result<LineSender, String> {
+pub fn sender(config: &Config, default_port: u16) -> Result<LineSender, String> {
     let host = config.str("host").unwrap_or_else(|| "localhost".into());
-    let port = config.f64("port", default_port)?;
-    if !(1.0..=65535.0).contains(&port) || port.fract() != 0.0 {
-        return Err(format!("`port` must be 1..65535, not {port}"));
-    }
-    let proto = match config.str("proto").as_deref().unwrap_or("tcp") {
-        "tcp" => Protocol::Tcp,
-        "udp" => Protocol::Udp,
-        other => return Err(format!("`proto` must be tcp or udp, not {other:?}")),
-    };
-    let timeout = config.f64("timeout", 15.0)?;
+    let port = config.port("port", default_port)?;
+    let proto = config.protocol("proto", Protocol::Tcp)?;
+    let timeout_ms = config.timeout_ms("timeout", 15.0)?;
     let keepalive = if config.bool("keepalive", false)? {
         Some(config.f64("keepaliveinterval", 10.0)?.clamp(1.0, 7200.0) as u32)
     } else {
         None
     };
-    let timeout_ms = (timeout * 1000.0).clamp(1.0, u32::MAX as f64) as u32;
-    Ok(LineSender::new(proto, host_port(&host, port as u16), timeout_ms).with_keepalive(keepalive))
+    Ok(LineSender::new(proto, host_port(&host, port), timeout_ms).with_keepalive(keepalive))
 }
 
 impl Handler for Graphite {
@@ -63,7 +55,7 @@ impl Handler for Graphite {
 
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(Graphite {
-            sender: sender(config, 2003.0)?,
+            sender: sender(config, 2003)?,
         })
     }
 

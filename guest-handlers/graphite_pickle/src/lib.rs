@@ -103,17 +103,10 @@ impl Handler for Pickle {
 
     fn configure(config: &Config) -> Result<Self, String> {
         let host = config.str("host").unwrap_or_else(|| "localhost".into());
-        let port = config.f64("port", 2004.0)?;
-        if !(1.0..=65535.0).contains(&port) || port.fract() != 0.0 {
-            return Err(format!("`port` must be 1..65535, not {port}"));
-        }
-        let timeout = config.f64("timeout", 15.0)?;
+        let port = config.port("port", 2004)?;
+        let timeout_ms = config.timeout_ms("timeout", 15.0)?;
         Ok(Pickle {
-            sender: LineSender::new(
-                Protocol::Tcp,
-                host_port(&host, port as u16),
-                (timeout * 1000.0) as u32,
-            ),
+            sender: LineSender::new(Protocol::Tcp, host_port(&host, port), timeout_ms),
         })
     }
 

@@ -111,7 +111,7 @@ impl Handler for HttpPost {
         Ok(HttpPost {
             url,
             json,
-            timeout_ms: (config.f64("timeout", 10.0)? * 1000.0) as u32,
+            timeout_ms: config.timeout_ms("timeout", 10.0)?,
         })
     }
 

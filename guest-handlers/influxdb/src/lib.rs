@@ -97,7 +97,7 @@ impl Handler for Influx {
             return Err("`ssl`: HTTPS is not supported".into());
         }
         let host = config.str("hostname").unwrap_or_else(|| "localhost".into());
-        let port = config.f64("port", 8086.0)? as u16;
+        let port = config.port("port", 8086)?;
         let db = config.str("database").unwrap_or_else(|| "graphite".into());
         let user = config.str("username").unwrap_or_default();
         let pass = config.str("password").unwrap_or_default();

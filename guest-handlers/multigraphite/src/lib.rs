@@ -32,13 +32,9 @@ impl Handler for MultiGraphite {
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
-        let port = config.f64("port", 2003.0)? as u16;
-        let proto = match config.str("proto").as_deref().unwrap_or("tcp") {
-            "tcp" => Protocol::Tcp,
-            "udp" => Protocol::Udp,
-            other => return Err(format!("`proto` must be tcp or udp, not {other:?}")),
-        };
-        let timeout = (config.f64("timeout", 15.0)? * 1000.0) as u32;
+        let port = config.port("port", 2003)?;
+        let proto = config.protocol("proto", Protocol::Tcp)?;
+        let timeout = config.timeout_ms("timeout", 15.0)?;
         let hosts = config.list("host");
         if hosts.is_empty() {
             return Err("`host` must list at least one host".into());

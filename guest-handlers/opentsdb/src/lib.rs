@@ -83,7 +83,7 @@ impl Handler for Tsdb {
 
     fn configure(config: &Config) -> Result<Self, String> {
         let host = config.str("host").unwrap_or_else(|| "127.0.0.1".into());
-        let port = config.f64("port", 4242.0)? as u16;
+        let port = config.port("port", 4242)?;
         let mut tags = Vec::new();
         for t in config.list("tags") {
             let (k, v) = t
@@ -96,7 +96,7 @@ impl Handler for Tsdb {
             host,
             prefix: config.str("prefix").unwrap_or_default(),
             tags,
-            timeout_ms: (config.f64("timeout", 5.0)? * 1000.0) as u32,
+            timeout_ms: config.timeout_ms("timeout", 5.0)?,
         })
     }
 

@@ -58,9 +58,9 @@ impl Handler for Statsd {
 
     fn configure(config: &Config) -> Result<Self, String> {
         let host = config.str("host").unwrap_or_else(|| "localhost".into());
-        let port = config.f64("port", 8125.0)?;
+        let port = config.port("port", 8125)?;
         Ok(Statsd {
-            sender: LineSender::new(Protocol::Udp, host_port(&host, port as u16), 5000),
+            sender: LineSender::new(Protocol::Udp, host_port(&host, port), 5000),
             old: HashMap::new(),
         })
     }

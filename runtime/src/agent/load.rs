@@ -295,9 +295,23 @@ fn load_plugin<W: World>(
     );
     let instance = runtime
         .configured::<W>(&component, ctx.clone())
-        .map_err(|e| errors.push(err_at(p, "", e)))
+        .map_err(|e| {
+            let key = named_option(&e, p).unwrap_or_default();
+            errors.push(err_at(p, &key, e))
+        })
         .ok()?;
     Some((component, description, ctx, instance))
+}
+
+/// The option a plugin's configuration error is about, when its message
+/// names one the operator set in backquotes (`` `port` must be … ``), so
+/// that the error points at that line.
+fn named_option(message: &str, p: &PluginConfig) -> Option<String> {
+    let rest = message.split_once('`')?.1;
+    let key = rest.split_once('`')?.0;
+    p.option_locations
+        .contains_key(key)
+        .then(|| key.to_string())
 }
 
 /// A plugin's configuration as its `configure` gets it, by one rule:
