@@ -688,9 +688,8 @@ impl Publisher {
     }
 }
 
-/// `metric-set.series` entry of a metric named by `names`.
 #[cfg(feature = "collector")]
-const NAMED: u32 = u32::MAX;
+use wdiamond_wire::NAMED;
 
 /// A series declared with [`declare_series`]: publish it with
 /// [`Publisher::gauge_series`] or [`Publisher::counter_series`].

@@ -111,11 +111,11 @@ fn main() -> ExitCode {
                     Ok(x) => x,
                     Err(code) => return code,
                 };
-                for h in &loaded.handlers {
-                    for e in &h.ctx.config {
-                        if e.key == "log_file" {
-                            tracing::info!(handler = %h.config.plugin.name, "archive file: {}", wdiamond::config::value_text(&e.value));
-                        }
+                // Where each plugin may write (its `directories` grant).
+                let writers = loaded.collectors.iter().map(|c| &c.ctx).chain(loaded.handlers.iter().map(|h| &h.ctx));
+                for ctx in writers {
+                    for dir in &ctx.grants.directories {
+                        tracing::info!(plugin = %ctx.name, "may write in {}", dir.display());
                     }
                 }
                 tracing::info!(config = %config.display(), collectors = loaded.collectors.len(), handlers = loaded.handlers.len(), "wdiamond {} started", env!("CARGO_PKG_VERSION"));

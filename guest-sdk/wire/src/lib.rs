@@ -17,6 +17,10 @@ extern crate alloc;
 
 pub mod columns;
 
+/// The `metric-set.series` entry of a metric named in `names` (not a
+/// declared series): part of the contract both sides read.
+pub const NAMED: u32 = u32::MAX;
+
 use alloc::string::String;
 use core::fmt::Write;
 

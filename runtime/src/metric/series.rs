@@ -11,8 +11,7 @@
 use super::name::{check_name, check_name_bytes, Rejection, MAX_NAME};
 use super::path::push_path;
 
-/// `metric-set.series` entry of a metric named by `names`.
-pub const NAMED: u32 = u32::MAX;
+pub use wdiamond_wire::NAMED;
 
 /// What one declared series publishes as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
