@@ -1,0 +1,57 @@
+//! Configuration errors: where (file, line, column), which key, what; all
+//! of them at once.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// Where something is in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line (0: the file as a whole).
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+/// One configuration mistake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where.
+    pub location: Location,
+    /// The dotted key, e.g. `collectors.cpu.interval`.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let l = &self.location;
+        if l.line == 0 {
+            write!(f, "{}: ", l.file.display())?;
+        } else {
+            write!(f, "{}:{}:{}: ", l.file.display(), l.line, l.column)?;
+        }
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "`{}`: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Every error found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} configuration error(s):", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,274 @@
+//! The validated configuration: server, plugins (collectors, handlers),
+//! their grants and limits, tenants.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// Per-plugin limits (`[collectors.NAME.limits]`, `[handlers.NAME.limits]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Wall-clock budget of one run; `None`: Diamond's (what is left of
+    /// the interval after the stagger, at least 1 s).
+    pub timeout: Option<Duration>,
+    /// Fuel (roughly, wasm instructions) per run; `None`: unlimited.
+    pub fuel: Option<u64>,
+    /// Linear memory cap, bytes.
+    pub memory: usize,
+    /// Most metrics one run may publish.
+    pub max_metrics: u32,
+    /// Most bytes one file read, command output or stream returns.
+    pub max_read_bytes: u64,
+    /// Longest a command may run.
+    pub command_timeout: Duration,
+    /// Longest a socket connect, send or receive may wait.
+    pub socket_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: None,
+            fuel: None,
+            memory: 64 << 20,
+            max_metrics: 100_000,
+            max_read_bytes: 8 << 20,
+            command_timeout: Duration::from_secs(10),
+            socket_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Which component implements a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ComponentRef {
+    /// One shipped inside the binary, by name.
+    Builtin(String),
+    /// A `.wasm` file.
+    File(PathBuf),
+}
+
+impl fmt::Display for ComponentRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ComponentRef::Builtin(n) => write!(f, "built-in `{n}`"),
+            ComponentRef::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// The raw grants as written, before capabilities are folded in.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GrantsConfig {
+    /// `files`.
+    pub files: Vec<String>,
+    /// `statvfs`.
+    pub statvfs: Vec<String>,
+    /// `commands`.
+    pub commands: Vec<Vec<String>>,
+    /// `connect`.
+    pub connect: Vec<String>,
+    /// `directories`.
+    pub directories: Vec<PathBuf>,
+    /// `run_as`: the user granted commands run as.
+    pub run_as: Option<String>,
+}
+
+impl GrantsConfig {
+    /// Parses the grants into their typed form (already validated at load).
+    pub fn build(&self, section: &str) -> Result<Grants, String> {
+        // A grant under a symlinked directory (/var/run -> /run) also
+        // grants the same glob under the link's target, since paths are
+        // checked after canonicalisation.
+        let mut files = self.files.clone();
+        for f in &self.files {
+            if let Some(v) = grants::canonical_variant(f) {
+                files.push(v);
+            }
+        }
+        Ok(Grants {
+            section: section.to_string(),
+            files: files
+                .iter()
+                .map(|f| grants::parse_path_glob(f))
+                .collect::<Result<_, _>>()?,
+            statvfs: self
+                .statvfs
+                .iter()
+                .map(|f| grants::parse_path_glob(f))
+                .collect::<Result<_, _>>()?,
+            commands: self
+                .commands
+                .iter()
+                .map(|c| grants::parse_command(c))
+                .collect::<Result<_, _>>()?,
+            connect: self
+                .connect
+                .iter()
+                .flat_map(|c| {
+                    // A Unix socket under a symlinked directory, likewise.
+                    let variant = c
+                        .strip_prefix("unix:")
+                        .and_then(grants::canonical_variant)
+                        .map(|v| format!("unix:{v}"));
+                    std::iter::once(c.clone()).chain(variant)
+                })
+                .map(|c| grants::parse_socket(&c))
+                .collect::<Result<_, _>>()?,
+            directories: self.directories.clone(),
+            run_as: match &self.run_as {
+                Some(u) => Some(grants::lookup_user(u)?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// Settings shared by collectors and handlers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginConfig {
+    /// Instance name: the `NAME` of `[collectors.NAME]`.
+    pub name: String,
+    /// `collectors.NAME` or `handlers.NAME`.
+    pub section: String,
+    /// The component.
+    pub component: ComponentRef,
+    /// Grants as configured.
+    pub grants: GrantsConfig,
+    /// Limits.
+    pub limits: Limits,
+    /// The plugin's own keys, in file order.
+    pub options: Vec<(String, ConfigValue)>,
+    /// Where each of those keys was written.
+    pub option_locations: HashMap<String, Location>,
+    /// Where the section starts.
+    pub location: Location,
+}
+
+/// One collector instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectorConfig {
+    /// Common plugin settings.
+    pub plugin: PluginConfig,
+    /// `enabled`.
+    pub enabled: bool,
+    /// `interval`, seconds.
+    pub interval: f64,
+    /// `path`: the metric path segment (default: the plugin's name).
+    pub path: Option<String>,
+    /// `path_prefix` (default `servers`).
+    pub path_prefix: String,
+    /// `path_suffix`.
+    pub path_suffix: String,
+    /// `instance_prefix` (default `instances`).
+    pub instance_prefix: String,
+    /// `hostname`: overrides the method.
+    pub hostname: Option<String>,
+    /// `hostname_method`.
+    pub hostname_method: HostnameMethod,
+    /// `metrics_whitelist`.
+    pub whitelist: Option<MetricFilter>,
+    /// `metrics_blacklist`.
+    pub blacklist: Option<MetricFilter>,
+    /// `byte_unit` as configured (`None`: the plugin's default, else `byte`).
+    pub byte_unit: Option<Vec<String>>,
+    /// `measure_collector_time`: publish `collector_time_ms`.
+    pub measure_collector_time: bool,
+    /// `ttl_multiplier`: a metric's ttl is this times the interval.
+    pub ttl_multiplier: u32,
+    /// `tenant`: the tenant it belongs to.
+    pub tenant: Option<String>,
+}
+
+/// A compiled `metrics_whitelist` / `metrics_blacklist` regex (compared
+/// by its text, so a reload can tell whether it changed).
+#[derive(Debug, Clone)]
+pub struct MetricFilter(pub Regex);
+
+impl PartialEq for MetricFilter {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+/// One handler instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandlerConfig {
+    /// Common plugin settings.
+    pub plugin: PluginConfig,
+    /// Most metrics held in the handler's queue; past it the oldest batches
+    /// are dropped (counted and logged).
+    pub queue_size: usize,
+    /// Most metrics handed to one `process` call.
+    pub batch_size: usize,
+    /// How often `flush` is called, seconds.
+    pub flush_interval: f64,
+    /// Longest wait between retries of a failed batch, seconds.
+    pub retry_max: f64,
+    /// `spool_dir`: keep what does not fit in memory, and what is left at
+    /// shutdown, in this directory.
+    pub spool_dir: Option<PathBuf>,
+    /// `spool_max_mb`: bound of the spool, bytes.
+    pub spool_max: u64,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// `handlers`: the handler instances metrics go to.
+    pub handlers: Vec<String>,
+    /// `collectors_config_path`: a directory of `NAME.toml` files.
+    pub collectors_config_path: Option<PathBuf>,
+    /// `plugin_cache_dir`: where compiled components are kept.
+    pub plugin_cache_dir: PathBuf,
+    /// `host_root`: read /proc and /sys under this directory (for an agent
+    /// in a container with the host's filesystem mounted there).
+    pub host_root: Option<PathBuf>,
+    /// `health_path`: publish every plugin's health counters under
+    /// `<path_prefix>.<hostname>.<health_path>` (empty: off).
+    pub health_path: String,
+    /// `health_interval`: seconds between health publications.
+    pub health_interval: f64,
+}
+
+/// `[tenants.NAME]`: a group of collectors under quotas and a namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantConfig {
+    /// The tenant's name.
+    pub name: String,
+    /// Every metric of the tenant's collectors is published under this
+    /// prefix, whatever the guest sends (default `tenants.<name>`).
+    pub prefix: String,
+    /// Most enabled collectors.
+    pub max_collectors: Option<u64>,
+    /// Most memory: the sum of its collectors' `memory_mb` caps, bytes.
+    pub max_memory: Option<usize>,
+    /// Most metrics published per quota window (the rest dropped, counted).
+    pub max_metrics: Option<u64>,
+    /// Most fuel per quota window (runs past it are skipped, counted).
+    pub max_fuel: Option<u64>,
+    /// The quota window, seconds.
+    pub interval: f64,
+    /// Where the section starts.
+    pub location: Location,
+}
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The main file.
+    pub source: PathBuf,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// Every collector instance (enabled or not), by name.
+    pub collectors: Vec<CollectorConfig>,
+    /// The handler instances named in `server.handlers`, in that order.
+    pub handlers: Vec<HandlerConfig>,
+    /// Tenants, by name.
+    pub tenants: Vec<TenantConfig>,
+    /// `[collectors.default]` alone, as a collector: the path prefix and host
+    /// name used for health metrics.
+    pub defaults: CollectorConfig,
+}
+
+// ---------------------------------------------------------------------------
+// Parsing with spans

@@ -1,0 +1,411 @@
+//! The known keys of each section and the readers of the plugin, grants,
+//! limits, tenant and collector sections (with `[…default]` layering).
+
+#[allow(unused_imports)]
+use super::*;
+
+pub(super) const SERVER_KEYS: &[&str] = &[
+    "handlers",
+    "collectors_config_path",
+    "plugin_cache_dir",
+    "host_root",
+    "health_path",
+    "health_interval",
+];
+pub(super) const TENANT_KEYS: &[&str] = &[
+    "prefix",
+    "max_collectors",
+    "max_memory_mb",
+    "max_metrics_per_interval",
+    "max_fuel_per_interval",
+    "interval",
+];
+pub(super) const COLLECTOR_KEYS: &[&str] = &[
+    "enabled",
+    "interval",
+    "path",
+    "path_prefix",
+    "path_suffix",
+    "instance_prefix",
+    "hostname",
+    "hostname_method",
+    "metrics_whitelist",
+    "metrics_blacklist",
+    "byte_unit",
+    "measure_collector_time",
+    "ttl_multiplier",
+    "tenant",
+    "component",
+    "grants",
+    "limits",
+];
+pub(super) const HANDLER_KEYS: &[&str] = &[
+    "component",
+    "grants",
+    "limits",
+    "queue_size",
+    "batch_size",
+    "flush_interval",
+    "retry_max",
+    "spool_dir",
+    "spool_max_mb",
+];
+pub(super) const GRANT_KEYS: &[&str] = &[
+    "files",
+    "statvfs",
+    "commands",
+    "connect",
+    "directories",
+    "run_as",
+];
+pub(super) const LIMIT_KEYS: &[&str] = &[
+    "timeout",
+    "fuel",
+    "memory_mb",
+    "max_metrics",
+    "max_read_bytes",
+    "command_timeout",
+    "socket_timeout",
+];
+
+/// Sections merged in order, later wins: (doc, path to the table).
+pub(super) type Layers<'a> = Vec<(&'a Doc, Vec<String>, &'a toml::Table)>;
+
+/// Reads the keys common to collectors and handlers from merged layers.
+/// Returns the plugin settings; `host_keys` receives the remaining known
+/// keys for the caller (last layer wins).
+pub(super) fn read_plugin(
+    name: &str,
+    section: &str,
+    layers: &Layers<'_>,
+    host_keys: &[&str],
+    config_dir: &Path,
+    errors: &mut Vec<ConfigError>,
+    host_values: &mut BTreeMap<String, (usize, Value)>,
+) -> PluginConfig {
+    let mut component = ComponentRef::Builtin(name.to_string());
+    let mut grants = GrantsConfig::default();
+    let mut limits = Limits::default();
+    let mut options = Vec::new();
+    let mut option_locations = HashMap::new();
+    let mut location = None;
+    for (layer_idx, (doc, prefix, table)) in layers.iter().enumerate() {
+        let mut r = Reader { doc, errors };
+        let pre: Vec<&str> = prefix.iter().map(String::as_str).collect();
+        if location.is_none() || layer_idx == layers.len() - 1 {
+            location = Some(doc.at(&pre));
+        }
+        for (key, value) in table.iter() {
+            let mut path = pre.clone();
+            path.push(key);
+            let is_default = prefix.last().map(String::as_str) == Some("default");
+            match key.as_str() {
+                "component" if !is_default => {
+                    if let Some(s) = r.string(&path, value) {
+                        component = if s.ends_with(".wasm") || s.contains('/') {
+                            let p = PathBuf::from(&s);
+                            ComponentRef::File(if p.is_absolute() {
+                                p
+                            } else {
+                                config_dir.join(p)
+                            })
+                        } else {
+                            ComponentRef::Builtin(s)
+                        };
+                    }
+                }
+                "grants" => {
+                    if let Some(t) = r.table(&path, value) {
+                        read_grants(&mut r, &path, t, &mut grants);
+                    }
+                }
+                "limits" => {
+                    if let Some(t) = r.table(&path, value) {
+                        read_limits(&mut r, &path, t, &mut limits);
+                    }
+                }
+                k if host_keys.contains(&k) && k != "component" => {
+                    host_values.insert(k.to_string(), (layer_idx, value.clone()));
+                }
+                _ if is_default => {
+                    let mut known: Vec<&str> = host_keys.to_vec();
+                    known.extend(["grants", "limits"]);
+                    r.unknown(&path, &known);
+                }
+                _ => {
+                    if let Some(v) = option_value(&mut r, &path, value) {
+                        options.retain(|(k, _): &(String, ConfigValue)| k != key);
+                        options.push((key.clone(), v));
+                        option_locations.insert(key.clone(), doc.at(&path));
+                    }
+                }
+            }
+        }
+    }
+    PluginConfig {
+        name: name.to_string(),
+        section: section.to_string(),
+        component,
+        grants,
+        limits,
+        options,
+        option_locations,
+        location: location.unwrap_or(Location {
+            file: PathBuf::new(),
+            line: 0,
+            column: 0,
+        }),
+    }
+}
+
+pub(super) fn read_grants(r: &mut Reader<'_>, pre: &[&str], t: &toml::Table, g: &mut GrantsConfig) {
+    for (key, value) in t {
+        let mut path = pre.to_vec();
+        path.push(key);
+        match key.as_str() {
+            "files" | "statvfs" => {
+                if let Some(list) = r.strings(&path, value) {
+                    for f in &list {
+                        if let Err(e) = grants::parse_path_glob(f) {
+                            r.err(&path, e);
+                        }
+                    }
+                    if key == "files" {
+                        &mut g.files
+                    } else {
+                        &mut g.statvfs
+                    }
+                    .extend(list);
+                }
+            }
+            "connect" => {
+                if let Some(list) = r.strings(&path, value) {
+                    for c in &list {
+                        if let Err(e) = grants::parse_socket(c) {
+                            r.err(&path, e);
+                        }
+                    }
+                    g.connect.extend(list);
+                }
+            }
+            "run_as" => {
+                if let Some(u) = r.string(&path, value) {
+                    match grants::lookup_user(&u) {
+                        Ok(_) => g.run_as = Some(u),
+                        Err(e) => r.err(&path, e),
+                    }
+                }
+            }
+            "directories" => {
+                if let Some(list) = r.strings(&path, value) {
+                    for d in list {
+                        if !d.starts_with('/') {
+                            r.err(&path, format!("{d:?} must be an absolute path"));
+                        } else {
+                            g.directories.push(PathBuf::from(d));
+                        }
+                    }
+                }
+            }
+            "commands" => match value {
+                Value::Array(items) => {
+                    for item in items {
+                        match r.strings(&path, item) {
+                            Some(argv) if matches!(item, Value::Array(_)) => {
+                                match grants::parse_command(&argv) {
+                                    Ok(_) => g.commands.push(argv),
+                                    Err(e) => r.err(&path, e),
+                                }
+                            }
+                            Some(_) => r.err(
+                                &path,
+                                "each command is a list: [\"/usr/bin/prog\", \"arg\", \"*\"]",
+                            ),
+                            None => {}
+                        }
+                    }
+                }
+                other => r.err(
+                    &path,
+                    format!("expected a list of argv lists, found {}", other.type_str()),
+                ),
+            },
+            _ => r.unknown(&path, GRANT_KEYS),
+        }
+    }
+}
+
+pub(super) fn read_limits(r: &mut Reader<'_>, pre: &[&str], t: &toml::Table, l: &mut Limits) {
+    for (key, value) in t {
+        let mut path = pre.to_vec();
+        path.push(key);
+        match key.as_str() {
+            "timeout" => {
+                if let Some(s) = r.positive(&path, value) {
+                    l.timeout = Some(Duration::from_secs_f64(s));
+                }
+            }
+            "command_timeout" => {
+                if let Some(s) = r.positive(&path, value) {
+                    l.command_timeout = Duration::from_secs_f64(s);
+                }
+            }
+            "socket_timeout" => {
+                if let Some(s) = r.positive(&path, value) {
+                    l.socket_timeout = Duration::from_secs_f64(s);
+                }
+            }
+            "fuel" => {
+                if let Some(n) = r.count(&path, value) {
+                    l.fuel = if n == 0 { None } else { Some(n) };
+                }
+            }
+            "memory_mb" => {
+                if let Some(n) = r.count(&path, value) {
+                    if n == 0 || n > 4096 {
+                        r.err(&path, "must be between 1 and 4096");
+                    } else {
+                        l.memory = (n as usize) << 20;
+                    }
+                }
+            }
+            "max_metrics" => {
+                if let Some(n) = r.count(&path, value) {
+                    l.max_metrics = n.min(u32::MAX as u64) as u32;
+                }
+            }
+            "max_read_bytes" => {
+                if let Some(n) = r.count(&path, value) {
+                    l.max_read_bytes = n;
+                }
+            }
+            _ => r.unknown(&path, LIMIT_KEYS),
+        }
+    }
+}
+
+pub(super) fn read_tenant(r: &mut Reader<'_>, name: &str, t: &toml::Table) -> TenantConfig {
+    let mut tc = TenantConfig {
+        name: name.to_string(),
+        prefix: format!("tenants.{name}"),
+        max_collectors: None,
+        max_memory: None,
+        max_metrics: None,
+        max_fuel: None,
+        interval: 60.0,
+        location: r.doc.at(&["tenants", name]),
+    };
+    if crate::metric::check_name(name).is_err() || name.contains('.') {
+        r.err(
+            &["tenants", name],
+            "a tenant name must be one metric path segment (letters, digits, _ -)",
+        );
+    }
+    for (k, v) in t {
+        let p = ["tenants", name, k.as_str()];
+        match k.as_str() {
+            "prefix" => {
+                if let Some(s) = r.string(&p, v) {
+                    if crate::metric::check_name(&s).is_err() {
+                        r.err(&p, format!("{s:?} is not a valid metric path"));
+                    }
+                    tc.prefix = s;
+                }
+            }
+            "max_collectors" => tc.max_collectors = r.count(&p, v),
+            "max_memory_mb" => tc.max_memory = r.count(&p, v).map(|n| (n as usize) << 20),
+            "max_metrics_per_interval" => tc.max_metrics = r.count(&p, v),
+            "max_fuel_per_interval" => tc.max_fuel = r.count(&p, v),
+            "interval" => {
+                if let Some(n) = r.positive(&p, v) {
+                    tc.interval = n;
+                }
+            }
+            _ => r.unknown(&p, TENANT_KEYS),
+        }
+    }
+    tc
+}
+
+pub(super) fn read_collector(
+    name: &str,
+    layers: &Layers<'_>,
+    config_dir: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Option<CollectorConfig> {
+    let mut host = BTreeMap::new();
+    let before = errors.len();
+    let plugin = read_plugin(
+        name,
+        &format!("collectors.{name}"),
+        layers,
+        COLLECTOR_KEYS,
+        config_dir,
+        errors,
+        &mut host,
+    );
+    let mut c = CollectorConfig {
+        plugin,
+        enabled: false,
+        interval: 300.0,
+        path: None,
+        path_prefix: "servers".into(),
+        path_suffix: String::new(),
+        instance_prefix: "instances".into(),
+        hostname: None,
+        hostname_method: HostnameMethod::Smart,
+        whitelist: None,
+        blacklist: None,
+        byte_unit: None,
+        measure_collector_time: false,
+        ttl_multiplier: 2,
+        tenant: None,
+    };
+    for (k, (layer, v)) in host {
+        let (d, prefix, _) = &layers[layer];
+        let mut path: Vec<&str> = prefix.iter().map(String::as_str).collect();
+        path.push(&k);
+        let mut r = Reader { doc: d, errors };
+        match k.as_str() {
+            "enabled" => c.enabled = r.boolean(&path, &v).unwrap_or(false),
+            "interval" => c.interval = r.positive(&path, &v).unwrap_or(c.interval),
+            "path" => c.path = r.string(&path, &v),
+            "path_prefix" => c.path_prefix = r.string(&path, &v).unwrap_or_default(),
+            "path_suffix" => c.path_suffix = r.string(&path, &v).unwrap_or_default(),
+            "instance_prefix" => c.instance_prefix = r.string(&path, &v).unwrap_or_default(),
+            "hostname" => c.hostname = r.string(&path, &v),
+            "hostname_method" => {
+                if let Some(s) = r.string(&path, &v) {
+                    match HostnameMethod::parse(&s) {
+                        Some(m) => c.hostname_method = m,
+                        None => r.err(
+                            &path,
+                            format!("unknown method {s:?} (one of: {})", HostnameMethod::NAMES),
+                        ),
+                    }
+                }
+            }
+            "metrics_whitelist" => c.whitelist = r.regex(&path, &v).flatten(),
+            "metrics_blacklist" => c.blacklist = r.regex(&path, &v).flatten(),
+            "byte_unit" => {
+                if let Some(list) = r.strings(&path, &v) {
+                    // Diamond splits a string on whitespace.
+                    c.byte_unit = Some(
+                        list.iter()
+                            .flat_map(|s| s.split_whitespace().map(str::to_string))
+                            .collect(),
+                    );
+                }
+            }
+            "measure_collector_time" => {
+                c.measure_collector_time = r.boolean(&path, &v).unwrap_or(false)
+            }
+            "ttl_multiplier" => {
+                c.ttl_multiplier = r.count(&path, &v).unwrap_or(2).min(u32::MAX as u64) as u32
+            }
+            "tenant" => c.tenant = r.string(&path, &v),
+            _ => {}
+        }
+    }
+    (errors.len() == before).then_some(c)
+}
