@@ -90,14 +90,12 @@ pub(super) fn grants_for(
         }
         for wanted in wanted {
             match key {
-                "files" => g.files.push(wanted),
-                "statvfs" => g.statvfs.push(wanted),
-                "commands" => g.commands.push(vec![wanted, "**".into()]),
+                "files" => g.allow_files(&wanted)?,
+                "statvfs" => g.allow_statvfs(&wanted)?,
+                "commands" => g.allow_command(&[wanted, "**".into()])?,
                 "connect" => {
                     // A capability filled from a malformed value is no grant.
-                    if crate::grants::parse_socket(&wanted).is_ok() {
-                        g.connect.push(wanted);
-                    }
+                    let _ = g.allow_connect(&wanted);
                 }
                 _ => {
                     if !wanted.is_empty() {
@@ -109,7 +107,7 @@ pub(super) fn grants_for(
             }
         }
     }
-    g.build(&p.section)
+    Ok(g)
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Configuration errors: where (file, line, column), which key, what; all
 //! of them at once.
 
-#[allow(unused_imports)]
-use super::*;
+use std::fmt;
+use std::path::PathBuf;
 
 /// Where something is in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]

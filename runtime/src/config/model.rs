@@ -1,8 +1,17 @@
 //! The validated configuration: server, plugins (collectors, handlers),
 //! their grants and limits, tenants.
 
-#[allow(unused_imports)]
-use super::*;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use regex::Regex;
+
+use super::Location;
+use crate::bindings::types::ConfigValue;
+use crate::grants::Grants;
+use crate::hostname::HostnameMethod;
 
 /// Per-plugin limits (`[collectors.NAME.limits]`, `[handlers.NAME.limits]`).
 #[derive(Debug, Clone, PartialEq)]
@@ -56,73 +65,6 @@ impl fmt::Display for ComponentRef {
     }
 }
 
-/// The raw grants as written, before capabilities are folded in.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GrantsConfig {
-    /// `files`.
-    pub files: Vec<String>,
-    /// `statvfs`.
-    pub statvfs: Vec<String>,
-    /// `commands`.
-    pub commands: Vec<Vec<String>>,
-    /// `connect`.
-    pub connect: Vec<String>,
-    /// `directories`.
-    pub directories: Vec<PathBuf>,
-    /// `run_as`: the user granted commands run as.
-    pub run_as: Option<String>,
-}
-
-impl GrantsConfig {
-    /// Parses the grants into their typed form (already validated at load).
-    pub fn build(&self, section: &str) -> Result<Grants, String> {
-        // A grant under a symlinked directory (/var/run -> /run) also
-        // grants the same glob under the link's target, since paths are
-        // checked after canonicalisation.
-        let mut files = self.files.clone();
-        for f in &self.files {
-            if let Some(v) = grants::canonical_variant(f) {
-                files.push(v);
-            }
-        }
-        Ok(Grants {
-            section: section.to_string(),
-            files: files
-                .iter()
-                .map(|f| grants::parse_path_glob(f))
-                .collect::<Result<_, _>>()?,
-            statvfs: self
-                .statvfs
-                .iter()
-                .map(|f| grants::parse_path_glob(f))
-                .collect::<Result<_, _>>()?,
-            commands: self
-                .commands
-                .iter()
-                .map(|c| grants::parse_command(c))
-                .collect::<Result<_, _>>()?,
-            connect: self
-                .connect
-                .iter()
-                .flat_map(|c| {
-                    // A Unix socket under a symlinked directory, likewise.
-                    let variant = c
-                        .strip_prefix("unix:")
-                        .and_then(grants::canonical_variant)
-                        .map(|v| format!("unix:{v}"));
-                    std::iter::once(c.clone()).chain(variant)
-                })
-                .map(|c| grants::parse_socket(&c))
-                .collect::<Result<_, _>>()?,
-            directories: self.directories.clone(),
-            run_as: match &self.run_as {
-                Some(u) => Some(grants::lookup_user(u)?),
-                None => None,
-            },
-        })
-    }
-}
-
 /// Settings shared by collectors and handlers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PluginConfig {
@@ -132,8 +74,8 @@ pub struct PluginConfig {
     pub section: String,
     /// The component.
     pub component: ComponentRef,
-    /// Grants as configured.
-    pub grants: GrantsConfig,
+    /// Grants as configured, parsed (capabilities are added at load).
+    pub grants: Grants,
     /// Limits.
     pub limits: Limits,
     /// The plugin's own keys, in file order.

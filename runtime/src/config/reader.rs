@@ -1,8 +1,14 @@
 //! A span-aware TOML reader: typed getters that record an error with the
 //! file, line, column and key instead of stopping at the first.
 
-#[allow(unused_imports)]
-use super::*;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use toml::Value;
+
+use super::{ConfigError, Location, MetricFilter};
+use crate::bindings::types::ConfigValue;
 
 /// A parsed TOML file with the position of every key.
 pub(super) struct Doc {

@@ -1,8 +1,17 @@
 //! The known keys of each section and the readers of the plugin, grants,
 //! limits, tenant and collector sections (with `[…default]` layering).
 
-#[allow(unused_imports)]
-use super::*;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Value;
+
+use super::reader::{option_value, Doc, Reader};
+use super::{CollectorConfig, ComponentRef, ConfigError, Limits, Location, PluginConfig};
+use crate::bindings::types::ConfigValue;
+use crate::grants::Grants;
+use crate::hostname::HostnameMethod;
 
 pub(super) const SERVER_KEYS: &[&str] = &[
     "handlers",
@@ -84,7 +93,7 @@ pub(super) fn read_plugin(
     host_values: &mut BTreeMap<String, (usize, Value)>,
 ) -> PluginConfig {
     let mut component = ComponentRef::Builtin(name.to_string());
-    let mut grants = GrantsConfig::default();
+    let mut grants = Grants::for_section(section);
     let mut limits = Limits::default();
     let mut options = Vec::new();
     let mut option_locations = HashMap::new();
@@ -158,52 +167,36 @@ pub(super) fn read_plugin(
     }
 }
 
-pub(super) fn read_grants(r: &mut Reader<'_>, pre: &[&str], t: &toml::Table, g: &mut GrantsConfig) {
+pub(super) fn read_grants(r: &mut Reader<'_>, pre: &[&str], t: &toml::Table, g: &mut Grants) {
     for (key, value) in t {
         let mut path = pre.to_vec();
         path.push(key);
         match key.as_str() {
-            "files" | "statvfs" => {
-                if let Some(list) = r.strings(&path, value) {
-                    for f in &list {
-                        if let Err(e) = grants::parse_path_glob(f) {
-                            r.err(&path, e);
-                        }
+            "files" | "statvfs" | "connect" => {
+                for entry in r.strings(&path, value).unwrap_or_default() {
+                    let added = match key.as_str() {
+                        "files" => g.allow_files(&entry),
+                        "statvfs" => g.allow_statvfs(&entry),
+                        _ => g.allow_connect(&entry),
+                    };
+                    if let Err(e) = added {
+                        r.err(&path, e);
                     }
-                    if key == "files" {
-                        &mut g.files
-                    } else {
-                        &mut g.statvfs
-                    }
-                    .extend(list);
-                }
-            }
-            "connect" => {
-                if let Some(list) = r.strings(&path, value) {
-                    for c in &list {
-                        if let Err(e) = grants::parse_socket(c) {
-                            r.err(&path, e);
-                        }
-                    }
-                    g.connect.extend(list);
                 }
             }
             "run_as" => {
                 if let Some(u) = r.string(&path, value) {
-                    match grants::lookup_user(&u) {
-                        Ok(_) => g.run_as = Some(u),
-                        Err(e) => r.err(&path, e),
+                    if let Err(e) = g.run_as_user(&u) {
+                        r.err(&path, e);
                     }
                 }
             }
             "directories" => {
-                if let Some(list) = r.strings(&path, value) {
-                    for d in list {
-                        if !d.starts_with('/') {
-                            r.err(&path, format!("{d:?} must be an absolute path"));
-                        } else {
-                            g.directories.push(PathBuf::from(d));
-                        }
+                for d in r.strings(&path, value).unwrap_or_default() {
+                    if !d.starts_with('/') {
+                        r.err(&path, format!("{d:?} must be an absolute path"));
+                    } else {
+                        g.directories.push(PathBuf::from(d));
                     }
                 }
             }
@@ -212,9 +205,8 @@ pub(super) fn read_grants(r: &mut Reader<'_>, pre: &[&str], t: &toml::Table, g: 
                     for item in items {
                         match r.strings(&path, item) {
                             Some(argv) if matches!(item, Value::Array(_)) => {
-                                match grants::parse_command(&argv) {
-                                    Ok(_) => g.commands.push(argv),
-                                    Err(e) => r.err(&path, e),
+                                if let Err(e) = g.allow_command(&argv) {
+                                    r.err(&path, e);
                                 }
                             }
                             Some(_) => r.err(
@@ -284,49 +276,6 @@ pub(super) fn read_limits(r: &mut Reader<'_>, pre: &[&str], t: &toml::Table, l: 
     }
 }
 
-pub(super) fn read_tenant(r: &mut Reader<'_>, name: &str, t: &toml::Table) -> TenantConfig {
-    let mut tc = TenantConfig {
-        name: name.to_string(),
-        prefix: format!("tenants.{name}"),
-        max_collectors: None,
-        max_memory: None,
-        max_metrics: None,
-        max_fuel: None,
-        interval: 60.0,
-        location: r.doc.at(&["tenants", name]),
-    };
-    if crate::metric::check_name(name).is_err() || name.contains('.') {
-        r.err(
-            &["tenants", name],
-            "a tenant name must be one metric path segment (letters, digits, _ -)",
-        );
-    }
-    for (k, v) in t {
-        let p = ["tenants", name, k.as_str()];
-        match k.as_str() {
-            "prefix" => {
-                if let Some(s) = r.string(&p, v) {
-                    if crate::metric::check_name(&s).is_err() {
-                        r.err(&p, format!("{s:?} is not a valid metric path"));
-                    }
-                    tc.prefix = s;
-                }
-            }
-            "max_collectors" => tc.max_collectors = r.count(&p, v),
-            "max_memory_mb" => tc.max_memory = r.count(&p, v).map(|n| (n as usize) << 20),
-            "max_metrics_per_interval" => tc.max_metrics = r.count(&p, v),
-            "max_fuel_per_interval" => tc.max_fuel = r.count(&p, v),
-            "interval" => {
-                if let Some(n) = r.positive(&p, v) {
-                    tc.interval = n;
-                }
-            }
-            _ => r.unknown(&p, TENANT_KEYS),
-        }
-    }
-    tc
-}
-
 pub(super) fn read_collector(
     name: &str,
     layers: &Layers<'_>,
@@ -361,12 +310,8 @@ pub(super) fn read_collector(
         ttl_multiplier: 2,
         tenant: None,
     };
-    for (k, (layer, v)) in host {
-        let (d, prefix, _) = &layers[layer];
-        let mut path: Vec<&str> = prefix.iter().map(String::as_str).collect();
-        path.push(&k);
-        let mut r = Reader { doc: d, errors };
-        match k.as_str() {
+    each_host_key(layers, host, errors, |r, path, k, v| {
+        match k {
             "enabled" => c.enabled = r.boolean(&path, &v).unwrap_or(false),
             "interval" => c.interval = r.positive(&path, &v).unwrap_or(c.interval),
             "path" => c.path = r.string(&path, &v),
@@ -406,6 +351,22 @@ pub(super) fn read_collector(
             "tenant" => c.tenant = r.string(&path, &v),
             _ => {}
         }
-    }
+    });
     (errors.len() == before).then_some(c)
+}
+
+/// Calls `read` with a reader of the right file, the dotted path, the key
+/// and the value, for each host key `read_plugin` collected.
+pub(super) fn each_host_key(
+    layers: &Layers<'_>,
+    host: BTreeMap<String, (usize, Value)>,
+    errors: &mut Vec<ConfigError>,
+    mut read: impl FnMut(&mut Reader<'_>, &[&str], &str, &Value),
+) {
+    for (k, (layer, v)) in host {
+        let (doc, prefix, _) = &layers[layer];
+        let mut path: Vec<&str> = prefix.iter().map(String::as_str).collect();
+        path.push(&k);
+        read(&mut Reader { doc, errors }, &path, &k, &v);
+    }
 }

@@ -113,7 +113,7 @@ fn per_collector_files_override_the_main_file() {
 #[test]
 fn run_as_names_a_real_user() {
     let c = load_str("[collectors.x.grants]\nrun_as = \"nobody\"\n").unwrap();
-    let g = c.collectors[0].plugin.grants.build("collectors.x").unwrap();
+    let g = &c.collectors[0].plugin.grants;
     assert!(g.run_as.is_some());
     let errs = load_str("[collectors.x.grants]\nrun_as = \"no-such-user-here\"\n").unwrap_err();
     assert!(
@@ -136,4 +136,25 @@ fn syntax_errors_have_a_position() {
 fn unused_handler_sections_are_errors() {
     let errs = load_str("[handlers.graphite]\nhost = \"x\"\n").unwrap_err();
     assert!(errs.0[0].message.contains("not used"), "{errs}");
+}
+
+#[test]
+fn collector_paths_and_filters_follow_the_config() {
+    let c = load_str("[collectors.cpu]\n").unwrap();
+    let p = c.collectors[0].paths(Some("web1"), "cpu");
+    assert_eq!(p.path("total.idle", None), "servers.web1.cpu.total.idle");
+    assert_eq!(p.path("x", Some("db2")), "instances.db2.cpu.x");
+    let c = load_str("[collectors.cpu]\npath_prefix = \"\"\npath_suffix = \"s\"\npath = \".\"\n")
+        .unwrap();
+    assert_eq!(
+        c.collectors[0].paths(Some("h"), "cpu").path("n", None),
+        "h.s.n"
+    );
+    let c = load_str(
+        "[collectors.cpu]\nmetrics_whitelist = \"total\\\\.\"\nmetrics_blacklist = \"total\"\n",
+    )
+    .unwrap();
+    let f = c.collectors[0].filter();
+    assert!(f.keep("total.idle"));
+    assert!(!f.keep("cpu0.total.idle"));
 }

@@ -6,7 +6,7 @@ use std::path::{Component, Path};
 
 use glob::Pattern;
 
-use super::{ArgPattern, CommandGrant, HostPattern, SocketGrant};
+use super::{ArgPattern, CommandGrant, Grants, HostPattern, SocketGrant};
 
 /// Looks a user name (or a numeric uid) up in the password database.
 pub fn lookup_user(name: &str) -> Result<(u32, u32), String> {
@@ -137,6 +137,55 @@ pub fn parse_socket(s: &str) -> Result<SocketGrant, String> {
         HostPattern::Name(host.to_ascii_lowercase())
     };
     Ok(SocketGrant::Net { proto, host, port })
+}
+
+impl Grants {
+    /// No grants yet, for the plugin of config section `section`.
+    pub fn for_section(section: &str) -> Self {
+        Grants {
+            section: section.to_string(),
+            ..Grants::default()
+        }
+    }
+
+    /// Adds a `files` glob; a glob under a symlinked directory (`/var/run`
+    /// -> `/run`) also grants the same glob under the link's target, since
+    /// paths are checked after canonicalisation.
+    pub fn allow_files(&mut self, glob: &str) -> Result<(), String> {
+        self.files.push(parse_path_glob(glob)?);
+        if let Some(v) = canonical_variant(glob) {
+            self.files.push(parse_path_glob(&v)?);
+        }
+        Ok(())
+    }
+
+    /// Adds a `statvfs` glob.
+    pub fn allow_statvfs(&mut self, glob: &str) -> Result<(), String> {
+        self.statvfs.push(parse_path_glob(glob)?);
+        Ok(())
+    }
+
+    /// Adds a `commands` argv pattern.
+    pub fn allow_command(&mut self, argv: &[String]) -> Result<(), String> {
+        self.commands.push(parse_command(argv)?);
+        Ok(())
+    }
+
+    /// Adds a `connect` entry; a Unix socket under a symlinked directory
+    /// also under the link's target.
+    pub fn allow_connect(&mut self, entry: &str) -> Result<(), String> {
+        self.connect.push(parse_socket(entry)?);
+        if let Some(v) = entry.strip_prefix("unix:").and_then(canonical_variant) {
+            self.connect.push(parse_socket(&format!("unix:{v}"))?);
+        }
+        Ok(())
+    }
+
+    /// Sets `run_as` to a user name (or numeric uid) of this host.
+    pub fn run_as_user(&mut self, name: &str) -> Result<(), String> {
+        self.run_as = Some(lookup_user(name)?);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
