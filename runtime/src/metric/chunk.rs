@@ -378,3 +378,114 @@ impl<'a> IntoIterator for &'a Chunk {
         Box::new(self.iter())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::bindings::types::MetricKind;
+
+    fn source() -> Arc<Source> {
+        Arc::new(Source {
+            host: "h".into(),
+            collector: "c".into(),
+            tenant: None,
+            ttl: 20,
+        })
+    }
+
+    #[test]
+    fn chunks_keep_shared_columns_and_read_back_exactly() {
+        let src = source();
+        let mut a = Chunk::default();
+        for i in 0..4 {
+            a.push(
+                &format!("a.m{i}"),
+                i as f64,
+                2,
+                MetricKind::Gauge,
+                100,
+                None,
+                &src,
+            )
+            .unwrap();
+        }
+        // Every column but the lines, ends, path lengths and values is one
+        // shared entry.
+        assert_eq!(
+            (a.precisions.len(), a.timestamps.len(), a.source_ids.len()),
+            (1, 1, 1)
+        );
+        let mut b = Chunk::default();
+        b.push("b.x", 0.125, 3, MetricKind::Counter, 101, Some(7.0), &src)
+            .unwrap();
+        let mut c = Chunk::default();
+        c.extend_range(&a, 1..3);
+        c.extend_range(&b, 0..1);
+        c.extend_range(&a, 3..4);
+        let got: Vec<String> = c.iter().map(|m| m.line.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "a.m1 1.00 100\n",
+                "a.m2 2.00 100\n",
+                "b.x 0.125 101\n",
+                "a.m3 3.00 100\n"
+            ]
+        );
+        let x = c.get(2);
+        assert_eq!(
+            (x.path, x.precision, x.kind, x.timestamp, x.raw_value),
+            ("b.x", 3, MetricKind::Counter, 101, Some(7.0))
+        );
+        assert_eq!((c.get(3).precision, c.get(3).raw_value), (2, None));
+        assert_eq!(c.lines(), got.concat());
+        let batch = c.into_batch();
+        assert_eq!(batch.precisions, [2, 2, 3, 2]);
+        assert_eq!(batch.source_ids, [0], "one source: shared");
+        assert_eq!(batch.path_lens, [4, 4, 3, 4]);
+        assert_eq!(batch.lines, got.concat().into_bytes());
+    }
+
+    #[test]
+    fn host_made_paths_are_checked() {
+        let src = source();
+        let mut c = Chunk::default();
+        assert!(c
+            .push("a b", 1.0, 0, MetricKind::Gauge, 1, None, &src)
+            .is_err());
+        assert!(c
+            .push("a.b", f64::NAN, 0, MetricKind::Gauge, 1, None, &src)
+            .is_err());
+        assert!(c
+            .push("", 1.0, 0, MetricKind::Gauge, 1, None, &src)
+            .is_err());
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn overlong_paths_are_refused_and_taken_back() {
+        let src = source();
+        let mut c = Chunk::default();
+        c.push("a.b", 1.0, 0, MetricKind::Gauge, 5, None, &src)
+            .unwrap();
+        let long = "x".repeat(u16::MAX as usize + 1);
+        let e = c
+            .push(&long, 1.0, 0, MetricKind::Gauge, 5, None, &src)
+            .unwrap_err();
+        assert!(e.to_string().contains("over 65535 bytes"), "{e}");
+        assert_eq!(
+            c.lines(),
+            "a.b 1 5\n",
+            "the refused line left nothing behind"
+        );
+        // How many lines fit a byte budget.
+        c.push("a.c", 2.0, 0, MetricKind::Gauge, 5, None, &src)
+            .unwrap();
+        assert_eq!(c.fitting(0, 2, 8), 1);
+        assert_eq!(c.fitting(0, 2, 16), 2);
+        assert_eq!(c.fitting(1, 5, 8), 1);
+        assert_eq!(c.fitting(0, 2, 7), 0);
+    }
+}

@@ -29,3 +29,22 @@ impl Filter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex::Regex;
+
+    #[test]
+    fn whitelist_is_anchored_and_wins() {
+        let w = Regex::new("total\\.").unwrap();
+        let b = Regex::new("total").unwrap();
+        let f = Filter::new(Some(&w), Some(&b));
+        assert!(f.keep("total.idle"));
+        assert!(!f.keep("cpu0.total.idle"));
+        let b = Regex::new("cpu[0-9]+").unwrap();
+        let f = Filter::new(None, Some(&b));
+        assert!(!f.keep("cpu1.idle"));
+        assert!(f.keep("total.idle"));
+    }
+}

@@ -89,3 +89,19 @@ pub(crate) fn check_value(
 pub fn check_name(name: &str) -> Result<(), Rejection> {
     check_name_bytes(name.as_bytes()).map(|_| ())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("cpu0.idle").is_ok());
+        assert!(check_name("IO-APIC-edge.timer.0.CPU0").is_ok());
+        assert!(check_name("has space").is_err());
+        assert!(check_name("new\nline").is_err());
+        assert!(check_name("a..b").is_err());
+        assert!(check_name(&"x".repeat(10_000)).is_err());
+        assert!(check_name("").is_err());
+    }
+}

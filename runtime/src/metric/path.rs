@@ -90,3 +90,20 @@ pub(crate) fn push_path(out: &mut String, base: &str, name: &str) {
     }
     out.push_str(name);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_as_diamond() {
+        // Diamond's defaults: path_prefix "servers", instance_prefix "instances".
+        let p = PathBuilder::new("servers", "", None, "instances", Some("web1"), "cpu");
+        assert_eq!(p.path("total.idle", None), "servers.web1.cpu.total.idle");
+        assert_eq!(p.path("x", Some("db2")), "instances.db2.cpu.x");
+        let p = PathBuilder::new("", "s", Some("."), "instances", Some("h"), "cpu");
+        assert_eq!(p.path("n", None), "h.s.n");
+        let p = PathBuilder::new("", "s", Some("."), "instances", None, "cpu");
+        assert_eq!(p.path("n", None), "s.n");
+    }
+}

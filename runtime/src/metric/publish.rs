@@ -330,3 +330,109 @@ pub fn truncate(set: &mut MetricSet, n: usize) {
     cut(&mut set.raw_values, n, total);
     cut(&mut set.instance_ids, n, total);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric::{Filter, PathBuilder, Rejection};
+
+    /// The publication of a `cpu` collector on host `web1` (Diamond's
+    /// default paths), with an optional blacklist.
+    fn cpu_on_web1(keys: Option<&str>, tenant: Option<(String, String)>) -> Publication {
+        let blacklist = keys.map(|k| regex::Regex::new(k).unwrap());
+        Publication {
+            paths: PathBuilder::new("servers", "", None, "instances", Some("web1"), "cpu"),
+            filter: Filter::new(None, blacklist.as_ref()),
+            ttl: 1,
+            collector: "cpu".into(),
+            tenant,
+        }
+    }
+
+    #[test]
+    fn a_tenant_prefix_covers_host_made_paths() {
+        let p = cpu_on_web1(None, Some(("acme".into(), "tenants.acme".into())));
+        assert_eq!(
+            p.path("collector_time_ms"),
+            "tenants.acme.servers.web1.cpu.collector_time_ms"
+        );
+    }
+
+    fn gauge(name: &str, value: f64) -> Metric {
+        Metric {
+            name: name.into(),
+            value,
+            precision: 1,
+            kind: MetricKind::Gauge,
+            timestamp: None,
+            instance: None,
+            raw_value: None,
+        }
+    }
+
+    #[test]
+    fn declared_and_named_metrics_mix_in_one_set() {
+        let p = cpu_on_web1(None, None);
+        let mut table = SeriesTable::default();
+        table.declare(b"d0d1", &[2, 4], None, 10).unwrap();
+        // named a, declared d1, named b, declared d0, unknown 7, declared NaN
+        let mut set = set_of(vec![
+            gauge("a", 1.0),
+            gauge("", 2.0),
+            gauge("b", 3.0),
+            gauge("", 4.0),
+            gauge("", 5.0),
+            gauge("", f64::NAN),
+        ]);
+        set.names = b"ab".to_vec();
+        set.name_ends = vec![1, 2];
+        set.series = vec![NAMED, 1, NAMED, 0, 7, 0];
+        let checked = p.publish_with(set.clone(), 9, &mut table);
+        assert_eq!(
+            checked.published.lines(),
+            "servers.web1.cpu.a 1.0 9\nservers.web1.cpu.d1 2.0 9\nservers.web1.cpu.b 3.0 9\nservers.web1.cpu.d0 4.0 9\n"
+        );
+        assert_eq!(checked.rejected, 2, "{:?}", checked.reasons);
+        assert!(checked.reasons[0]
+            .to_string()
+            .contains("series 7 was not declared"));
+        assert!(matches!(checked.reasons[1], Rejection::Value(_)));
+        // Without the table, declared metrics are unknown.
+        assert_eq!(p.publish(set.clone(), 9).rejected, 4);
+        // `max_metrics` keeps the first metrics, names and series alike.
+        let mut cut = set.clone();
+        truncate(&mut cut, 3);
+        assert_eq!(
+            (cut.series.len(), cut.name_ends.len(), cut.names.len()),
+            (3, 2, 2)
+        );
+        assert_eq!(count(&cut), 3);
+        let mut cut = set.clone();
+        truncate(&mut cut, 2);
+        assert_eq!((cut.name_ends.len(), cut.names.as_slice()), (1, &b"a"[..]));
+        // Names that do not match the series column are malformed.
+        let mut bad = set;
+        bad.name_ends = vec![1];
+        bad.names = b"a".to_vec();
+        let checked = p.publish_with(bad, 9, &mut table);
+        assert_eq!((checked.published.len(), checked.rejected), (0, 6));
+    }
+
+    #[test]
+    fn declared_metrics_are_checked_in_the_order_named_ones_are() {
+        let p = cpu_on_web1(Some("secret"), None);
+        let mut table = SeriesTable::default();
+        table.declare(b"secret", &[6], None, 10).unwrap();
+        // NaN under a filtered name: rejected either way (values before filters).
+        let mut named = set_of(vec![gauge("secret", f64::NAN), gauge("secret", 1.0)]);
+        let mut declared = named.clone();
+        declared.names.clear();
+        declared.name_ends.clear();
+        declared.series = vec![0, 0];
+        for set in [&mut named, &mut declared] {
+            let c = p.publish_with(set.clone(), 9, &mut table);
+            assert_eq!((c.rejected, c.filtered, c.published.len()), (1, 1, 0));
+            assert!(matches!(c.reasons[0], Rejection::Value(_)));
+        }
+    }
+}
