@@ -93,9 +93,9 @@ impl Collector for Ceph {
             socket_prefix: config
                 .str("socket_prefix")
                 .unwrap_or_else(|| "ceph-".into()),
-            socket_ext: config.str("socket_ext").unwrap_or_else(|| "asok".into()),
+            socket_ext: config.text("socket_ext")?,
             binary,
-            timeout_ms: (config.f64("timeout", 10.0)? * 1000.0).clamp(1.0, 3_600_000.0) as u32,
+            timeout_ms: (config.f64("timeout")? * 1000.0).clamp(1.0, 3_600_000.0) as u32,
         })
     }
 

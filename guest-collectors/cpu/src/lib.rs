@@ -197,10 +197,10 @@ impl Collector for Cpu {
             Some(s) => return Err(format!("`xenfix` must be auto or false, not {s:?}")),
         };
         Ok(Cpu {
-            percore: config.bool("percore", true)?,
-            normalize: config.bool("normalize", false)?,
-            simple: config.bool("simple", false)?,
-            interval: config.f64("interval", 300.0)?,
+            percore: config.bool("percore")?,
+            normalize: config.bool("normalize")?,
+            simple: config.bool("simple")?,
+            interval: config.f64("interval")?,
             xenfix,
             derivative: Derivative::new(),
             last_simple: None,

@@ -250,16 +250,16 @@ impl Collector for DiskUsage {
 
     fn configure(config: &Config) -> Result<Self, String> {
         let anchored = |s: &str| Regex::new(&format!("^(?:{s})"));
-        let devices = config.str("devices").unwrap_or_else(|| DEVICES.into());
+        let devices = config.text("devices")?;
         let devices = anchored(&devices).map_err(|e| format!("`devices`: {e}"))?;
         let exclude = match config.str("exclude_devices").filter(|s| !s.is_empty()) {
             Some(s) => Some(anchored(&s).map_err(|e| format!("`exclude_devices`: {e}"))?),
             None => None,
         };
-        if config.bool("persistent_naming", false)? {
+        if config.bool("persistent_naming")? {
             return Err("`persistent_naming` is not supported; set it to false".into());
         }
-        let sector_size = config.f64("sector_size", 512.0)?.trunc();
+        let sector_size = config.f64("sector_size")?.trunc();
         if sector_size <= 0.0 || sector_size > 1024.0 {
             return Err(format!(
                 "`sector_size` must be between 1 and 1024, not {sector_size}"
@@ -275,8 +275,8 @@ impl Collector for DiskUsage {
             exclude,
             sector_size,
             units,
-            interval: config.f64("interval", 300.0)?,
-            send_zero: config.bool("send_zero", false)?,
+            interval: config.f64("interval")?,
+            send_zero: config.bool("send_zero")?,
             last_time: None,
             derivative: Derivative::new(),
         })

@@ -27,7 +27,7 @@ impl Collector for Filestat {
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
-        if config.bool("collect_user_data", false)? {
+        if config.bool("collect_user_data")? {
             return Err(
                 "`collect_user_data` (lsof per user) is not supported; set it to false".into(),
             );

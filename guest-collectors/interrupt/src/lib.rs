@@ -96,7 +96,7 @@ impl Collector for Interrupt {
 
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(Interrupt {
-            interval: config.f64("interval", 300.0)?,
+            interval: config.f64("interval")?,
             derivative: Derivative::new(),
         })
     }

@@ -86,7 +86,7 @@ impl Collector for Loadavg {
 
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(Loadavg {
-            simple: config.bool("simple", false)?,
+            simple: config.bool("simple")?,
         })
     }
 

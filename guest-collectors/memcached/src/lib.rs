@@ -117,7 +117,7 @@ impl Collector for Memcached {
         Ok(Memcached {
             servers: config.list("hosts").iter().map(|h| parse_host(h)).collect(),
             publish: config.list("publish"),
-            interval: config.f64("interval", 300.0)?,
+            interval: config.f64("interval")?,
             derivative: Derivative::new(),
         })
     }

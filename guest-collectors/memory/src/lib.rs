@@ -151,7 +151,7 @@ impl Collector for Memory {
             Unit::parse(first).ok_or_else(|| format!("`byte_unit`: unknown unit {first:?}"))?;
         Ok(Memory {
             unit,
-            detailed: config.bool("detailed", false)?,
+            detailed: config.bool("detailed")?,
         })
     }
 

@@ -109,7 +109,7 @@ impl Collector for Network {
 
     fn configure(config: &Config) -> Result<Self, String> {
         let interfaces = config.list("interfaces");
-        let regex = interface_regex(&interfaces, config.bool("greedy", true)?)?;
+        let regex = interface_regex(&interfaces, config.bool("greedy")?)?;
         let mut units = Vec::new();
         for u in config.list("byte_unit") {
             let unit = Unit::parse(&u).ok_or_else(|| format!("`byte_unit`: unknown unit {u:?}"))?;
@@ -118,7 +118,7 @@ impl Collector for Network {
         Ok(Network {
             regex,
             units,
-            interval: config.f64("interval", 300.0)?,
+            interval: config.f64("interval")?,
             derivative: Derivative::new(),
         })
     }

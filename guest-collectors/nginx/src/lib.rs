@@ -103,14 +103,14 @@ impl Collector for Nginx {
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
-        if config.bool("req_ssl", false)? {
+        if config.bool("req_ssl")? {
             return Err(
                 "`req_ssl`: HTTPS is not supported; serve stub_status over plain HTTP on localhost"
                     .into(),
             );
         }
-        let host = config.str("req_host").unwrap_or_else(|| "localhost".into());
-        let port = config.f64("req_port", 8080.0)?;
+        let host = config.text("req_host")?;
+        let port = config.f64("req_port")?;
         let header = config
             .str("req_host_header")
             .filter(|h| !h.is_empty())
@@ -127,7 +127,7 @@ impl Collector for Nginx {
             address: format!("{host}:{port}"),
             host_header: header,
             path,
-            interval: config.f64("interval", 300.0)?,
+            interval: config.f64("interval")?,
             derivative: Derivative::new(),
         })
     }

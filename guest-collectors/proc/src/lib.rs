@@ -25,7 +25,7 @@ impl Collector for Proc {
 
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(Proc {
-            interval: config.f64("interval", 300.0)?,
+            interval: config.f64("interval")?,
             derivative: Derivative::new(),
         })
     }

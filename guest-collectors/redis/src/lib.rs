@@ -348,8 +348,8 @@ impl Collector for Redis {
     fn configure(config: &Config) -> Result<Self, String> {
         let mut specs = config.list("instances");
         if specs.is_empty() {
-            let host = config.str("host").unwrap_or_else(|| "localhost".into());
-            let port = config.f64("port", 6379.0)?;
+            let host = config.text("host")?;
+            let port = config.f64("port")?;
             let auth = config.str("auth").filter(|a| !a.is_empty());
             specs.push(match auth {
                 Some(a) => format!("{host}:{port}/{a}"),
@@ -362,8 +362,8 @@ impl Collector for Redis {
             .collect::<Result<_, _>>()?;
         Ok(Redis {
             instances,
-            timeout_ms: (config.f64("timeout", 5.0)? * 1000.0).clamp(1.0, 600_000.0) as u32,
-            databases: config.f64("databases", 16.0)?.clamp(0.0, 100_000.0) as u32,
+            timeout_ms: (config.f64("timeout")? * 1000.0).clamp(1.0, 600_000.0) as u32,
+            databases: config.f64("databases")?.clamp(0.0, 100_000.0) as u32,
         })
     }
 

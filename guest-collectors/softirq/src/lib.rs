@@ -27,7 +27,7 @@ impl Collector for Softirq {
 
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(Softirq {
-            interval: config.f64("interval", 300.0)?,
+            interval: config.f64("interval")?,
             derivative: Derivative::new(),
         })
     }

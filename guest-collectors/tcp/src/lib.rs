@@ -63,7 +63,7 @@ impl Collector for Tcp {
         Ok(Tcp {
             allowed: config.list("allowed_names"),
             gauges: config.list("gauges"),
-            interval: config.f64("interval", 300.0)?,
+            interval: config.f64("interval")?,
             derivative: Derivative::new(),
         })
     }

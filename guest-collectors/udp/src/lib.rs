@@ -38,7 +38,7 @@ impl Collector for Udp {
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(Udp {
             allowed: config.list("allowed_names"),
-            interval: config.f64("interval", 300.0)?,
+            interval: config.f64("interval")?,
             derivative: Derivative::new(),
         })
     }

@@ -51,7 +51,7 @@ impl Collector for Vmstat {
 
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(Vmstat {
-            interval: config.f64("interval", 300.0)?,
+            interval: config.f64("interval")?,
             derivative: Derivative::new(),
         })
     }

@@ -126,7 +126,7 @@ impl Handler for Archive {
                 "`log_file` must be an absolute path, not {log_file:?}"
             ));
         }
-        let days = config.f64("days", 7.0)?;
+        let days = config.f64("days")?;
         if days < 0.0 {
             return Err("`days` must not be negative".into());
         }

@@ -8,7 +8,6 @@
 //! is sent again ([`LineSender`]): delivery is at least once, and carbon
 //! keeps one value per series and second, so a repeat is harmless.
 
-use wdiamond_sdk::bindings::wdiamond::plugin::sockets::Protocol;
 use wdiamond_sdk::net::{host_port, LineSender};
 use wdiamond_sdk::{
     export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
@@ -19,15 +18,14 @@ pub struct Graphite {
     sender: LineSender,
 }
 
-/// Reads `host`, `port`, `proto` and `timeout` (shared with the pickle
-/// handler's defaults but for the port).
-pub fn sender(config: &Config, default_port: u16) -> Result<LineSender, String> {
-    let host = config.str("host").unwrap_or_else(|| "localhost".into());
-    let port = config.port("port", default_port)?;
-    let proto = config.protocol("proto", Protocol::Tcp)?;
-    let timeout_ms = config.timeout_ms("timeout", 15.0)?;
-    let keepalive = if config.bool("keepalive", false)? {
-        Some(config.f64("keepaliveinterval", 10.0)?.clamp(1.0, 7200.0) as u32)
+/// Reads `host`, `port`, `proto`, `timeout` and the keepalive keys.
+pub fn sender(config: &Config) -> Result<LineSender, String> {
+    let host = config.text("host")?;
+    let port = config.port("port")?;
+    let proto = config.protocol("proto")?;
+    let timeout_ms = config.timeout_ms("timeout")?;
+    let keepalive = if config.bool("keepalive")? {
+        Some(config.f64("keepaliveinterval")?.clamp(1.0, 7200.0) as u32)
     } else {
         None
     };
@@ -55,7 +53,7 @@ impl Handler for Graphite {
 
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(Graphite {
-            sender: sender(config, 2003)?,
+            sender: sender(config)?,
         })
     }
 

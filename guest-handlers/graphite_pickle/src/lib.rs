@@ -102,9 +102,9 @@ impl Handler for Pickle {
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
-        let host = config.str("host").unwrap_or_else(|| "localhost".into());
-        let port = config.port("port", 2004)?;
-        let timeout_ms = config.timeout_ms("timeout", 15.0)?;
+        let host = config.text("host")?;
+        let port = config.port("port")?;
+        let timeout_ms = config.timeout_ms("timeout")?;
         Ok(Pickle {
             sender: LineSender::new(Protocol::Tcp, host_port(&host, port), timeout_ms),
         })

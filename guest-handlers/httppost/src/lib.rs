@@ -101,9 +101,8 @@ impl Handler for HttpPost {
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
-        let url =
-            parse_url(&config.str("url").unwrap_or_default()).map_err(|e| format!("`url`: {e}"))?;
-        let json = match config.str("format").as_deref().unwrap_or("lines") {
+        let url = parse_url(&config.text("url")?).map_err(|e| format!("`url`: {e}"))?;
+        let json = match config.text("format")?.as_str() {
             "lines" => false,
             "json" => true,
             other => return Err(format!("`format` must be lines or json, not {other:?}")),
@@ -111,7 +110,7 @@ impl Handler for HttpPost {
         Ok(HttpPost {
             url,
             json,
-            timeout_ms: config.timeout_ms("timeout", 10.0)?,
+            timeout_ms: config.timeout_ms("timeout")?,
         })
     }
 

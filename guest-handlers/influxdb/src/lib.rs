@@ -93,14 +93,14 @@ impl Handler for Influx {
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
-        if config.bool("ssl", false)? {
+        if config.bool("ssl")? {
             return Err("`ssl`: HTTPS is not supported".into());
         }
-        let host = config.str("hostname").unwrap_or_else(|| "localhost".into());
-        let port = config.port("port", 8086)?;
-        let db = config.str("database").unwrap_or_else(|| "graphite".into());
-        let user = config.str("username").unwrap_or_default();
-        let pass = config.str("password").unwrap_or_default();
+        let host = config.text("hostname")?;
+        let port = config.port("port")?;
+        let db = config.text("database")?;
+        let user = config.text("username")?;
+        let pass = config.text("password")?;
         let path = format!(
             "/write?db={}&precision=s&u={}&p={}",
             percent_encode(&db),

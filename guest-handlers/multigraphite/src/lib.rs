@@ -3,7 +3,6 @@
 //! batch is retried to all of them (a repeat is harmless for carbon, which
 //! keeps one value per series and second).
 
-use wdiamond_sdk::bindings::wdiamond::plugin::sockets::Protocol;
 use wdiamond_sdk::net::LineSender;
 use wdiamond_sdk::{
     export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
@@ -32,9 +31,9 @@ impl Handler for MultiGraphite {
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
-        let port = config.port("port", 2003)?;
-        let proto = config.protocol("proto", Protocol::Tcp)?;
-        let timeout = config.timeout_ms("timeout", 15.0)?;
+        let port = config.port("port")?;
+        let proto = config.protocol("proto")?;
+        let timeout = config.timeout_ms("timeout")?;
         let hosts = config.list("host");
         if hosts.is_empty() {
             return Err("`host` must list at least one host".into());

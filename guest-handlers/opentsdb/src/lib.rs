@@ -82,8 +82,8 @@ impl Handler for Tsdb {
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
-        let host = config.str("host").unwrap_or_else(|| "127.0.0.1".into());
-        let port = config.port("port", 4242)?;
+        let host = config.text("host")?;
+        let port = config.port("port")?;
         let mut tags = Vec::new();
         for t in config.list("tags") {
             let (k, v) = t
@@ -94,9 +94,9 @@ impl Handler for Tsdb {
         Ok(Tsdb {
             address: host_port(&host, port),
             host,
-            prefix: config.str("prefix").unwrap_or_default(),
+            prefix: config.text("prefix")?,
             tags,
-            timeout_ms: config.timeout_ms("timeout", 5.0)?,
+            timeout_ms: config.timeout_ms("timeout")?,
         })
     }
 

@@ -57,8 +57,8 @@ impl Handler for Statsd {
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
-        let host = config.str("host").unwrap_or_else(|| "localhost".into());
-        let port = config.port("port", 8125)?;
+        let host = config.text("host")?;
+        let port = config.port("port")?;
         Ok(Statsd {
             sender: LineSender::new(Protocol::Udp, host_port(&host, port), 5000),
             old: HashMap::new(),

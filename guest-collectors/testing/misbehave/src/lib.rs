@@ -80,12 +80,12 @@ impl Collector for Misbehave {
 
     fn configure(config: &Config) -> Result<Self, String> {
         if config.str("mode").as_deref() == Some("sleep-configure") {
-            std::thread::sleep(std::time::Duration::from_secs(config.f64("count", 1e7)? as u64));
+            std::thread::sleep(std::time::Duration::from_secs(config.f64("count")? as u64));
         }
         Ok(Misbehave {
-            mode: config.str("mode").unwrap_or_else(|| "ok".into()),
-            arg: config.str("arg").unwrap_or_default(),
-            count: config.f64("count", 1e7)? as u64,
+            mode: config.text("mode")?,
+            arg: config.text("arg")?,
+            count: config.f64("count")? as u64,
             runs: 0,
             series: None,
         })
@@ -160,7 +160,9 @@ impl Collector for Misbehave {
             "read-many" => {
                 let (mut ok, mut secret) = (0, 0);
                 for _ in 0..self.count {
-                    if let Ok(b) = wdiamond_sdk::bindings::wdiamond::plugin::files::read_file(&self.arg) {
+                    if let Ok(b) =
+                        wdiamond_sdk::bindings::wdiamond::plugin::files::read_file(&self.arg)
+                    {
                         ok += 1;
                         if b.windows(9).any(|w| w == b"TOPSECRET") {
                             secret += 1;
@@ -195,7 +197,9 @@ impl Collector for Misbehave {
                 let c = sockets::Connection::open(sockets::Protocol::Tcp, &self.arg, 1000)
                     .map_err(|e| host::describe_error(&e))?;
                 let data = vec![b'x'; self.count as usize];
-                let n = c.send(&data, 3_600_000).map_err(|e| host::describe_error(&e))?;
+                let n = c
+                    .send(&data, 3_600_000)
+                    .map_err(|e| host::describe_error(&e))?;
                 out.gauge("sent", n as f64, 0);
             }
             "error-flood" => {
@@ -216,7 +220,8 @@ impl Collector for Misbehave {
                 // WASI's symlink-at, through std: a link out of the
                 // plugin's `directories` grant.
                 #[allow(deprecated)]
-                std::fs::soft_link("../../../../etc/passwd", &self.arg).map_err(|e| e.to_string())?;
+                std::fs::soft_link("../../../../etc/passwd", &self.arg)
+                    .map_err(|e| e.to_string())?;
                 out.gauge("linked", 1.0, 0);
             }
             "run-stdin" => {
@@ -269,7 +274,14 @@ fn alias_argv(n: usize) -> u32 {
     #[link(wasm_import_module = "wdiamond:plugin/process@0.1.0")]
     extern "C" {
         #[link_name = "run"]
-        fn raw_run(argv: *const u8, argv_len: usize, stdin: *const u8, stdin_len: usize, timeout: i32, ret: *mut u8);
+        fn raw_run(
+            argv: *const u8,
+            argv_len: usize,
+            stdin: *const u8,
+            stdin_len: usize,
+            timeout: i32,
+            ret: *mut u8,
+        );
     }
     let big = vec![b'a'; 1 << 20];
     let mut argv: Vec<[u32; 2]> = vec![[big.as_ptr() as u32, big.len() as u32]; n];
@@ -279,7 +291,16 @@ fn alias_argv(n: usize) -> u32 {
     let mut ret = Ret([0; 64]);
     // SAFETY: the canonical ABI of `run(cmd: command)`: argv (ptr, len),
     // stdin (ptr, len), timeout, and a return area the host writes.
-    unsafe { raw_run(argv.as_ptr().cast(), n, std::ptr::null(), 0, 1000, ret.0.as_mut_ptr()) };
+    unsafe {
+        raw_run(
+            argv.as_ptr().cast(),
+            n,
+            std::ptr::null(),
+            0,
+            1000,
+            ret.0.as_mut_ptr(),
+        )
+    };
     std::hint::black_box(&big);
     1
 }

@@ -15,14 +15,18 @@ impl Handler for Stall {
             name: "stall".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             summary: "Test-only: process sleeps.".into(),
-            options: vec![option("seconds", ConfigValue::Float(86_400.0), "how long process sleeps")],
+            options: vec![option(
+                "seconds",
+                ConfigValue::Float(86_400.0),
+                "how long process sleeps",
+            )],
             capabilities: vec![],
         }
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(Stall {
-            seconds: config.f64("seconds", 86_400.0)?,
+            seconds: config.f64("seconds")?,
         })
     }
 
