@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sha2::{Digest, Sha256};
+
 /// Built-in plugin name, guest workspace, and the artifact it produces.
 const BUILTINS: &[(&str, &str, &str)] = &[
     ("cpu", "guest-collectors", "collector_cpu"),
@@ -65,12 +67,23 @@ fn main() {
         }
     };
 
-    let mut src = String::from("/// The built-in components: (name, wasm bytes).\npub static BUILTINS: &[(&str, &[u8])] = &[\n");
+    // The SHA-256 of each component is computed here, once: the agent keys
+    // its compiled cache by it, so a start with a warm cache never reads
+    // (and so never pages in) the embedded wasm bytes.
+    let mut src = String::from(
+        "/// The built-in components: (name, wasm bytes, SHA-256 of the bytes in hex).\n\
+         pub static BUILTINS: &[(&str, &[u8], &str)] = &[\n",
+    );
     for (name, _, artifact) in BUILTINS {
         let path = wasm_dir.join(format!("{artifact}.wasm"));
         assert!(path.exists(), "guest artifact missing: {}", path.display());
+        let bytes = std::fs::read(&path).unwrap();
+        let digest: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         src.push_str(&format!(
-            "    ({name:?}, include_bytes!({:?})),\n",
+            "    ({name:?}, include_bytes!({:?}), {digest:?}),\n",
             path.display().to_string()
         ));
     }

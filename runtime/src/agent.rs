@@ -45,6 +45,13 @@ use health::health_task;
 /// handlers to drain, before it aborts what is still running.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Threads of the blocking pool that runs plugin calls, for `cores` cores:
+/// four per core, at least eight. A call blocks its thread for at most its
+/// deadline, so a full pool delays runs, never loses them.
+pub fn blocking_threads(cores: usize) -> usize {
+    (4 * cores).max(8)
+}
+
 /// Waits for `tasks` for at most [`SHUTDOWN_GRACE`]; then aborts every
 /// plugin call in flight and waits for the tasks to end (an aborted call
 /// returns within a few milliseconds).
@@ -311,6 +318,7 @@ impl Agent {
         match loaded {
             Ok(Ok((config, loaded))) => {
                 self.apply(&config, loaded);
+                crate::memory::release_startup_pages();
                 tracing::info!(
                     collectors = self.collectors.len(),
                     handlers = self.handlers.len(),

@@ -13,7 +13,11 @@
 //! on [`grants`]; [`config`] reads the TOML and builds [`metric`]'s paths
 //! and filters. The only circle is the bindgen resource mapping between
 //! `bindings` and `host` (as in wasmtime-wasi).
-//! - [`config`]: the TOML configuration; strict, every error at once.
+//! - [`config`]: the TOML configuration; strict, every error at once:
+//!   `config/reader.rs` (the span-aware reader), `sections.rs` (known keys,
+//!   plugin, grants and limits, collectors), `server.rs`, `handler.rs`,
+//!   `tenant.rs` (and the tenant checks), `model.rs` (the validated types),
+//!   `error.rs`; `load()` orchestrates them.
 //! - [`agent`]: the supervisor (start, reload, a bounded stop), and
 //!   - `agent/load.rs`: the resolved plugin set (describe, options, the
 //!     option overlay, grants, configured instances), once per world;
@@ -24,19 +28,22 @@
 //! - [`plugin`]: the wasmtime engines (with and without fuel metering), the
 //!   compiled-component cache and the built-ins; `plugin/world.rs`, the two
 //!   worlds behind one trait; `plugin/call.rs`, an instance and its calls,
-//!   each ending at its deadline whatever the guest waits on.
+//!   each ending at its deadline whatever the guest waits on;
+//!   `plugin/epoch.rs`, the epoch ticker (it runs only while a call is).
 //! - [`queue`]: a handler's bounded queue of shared columnar chunks;
 //!   `queue/spool.rs`, its on-disk spool; `queue/record.rs`, the records.
 //! - [`host`]: the host side of each WIT import (files, fs-stats, process,
 //!   sockets, series, batches, log, host-info, config), one module per
 //!   capability.
-//! - [`grants`]: the typed, deny-by-default allow-lists those imports check.
+//! - [`grants`]: the typed, deny-by-default allow-lists those imports check,
+//!   parsed once at load (`grants/parse.rs`).
 //! - [`metric`]: `metric/name.rs` (checks on guest output), `path.rs`
 //!   (Diamond's paths), `filter.rs`, `chunk.rs` (the columnar
 //!   [`metric::Chunk`] a run travels in), `batch.rs` (what a handler gets),
 //!   `publish.rs` (a run turned into published metrics), `series.rs`
 //!   (series declared once).
 //! - [`stats`]: every plugin's counters (runs, failures, denials, metrics).
+//! - [`memory`]: start-up pages given back once the agent runs.
 //! - [`logging`]: what of a plugin reaches the log (cut, one line,
 //!   rate-limited).
 //! - [`schedule`]: Diamond's aligned, staggered collection windows.
@@ -51,6 +58,7 @@ pub mod grants;
 pub mod host;
 pub mod hostname;
 pub mod logging;
+pub mod memory;
 pub mod metric;
 pub mod plugin;
 pub mod queue;

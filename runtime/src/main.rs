@@ -96,8 +96,16 @@ fn main() -> ExitCode {
                 eprintln!("error: {e:#}");
                 return ExitCode::from(2);
             }
+            // Plugin calls run on the blocking pool (their host calls may
+            // block up to the run's deadline): a few threads per core, not
+            // one per concurrent run; a run past them waits its turn. Kept
+            // alive longer than the default interval, so that collections
+            // every 10 s reuse them instead of starting new ones.
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .max_blocking_threads(wdiamond::agent::blocking_threads(cores))
+                .thread_keep_alive(std::time::Duration::from_secs(60))
                 .build()
             {
                 Ok(rt) => rt,
@@ -120,6 +128,8 @@ fn main() -> ExitCode {
                 }
                 tracing::info!(config = %config.display(), collectors = loaded.collectors.len(), handlers = loaded.handlers.len(), "wdiamond {} started", env!("CARGO_PKG_VERSION"));
                 let agent = Agent::start(runtime, HostFacts::default(), &config, &c, loaded);
+                let released = wdiamond::memory::release_startup_pages();
+                tracing::debug!(mapped = released, "start-up pages released");
                 let (tx, rx) = tokio::sync::mpsc::channel(4);
                 tokio::spawn(signals(tx));
                 agent.run(rx).await;

@@ -19,6 +19,7 @@ use crate::config::ComponentRef;
 use crate::host::{self, GuestOutput, HostState, Limiter, PluginContext};
 
 mod call;
+mod epoch;
 mod world;
 
 pub use call::{Failure, FailureKind, Instance, Stalled, Usage, SETUP_DEADLINE};
@@ -36,7 +37,7 @@ mod builtin {
 
 /// Names of the built-in components.
 pub fn builtin_names() -> Vec<&'static str> {
-    builtin::BUILTINS.iter().map(|(n, _)| *n).collect()
+    builtin::BUILTINS.iter().map(|(n, _, _)| *n).collect()
 }
 
 /// Directory holding the guests built with this binary, test-only ones too.
@@ -109,28 +110,14 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds the engines (epoch interruption on both, fuel on one; see
-    /// [`Metering`]) and starts the epoch ticker thread. Compiled
+    /// [`Metering`]) and registers them with the epoch ticker (which runs
+    /// only while a call is in flight). Compiled
     /// components are cached in `cache_dir`.
     pub fn new(cache_dir: &Path) -> anyhow::Result<Arc<Self>> {
         let metered = EngineSet::new(true)?;
         let unmetered = EngineSet::new(false)?;
-        let weak = [metered.engine.weak(), unmetered.engine.weak()];
-        std::thread::Builder::new()
-            .name("wdiamond-epoch".into())
-            .spawn(move || loop {
-                let mut alive = false;
-                for w in &weak {
-                    if let Some(engine) = w.upgrade() {
-                        engine.increment_epoch();
-                        alive = true;
-                    }
-                }
-                if !alive {
-                    break;
-                }
-                std::thread::sleep(EPOCH_TICK);
-            })
-            .context("starting the epoch thread")?;
+        epoch::register(&metered.engine);
+        epoch::register(&unmetered.engine);
         Ok(Arc::new(Runtime {
             metered,
             unmetered,
@@ -177,23 +164,26 @@ impl Runtime {
         {
             return Ok(c.clone());
         }
-        let bytes: std::borrow::Cow<'static, [u8]> = match r {
+        // A built-in's digest was computed at build time: on a cache hit
+        // its embedded bytes are never read (nor paged in).
+        let (digest, bytes): (String, std::borrow::Cow<'static, [u8]>) = match r {
             ComponentRef::Builtin(name) => builtin::BUILTINS
                 .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, b)| std::borrow::Cow::Borrowed(*b))
+                .find(|(n, _, _)| n == name)
+                .map(|(_, b, d)| (d.to_string(), std::borrow::Cow::Borrowed(*b)))
                 .ok_or_else(|| {
                     anyhow!(
                         "no built-in component named {name:?} (built-ins: {})",
                         builtin_names().join(", ")
                     )
                 })?,
-            ComponentRef::File(p) => std::fs::read(p)
-                .with_context(|| format!("reading {}", p.display()))?
-                .into(),
+            ComponentRef::File(p) => {
+                let b = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                (hex_sha256(&b), b.into())
+            }
         };
         let component = self
-            .compile_cached(&self.engines(metering).engine, &bytes)
+            .compile_cached(&self.engines(metering).engine, &digest, &bytes)
             .with_context(|| format!("loading {r}"))?;
         self.compiled
             .lock()
@@ -202,14 +192,19 @@ impl Runtime {
         Ok(component)
     }
 
-    fn compile_cached(&self, engine: &Engine, wasm: &[u8]) -> anyhow::Result<Component> {
+    fn compile_cached(
+        &self,
+        engine: &Engine,
+        digest: &str,
+        wasm: &[u8],
+    ) -> anyhow::Result<Component> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         let mut sha = Sha256::new();
         sha.update(h.finish().to_le_bytes());
         sha.update(env!("CARGO_PKG_VERSION").as_bytes());
-        sha.update(wasm);
+        sha.update(digest.as_bytes());
         let key: String = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
         let path = self.cache_dir.join(format!("{key}.cwasm"));
         if path.exists() {
@@ -343,6 +338,14 @@ impl Runtime {
     ) -> anyhow::Result<Instance<HandlerPlugin>> {
         self.instance(component, ctx)
     }
+}
+
+/// The SHA-256 of `bytes`, in hex.
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Most bytes the host lifts out of a plugin in one call: its memory cap

@@ -1,7 +1,7 @@
 //! Diamond's DiskSpaceCollector: space and inodes of each mounted
 //! filesystem of the configured types, from `/proc/mounts` and statvfs.
 
-use regex::Regex;
+use regex_lite::Regex;
 use wdiamond_sdk::bindings::wdiamond::plugin::{files, fs_stats};
 use wdiamond_sdk::units::{convert, Unit};
 use wdiamond_sdk::{

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use regex::Regex;
+use regex_lite::Regex;
 use wdiamond_sdk::bindings::wdiamond::plugin::host_info;
 use wdiamond_sdk::derive::{Derivative, Per};
 use wdiamond_sdk::units::{convert, Unit};

@@ -2,7 +2,7 @@
 //! `/proc/net/dev`, bytes converted into each `byte_unit`
 //! (`eth0.rx_bit`, `eth0.tx_megabyte`, `eth0.rx_packets`, ...).
 
-use regex::Regex;
+use regex_lite::Regex;
 use wdiamond_sdk::derive::{parse_counter, Derivative, Per, MAX_COUNTER};
 use wdiamond_sdk::units::Unit;
 use wdiamond_sdk::{

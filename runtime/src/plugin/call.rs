@@ -90,6 +90,8 @@ thread_local! {
 /// caller inside a multi-thread runtime's async context (a test, a bench)
 /// gets `block_in_place` around it (a current-thread runtime cannot block).
 pub(super) fn drive<F: std::future::Future>(f: F) -> F::Output {
+    // The epoch ticks while this call is in flight (see `epoch`).
+    let _awake = super::epoch::awake();
     let run = || DRIVER.with(|rt| rt.block_on(f));
     if tokio::runtime::Handle::try_current().is_ok() {
         tokio::task::block_in_place(run)
