@@ -35,6 +35,9 @@ pub struct PluginStats {
     pub quota_skips: AtomicU64,
     /// Wall-clock time of the last run, microseconds.
     pub last_duration_us: AtomicU64,
+    /// How late the last run started after its scheduled time (timer and
+    /// blocking-pool queueing), microseconds.
+    pub last_lateness_us: AtomicU64,
     /// Fuel used by the last run.
     pub last_fuel: AtomicU64,
     /// Largest linear memory seen, bytes.

@@ -32,7 +32,8 @@ fn timestamp_now(facts: &HostFacts) -> f64 {
 }
 
 /// Runs one collection on `instance` (taken and given back), publishing to
-/// `router`. Returns the instance if it is still usable.
+/// `router`. `due` is when the run was scheduled (wall clock): how late it
+/// starts is recorded. Returns the instance if it is still usable.
 ///
 /// The guest's output is checked and turned into lines on the same blocking
 /// thread, right after the guest returns: the columns are still in that
@@ -41,6 +42,7 @@ pub async fn run_collection(
     runtime: &Arc<Runtime>,
     lc: &Arc<LoadedCollectorShared>,
     instance: Option<Instance<CollectorPlugin>>,
+    due: f64,
     deadline: Duration,
     router: &Router,
     stats: &Arc<PluginStats>,
@@ -77,6 +79,8 @@ pub async fn run_collection(
     stats.runs.fetch_add(1, Ordering::Relaxed);
     let (shared, run_stats) = (lc.clone(), stats.clone());
     let (instance, (result, usage)) = match tokio::task::spawn_blocking(move || {
+        let late = (wall_clock() - due).max(0.0) * 1e6;
+        run_stats.last_lateness_us.store(late as u64, Ordering::Relaxed);
         let (r, usage) = instance.collect_with_fuel(deadline, fuel_left);
         let r = r.map(|r| {
             r.map(|set| {
@@ -264,6 +268,7 @@ pub(super) async fn collector_task(
                 )
             });
         }
+        let due = wall_clock() + sleep.as_secs_f64();
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = stop.changed() => break,
@@ -278,6 +283,7 @@ pub(super) async fn collector_task(
             &runtime,
             &shared,
             instance.take(),
+            due,
             deadline,
             &router,
             &stats,

@@ -63,6 +63,10 @@ pub(super) async fn health_task(
                 format!("{name}.duration_ms"),
                 g(&st.last_duration_us) / 1000.0,
             );
+            put(
+                format!("{name}.schedule.lateness_ms"),
+                g(&st.last_lateness_us) / 1000.0,
+            );
             put(format!("{name}.fuel_used"), g(&st.last_fuel));
             put(format!("{name}.peak_memory_bytes"), g(&st.peak_memory));
             if let Some(q) = queue {
