@@ -108,13 +108,15 @@ pub(super) async fn handler_task(
             }
             continue;
         }
-        let flushing = taken.is_none();
+        // A flush already due when the queue is drained is done in the
+        // same hand-off as the delivery: one blocking hop, not two.
+        let flush_after = last_flush.elapsed() >= flush_every;
         let (q, st) = (queue.clone(), stats.clone());
-        let (inst, outcome, delivered) = match tokio::task::spawn_blocking(move || {
+        let (inst, outcome, delivered, flushing) = match tokio::task::spawn_blocking(move || {
             let mut inst = inst;
             let Some(mut taken) = taken else {
                 let r = inst.flush(deadline).0;
-                return (inst, r, 0);
+                return (inst, r, 0, true);
             };
             // Batch after batch while they succeed and metrics wait, for
             // at most DRAIN_SLICE: one hand-off to a blocking thread per
@@ -124,17 +126,21 @@ pub(super) async fn handler_task(
                 let n = batch.len();
                 let r = inst.process(batch, deadline).0;
                 if !matches!(r, Ok(Ok(()))) {
-                    return (inst, r, delivered);
+                    return (inst, r, delivered, false);
                 }
                 q.commit(taken);
                 st.metrics.fetch_add(n as u64, Ordering::Relaxed);
                 delivered += n;
                 if started.elapsed() >= DRAIN_SLICE {
-                    return (inst, r, delivered);
+                    return (inst, r, delivered, false);
                 }
                 match q.peek(batch_size) {
                     Some((t, b)) => (taken, batch) = (t, b),
-                    None => return (inst, r, delivered),
+                    None if flush_after => {
+                        let r = inst.flush(deadline).0;
+                        return (inst, r, delivered, true);
+                    }
+                    None => return (inst, r, delivered, false),
                 }
             }
         })
