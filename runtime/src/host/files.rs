@@ -118,10 +118,13 @@ impl Opened {
 }
 
 /// Reads at most `max` bytes (one more tells that it was longer) of `f`,
-/// waiting for data no later than `deadline`. The buffer grows as
-/// `read_to_end` grows it (nothing is zero-filled ahead).
+/// waiting for data no later than `deadline`. The buffer starts with room
+/// for a typical /proc file (one `read` then the end, instead of a small
+/// probe and several growing reads) and grows as `read_to_end` grows it
+/// (nothing is zero-filled ahead).
 fn read_bounded(f: &mut File, max: u64, deadline: Option<Instant>) -> Result<Vec<u8>, HostError> {
-    let mut buf = Vec::new();
+    const FIRST: u64 = 16 << 10;
+    let mut buf = Vec::with_capacity((max + 1).min(FIRST) as usize);
     loop {
         let room = (max + 1).saturating_sub(buf.len() as u64);
         match f.by_ref().take(room).read_to_end(&mut buf) {
