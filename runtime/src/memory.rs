@@ -59,6 +59,35 @@ pub fn release_startup_pages() -> usize {
     advised
 }
 
+/// Memory mappings one plugin instance takes (its linear memory and guard,
+/// its fiber stack and guard, its data image, its tables): 7 measured with
+/// wasmtime 48, one more for margin.
+pub const MAPPINGS_PER_PLUGIN: usize = 8;
+
+/// Whether `plugins` more instances fit the kernel's limit on memory
+/// mappings (`vm.max_map_count`, 65,530 by default) beside what this
+/// process maps already. Past it, mmap fails and the agent could not even
+/// start a thread: better a clear error before loading. `Err` says what to
+/// change.
+pub fn check_mapping_room(plugins: usize) -> Result<(), String> {
+    let Some(max) = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+    else {
+        return Ok(());
+    };
+    let used = std::fs::read_to_string("/proc/self/maps").map_or(0, |m| m.lines().count());
+    let needed = plugins * MAPPINGS_PER_PLUGIN;
+    if used + needed <= max {
+        return Ok(());
+    }
+    Err(format!(
+        "{plugins} plugins need about {needed} memory mappings, and this process has {used} of the \
+         kernel's vm.max_map_count = {max}: raise it (sysctl -w vm.max_map_count={}) or enable fewer collectors",
+        ((used + needed) * 2).next_power_of_two()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +96,13 @@ mod tests {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         let line = status.lines().find(|l| l.starts_with("RssFile:")).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn too_many_plugins_for_the_mapping_limit_is_an_error() {
+        assert!(check_mapping_room(10).is_ok());
+        let e = check_mapping_room(100_000_000).unwrap_err();
+        assert!(e.contains("vm.max_map_count"), "{e}");
     }
 
     #[test]

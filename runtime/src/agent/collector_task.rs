@@ -80,7 +80,9 @@ pub async fn run_collection(
     let (shared, run_stats) = (lc.clone(), stats.clone());
     let (instance, (result, usage)) = match tokio::task::spawn_blocking(move || {
         let late = (wall_clock() - due).max(0.0) * 1e6;
-        run_stats.last_lateness_us.store(late as u64, Ordering::Relaxed);
+        run_stats
+            .last_lateness_us
+            .store(late as u64, Ordering::Relaxed);
         let (r, usage) = instance.collect_with_fuel(deadline, fuel_left);
         let r = r.map(|r| {
             r.map(|set| {

@@ -187,6 +187,20 @@ pub fn load(
     config: &config::Config,
     facts: &HostFacts,
 ) -> Result<Loaded, ConfigErrors> {
+    let plugins = config.collectors.iter().filter(|c| c.enabled).count() + config.handlers.len();
+    if let Err(message) = crate::memory::check_mapping_room(plugins) {
+        let location = config::Location {
+            file: config.source.clone(),
+            line: 0,
+            column: 0,
+        };
+        let key = String::new();
+        return Err(ConfigErrors(vec![ConfigError {
+            location,
+            key,
+            message,
+        }]));
+    }
     let mut errors = Vec::new();
     let mut facts = facts.clone();
     if facts.fs_root.is_none() {
