@@ -358,8 +358,7 @@ macro_rules! export_collector {
     ($ty:ty) => {
         struct __WdiamondCollector;
         ::std::thread_local! {
-            static __WDIAMOND_STATE: ::std::cell::RefCell<Option<$ty>> =
-                const { ::std::cell::RefCell::new(None) };
+            static __WDIAMOND_STATE: $crate::State<$ty> = const { $crate::State::new() };
             // Metrics and name bytes of the previous run: the next
             // publisher starts that large instead of growing step by step.
             static __WDIAMOND_LAST: ::std::cell::Cell<(usize, usize)> =
@@ -370,22 +369,18 @@ macro_rules! export_collector {
                 <$ty as $crate::Collector>::describe()
             }
             fn configure(config: Vec<$crate::ConfigEntry>) -> Result<(), String> {
-                let config = $crate::Config::new(config);
-                let state = <$ty as $crate::Collector>::configure(&config)?;
-                __WDIAMOND_STATE.with(|s| *s.borrow_mut() = Some(state));
-                Ok(())
+                __WDIAMOND_STATE
+                    .with(|s| s.configure(config, <$ty as $crate::Collector>::configure))
             }
             fn collect() -> Result<$crate::MetricSet, String> {
                 __WDIAMOND_STATE.with(|s| {
-                    let mut guard = s.borrow_mut();
-                    let state = guard
-                        .as_mut()
-                        .ok_or_else(|| "collect called before configure".to_string())?;
-                    let (n, bytes) = __WDIAMOND_LAST.get();
-                    let mut out = $crate::Publisher::with_capacity(n, bytes);
-                    $crate::Collector::collect(state, &mut out)?;
-                    __WDIAMOND_LAST.set((out.len(), out.name_bytes()));
-                    Ok(out.into_set())
+                    s.with(|state| {
+                        let (n, bytes) = __WDIAMOND_LAST.get();
+                        let mut out = $crate::Publisher::with_capacity(n, bytes);
+                        $crate::Collector::collect(state, &mut out)?;
+                        __WDIAMOND_LAST.set((out.len(), out.name_bytes()));
+                        Ok(out.into_set())
+                    })
                 })
             }
         }

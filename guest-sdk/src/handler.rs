@@ -349,34 +349,21 @@ macro_rules! export_handler {
     ($ty:ty) => {
         struct __WdiamondHandler;
         ::std::thread_local! {
-            static __WDIAMOND_STATE: ::std::cell::RefCell<Option<$ty>> =
-                const { ::std::cell::RefCell::new(None) };
-        }
-        fn __wdiamond_with<R>(f: impl FnOnce(&mut $ty) -> Result<R, String>) -> Result<R, String> {
-            __WDIAMOND_STATE.with(|s| {
-                let mut guard = s.borrow_mut();
-                let state = guard
-                    .as_mut()
-                    .ok_or_else(|| "called before configure".to_string())?;
-                f(state)
-            })
+            static __WDIAMOND_STATE: $crate::State<$ty> = const { $crate::State::new() };
         }
         impl $crate::bindings::exports::wdiamond::plugin::handler::Guest for __WdiamondHandler {
             fn describe() -> $crate::Description {
                 <$ty as $crate::Handler>::describe()
             }
             fn configure(config: Vec<$crate::ConfigEntry>) -> Result<(), String> {
-                let config = $crate::Config::new(config);
-                let state = <$ty as $crate::Handler>::configure(&config)?;
-                __WDIAMOND_STATE.with(|s| *s.borrow_mut() = Some(state));
-                Ok(())
+                __WDIAMOND_STATE.with(|s| s.configure(config, <$ty as $crate::Handler>::configure))
             }
             fn process(batch: $crate::HostBatch) -> Result<(), String> {
                 let batch = $crate::Batch::from_host(batch);
-                __wdiamond_with(|h| $crate::Handler::process(h, &batch))
+                __WDIAMOND_STATE.with(|s| s.with(|h| $crate::Handler::process(h, &batch)))
             }
             fn flush() -> Result<(), String> {
-                __wdiamond_with(|h| $crate::Handler::flush(h))
+                __WDIAMOND_STATE.with(|s| s.with(|h| $crate::Handler::flush(h)))
             }
         }
         #[cfg(target_arch = "wasm32")]

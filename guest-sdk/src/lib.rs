@@ -83,6 +83,41 @@ pub use handler::*;
 #[cfg(any(feature = "collector", feature = "handler"))]
 pub use config::Config;
 
+/// A plugin's state between calls, written once for both worlds: set by
+/// `configure`, lent to every later call. The export macros keep one in a
+/// thread-local.
+#[cfg(any(feature = "collector", feature = "handler"))]
+#[doc(hidden)]
+pub struct State<T>(std::cell::RefCell<Option<T>>);
+
+#[cfg(any(feature = "collector", feature = "handler"))]
+impl<T> State<T> {
+    /// No state yet.
+    pub const fn new() -> Self {
+        State(std::cell::RefCell::new(None))
+    }
+
+    /// Builds the state from the host's merged configuration.
+    pub fn configure(
+        &self,
+        entries: Vec<ConfigEntry>,
+        build: impl FnOnce(&Config) -> Result<T, String>,
+    ) -> Result<(), String> {
+        let state = build(&Config::new(entries))?;
+        *self.0.borrow_mut() = Some(state);
+        Ok(())
+    }
+
+    /// Runs `f` on the state; an error if `configure` has not succeeded.
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> Result<R, String>) -> Result<R, String> {
+        let mut guard = self.0.borrow_mut();
+        let state = guard
+            .as_mut()
+            .ok_or_else(|| "called before configure".to_string())?;
+        f(state)
+    }
+}
+
 /// Builds a [`Description`] option entry.
 #[cfg(any(feature = "collector", feature = "handler"))]
 pub fn option(key: &str, default: ConfigValue, help: &str) -> ConfigOption {
