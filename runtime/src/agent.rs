@@ -26,6 +26,7 @@ mod collector_task;
 mod handler_task;
 mod health;
 mod load;
+mod options;
 mod tenant;
 
 pub use crate::stats::PluginStats;
@@ -35,6 +36,7 @@ pub use load::{
     check_description, configured_collector, configured_handler, load, Loaded, LoadedCollector,
     LoadedHandler, BUILTIN_PATHS, MAX_CAPABILITIES, MAX_OPTIONS, MAX_SUMMARY,
 };
+pub use options::overlay;
 pub use tenant::Tenant;
 
 use collector_task::collector_task;

@@ -19,8 +19,10 @@
 //!   `tenant.rs` (and the tenant checks), `model.rs` (the validated types),
 //!   `error.rs`; `load()` orchestrates them.
 //! - [`agent`]: the supervisor (start, reload, a bounded stop), and
-//!   - `agent/load.rs`: the resolved plugin set (describe, options, the
-//!     option overlay, grants, configured instances), once per world;
+//!   - `agent/load.rs`: the resolved plugin set (describe, options,
+//!     grants, configured instances), once per world;
+//!   - `agent/options.rs`: the one option overlay rule and a collector's
+//!     host keys;
 //!   - `agent/capabilities.rs`: what plugins ask for, turned into grants;
 //!   - `agent/tenant.rs`: tenants' fuel and metrics windows;
 //!   - `agent/collector_task.rs`, `agent/handler_task.rs`: the two tasks;
