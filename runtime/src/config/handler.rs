@@ -2,9 +2,9 @@
 //! queue, batch, flush, retry and spool keys.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::reader::Doc;
+use super::reader::{resolve, Doc};
 use super::sections::{each_host_key, read_plugin, Layers, HANDLER_KEYS};
 use super::{ConfigError, HandlerConfig};
 
@@ -57,12 +57,7 @@ pub(super) fn read_handler(
         }
         "spool_dir" => {
             if let Some(d) = r.string(&path, &v) {
-                let p = PathBuf::from(&d);
-                h.spool_dir = Some(if p.is_absolute() {
-                    p
-                } else {
-                    config_dir.join(p)
-                });
+                h.spool_dir = Some(resolve(config_dir, &d));
             }
         }
         "spool_max_mb" => {

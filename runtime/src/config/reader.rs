@@ -264,6 +264,17 @@ pub(super) fn option_value(r: &mut Reader<'_>, path: &[&str], v: &Value) -> Opti
     })
 }
 
+/// A path of the config, relative to the config file's directory unless
+/// absolute.
+pub(super) fn resolve(config_dir: &Path, p: &str) -> PathBuf {
+    let p = PathBuf::from(p);
+    if p.is_absolute() {
+        p
+    } else {
+        config_dir.join(p)
+    }
+}
+
 pub(super) fn read_file(path: &Path, errors: &mut Vec<ConfigError>) -> Option<Doc> {
     match std::fs::read_to_string(path) {
         Ok(text) => Doc::parse(path, text, errors),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use toml::Value;
 
-use super::reader::{option_value, Doc, Reader};
+use super::reader::{option_value, resolve, Doc, Reader};
 use super::{CollectorConfig, ComponentRef, ConfigError, Limits, Location, PluginConfig};
 use crate::bindings::types::ConfigValue;
 use crate::grants::Grants;
@@ -112,12 +112,7 @@ pub(super) fn read_plugin(
                 "component" if !is_default => {
                     if let Some(s) = r.string(&path, value) {
                         component = if s.ends_with(".wasm") || s.contains('/') {
-                            let p = PathBuf::from(&s);
-                            ComponentRef::File(if p.is_absolute() {
-                                p
-                            } else {
-                                config_dir.join(p)
-                            })
+                            ComponentRef::File(resolve(config_dir, &s))
                         } else {
                             ComponentRef::Builtin(s)
                         };

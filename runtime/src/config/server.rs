@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::reader::{read_file, Doc, Reader};
+use super::reader::{read_file, resolve, Doc, Reader};
 use super::sections::SERVER_KEYS;
 use super::{ConfigError, ServerConfig};
 
@@ -15,14 +15,7 @@ pub(super) fn read_server(
     config_dir: &Path,
     server: &mut ServerConfig,
 ) {
-    let resolve = |p: &str| {
-        let p = PathBuf::from(p);
-        if p.is_absolute() {
-            p
-        } else {
-            config_dir.join(p)
-        }
-    };
+    let resolve = |p: &str| resolve(config_dir, p);
     for (k, v) in t {
         let p = ["server", k.as_str()];
         match k.as_str() {
