@@ -459,6 +459,9 @@ async fn health_metrics_tell_what_each_plugin_did() {
     assert!(last("collectors.loadavg.metrics.published") >= 16.0);
     assert_eq!(last("collectors.loadavg.failures.total"), 0.0);
     assert!(last("collectors.loadavg.peak_memory_bytes") > 0.0);
+    // How late the last run started after its schedule: published, a
+    // duration (never negative).
+    assert!(last("collectors.loadavg.schedule.lateness_ms") >= 0.0);
     assert!(last("handlers.archive.metrics.published") >= 16.0);
     assert!(Path::new(&archive).exists());
 }
