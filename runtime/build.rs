@@ -90,11 +90,57 @@ fn main() {
     src.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("builtin.rs");
     std::fs::write(out, src).unwrap();
+    write_sdk_files(&root);
     // Tests find the test-only guests (e.g. collector_misbehave.wasm) here.
     println!(
         "cargo:rustc-env=WDIAMOND_GUEST_WASM_DIR={}",
         wasm_dir.display()
     );
+}
+
+/// Generates `sdk_files.rs`: the SDK's sources and the WIT, which
+/// `wdiamond new` writes into a new plugin project (so that it builds
+/// without this repository). Paths are relative to the project.
+fn write_sdk_files(root: &Path) {
+    let mut files = Vec::new();
+    collect_files(&root.join("guest-sdk"), &root.join("guest-sdk"), &mut files);
+    files.sort();
+    let mut src = String::from(
+        "/// The SDK's files: (path in a new project, contents).\n\
+         pub static SDK_FILES: &[(&str, &str)] = &[\n",
+    );
+    for rel in files {
+        let abs = root.join("guest-sdk").join(&rel);
+        src.push_str(&format!(
+            "    ({:?}, include_str!({:?})),\n",
+            format!("wdiamond-sdk/{}", rel.display()),
+            abs.display().to_string()
+        ));
+    }
+    src.push_str(&format!(
+        "    (\"wit/wdiamond.wit\", include_str!({:?})),\n];\n",
+        root.join("wit/wdiamond.wit").display().to_string()
+    ));
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("sdk_files.rs");
+    std::fs::write(out, src).unwrap();
+}
+
+/// The SDK's manifests, lock and Rust sources under `dir` (no build output).
+fn collect_files(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_name() == "target" {
+            continue;
+        }
+        if path.is_dir() {
+            collect_files(base, &path, out);
+        } else if path.extension().is_some_and(|e| e == "rs" || e == "toml" || e == "lock") {
+            out.push(path.strip_prefix(base).unwrap().to_path_buf());
+        }
+    }
 }
 
 fn build_workspace(ws: &Path, target_dir: &Path) {

@@ -30,7 +30,7 @@ mod options;
 mod tenant;
 
 pub use crate::stats::PluginStats;
-pub use capabilities::substitute;
+pub use capabilities::{asked_grants, capability_parts, is_granted, substitute};
 pub use collector_task::{run_collection, LoadedCollectorShared, Router};
 pub use load::{
     check_description, configured_collector, configured_handler, load, Loaded, LoadedCollector,

@@ -50,7 +50,9 @@ use sections::{read_collector, Layers};
 use server::{read_collector_files, read_server};
 use tenant::{check_tenants, read_tenant};
 
-fn default_cache_dir() -> PathBuf {
+/// Where compiled components are kept unless `plugin_cache_dir` says:
+/// `$XDG_CACHE_HOME/wdiamond` (or `~/.cache/wdiamond`).
+pub fn default_cache_dir() -> PathBuf {
     match std::env::var_os("XDG_CACHE_HOME")
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache").into_os_string()))
     {

@@ -40,6 +40,13 @@ pub struct CommandGrant {
     rest: bool,
 }
 
+impl CommandGrant {
+    /// The program, by absolute path.
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+}
+
 /// One argument pattern; a path-like one (starting with `/`) also in the
 /// form its literal leading directories canonicalise to.
 #[derive(Debug, Clone, PartialEq)]

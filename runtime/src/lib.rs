@@ -44,6 +44,14 @@
 //!   [`metric::Chunk`] a run travels in), `batch.rs` (what a handler gets),
 //!   `publish.rs` (a run turned into published metrics), `series.rs`
 //!   (series declared once).
+//! - The commands for plugin authors and operators, each on the layers
+//!   above: [`scaffold`] (`wdiamond new`: a project with the SDK and WIT
+//!   shipped in the binary, from `runtime/templates/`), [`inspect`] (what a
+//!   component file is and asks for), [`once`] (collectors run twice,
+//!   printed, sent nowhere), [`review`] (`check`'s summary and its review
+//!   of third-party plugins' asks against their grants and pins).
+//!   `plugin/contract.rs` reads a component's world and contract version
+//!   and applies the compatibility rule.
 //! - [`stats`]: every plugin's counters (runs, failures, denials, metrics).
 //! - [`memory`]: start-up pages given back once the agent runs.
 //! - [`logging`]: what of a plugin reaches the log (cut, one line,
@@ -59,10 +67,14 @@ pub mod config;
 pub mod grants;
 pub mod host;
 pub mod hostname;
+pub mod inspect;
 pub mod logging;
 pub mod memory;
 pub mod metric;
+pub mod once;
 pub mod plugin;
 pub mod queue;
+pub mod review;
+pub mod scaffold;
 pub mod schedule;
 pub mod stats;

@@ -30,24 +30,95 @@ enum Command {
     Run {
         /// The configuration file.
         config: PathBuf,
-        /// Log level (error, warn, info, debug, trace) or a tracing filter.
-        #[arg(long, default_value = "info")]
-        log_level: String,
+        #[command(flatten)]
+        log: LogArgs,
     },
-    /// Validate the configuration (loading every plugin) and exit.
+    /// Validate the configuration (loading every plugin), review what
+    /// third-party plugins ask for against what they are granted, and exit.
     Check {
         /// The configuration file.
         config: PathBuf,
     },
+    /// Write a new plugin project (SDK and WIT included) that builds into a
+    /// component with `cargo build --release --target wasm32-wasip2`.
+    New {
+        /// `collector` or `handler`.
+        #[arg(value_enum)]
+        kind: NewKind,
+        /// The plugin's name (lowercase letters, digits, `_`, `-`).
+        name: String,
+        /// Where to write it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Show what a component file is and asks for: world, contract
+    /// version, describe (options, capabilities), imports, sha256, sizes.
+    Inspect {
+        /// The `.wasm` file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run collectors twice, --wait apart, and print what they publish;
+    /// nothing is sent to any handler. Exits non-zero when a run failed or
+    /// a host call was denied.
+    Once {
+        /// The configuration file.
+        config: PathBuf,
+        /// The collectors to run (default: every enabled one).
+        collectors: Vec<String>,
+        /// Seconds between the two runs (counters need two for a rate).
+        #[arg(long, default_value_t = 1.0)]
+        wait: f64,
+        /// How to print the metrics.
+        #[arg(long, value_enum, default_value = "lines")]
+        format: wdiamond::once::Format,
+        #[command(flatten)]
+        log: LogArgs,
+    },
 }
 
-fn init_logging(level: &str) -> anyhow::Result<()> {
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum NewKind {
+    Collector,
+    Handler,
+}
+
+#[derive(clap::Args)]
+struct LogArgs {
+    /// Log level (error, warn, info, debug, trace) or a tracing filter.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Log lines as text (coloured only on a terminal, never with NO_COLOR
+    /// set) or as one JSON object per line, for log shippers.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Colour only for a terminal, and never when `NO_COLOR` is set
+/// (<https://no-color.org>).
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .with_context(|| format!("--log-level {level:?}"))?;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(colour()).init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+    }
     Ok(())
 }
 
@@ -59,89 +130,183 @@ fn load(
         ExitCode::from(EX_CONFIG)
     };
     let config = wdiamond::config::load(path).map_err(|e| report(&e))?;
-    let runtime = Runtime::new(&config.server.plugin_cache_dir).map_err(|e| {
-        eprintln!("error: {e:#}");
-        ExitCode::FAILURE
-    })?;
+    let runtime = runtime(&config.server.plugin_cache_dir)?;
     let loaded = agent::load(&runtime, &config, &HostFacts::default()).map_err(|e| report(&e))?;
     Ok((config, runtime, loaded))
 }
 
+fn runtime(cache: &std::path::Path) -> Result<Arc<Runtime>, ExitCode> {
+    Runtime::new(cache).map_err(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// The async runtime of `run` and `once`. Plugin calls run on the
+/// blocking pool (their host calls may block up to the run's deadline): a
+/// few threads per core, not one per concurrent run; a run past them waits
+/// its turn. Kept alive longer than the default interval, so that
+/// collections every 10 s reuse them instead of starting new ones.
+fn tokio_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(wdiamond::agent::blocking_threads(cores))
+        .thread_keep_alive(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| {
+            eprintln!("error: starting the async runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Check { config } => {
-            let _ = init_logging("warn");
-            match load(&config) {
-                Ok((c, _, loaded)) => {
-                    println!(
-                        "{}: OK ({} collectors enabled: {}; handlers: {})",
-                        config.display(),
-                        loaded.collectors.len(),
-                        loaded
-                            .collectors
-                            .iter()
-                            .map(|c| c.config.plugin.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        c.server.handlers.join(", ")
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(code) => code,
-            }
+    let result = match cli.command {
+        Command::Check { config } => check(&config),
+        Command::New { kind, name, dir } => new(kind, &name, dir),
+        Command::Inspect { file, json } => inspect(&file, json),
+        Command::Once {
+            config,
+            collectors,
+            wait,
+            format,
+            log,
+        } => once(&config, &collectors, wait, format, &log),
+        Command::Run { config, log } => run(&config, &log),
+    };
+    result.unwrap_or_else(|code| code)
+}
+
+fn check(config: &PathBuf) -> Result<ExitCode, ExitCode> {
+    let _ = init_logging("warn", LogFormat::Text);
+    let (c, _, loaded) = load(config)?;
+    print!("{}", wdiamond::review::summary(&c, &loaded));
+    let (review, warnings) = wdiamond::review::third_party(&loaded);
+    if !review.is_empty() {
+        println!("\nPlugins that are not built in (what they ask for, what they are granted):");
+        print!("{review}");
+    }
+    if warnings > 0 {
+        eprintln!("{}: {warnings} warning(s) above", config.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn new(kind: NewKind, name: &str, dir: Option<PathBuf>) -> Result<ExitCode, ExitCode> {
+    let kind = match kind {
+        NewKind::Collector => wdiamond::scaffold::Kind::Collector,
+        NewKind::Handler => wdiamond::scaffold::Kind::Handler,
+    };
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    wdiamond::scaffold::create(kind, name, &dir).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })?;
+    let wasm = wdiamond::scaffold::artifact(name);
+    println!(
+        "wrote {d}/ (a {k}, with the wdiamond SDK and the WIT contract)\n\n  cd {d}\n  cargo test\n  cargo build --release --target wasm32-wasip2\n  wdiamond inspect {w}\n  wdiamond once {name}.toml\n",
+        d = dir.display(),
+        k = match kind {
+            wdiamond::scaffold::Kind::Collector => "collector",
+            wdiamond::scaffold::Kind::Handler => "handler",
+        },
+        w = wasm.display(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(file: &std::path::Path, json: bool) -> Result<ExitCode, ExitCode> {
+    let _ = init_logging("error", LogFormat::Text);
+    let runtime = runtime(&wdiamond::config::default_cache_dir())?;
+    let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+    match wdiamond::inspect::inspect(&runtime, &file) {
+        Ok(i) if json => {
+            println!("{}", serde_json::to_string_pretty(&i).unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Run { config, log_level } => {
-            if let Err(e) = init_logging(&log_level) {
-                eprintln!("error: {e:#}");
-                return ExitCode::from(2);
-            }
-            // Plugin calls run on the blocking pool (their host calls may
-            // block up to the run's deadline): a few threads per core, not
-            // one per concurrent run; a run past them waits its turn. Kept
-            // alive longer than the default interval, so that collections
-            // every 10 s reuse them instead of starting new ones.
-            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .max_blocking_threads(wdiamond::agent::blocking_threads(cores))
-                .thread_keep_alive(std::time::Duration::from_secs(60))
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: starting the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let code = rt.block_on(async move {
-                let (c, runtime, loaded) = match tokio::task::block_in_place(|| load(&config)) {
-                    Ok(x) => x,
-                    Err(code) => return code,
-                };
-                // Where each plugin may write (its `directories` grant).
-                let writers = loaded.collectors.iter().map(|c| &c.ctx).chain(loaded.handlers.iter().map(|h| &h.ctx));
-                for ctx in writers {
-                    for dir in &ctx.grants.directories {
-                        tracing::info!(plugin = %ctx.name, "may write in {}", dir.display());
-                    }
-                }
-                tracing::info!(config = %config.display(), collectors = loaded.collectors.len(), handlers = loaded.handlers.len(), "wdiamond {} started", env!("CARGO_PKG_VERSION"));
-                let agent = Agent::start(runtime, HostFacts::default(), &config, &c, loaded);
-                let released = wdiamond::memory::release_startup_pages();
-                tracing::debug!(mapped = released, "start-up pages released");
-                let (tx, rx) = tokio::sync::mpsc::channel(4);
-                tokio::spawn(signals(tx));
-                agent.run(rx).await;
-                tracing::info!("stopped");
-                ExitCode::SUCCESS
-            });
-            // A reload abandoned at the stop may still be in a plugin's
-            // setup call (bounded by its deadline): do not wait for it.
-            rt.shutdown_timeout(std::time::Duration::from_millis(200));
-            code
+        Ok(i) => {
+            print!("{}", i.text());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::FAILURE)
         }
     }
+}
+
+fn once(
+    config: &PathBuf,
+    names: &[String],
+    wait: f64,
+    format: wdiamond::once::Format,
+    log: &LogArgs,
+) -> Result<ExitCode, ExitCode> {
+    let level = if log.log_level == "info" { "warn" } else { log.log_level.as_str() };
+    if let Err(e) = init_logging(level, log.log_format) {
+        eprintln!("error: {e:#}");
+        return Err(ExitCode::from(2));
+    }
+    if !(0.0..=3600.0).contains(&wait) {
+        eprintln!("error: --wait {wait}: give 0 to 3600 seconds");
+        return Err(ExitCode::from(2));
+    }
+    let report = |errors: &wdiamond::config::ConfigErrors| {
+        eprint!("{errors}");
+        ExitCode::from(EX_CONFIG)
+    };
+    let c = wdiamond::config::load(config).map_err(|e| report(&e))?;
+    let c = wdiamond::once::select(&c, names).map_err(|e| report(&e))?;
+    let runtime = runtime(&c.server.plugin_cache_dir)?;
+    let rt = tokio_runtime()?;
+    let outcomes = rt.block_on(async {
+        let mut out = std::io::stdout().lock();
+        wdiamond::once::run(runtime, &c, std::time::Duration::from_secs_f64(wait), format, &mut out).await
+    });
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    let outcomes = outcomes.map_err(|e| report(&e))?;
+    let (text, ok) = wdiamond::once::summary(&outcomes);
+    eprint!("{text}");
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn run(config: &PathBuf, log: &LogArgs) -> Result<ExitCode, ExitCode> {
+    if let Err(e) = init_logging(&log.log_level, log.log_format) {
+        eprintln!("error: {e:#}");
+        return Err(ExitCode::from(2));
+    }
+    let rt = tokio_runtime()?;
+    let code = rt.block_on(async move {
+        let (c, runtime, loaded) = match tokio::task::block_in_place(|| load(config)) {
+            Ok(x) => x,
+            Err(code) => return code,
+        };
+        // Where each plugin may write (its `directories` grant).
+        let writers = loaded
+            .collectors
+            .iter()
+            .map(|c| &c.ctx)
+            .chain(loaded.handlers.iter().map(|h| &h.ctx));
+        for ctx in writers {
+            for dir in &ctx.grants.directories {
+                tracing::info!(plugin = %ctx.name, "may write in {}", dir.display());
+            }
+        }
+        tracing::info!(config = %config.display(), collectors = loaded.collectors.len(), handlers = loaded.handlers.len(), "wdiamond {} started", env!("CARGO_PKG_VERSION"));
+        let agent = Agent::start(runtime, HostFacts::default(), config, &c, loaded);
+        let released = wdiamond::memory::release_startup_pages();
+        tracing::debug!(mapped = released, "start-up pages released");
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(signals(tx));
+        agent.run(rx).await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    });
+    // A reload abandoned at the stop may still be in a plugin's
+    // setup call (bounded by its deadline): do not wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    Ok(code)
 }
 
 /// The longest a stop may take after SIGTERM or SIGINT: collectors' and

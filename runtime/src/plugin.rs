@@ -19,6 +19,7 @@ use crate::config::ComponentRef;
 use crate::host::{self, GuestOutput, HostState, Limiter, PluginContext};
 
 mod call;
+pub mod contract;
 mod epoch;
 mod world;
 
@@ -105,7 +106,25 @@ pub struct Runtime {
     metered: EngineSet,
     unmetered: EngineSet,
     cache_dir: PathBuf,
-    compiled: Mutex<HashMap<(ComponentRef, Metering), Component>>,
+    compiled: Mutex<HashMap<(ComponentRef, Metering), (Component, String)>>,
+}
+
+/// Why a component could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    /// The file is not the one pinned by `sha256`.
+    #[error("{path}: its SHA-256 is {actual}, but `sha256` pins {expected}: the file changed since it was pinned. If the new file is trusted, run `wdiamond inspect {path}` and set `sha256 = \"{actual}\"`")]
+    DigestMismatch {
+        /// The file.
+        path: String,
+        /// The pinned digest.
+        expected: String,
+        /// The file's digest.
+        actual: String,
+    },
+    /// Anything else (unreadable, not a component, does not compile).
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
 }
 
 impl Runtime {
@@ -155,13 +174,34 @@ impl Runtime {
     /// cache (keyed by the engine's compatibility hash and the wasm bytes'
     /// SHA-256), else compiled and cached.
     pub fn component(&self, r: &ComponentRef, metering: Metering) -> anyhow::Result<Component> {
+        Ok(self.component_pinned(r, metering, None)?)
+    }
+
+    /// [`Runtime::component`], with the file's SHA-256 checked against
+    /// `pin` (lowercase hex) before it is compiled or taken from a cache:
+    /// a swapped file is never loaded.
+    pub fn component_pinned(
+        &self,
+        r: &ComponentRef,
+        metering: Metering,
+        pin: Option<&str>,
+    ) -> Result<Component, ComponentError> {
         let key = (r.clone(), metering);
-        if let Some(c) = self
+        let pinned = |digest: &str| match pin {
+            Some(p) if p != digest => Err(ComponentError::DigestMismatch {
+                path: r.to_string(),
+                expected: p.to_string(),
+                actual: digest.to_string(),
+            }),
+            _ => Ok(()),
+        };
+        if let Some((c, digest)) = self
             .compiled
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
         {
+            pinned(digest)?;
             return Ok(c.clone());
         }
         // A built-in's digest was computed at build time: on a cache hit
@@ -178,17 +218,18 @@ impl Runtime {
                     )
                 })?,
             ComponentRef::File(p) => {
-                let b = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                let b = read_component_file(p)?;
                 (hex_sha256(&b), b.into())
             }
         };
+        pinned(&digest)?;
         let component = self
             .compile_cached(&self.engines(metering).engine, &digest, &bytes)
             .with_context(|| format!("loading {r}"))?;
         self.compiled
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, component.clone());
+            .insert(key, (component.clone(), digest));
         Ok(component)
     }
 
@@ -340,8 +381,43 @@ impl Runtime {
     }
 }
 
+/// Largest component file read, bytes: an 18 MB Python runtime fits many
+/// times over; a plugin path pointing at a disk image does not.
+pub const MAX_COMPONENT_FILE: u64 = 512 << 20;
+
+/// Reads a component file, checking its size and its header (a component,
+/// not a core module or anything else) before a compiler sees it.
+pub fn read_component_file(p: &Path) -> anyhow::Result<Vec<u8>> {
+    let meta = std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?;
+    if !meta.is_file() {
+        return Err(anyhow!("{} is not a regular file", p.display()));
+    }
+    if meta.len() > MAX_COMPONENT_FILE {
+        return Err(anyhow!(
+            "{} is {} MiB, more than a component may be ({} MiB)",
+            p.display(),
+            meta.len() >> 20,
+            MAX_COMPONENT_FILE >> 20
+        ));
+    }
+    let mut b = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?,
+            MAX_COMPONENT_FILE + 1,
+        ),
+        &mut b,
+    )
+    .with_context(|| format!("reading {}", p.display()))?;
+    if b.len() as u64 > MAX_COMPONENT_FILE {
+        return Err(anyhow!("{} grew past {} MiB while read", p.display(), MAX_COMPONENT_FILE >> 20));
+    }
+    contract::check_component_bytes(&b).map_err(|e| anyhow!("{}: {e}", p.display()))?;
+    Ok(b)
+}
+
 /// The SHA-256 of `bytes`, in hex.
-fn hex_sha256(bytes: &[u8]) -> String {
+pub fn hex_sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))

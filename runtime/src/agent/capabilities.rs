@@ -55,6 +55,89 @@ fn url_host_port(url: &str) -> String {
     }
 }
 
+/// One capability as an operator reads it: its WIT name, what it names
+/// (`{key}` unfilled), and the `[….grants]` key that grants it.
+pub fn capability_parts(cap: &Capability) -> (&'static str, &str, &'static str) {
+    match cap {
+        Capability::ReadFiles(s) => ("read-files", s, "files"),
+        Capability::FilesystemStats(s) => ("filesystem-stats", s, "statvfs"),
+        Capability::RunCommand(s) => ("run-command", s, "commands"),
+        Capability::Connect(s) => ("connect", s, "connect"),
+        Capability::WriteDirectory(s) => ("write-directory", s, "directories"),
+    }
+}
+
+/// What a capability asks for, filled from `entries`, each as the TOML
+/// value an operator adds to its grants key (a command with any
+/// arguments: `["/usr/bin/x", "**"]`; a directory: the one holding the
+/// file the named key gives).
+pub fn asked_grants(cap: &Capability, entries: &[ConfigEntry]) -> Vec<String> {
+    let q = |s: &str| format!("{s:?}");
+    match cap {
+        Capability::ReadFiles(s) | Capability::FilesystemStats(s) | Capability::Connect(s) => {
+            substitute(s, entries).iter().map(|v| q(v)).collect()
+        }
+        Capability::RunCommand(s) => substitute(s, entries)
+            .iter()
+            .map(|v| format!("[{}, \"**\"]", q(v)))
+            .collect(),
+        Capability::WriteDirectory(k) => {
+            let file = entries
+                .iter()
+                .rev()
+                .find(|e| e.key == *k)
+                .map(|e| config::value_text(&e.value))
+                .unwrap_or_default();
+            match Path::new(&file).parent() {
+                Some(d) if !d.as_os_str().is_empty() => vec![q(&d.to_string_lossy())],
+                _ => Vec::new(),
+            }
+        }
+    }
+}
+
+/// Whether the operator's grants `g` already give what one asked value
+/// (from [`asked_grants`], TOML-quoted) of a capability needs.
+pub fn is_granted(g: &crate::grants::Grants, cap: &Capability, asked: &str) -> bool {
+    let unq = |s: &str| s.trim_matches('"').to_string();
+    match cap {
+        Capability::ReadFiles(_) => {
+            let p = unq(asked);
+            g.files.iter().any(|f| f.as_str() == p)
+                || g.check_read(Path::new(&p), Path::new(&p), false).is_ok()
+        }
+        Capability::FilesystemStats(_) => {
+            let p = unq(asked);
+            g.statvfs.iter().any(|f| f.as_str() == p) || g.check_statvfs(Path::new(&p)).is_ok()
+        }
+        Capability::RunCommand(s) => g.commands.iter().any(|c| c.program() == s.as_str()),
+        Capability::Connect(_) => {
+            let a = unq(asked);
+            match crate::grants::parse_socket(&a) {
+                Ok(crate::grants::SocketGrant::Unix(p)) => {
+                    g.check_unix(Path::new(p.as_str())).is_ok()
+                }
+                Ok(_) => {
+                    let mut parts = a.splitn(2, ':');
+                    let proto = parts.next().unwrap_or_default();
+                    let rest = parts.next().unwrap_or_default();
+                    match rest.rsplit_once(':') {
+                        Some((host, port)) => port
+                            .parse::<u16>()
+                            .is_ok_and(|port| g.check_connect_name(proto, host, port).is_ok()),
+                        None => false,
+                    }
+                }
+                Err(_) => false,
+            }
+        }
+        Capability::WriteDirectory(_) => {
+            let d = unq(asked);
+            g.directories.iter().any(|x| x == Path::new(&d))
+        }
+    }
+}
+
 /// Grants of a plugin: what the config says, plus, for a built-in
 /// component, what it asks for in `describe` (with `{key}` filled in).
 pub(super) fn grants_for(
@@ -106,6 +189,16 @@ pub(super) fn grants_for(
                 }
             }
         }
+    }
+    // A directory the operator granted is created if missing (as the
+    // agent's user), as one a built-in asks for is.
+    for dir in &p.grants.directories {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            format!(
+                "creating the granted directory {} (in `directories`): {e}",
+                dir.display()
+            )
+        })?;
     }
     Ok(g)
 }

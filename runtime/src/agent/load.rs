@@ -15,7 +15,7 @@ use crate::config::{
 };
 use crate::host::{HostFacts, PluginContext};
 use crate::metric::Publication;
-use crate::plugin::{Instance, Metering, Runtime, World};
+use crate::plugin::{contract, ComponentError, Instance, Metering, Runtime, World};
 use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime::component::Component;
@@ -251,13 +251,21 @@ fn load_plugin<W: World>(
     facts: &HostFacts,
     errors: &mut Vec<ConfigError>,
 ) -> Option<(Component, Description, Arc<PluginContext>, Instance<W>)> {
-    let component = match runtime.component(&p.component, metering) {
+    let component = match runtime.component_pinned(&p.component, metering, p.sha256.as_deref()) {
         Ok(c) => c,
+        Err(e @ ComponentError::DigestMismatch { .. }) => {
+            errors.push(err_at(p, "sha256", e.to_string()));
+            return None;
+        }
         Err(e) => {
             errors.push(err_at(p, "component", format!("{e:#}")));
             return None;
         }
     };
+    if let Err(e) = contract::read(&component).and_then(|c| c.expect(W::KIND)) {
+        errors.push(err_at(p, "component", format!("{}: {e}", p.component)));
+        return None;
+    }
     let probe = context(
         &p.name,
         "probe",

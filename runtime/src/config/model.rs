@@ -74,13 +74,15 @@ pub struct PluginConfig {
     pub section: String,
     /// The component.
     pub component: ComponentRef,
+    /// `sha256`: the digest a `component` file must have.
+    pub sha256: Option<String>,
     /// Grants as configured, parsed (capabilities are added at load).
     pub grants: Grants,
     /// Limits.
     pub limits: Limits,
     /// The plugin's own keys, in file order.
     pub options: Vec<(String, ConfigValue)>,
-    /// Where each of those keys was written.
+    /// Where each of those keys (and `sha256`) was written.
     pub option_locations: HashMap<String, Location>,
     /// Where the section starts.
     pub location: Location,

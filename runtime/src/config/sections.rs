@@ -45,11 +45,13 @@ pub(super) const COLLECTOR_KEYS: &[&str] = &[
     "ttl_multiplier",
     "tenant",
     "component",
+    "sha256",
     "grants",
     "limits",
 ];
 pub(super) const HANDLER_KEYS: &[&str] = &[
     "component",
+    "sha256",
     "grants",
     "limits",
     "queue_size",
@@ -93,6 +95,7 @@ pub(super) fn read_plugin(
     host_values: &mut BTreeMap<String, (usize, Value)>,
 ) -> PluginConfig {
     let mut component = ComponentRef::Builtin(name.to_string());
+    let mut sha256 = None;
     let mut grants = Grants::for_section(section);
     let mut limits = Limits::default();
     let mut options = Vec::new();
@@ -118,6 +121,17 @@ pub(super) fn read_plugin(
                         };
                     }
                 }
+                "sha256" if !is_default => {
+                    if let Some(s) = r.string(&path, value) {
+                        let s = s.to_ascii_lowercase();
+                        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                            sha256 = Some(s);
+                            option_locations.insert(key.clone(), doc.at(&path));
+                        } else {
+                            r.err(&path, "`sha256` is the file's SHA-256 in 64 hex digits (`wdiamond inspect FILE.wasm` prints the line)".to_string());
+                        }
+                    }
+                }
                 "grants" => {
                     if let Some(t) = r.table(&path, value) {
                         read_grants(&mut r, &path, t, &mut grants);
@@ -128,7 +142,7 @@ pub(super) fn read_plugin(
                         read_limits(&mut r, &path, t, &mut limits);
                     }
                 }
-                k if host_keys.contains(&k) && k != "component" => {
+                k if host_keys.contains(&k) && k != "component" && k != "sha256" => {
                     host_values.insert(k.to_string(), (layer_idx, value.clone()));
                 }
                 _ if is_default => {
@@ -146,10 +160,23 @@ pub(super) fn read_plugin(
             }
         }
     }
+    if sha256.is_some() && matches!(component, ComponentRef::Builtin(_)) {
+        let at = option_locations.get("sha256").cloned();
+        errors.push(ConfigError {
+            location: at.or_else(|| location.clone()).unwrap_or(Location {
+                file: PathBuf::new(),
+                line: 0,
+                column: 0,
+            }),
+            key: format!("{section}.sha256"),
+            message: "`sha256` pins a `component` file; this section uses a built-in component, which the binary itself pins".into(),
+        });
+    }
     PluginConfig {
         name: name.to_string(),
         section: section.to_string(),
         component,
+        sha256,
         grants,
         limits,
         options,

@@ -1,0 +1,145 @@
+//! What `wdiamond check` tells an operator beyond "OK": a summary that
+//! stays readable at 1,000 collectors, and for each plugin that is not
+//! built in, what it asks for beside what the config grants (with the line
+//! to add for each ask not granted) and whether its file is pinned.
+
+use std::collections::BTreeMap;
+
+use crate::agent::{asked_grants, capability_parts, is_granted, Loaded};
+use crate::bindings::types::{ConfigEntry, Description};
+use crate::config::{ComponentRef, Config, PluginConfig};
+use crate::grants::Grants;
+use crate::logging::guest_text;
+
+/// Names listed one by one up to this many; past it, counts by component.
+const LISTED: usize = 12;
+
+/// The summary: how many collectors and handlers, named or counted.
+pub fn summary(config: &Config, loaded: &Loaded) -> String {
+    let mut out = format!("{}: OK\n", config.source.display());
+    let n = loaded.collectors.len();
+    if n <= LISTED {
+        let names: Vec<&str> = loaded
+            .collectors
+            .iter()
+            .map(|c| c.config.plugin.name.as_str())
+            .collect();
+        out.push_str(&format!(
+            "  collectors: {n} enabled{}{}\n",
+            if n > 0 { ": " } else { "" },
+            names.join(", ")
+        ));
+    } else {
+        let mut by: BTreeMap<String, usize> = BTreeMap::new();
+        for c in &loaded.collectors {
+            *by.entry(c.config.plugin.component.to_string()).or_default() += 1;
+        }
+        let mut by: Vec<(String, usize)> = by.into_iter().collect();
+        by.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        out.push_str(&format!("  collectors: {n} enabled, by component:\n"));
+        for (component, count) in by.iter().take(LISTED) {
+            out.push_str(&format!("    {count:>6}  {component}\n"));
+        }
+        if by.len() > LISTED {
+            let rest: usize = by[LISTED..].iter().map(|(_, c)| c).sum();
+            out.push_str(&format!(
+                "    {rest:>6}  of {} other components\n",
+                by.len() - LISTED
+            ));
+        }
+    }
+    let handlers: Vec<&str> = loaded
+        .handlers
+        .iter()
+        .map(|h| h.config.plugin.name.as_str())
+        .collect();
+    out.push_str(&format!(
+        "  handlers: {}\n",
+        if handlers.is_empty() {
+            "none".to_string()
+        } else {
+            handlers.join(", ")
+        }
+    ));
+    out
+}
+
+/// The review of one third-party plugin, or `None` for a built-in one.
+/// The second value is how many warnings it holds.
+fn review_one(
+    p: &PluginConfig,
+    d: &Description,
+    entries: &[ConfigEntry],
+    grants: &Grants,
+) -> Option<(String, usize)> {
+    let ComponentRef::File(path) = &p.component else {
+        return None;
+    };
+    let mut warnings = 0;
+    let mut out = format!("[{}] {} ({} {})\n", p.section, path.display(), guest_text(&d.name), guest_text(&d.version));
+    match &p.sha256 {
+        Some(s) => out.push_str(&format!("  pinned: sha256 = \"{s}\"\n")),
+        None => {
+            warnings += 1;
+            let digest = crate::plugin::read_component_file(path)
+                .map(|b| crate::plugin::hex_sha256(&b))
+                .unwrap_or_else(|_| "…".into());
+            out.push_str(&format!(
+                "  warning: not pinned: a changed file would be loaded as it is. Add `sha256 = \"{digest}\"` to [{}] (`wdiamond inspect {}` prints it)\n",
+                p.section,
+                path.display()
+            ));
+        }
+    }
+    if d.capabilities.is_empty() {
+        out.push_str("  asks for nothing\n");
+    }
+    for cap in &d.capabilities {
+        let (kind, value, key) = capability_parts(cap);
+        let asked = asked_grants(cap, entries);
+        if asked.is_empty() {
+            out.push_str(&format!(
+                "  asks {kind} {}: nothing to grant with this config\n",
+                guest_text(value)
+            ));
+        }
+        for a in asked {
+            if is_granted(grants, cap, &a) {
+                out.push_str(&format!("  asks {kind} {}: granted ({key})\n", guest_text(&a)));
+            } else {
+                warnings += 1;
+                out.push_str(&format!(
+                    "  warning: asks {kind} {}, not granted: add {} to [{}.grants] {key}\n",
+                    guest_text(&a),
+                    guest_text(&a),
+                    p.section
+                ));
+            }
+        }
+    }
+    Some((out, warnings))
+}
+
+/// The review of every plugin that is not built in, and how many warnings
+/// it holds.
+pub fn third_party(loaded: &Loaded) -> (String, usize) {
+    let mut text = String::new();
+    let mut warnings = 0;
+    let plugins = loaded
+        .collectors
+        .iter()
+        .map(|c| (&c.config.plugin, &c.description, &c.ctx))
+        .chain(
+            loaded
+                .handlers
+                .iter()
+                .map(|h| (&h.config.plugin, &h.description, &h.ctx)),
+        );
+    for (p, d, ctx) in plugins {
+        if let Some((t, w)) = review_one(p, d, &ctx.config, &p.grants) {
+            text.push_str(&t);
+            warnings += w;
+        }
+    }
+    (text, warnings)
+}
