@@ -137,7 +137,10 @@ fn collect_files(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
         }
         if path.is_dir() {
             collect_files(base, &path, out);
-        } else if path.extension().is_some_and(|e| e == "rs" || e == "toml" || e == "lock") {
+        } else if path
+            .extension()
+            .is_some_and(|e| e == "rs" || e == "toml" || e == "lock")
+        {
             out.push(path.strip_prefix(base).unwrap().to_path_buf());
         }
     }

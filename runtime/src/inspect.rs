@@ -224,7 +224,11 @@ impl Inspection {
             "{}: a {} component, contract wdiamond:plugin@{} (this agent: @{})\n",
             self.file, self.world, self.contract, self.agent_contract
         ));
-        out.push_str(&format!("  name      {} {}\n", g(&self.name), g(&self.version)));
+        out.push_str(&format!(
+            "  name      {} {}\n",
+            g(&self.name),
+            g(&self.version)
+        ));
         out.push_str(&format!("  summary   {}\n", g(&self.summary)));
         out.push_str(&format!(
             "  sha256    {}\n  size      {} bytes (compiled: {} bytes)\n",
@@ -235,7 +239,12 @@ impl Inspection {
             out.push_str("    (none)\n");
         }
         for o in &self.options {
-            out.push_str(&format!("    {} = {}    # {}\n", g(&o.key), g(&o.default), g(&o.help)));
+            out.push_str(&format!(
+                "    {} = {}    # {}\n",
+                g(&o.key),
+                g(&o.default),
+                g(&o.help)
+            ));
         }
         out.push_str("  asks for (granted only if the config lists it)\n");
         if self.capabilities.is_empty() {

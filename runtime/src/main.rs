@@ -117,7 +117,11 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.with_ansi(colour()).init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
     }
     Ok(())
 }
@@ -243,7 +247,11 @@ fn once(
     format: wdiamond::once::Format,
     log: &LogArgs,
 ) -> Result<ExitCode, ExitCode> {
-    let level = if log.log_level == "info" { "warn" } else { log.log_level.as_str() };
+    let level = if log.log_level == "info" {
+        "warn"
+    } else {
+        log.log_level.as_str()
+    };
     if let Err(e) = init_logging(level, log.log_format) {
         eprintln!("error: {e:#}");
         return Err(ExitCode::from(2));
@@ -262,13 +270,24 @@ fn once(
     let rt = tokio_runtime()?;
     let outcomes = rt.block_on(async {
         let mut out = std::io::stdout().lock();
-        wdiamond::once::run(runtime, &c, std::time::Duration::from_secs_f64(wait), format, &mut out).await
+        wdiamond::once::run(
+            runtime,
+            &c,
+            std::time::Duration::from_secs_f64(wait),
+            format,
+            &mut out,
+        )
+        .await
     });
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
     let outcomes = outcomes.map_err(|e| report(&e))?;
     let (text, ok) = wdiamond::once::summary(&outcomes);
     eprint!("{text}");
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run(config: &PathBuf, log: &LogArgs) -> Result<ExitCode, ExitCode> {

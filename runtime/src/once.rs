@@ -65,7 +65,11 @@ pub fn select(config: &Config, names: &[String]) -> Result<Config, ConfigErrors>
     let mut errors = Vec::new();
     for n in names {
         if !c.collectors.iter().any(|x| x.plugin.name == *n) {
-            let mut known: Vec<&str> = c.collectors.iter().map(|x| x.plugin.name.as_str()).collect();
+            let mut known: Vec<&str> = c
+                .collectors
+                .iter()
+                .map(|x| x.plugin.name.as_str())
+                .collect();
             known.sort_unstable();
             errors.push(ConfigError {
                 location: Location {
@@ -76,7 +80,11 @@ pub fn select(config: &Config, names: &[String]) -> Result<Config, ConfigErrors>
                 key: format!("collectors.{n}"),
                 message: format!(
                     "no collector named {n:?} in the configuration (its collectors: {})",
-                    if known.is_empty() { "none".into() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
                 ),
             });
         }
@@ -90,7 +98,13 @@ pub fn select(config: &Config, names: &[String]) -> Result<Config, ConfigErrors>
     Ok(c)
 }
 
-fn print(out: &mut dyn Write, chunk: &Chunk, name: &str, run: u32, format: Format) -> std::io::Result<()> {
+fn print(
+    out: &mut dyn Write,
+    chunk: &Chunk,
+    name: &str,
+    run: u32,
+    format: Format,
+) -> std::io::Result<()> {
     match format {
         Format::Lines => out.write_all(chunk.lines().as_bytes()),
         Format::Json => {
@@ -148,7 +162,15 @@ pub async fn run(
             abort: None,
         });
         let name = lc.config.plugin.name.clone();
-        jobs.push((name, shared, Some(lc.instance), stats, queue, router, deadline));
+        jobs.push((
+            name,
+            shared,
+            Some(lc.instance),
+            stats,
+            queue,
+            router,
+            deadline,
+        ));
     }
     let mut outcomes: Vec<Outcome> = jobs
         .iter()
@@ -163,16 +185,31 @@ pub async fn run(
         }
         for (j, o) in jobs.iter_mut().zip(outcomes.iter_mut()) {
             let (name, shared, instance, stats, queue, router, deadline) = j;
-            let before = stats.guest_errors.load(Ordering::Relaxed) + stats.failures.load(Ordering::Relaxed);
-            match run_collection(&runtime, shared, instance.take(), wall_clock(), *deadline, router, stats).await {
+            let before =
+                stats.guest_errors.load(Ordering::Relaxed) + stats.failures.load(Ordering::Relaxed);
+            match run_collection(
+                &runtime,
+                shared,
+                instance.take(),
+                wall_clock(),
+                *deadline,
+                router,
+                stats,
+            )
+            .await
+            {
                 Ok(Some(i)) => *instance = Some(i),
                 Ok(None) => {}
                 Err(e) => {
-                    shared.ctx.span.in_scope(|| tracing::error!(error = %e, "cannot instantiate"));
+                    shared
+                        .ctx
+                        .span
+                        .in_scope(|| tracing::error!(error = %e, "cannot instantiate"));
                     o.failed += 1;
                 }
             }
-            let after = stats.guest_errors.load(Ordering::Relaxed) + stats.failures.load(Ordering::Relaxed);
+            let after =
+                stats.guest_errors.load(Ordering::Relaxed) + stats.failures.load(Ordering::Relaxed);
             o.failed += after - before;
             o.denials = stats.denials.load(Ordering::Relaxed);
             while let Some((taken, batch)) = queue.peek(usize::MAX / 4) {
@@ -203,10 +240,18 @@ pub fn summary(outcomes: &[Outcome]) -> (String, bool) {
             ));
         }
         if problems.is_empty() {
-            text.push_str(&format!("collectors.{}: ok, {} metrics\n", o.name, o.metrics));
+            text.push_str(&format!(
+                "collectors.{}: ok, {} metrics\n",
+                o.name, o.metrics
+            ));
         } else {
             ok = false;
-            text.push_str(&format!("collectors.{}: {}; {} metrics\n", o.name, problems.join("; "), o.metrics));
+            text.push_str(&format!(
+                "collectors.{}: {}; {} metrics\n",
+                o.name,
+                problems.join("; "),
+                o.metrics
+            ));
         }
     }
     if outcomes.is_empty() {

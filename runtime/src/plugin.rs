@@ -410,7 +410,11 @@ pub fn read_component_file(p: &Path) -> anyhow::Result<Vec<u8>> {
     )
     .with_context(|| format!("reading {}", p.display()))?;
     if b.len() as u64 > MAX_COMPONENT_FILE {
-        return Err(anyhow!("{} grew past {} MiB while read", p.display(), MAX_COMPONENT_FILE >> 20));
+        return Err(anyhow!(
+            "{} grew past {} MiB while read",
+            p.display(),
+            MAX_COMPONENT_FILE >> 20
+        ));
     }
     contract::check_component_bytes(&b).map_err(|e| anyhow!("{}: {e}", p.display()))?;
     Ok(b)

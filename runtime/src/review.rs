@@ -76,7 +76,13 @@ fn review_one(
         return None;
     };
     let mut warnings = 0;
-    let mut out = format!("[{}] {} ({} {})\n", p.section, path.display(), guest_text(&d.name), guest_text(&d.version));
+    let mut out = format!(
+        "[{}] {} ({} {})\n",
+        p.section,
+        path.display(),
+        guest_text(&d.name),
+        guest_text(&d.version)
+    );
     match &p.sha256 {
         Some(s) => out.push_str(&format!("  pinned: sha256 = \"{s}\"\n")),
         None => {
@@ -105,7 +111,10 @@ fn review_one(
         }
         for a in asked {
             if is_granted(grants, cap, &a) {
-                out.push_str(&format!("  asks {kind} {}: granted ({key})\n", guest_text(&a)));
+                out.push_str(&format!(
+                    "  asks {kind} {}: granted ({key})\n",
+                    guest_text(&a)
+                ));
             } else {
                 warnings += 1;
                 out.push_str(&format!(

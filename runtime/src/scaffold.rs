@@ -116,7 +116,10 @@ fn sample_config(kind: Kind, name: &str) -> String {
 
 /// The files of a new project: (relative path, contents).
 pub fn project_files(kind: Kind, name: &str) -> Vec<(PathBuf, String)> {
-    let fill = |t: &str| t.replace("{{name}}", name).replace("{{kind}}", kind.as_str());
+    let fill = |t: &str| {
+        t.replace("{{name}}", name)
+            .replace("{{kind}}", kind.as_str())
+    };
     let mut out = vec![
         (PathBuf::from("Cargo.toml"), fill(CARGO_TOML)),
         (PathBuf::from(".gitignore"), GITIGNORE.to_string()),
@@ -128,7 +131,10 @@ pub fn project_files(kind: Kind, name: &str) -> Vec<(PathBuf, String)> {
             }),
         ),
         (PathBuf::from("README.md"), readme(kind, name)),
-        (PathBuf::from(format!("{name}.toml")), sample_config(kind, name)),
+        (
+            PathBuf::from(format!("{name}.toml")),
+            sample_config(kind, name),
+        ),
     ];
     for (path, text) in files::SDK_FILES {
         match *path {

@@ -82,7 +82,7 @@ pub struct PluginConfig {
     pub limits: Limits,
     /// The plugin's own keys, in file order.
     pub options: Vec<(String, ConfigValue)>,
-    /// Where each of those keys (and `sha256`) was written.
+    /// Where each of those keys (and `component`, `sha256`) was written.
     pub option_locations: HashMap<String, Location>,
     /// Where the section starts.
     pub location: Location,

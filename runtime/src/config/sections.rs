@@ -114,6 +114,7 @@ pub(super) fn read_plugin(
             match key.as_str() {
                 "component" if !is_default => {
                     if let Some(s) = r.string(&path, value) {
+                        option_locations.insert(key.clone(), doc.at(&path));
                         component = if s.ends_with(".wasm") || s.contains('/') {
                             ComponentRef::File(resolve(config_dir, &s))
                         } else {

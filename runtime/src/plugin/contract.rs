@@ -50,7 +50,13 @@ impl Version {
     /// Why a plugin built against `self` cannot run on an agent of `host`,
     /// or `None` when it can.
     pub fn incompatibility(self, host: Version) -> Option<&'static str> {
-        let track = |v: Version| if v.major == 0 { (0, v.minor) } else { (v.major, 0) };
+        let track = |v: Version| {
+            if v.major == 0 {
+                (0, v.minor)
+            } else {
+                (v.major, 0)
+            }
+        };
         if track(self) != track(host) {
             Some("a different major version of the contract (for 0.x: a different minor) is a different ABI; rebuild the plugin against this agent's SDK (`wdiamond new` writes it)")
         } else if self > host {
@@ -248,7 +254,16 @@ mod tests {
                 patch: 2
             }
         );
-        for bad in ["", "1", "1.2", "1.2.3.4", "1.2.x", "1.2.3-rc1", "01.2.3 ", "-1.0.0"] {
+        for bad in [
+            "",
+            "1",
+            "1.2",
+            "1.2.3.4",
+            "1.2.x",
+            "1.2.3-rc1",
+            "01.2.3 ",
+            "-1.0.0",
+        ] {
             assert_eq!(Version::parse(bad), None, "{bad:?}");
         }
     }

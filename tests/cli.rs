@@ -1,0 +1,393 @@
+//! The commands around the agent on bad and hostile input: `inspect` and
+//! `once` on files that are not plugins, plugins of the wrong world or
+//! contract, and a `describe` that spins or allocates without bound; pins;
+//! `check`'s summary and review; where colour and JSON logs go.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wdiamond");
+
+/// Runs the binary, failing the test if it has not ended in 60 s (a hang).
+fn wdiamond(args: &[&str]) -> Output {
+    let child = Command::new(BIN)
+        .args(args)
+        .env("XDG_CACHE_HOME", common::cache_dir().parent().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("wdiamond {args:?} hung");
+        }
+    }
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A built guest with every `@0.1.1`-style contract version replaced
+/// (same length, so the component stays well-formed).
+fn with_contract(dir: &Path, guest: &str, version: &str) -> PathBuf {
+    let host = wdiamond::plugin::contract::host_version().to_string();
+    assert_eq!(host.len(), version.len());
+    let mut bytes = std::fs::read(common::test_guest(guest)).unwrap();
+    let prefix = b"wdiamond:plugin/";
+    let mut i = 0;
+    let mut replaced = 0;
+    while let Some(at) = bytes[i..].windows(prefix.len()).position(|w| w == prefix) {
+        let name = i + at + prefix.len();
+        i = name;
+        let Some(sign) = bytes[name..].iter().take(64).position(|&b| b == b'@') else {
+            continue;
+        };
+        let v = name + sign + 1;
+        if bytes[v..].starts_with(host.as_bytes()) {
+            bytes[v..v + host.len()].copy_from_slice(version.as_bytes());
+            replaced += 1;
+        }
+    }
+    assert!(replaced > 0);
+    let out = bytes;
+    let p = dir.join(format!("{guest}-{version}.wasm"));
+    std::fs::write(&p, out).unwrap();
+    p
+}
+
+fn config(dir: &Path, body: &str) -> String {
+    common::write_config(
+        dir,
+        &format!(
+            "[server]\nhandlers = []\nplugin_cache_dir = {:?}\n{body}",
+            common::cache_dir()
+        ),
+    )
+    .to_string_lossy()
+    .into_owned()
+}
+
+#[test]
+fn inspect_refuses_what_is_not_a_plugin_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"#!/bin/sh\necho hi\n").unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let broken = dir.path().join("broken.wasm");
+    let mut b = std::fs::read(common::test_guest("collector_loadavg")).unwrap();
+    b.truncate(b.len() / 2);
+    std::fs::write(&broken, b).unwrap();
+    let missing = dir.path().join("missing.wasm");
+    let newer = with_contract(dir.path(), "collector_loadavg", "0.9.0");
+    for (file, says) in [
+        (&junk, "not a WebAssembly file"),
+        (&core, "core WebAssembly module, not a component"),
+        (&broken, "compiling"),
+        (&missing, "missing.wasm"),
+        (&newer, "wdiamond:plugin@0.9.0"),
+    ] {
+        let o = wdiamond(&["inspect", file.to_str().unwrap()]);
+        let e = err(&o);
+        assert_eq!(o.status.code(), Some(1), "{}: {e}", file.display());
+        assert!(e.contains(says), "{}: {e}", file.display());
+        assert!(!e.contains("panicked"), "{e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+        assert!(out(&o).is_empty());
+    }
+    // The contract error names both versions.
+    let e = err(&wdiamond(&["inspect", newer.to_str().unwrap()]));
+    assert!(
+        e.contains(&format!(
+            "wdiamond:plugin@{}",
+            wdiamond::plugin::contract::host_version()
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn inspect_ends_a_describe_that_spins_or_allocates_without_bound() {
+    for (guest, says) in [
+        ("collector_describe_spin", "timeout"),
+        ("collector_describe_hog", "memory"),
+        ("collector_stall", "timeout"),
+    ] {
+        let start = Instant::now();
+        let o = wdiamond(&["inspect", common::test_guest(guest).to_str().unwrap()]);
+        let e = err(&o);
+        assert_eq!(o.status.code(), Some(1), "{guest}: {e}");
+        assert!(
+            e.contains("describe failed") && e.contains(says),
+            "{guest}: {e}"
+        );
+        // Bounded by the setup deadline, not by the test's own timeout.
+        assert!(start.elapsed() < Duration::from_secs(55), "{guest}");
+    }
+}
+
+#[test]
+fn inspect_shows_a_handler_and_a_garbage_describe_is_refused() {
+    let o = wdiamond(&[
+        "inspect",
+        "--json",
+        common::test_guest("handler_graphite").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["world"], "handler");
+    assert_eq!(j["name"], "graphite");
+    assert!(j["capabilities"][0]["kind"] == "connect", "{j}");
+    assert!(j["compiled_size"].as_u64().unwrap() > j["size"].as_u64().unwrap() / 2);
+    let o = wdiamond(&[
+        "inspect",
+        common::test_guest("collector_bad_describe")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("describes itself badly"), "{}", err(&o));
+}
+
+#[test]
+fn the_wrong_world_or_contract_is_a_config_error_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let handler = common::test_guest("handler_graphite");
+    let conf = config(
+        dir.path(),
+        &format!("[collectors.x]\nenabled = true\ncomponent = {handler:?}\n"),
+    );
+    for cmd in ["check", "once"] {
+        let o = wdiamond(&[cmd, &conf]);
+        assert_eq!(o.status.code(), Some(78), "{cmd}: {}", err(&o));
+        assert!(
+            err(&o).contains("it is a handler component, but a collector is configured here"),
+            "{}",
+            err(&o)
+        );
+    }
+    let next_major = with_contract(dir.path(), "collector_loadavg", "1.0.0");
+    let conf = config(
+        dir.path(),
+        &format!("[collectors.x]\nenabled = true\npath = \"x\"\ncomponent = {next_major:?}\n"),
+    );
+    let o = wdiamond(&["check", &conf]);
+    assert_eq!(o.status.code(), Some(78), "{}", err(&o));
+    let host = wdiamond::plugin::contract::host_version();
+    assert!(
+        err(&o).contains("wdiamond:plugin@1.0.0")
+            && err(&o).contains(&format!("wdiamond:plugin@{host}"))
+            && err(&o).contains("wdiamond.toml:7:"),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn a_plugin_built_against_an_older_compatible_contract_runs() {
+    let host = wdiamond::plugin::contract::host_version();
+    assert!(
+        host.patch > 0,
+        "the test needs an older patch version to build against"
+    );
+    let older = format!("{}.{}.{}", host.major, host.minor, host.patch - 1);
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = with_contract(dir.path(), "collector_loadavg", &older);
+    let o = wdiamond(&["inspect", wasm.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        out(&o).contains(&format!("contract wdiamond:plugin@{older}")),
+        "{}",
+        out(&o)
+    );
+    let conf = config(
+        dir.path(),
+        &format!("[collectors.old]\nenabled = true\npath = \"old\"\nhostname = \"h\"\ncomponent = {wasm:?}\n[collectors.old.grants]\nfiles = [\"/proc/loadavg\"]\n"),
+    );
+    let o = wdiamond(&["once", &conf, "--wait", "0"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(
+        out(&o).matches("servers.h.old.01 ").count(),
+        2,
+        "{}",
+        out(&o)
+    );
+}
+
+#[test]
+fn once_prints_two_runs_sends_nothing_and_fails_on_a_denial() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive.log");
+    let misbehave = common::test_guest("collector_misbehave");
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = [\"archive\"]\nplugin_cache_dir = {:?}\n[handlers.archive]\nlog_file = {archive:?}\n[collectors.default]\nhostname = \"h\"\n[collectors.loadavg]\nenabled = true\n[collectors.cpu]\nenabled = true\n[collectors.shadow]\ncomponent = {misbehave:?}\nmode = \"read\"\narg = \"/etc/shadow\"\n",
+            common::cache_dir()
+        ),
+    );
+    let conf = conf.to_str().unwrap();
+    // Every enabled collector: lines, twice; the disabled one not at all.
+    let o = wdiamond(&["once", conf, "--wait", "0.5"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(
+        out(&o).matches("servers.h.loadavg.01 ").count(),
+        2,
+        "{}",
+        out(&o)
+    );
+    // cpu's rates need two samples: the second run has them.
+    assert!(out(&o).contains("servers.h.cpu.total.idle "), "{}", out(&o));
+    assert!(!archive.exists(), "once must not reach a handler");
+    // JSON, one named collector.
+    let o = wdiamond(&["once", conf, "loadavg", "--wait", "0", "--format", "json"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let metrics: Vec<serde_json::Value> = out(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(metrics.iter().all(|m| m["collector"] == "loadavg"));
+    assert!(metrics
+        .iter()
+        .any(|m| m["run"] == 2 && m["path"] == "servers.h.loadavg.01"));
+    // A named disabled collector runs; its denial names the line to add and fails the command.
+    let o = wdiamond(&["once", conf, "shadow", "--wait", "0"]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains("add \"/etc/shadow\" to [collectors.shadow.grants] files")
+            && err(&o).contains("collectors.shadow: 2 of 2 runs failed; 2 host calls denied"),
+        "{}",
+        err(&o)
+    );
+    // An unknown name is a configuration error listing the known ones.
+    let o = wdiamond(&["once", conf, "nosuch"]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(
+        err(&o).contains("no collector named \"nosuch\"")
+            && err(&o).contains("cpu, loadavg, shadow"),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn pins_are_checked_and_bad_pins_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("up.wasm");
+    std::fs::copy(common::test_guest("collector_loadavg"), &wasm).unwrap();
+    let digest = wdiamond::plugin::hex_sha256(&std::fs::read(&wasm).unwrap());
+    let section = |pin: &str| {
+        config(
+            dir.path(),
+            &format!(
+                "[collectors.up]\nenabled = true\npath = \"up\"\ncomponent = \"up.wasm\"\n{pin}\n"
+            ),
+        )
+    };
+    let conf = section(&format!("sha256 = \"{}\"", digest.to_uppercase()));
+    let o = wdiamond(&["check", &conf]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        out(&o).contains(&format!("pinned: sha256 = \"{digest}\"")),
+        "{}",
+        out(&o)
+    );
+    // A changed file (a byte past the header): refused, even though the
+    // old one is in the compiled cache.
+    let mut b = std::fs::read(&wasm).unwrap();
+    let n = b.len();
+    b[n - 1] ^= 1;
+    std::fs::write(&wasm, &b).unwrap();
+    let o = wdiamond(&["check", &conf]);
+    assert_eq!(o.status.code(), Some(78), "{}", err(&o));
+    assert!(
+        err(&o).contains("wdiamond.toml:8:")
+            && err(&o).contains("`collectors.up.sha256`")
+            && err(&o).contains(&digest),
+        "{}",
+        err(&o)
+    );
+    for (pin, says) in [
+        ("sha256 = \"abc\"", "64 hex digits"),
+        ("sha256 = 5", "expected a string"),
+    ] {
+        let o = wdiamond(&["check", &section(pin)]);
+        assert_eq!(o.status.code(), Some(78), "{pin}");
+        assert!(err(&o).contains(says), "{pin}: {}", err(&o));
+    }
+    let conf = config(
+        dir.path(),
+        &format!("[collectors.loadavg]\nenabled = true\nsha256 = \"{digest}\"\n"),
+    );
+    let o = wdiamond(&["check", &conf]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(err(&o).contains("built-in component"), "{}", err(&o));
+}
+
+#[test]
+fn check_summarises_many_collectors_by_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut body = String::new();
+    for i in 0..40 {
+        body.push_str(&format!(
+            "[collectors.l{i}]\nenabled = true\ncomponent = \"{}\"\n",
+            if i % 4 == 0 { "uptime" } else { "loadavg" }
+        ));
+    }
+    let o = wdiamond(&["check", &config(dir.path(), &body)]);
+    assert!(o.status.success(), "{}", err(&o));
+    let s = out(&o);
+    assert!(s.contains("collectors: 40 enabled, by component:"), "{s}");
+    assert!(
+        s.contains("    30  built-in `loadavg`") && s.contains("    10  built-in `uptime`"),
+        "{s}"
+    );
+    assert!(s.lines().count() < 8, "{s}");
+    assert!(!s.contains("l39"), "{s}");
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_and_json_logs_are_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = config(
+        dir.path(),
+        "[collectors.loadavg]\nenabled = true\ninterval = 1\n",
+    );
+    for format in ["text", "json"] {
+        let child = Command::new(BIN)
+            .args(["run", &conf, "--log-format", format])
+            .env_remove("NO_COLOR")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let o = child.wait_with_output().unwrap();
+        let log = err(&o);
+        assert!(log.contains("started"), "{log}");
+        assert!(!log.contains('\x1b'), "colour codes in a pipe: {log:?}");
+        if format == "json" {
+            for l in log.lines() {
+                let j: serde_json::Value =
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+                assert!(j["level"].is_string() && j["timestamp"].is_string(), "{l}");
+            }
+        }
+    }
+}
