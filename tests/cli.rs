@@ -181,6 +181,56 @@ fn the_wrong_world_or_contract_is_a_config_error_naming_both() {
             err(&o)
         );
     }
+    // `once` loads what `run` loads: each of these is a configuration
+    // error, bounded, never a hang or a panic.
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"MZ\x90\0not wasm").unwrap();
+    let not_plugin = dir.path().join("not-plugin.wasm");
+    let b = std::fs::read(common::test_guest("collector_loadavg")).unwrap();
+    let from = b"wdiamond:plugin/collector@";
+    let mut b2 = b.clone();
+    let mut i = 0;
+    while let Some(at) = b2[i..].windows(from.len()).position(|w| w == from) {
+        b2[i + at + 16..i + at + 25].copy_from_slice(b"collectox");
+        i += at + from.len();
+    }
+    std::fs::write(&not_plugin, b2).unwrap();
+    for (file, says) in [
+        (core.clone(), "core WebAssembly module"),
+        (junk, "not a WebAssembly file"),
+        (not_plugin.clone(), "it is not a wdiamond plugin"),
+        (
+            common::test_guest("collector_describe_spin"),
+            "does not describe itself",
+        ),
+        (
+            common::test_guest("collector_describe_hog"),
+            "does not describe itself",
+        ),
+    ] {
+        let conf = config(
+            dir.path(),
+            &format!("[collectors.x]\nenabled = true\npath = \"x\"\ncomponent = {file:?}\n"),
+        );
+        let o = wdiamond(&["once", &conf]);
+        assert_eq!(o.status.code(), Some(78), "{}: {}", file.display(), err(&o));
+        assert!(
+            err(&o).contains(says) && !err(&o).contains("panicked"),
+            "{}: {}",
+            file.display(),
+            err(&o)
+        );
+    }
+    let o = wdiamond(&["inspect", not_plugin.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("it is not a wdiamond plugin"),
+        "{}",
+        err(&o)
+    );
+
     let next_major = with_contract(dir.path(), "collector_loadavg", "1.0.0");
     let conf = config(
         dir.path(),
@@ -390,4 +440,37 @@ fn logs_to_a_pipe_carry_no_colour_and_json_logs_are_json() {
             }
         }
     }
+}
+
+#[test]
+fn new_refuses_a_bad_name_or_a_used_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = wdiamond(&[
+        "new",
+        "collector",
+        "Bad.Name",
+        "--dir",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("is not a plugin name"), "{}", err(&o));
+    std::fs::write(dir.path().join("keep.txt"), "mine").unwrap();
+    let o = wdiamond(&[
+        "new",
+        "handler",
+        "ok",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("already exists and is not empty"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(),
+        "mine"
+    );
+    assert!(!dir.path().join("Cargo.toml").exists());
 }
