@@ -203,7 +203,15 @@ fn check_accepts_the_shipped_config() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (7 collectors enabled"));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains(": OK\n")
+            && shown.contains(
+                "collectors: 7 enabled: cpu, diskspace, diskusage, loadavg, memory, network, vmstat"
+            )
+            && shown.contains("handlers: archive"),
+        "{shown}"
+    );
 }
 
 /// Misbehaving collectors beside a well-behaved neighbour on a 1 s interval:
