@@ -192,7 +192,7 @@ fn the_spool_carries_metrics_across_a_restart() {
     let spooled = published(&dir.path().join("archive.log"));
     assert!(spooled.len() >= 27);
     assert!(
-        std::fs::read_dir(dir.path().join("spool")).unwrap().count() >= 1,
+        common::spool_segments(&dir.path().join("spool/graphite")) >= 1,
         "a spool segment on disk"
     );
     // Carbon up, agent restarted: the spool is delivered first.
@@ -212,7 +212,7 @@ fn the_spool_carries_metrics_across_a_restart() {
         &miss[..miss.len().min(5)]
     );
     assert_eq!(
-        std::fs::read_dir(dir.path().join("spool")).unwrap().count(),
+        common::spool_segments(&dir.path().join("spool/graphite")),
         0,
         "delivered segments are deleted"
     );
@@ -227,7 +227,7 @@ fn a_reload_that_replaces_the_handler_loses_nothing() {
     let agent = start_agent(&conf);
     std::thread::sleep(Duration::from_secs(3));
     // Change the handler's options and reload: the old handler instance
-    // cannot deliver, so it spools; the new one shares the spool.
+    // hands its spool (which holds all it queued) to the new one.
     let text = std::fs::read_to_string(&conf)
         .unwrap()
         .replace("timeout = 2\n", "timeout = 3\n");
@@ -238,7 +238,7 @@ fn a_reload_that_replaces_the_handler_loses_nothing() {
     std::thread::sleep(Duration::from_secs(5));
     let log = stop_agent(agent);
     assert!(
-        log.contains("handler removed or changed: draining and stopping the old one"),
+        log.contains("handler changed: the new one takes over its spool"),
         "{log}"
     );
     let want = published(&dir.path().join("archive.log"));
@@ -331,4 +331,95 @@ async fn a_sent_batch_not_yet_confirmed_is_spooled_at_shutdown() {
         .unwrap();
     agent.shutdown().await;
     assert!(again.lines().any(|l| l == lost), "{again}");
+}
+
+/// The newest spool segment of the graphite handler.
+fn last_segment(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir.join("spool/graphite"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "spool"))
+        .max()
+        .expect("a spool segment")
+}
+
+/// Carbon down, the agent killed with SIGKILL (no stop, no flush), carbon
+/// back, the agent started again: with `spool_dir`, every point published
+/// before the kill reaches whisper (the spool is written ahead, as each
+/// run is queued). With `torn`, the last record of the spool is cut in two
+/// first, as a crash mid-write leaves it: the agent starts, logs it, and
+/// delivers everything else.
+fn killed_during_an_outage(torn: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut carbon = Carbon::new(&dir.path().join("carbon"));
+    let conf = config(dir.path(), carbon.port, true);
+    let agent = start_agent(&conf);
+    std::thread::sleep(Duration::from_secs(5));
+    signal(&agent, libc::SIGKILL);
+    let _ = agent.wait_with_output();
+    let before = published(&dir.path().join("archive.log"));
+    assert!(before.len() >= 30, "published {}", before.len());
+    if torn {
+        let seg = last_segment(dir.path());
+        let data = std::fs::read(&seg).unwrap();
+        std::fs::write(&seg, &data[..data.len() - 5]).unwrap();
+    }
+    carbon.start();
+    let agent = start_agent(&conf);
+    std::thread::sleep(Duration::from_secs(5));
+    let log = stop_agent(agent);
+    assert!(log.contains("found spooled metrics"), "{log}");
+    if torn {
+        assert!(log.contains("spool segment is damaged"), "{log}");
+    }
+    let miss = missing(&carbon, &before);
+    // A torn write costs the one record it cut.
+    let allowed = usize::from(torn);
+    assert!(
+        miss.len() <= allowed,
+        "{} of {} points published before the kill are not in whisper, e.g. {:?}\n{log}",
+        miss.len(),
+        before.len(),
+        &miss[..miss.len().min(5)]
+    );
+}
+
+#[test]
+fn nothing_queued_is_lost_when_the_agent_is_killed() {
+    killed_during_an_outage(false);
+}
+
+#[test]
+fn a_torn_spool_record_is_skipped_and_the_rest_delivered() {
+    killed_during_an_outage(true);
+}
+
+#[test]
+fn a_second_agent_on_the_same_spool_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = config(dir.path(), common::free_port(), true);
+    let first = start_agent(&conf);
+    let start = Instant::now();
+    while !dir.path().join("spool/graphite/lock").exists()
+        && start.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let second = Command::new(BIN).arg("run").arg(&conf).output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("`handlers.graphite.spool_dir`") && err.contains("locked by another process"),
+        "{err}"
+    );
+    // `check` beside the running agent still works.
+    let check = Command::new(BIN).arg("check").arg(&conf).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    stop_agent(first);
 }

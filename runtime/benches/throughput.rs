@@ -127,7 +127,13 @@ fn main() {
         lines_bytes = b_bytes; // the same lines
     }
     // PART=agent-b runs only B (for profiling).
-    for (declared, interval) in [(false, 0.001), (true, b_interval)] {
+    // B once more with the handler's write-ahead spool (`spool_dir`): every
+    // chunk appended to disk as it is queued, fsync'd in groups.
+    for (declared, interval, spool) in [
+        (false, 0.001, false),
+        (true, b_interval, false),
+        (true, b_interval, true),
+    ] {
         if only_b && !declared {
             continue;
         }
@@ -139,6 +145,7 @@ fn main() {
             &guest,
             declared,
             interval,
+            spool,
         );
     }
 }
@@ -318,18 +325,24 @@ fn agent_pipeline(
     guest: &std::path::Path,
     declared: bool,
     interval: f64,
+    spool: bool,
 ) {
     const SECS: f64 = 4.0;
     let mode = if declared { "flood-series" } else { "flood" };
     let paths: Vec<String> = (0..BATCH)
         .map(|i| format!("servers.bench.misbehave.m{i}"))
         .collect();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let conf = dir.path().join("agent.toml");
+    let spool_dir = if spool {
+        format!("spool_dir = {:?}\n", dir.path().join("spool"))
+    } else {
+        String::new()
+    };
     std::fs::write(
         &conf,
         format!(
-            "[server]\nhandlers = [\"graphite\"]\nplugin_cache_dir = {cache:?}\n[handlers.graphite]\nhost = \"127.0.0.1\"\nport = {port}\nqueue_size = 2000000\nbatch_size = 10000\n[collectors.default]\ninterval = {interval}\nhostname = \"bench\"\n[collectors.synthetic]\nenabled = true\ncomponent = {guest:?}\nmode = \"{mode}\"\ncount = {}\n[collectors.synthetic.limits]\nmax_metrics = 1000000\nmemory_mb = 512\ntimeout = 5\n",
+            "[server]\nhandlers = [\"graphite\"]\nplugin_cache_dir = {cache:?}\n[handlers.graphite]\nhost = \"127.0.0.1\"\nport = {port}\nqueue_size = 2000000\nbatch_size = 10000\n{spool_dir}[collectors.default]\ninterval = {interval}\nhostname = \"bench\"\n[collectors.synthetic]\nenabled = true\ncomponent = {guest:?}\nmode = \"{mode}\"\ncount = {}\n[collectors.synthetic.limits]\nmax_metrics = 1000000\nmemory_mb = 512\ntimeout = 5\n",
             BATCH - 1
         ),
     )
@@ -345,7 +358,8 @@ fn agent_pipeline(
         let (rate, cpu, drop) = rt.block_on(async {
             let config = wdiamond::config::load(&conf).unwrap();
             let runtime = Runtime::new(cache).unwrap();
-            let loaded = agent::load(&runtime, &config, &HostFacts::default()).unwrap();
+            let mut loaded = agent::load(&runtime, &config, &HostFacts::default()).unwrap();
+            agent::open_spools(&mut loaded).unwrap();
             let a = wdiamond::agent::Agent::start(
                 runtime,
                 HostFacts::default(),
@@ -407,7 +421,7 @@ fn agent_pipeline(
     let (r, n) = (median(rates.clone()), median(native_rates.clone()));
     let (c, nc) = (median(cpus.clone()), median(native_cpus.clone()));
     println!();
-    println!("The running agent, {} ({SECS} s windows after a 1 s warm-up, 3 runs, collector at interval {interval} s -> graphite handler, batch_size 10000):", if declared { "B. series declared once" } else { "A. names formatted at every run" });
+    println!("The running agent, {}{} ({SECS} s windows after a 1 s warm-up, 3 runs, collector at interval {interval} s -> graphite handler, batch_size 10000):", if declared { "B. series declared once" } else { "A. names formatted at every run" }, if spool { ", with the write-ahead spool (spool_dir, group fsync every 1 s)" } else { "" });
     println!("| pipeline | median metrics/s | runs | process CPU per metric |");
     println!("|---|---|---|---|");
     println!(

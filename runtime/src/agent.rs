@@ -27,16 +27,18 @@ mod handler_task;
 mod health;
 mod load;
 mod options;
+mod route;
 mod tenant;
 
 pub use crate::stats::PluginStats;
 pub use capabilities::{asked_grants, capability_parts, is_granted, substitute};
-pub use collector_task::{run_collection, LoadedCollectorShared, Router};
+pub use collector_task::{run_collection, LoadedCollectorShared};
 pub use load::{
-    check_description, configured_collector, configured_handler, load, Loaded, LoadedCollector,
-    LoadedHandler, BUILTIN_PATHS, MAX_CAPABILITIES, MAX_OPTIONS, MAX_SUMMARY,
+    check_description, configured_collector, configured_handler, load, open_spools, Loaded,
+    LoadedCollector, LoadedHandler, BUILTIN_PATHS, MAX_CAPABILITIES, MAX_OPTIONS, MAX_SUMMARY,
 };
 pub use options::overlay;
+pub use route::{publish, reached, to_all, Route, Router};
 pub use tenant::Tenant;
 
 use collector_task::collector_task;
@@ -167,23 +169,34 @@ impl Agent {
                 continue;
             }
             let stats = Arc::new(PluginStats::default());
-            let spool = match &lh.config.spool_dir {
-                Some(dir) => match self.spools.get(dir) {
-                    Some(s) => Some(s.clone()),
-                    None => match Spool::open(dir, lh.config.spool_max) {
-                        Ok(s) => {
-                            self.spools.insert(dir.clone(), s.clone());
-                            Some(s)
-                        }
-                        Err(e) => {
-                            tracing::error!(handler = %name, spool = %dir.display(), error = %e, "cannot open the spool; running without it");
-                            None
-                        }
-                    },
+            let spool = match (lh.spool.clone(), lh.config.spool_path()) {
+                (Some(s), Some(dir)) => {
+                    self.spools.insert(dir, s.clone());
+                    Some(s)
+                }
+                (_, Some(dir)) => match Spool::open(
+                    &dir,
+                    lh.config.spool_max,
+                    Duration::from_secs_f64(lh.config.spool_sync),
+                ) {
+                    Ok(s) => {
+                        self.spools.insert(dir.clone(), s.clone());
+                        Some(s)
+                    }
+                    Err(e) => {
+                        tracing::error!(handler = %name, spool = %dir.display(), error = %e, "cannot open the spool; running without it");
+                        None
+                    }
                 },
-                None => None,
+                (_, None) => None,
             };
-            let queue = Queue::new(&name, lh.config.queue_size, stats.clone(), spool);
+            let queue = Queue::bounded(
+                &name,
+                lh.config.queue_size,
+                lh.config.max_queue_bytes,
+                stats.clone(),
+                spool,
+            );
             let (tx, rx) = watch::channel(false);
             let handler_config = lh.config.clone();
             let task = tokio::spawn(handler_task(
@@ -207,12 +220,30 @@ impl Agent {
                 },
             ));
         }
-        *self.router.write().unwrap_or_else(|p| p.into_inner()) =
-            new_handlers.iter().map(|(_, h)| h.queue.clone()).collect();
+        *self.router.write().unwrap_or_else(|p| p.into_inner()) = new_handlers
+            .iter()
+            .map(|(n, h)| Route {
+                handler: n.clone(),
+                queue: h.queue.clone(),
+                receives: h.running.config.receives.clone(),
+            })
+            .collect();
         self.handlers = new_handlers;
         // Handlers that are gone drain their queue and stop.
         for (name, h) in old {
-            tracing::info!(handler = %name, "handler removed or changed: draining and stopping the old one");
+            let shared = h.queue.spool().is_some_and(|s| {
+                self.handlers
+                    .iter()
+                    .any(|(_, n)| n.queue.spool().is_some_and(|t| Arc::ptr_eq(s, t)))
+            });
+            if shared {
+                // Everything it queued is in the spool, which its successor
+                // delivers: it stops without delivering (no duplicates).
+                tracing::info!(handler = %name, "handler changed: the new one takes over its spool; stopping the old one");
+                h.queue.hand_over();
+            } else {
+                tracing::info!(handler = %name, "handler removed or changed: draining and stopping the old one");
+            }
             let _ = h.running.stop.send(true);
         }
 

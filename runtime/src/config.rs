@@ -43,7 +43,7 @@ mod tenant;
 mod tests;
 
 pub use error::{ConfigError, ConfigErrors, Location};
-use handler::{check_unused_handlers, read_handler};
+use handler::{active_handlers, bind_tenant_handlers, check_unused_handlers, read_handler};
 pub use model::*;
 use reader::{read_file, Doc, Reader};
 use sections::{read_collector, Layers};
@@ -158,13 +158,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     }
 
     // Handlers: [handlers.default] < [handlers.NAME], for those [server] uses.
-    check_unused_handlers(&doc, handlers_t, &server.handlers, &mut errors);
+    let active = active_handlers(&server.handlers, &tenants);
+    check_unused_handlers(&doc, handlers_t, &active, &mut errors);
     let handler_default: Layers<'_> = match handlers_t.get("default") {
         Some(Value::Table(t)) => vec![(&doc, vec!["handlers".into(), "default".into()], t)],
         _ => Vec::new(),
     };
     let mut handlers = Vec::new();
-    for name in &server.handlers {
+    for name in &active {
         let mut layers = handler_default.clone();
         if handlers_t.contains_key(name) {
             let Some(t) = section(&doc, &mut errors, &["handlers", name], handlers_t) else {
@@ -176,6 +177,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     }
 
     check_tenants(&collectors, &tenants, &mut errors);
+    bind_tenant_handlers(&mut handlers, &tenants, &mut errors);
     let defaults = read_collector("wdiamond", &default_layers, &config_dir, &mut errors);
     // [collectors.default] is read once per collector: report its errors once.
     let mut seen = std::collections::HashSet::new();

@@ -186,7 +186,10 @@ fn check(config: &PathBuf) -> Result<ExitCode, ExitCode> {
     let _ = init_logging("warn", LogFormat::Text);
     let (c, _, loaded) = load(config)?;
     print!("{}", wdiamond::review::summary(&c, &loaded));
+    let (routes, nowhere) = wdiamond::review::routing(&loaded);
+    print!("{routes}");
     let (review, warnings) = wdiamond::review::third_party(&loaded);
+    let warnings = warnings + nowhere;
     if !review.is_empty() {
         println!("\nPlugins that are not built in (what they ask for, what they are granted):");
         print!("{review}");
@@ -297,10 +300,14 @@ fn run(config: &PathBuf, log: &LogArgs) -> Result<ExitCode, ExitCode> {
     }
     let rt = tokio_runtime()?;
     let code = rt.block_on(async move {
-        let (c, runtime, loaded) = match tokio::task::block_in_place(|| load(config)) {
+        let (c, runtime, mut loaded) = match tokio::task::block_in_place(|| load(config)) {
             Ok(x) => x,
             Err(code) => return code,
         };
+        if let Err(e) = agent::open_spools(&mut loaded) {
+            eprint!("{e}");
+            return ExitCode::from(EX_CONFIG);
+        }
         // Where each plugin may write (its `directories` grant).
         let writers = loaded
             .collectors

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -146,7 +146,7 @@ pub async fn run(
     for lc in loaded.collectors {
         let stats = Arc::new(PluginStats::default());
         let queue = Queue::new(&lc.config.plugin.name, usize::MAX / 4, stats.clone(), None);
-        let router: agent::Router = Arc::new(RwLock::new(vec![queue.clone()]));
+        let router = agent::to_all(vec![(lc.config.plugin.name.clone(), queue.clone())]);
         let deadline = lc
             .config
             .plugin

@@ -1,18 +1,19 @@
 //! A handler's queue: bounded in memory, optionally backed by an on-disk
-//! spool, so that nothing is lost while a backend is down or across a
-//! restart, within configured bounds.
+//! write-ahead spool, so that nothing is lost while a backend is down, at
+//! a restart, or at a crash, within configured bounds.
 //!
-//! Order: metrics are delivered oldest first. When the memory queue is full
-//! its oldest half moves to the spool's tail; while the spool holds
-//! anything, delivery takes from the spool's head. Without a spool, the
-//! oldest metrics are dropped — counted and logged, never silently.
+//! Without a spool the queue is memory only: past its capacity (metrics,
+//! and bytes when a tenant quota sets it) the oldest half is dropped —
+//! counted and logged, never silently.
 //!
-//! The spool is a directory of segment files, each a sequence of records
-//! `[u32 length][u32 crc32][metric]`, written to a temporary name and
-//! renamed. A record whose checksum does not match ends the segment's
-//! replay (logged, counted). Past `spool_max_mb` the oldest segments are
-//! dropped (logged, counted). A segment is deleted once fully delivered;
-//! a crash in between re-delivers it (at least once).
+//! With a spool (`spool_dir`), every chunk is appended to the spool as it
+//! is queued (see `queue/spool.rs`), and the memory queue is a cache of the
+//! spool's tail: past its capacity the oldest metrics leave memory but stay
+//! on disk. Delivery is oldest first: from memory when it holds the first
+//! undelivered metric, else from the spool's segments. What a handler
+//! confirms is acknowledged in the spool, whose segments are deleted once
+//! delivered. Delivery is at least once: a crash re-delivers at most what
+//! was confirmed since the last group sync.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -51,11 +52,15 @@ pub enum Taken {
 pub struct Queue {
     name: String,
     capacity: usize,
+    /// Most bytes of chunks held in memory.
+    max_bytes: usize,
     inner: Mutex<Inner>,
     /// Woken on every push.
     pub notify: Notify,
     stats: Arc<PluginStats>,
     spool: Option<Arc<Spool>>,
+    /// Its spool was handed to a successor: nothing more to deliver here.
+    handed_over: std::sync::atomic::AtomicBool,
 }
 
 /// Queued metrics: the chunks collectors published (shared with the other
@@ -67,8 +72,16 @@ struct Inner {
     offset: usize,
     /// Metrics queued.
     len: usize,
-    /// Sequence number of the first queued metric.
+    /// Sequence number of the first queued metric (with a spool: its
+    /// sequence number in the spool).
     head: u64,
+    /// Bytes of the chunks held.
+    bytes: usize,
+}
+
+/// What a chunk held in memory costs, roughly: its lines and columns.
+fn chunk_bytes(c: &Chunk) -> usize {
+    c.lines().len() + c.len() * 40
 }
 
 impl Inner {
@@ -92,22 +105,6 @@ impl Inner {
         out
     }
 
-    /// Removes the `n` oldest metrics, as chunks of at most [`MAX_LINES`].
-    fn take_front(&mut self, n: usize) -> Vec<Chunk> {
-        let mut pieces = Vec::new();
-        let mut left = n.min(self.len);
-        while left > 0 {
-            let piece = self.slice_front(left).to_chunk();
-            if piece.is_empty() {
-                break; // cannot happen: one line is far below MAX_LINES
-            }
-            left -= piece.len();
-            self.drop_front(piece.len());
-            pieces.push(piece);
-        }
-        pieces
-    }
-
     /// Removes up to `n` of the oldest metrics.
     fn drop_front(&mut self, n: usize) {
         let mut n = n.min(self.len);
@@ -116,7 +113,9 @@ impl Inner {
         while n > 0 {
             let left = self.chunks[0].len() - self.offset;
             if n >= left {
-                self.chunks.pop_front();
+                if let Some(c) = self.chunks.pop_front() {
+                    self.bytes -= chunk_bytes(&c);
+                }
                 self.offset = 0;
                 n -= left;
             } else {
@@ -131,68 +130,124 @@ impl Inner {
 const NO_SPOOL_DROP: &str = "dropped the oldest metrics; the handler is too slow or its backend is down (raise queue_size, or set spool_dir to buffer on disk)";
 
 impl Queue {
-    /// A queue of at most `capacity` metrics in memory, spilling to `spool`.
+    /// A queue of at most `capacity` metrics in memory, backed by `spool`.
     pub fn new(
         name: &str,
         capacity: usize,
         stats: Arc<PluginStats>,
         spool: Option<Arc<Spool>>,
     ) -> Arc<Self> {
+        Self::bounded(name, capacity, usize::MAX, stats, spool)
+    }
+
+    /// [`Queue::new`], holding at most `max_bytes` of chunks in memory too.
+    pub fn bounded(
+        name: &str,
+        capacity: usize,
+        max_bytes: usize,
+        stats: Arc<PluginStats>,
+        spool: Option<Arc<Spool>>,
+    ) -> Arc<Self> {
+        let inner = Inner {
+            head: spool.as_ref().map_or(0, |s| s.written()),
+            ..Default::default()
+        };
         Arc::new(Queue {
             name: name.to_string(),
             capacity: capacity.max(2),
-            inner: Mutex::new(Inner::default()),
+            max_bytes: max_bytes.max(1),
+            inner: Mutex::new(inner),
             notify: Notify::new(),
             stats,
             spool,
+            handed_over: Default::default(),
         })
+    }
+
+    /// Hands the spool to the handler replacing this one (same spool):
+    /// this queue then holds nothing to deliver.
+    pub fn hand_over(&self) {
+        self.handed_over.store(true, Ordering::Relaxed);
+        let mut q = self.lock();
+        let n = q.len;
+        q.drop_front(n);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends a chunk (shared, not copied). Never blocks on the handler;
-    /// past the capacity the oldest half goes to the spool (or, without
-    /// one, is dropped).
+    /// How many of the oldest metrics must leave memory: past the capacity,
+    /// the oldest half; past the byte bound, the oldest chunks down to half
+    /// of it.
+    fn excess(q: &Inner, capacity: usize, max_bytes: usize) -> usize {
+        if q.len > capacity {
+            return q.len - capacity / 2;
+        }
+        if q.bytes <= max_bytes {
+            return 0;
+        }
+        let (mut k, mut bytes, mut offset) = (0, q.bytes, q.offset);
+        for c in &q.chunks {
+            if bytes <= max_bytes / 2 {
+                break;
+            }
+            k += c.len() - offset;
+            offset = 0;
+            bytes -= chunk_bytes(c);
+        }
+        k
+    }
+
+    /// Appends a chunk (shared, not copied). Never blocks on the handler.
+    /// With a spool the chunk is written to it first; past the memory
+    /// bounds the oldest leave memory (spooled, or without a spool dropped
+    /// and counted).
     pub fn push(&self, chunk: &Arc<Chunk>) {
         if chunk.is_empty() {
             return;
         }
-        let (overflow, dropped) = {
+        if let Some(spool) = &self.spool {
+            match spool.append(chunk) {
+                Ok((_, dropped)) if dropped > 0 => self.count_dropped(
+                    dropped,
+                    "the spool is full (spool_max_mb): dropped its oldest segments",
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(handler = %self.name, error = %e, spool = %spool.dir.display(), "cannot write the spool: these metrics are queued in memory only (lost if the agent stops before delivering them)");
+                }
+            }
+        }
+        let dropped = {
             let mut q = self.lock();
             q.chunks.push_back(chunk.clone());
             q.len += chunk.len();
-            if q.len <= self.capacity {
-                (Vec::new(), 0)
+            q.bytes += chunk_bytes(chunk);
+            let k = Self::excess(&q, self.capacity, self.max_bytes);
+            q.drop_front(k);
+            if self.spool.is_some() {
+                0 // still on disk
             } else {
-                let k = q.len - self.capacity / 2;
-                if self.spool.is_some() {
-                    (q.take_front(k), 0)
-                } else {
-                    // Nowhere to put them: dropped without a copy.
-                    q.drop_front(k);
-                    (Vec::new(), k)
-                }
+                k
             }
         };
-        for piece in overflow {
-            self.spill(piece, "handler queue full");
-        }
         if dropped > 0 {
             self.count_dropped(dropped, NO_SPOOL_DROP);
         }
         self.notify.notify_one();
     }
 
-    /// Moves `items` to the spool (without one: counts them as dropped,
-    /// logging `why`). Returns how many were spooled.
+    /// Appends `items` to the spool, behind what it holds (a batch the
+    /// handler sent but the backend did not confirm, at a stop); without a
+    /// spool they are counted as dropped, logging `why`. Returns how many
+    /// were spooled.
     pub fn spill(&self, items: Chunk, why: &str) -> usize {
         let n = items.len();
         match &self.spool {
             Some(spool) => match spool.append(&items) {
-                Ok(dropped) => {
-                    tracing::warn!(handler = %self.name, spooled = n, spool = %spool.dir.display(), spool_metrics = spool.len(), "{why}: moved the oldest metrics to the spool");
+                Ok((_, dropped)) => {
+                    tracing::warn!(handler = %self.name, spooled = n, spool = %spool.dir.display(), spool_metrics = spool.len(), "{why}: kept in the spool");
                     if dropped > 0 {
                         self.count_dropped(
                             dropped,
@@ -220,70 +275,163 @@ impl Queue {
     }
 
     /// Up to `n` of the oldest metrics, as slices of the queued chunks
-    /// (shared, not copied); they stay queued until [`Queue::commit`].
+    /// (shared, not copied) or read from the spool; they stay queued until
+    /// [`Queue::commit`].
     pub fn peek(&self, n: usize) -> Option<(Taken, Batch)> {
-        if let Some(spool) = &self.spool {
-            if let Some((segment, items)) = spool.peek(n) {
+        if self.handed_over.load(Ordering::Relaxed) {
+            return None;
+        }
+        let Some(spool) = &self.spool else {
+            let q = self.lock();
+            if q.len == 0 {
+                return None;
+            }
+            let items = q.slice_front(n);
+            return Some((
+                Taken::Memory {
+                    first: q.head,
+                    n: items.len(),
+                },
+                items,
+            ));
+        };
+        let acked = spool.acked();
+        {
+            let mut q = self.lock();
+            // Delivered already (from the spool, or by a handler this one
+            // replaced): out of memory.
+            if q.head < acked {
+                let k = (acked - q.head) as usize;
+                q.drop_front(k);
+            }
+            if q.len > 0 && q.head == acked {
+                let items = q.slice_front(n);
                 return Some((
-                    Taken::Spool {
-                        segment,
+                    Taken::Memory {
+                        first: q.head,
                         n: items.len(),
                     },
-                    items.into(),
+                    items,
                 ));
             }
         }
-        let q = self.lock();
-        if q.len == 0 {
+        if spool.is_empty() {
             return None;
         }
-        let items = q.slice_front(n);
-        Some((
-            Taken::Memory {
-                first: q.head,
-                n: items.len(),
-            },
-            items,
-        ))
+        match spool.peek(acked, n) {
+            Some((first, items)) => {
+                if first > acked {
+                    // Metrics that were never written to disk (a write
+                    // error) and have left memory since.
+                    self.count_dropped(
+                        (first - acked) as usize,
+                        "metrics the spool could not keep (a write error) left memory before delivery",
+                    );
+                    spool.ack(first);
+                }
+                Some((
+                    Taken::Spool {
+                        segment: first,
+                        n: items.len(),
+                    },
+                    items.into(),
+                ))
+            }
+            None => {
+                // Nothing on disk from `acked`: all of it was lost to
+                // write errors and has left memory.
+                let (written, lost) = (spool.written(), spool.len());
+                let in_memory = self.lock().len;
+                if in_memory == 0 && lost > 0 {
+                    self.count_dropped(lost, "metrics the spool could not keep (a write error) left memory before delivery");
+                    spool.ack(written);
+                }
+                None
+            }
+        }
     }
 
     /// Removes what a [`Queue::peek`] returned, once delivered.
     pub fn commit(&self, taken: Taken) {
-        match taken {
-            Taken::Spool { segment, n } => {
-                if let Some(spool) = &self.spool {
-                    spool.commit(segment, n);
+        let end = match taken {
+            Taken::Spool { segment, n } => segment + n as u64,
+            Taken::Memory { first, n } => first + n as u64,
+        };
+        if let Some(spool) = &self.spool {
+            spool.ack(end);
+        }
+        let mut q = self.lock();
+        let k = end.saturating_sub(q.head) as usize;
+        q.drop_front(k);
+    }
+
+    /// At a stop, when the backend cannot take what is queued: with a
+    /// spool it is already there (synced now); without one it is dropped
+    /// and counted. Returns how many stay in the spool.
+    pub fn spill_all(&self, why: &str) -> usize {
+        match &self.spool {
+            Some(spool) => {
+                if let Err(e) = spool.sync() {
+                    tracing::error!(handler = %self.name, error = %e, spool = %spool.dir.display(), "cannot sync the spool");
                 }
-            }
-            Taken::Memory { first, n } => {
                 let mut q = self.lock();
-                let end = first + n as u64;
-                let k = end.saturating_sub(q.head) as usize;
-                q.drop_front(k);
+                let n = q.len;
+                q.drop_front(n);
+                spool.len()
+            }
+            None => {
+                let n = {
+                    let mut q = self.lock();
+                    let n = q.len;
+                    q.drop_front(n);
+                    n
+                };
+                if n > 0 {
+                    self.count_dropped(n, why);
+                }
+                0
             }
         }
     }
 
-    /// Moves everything in memory to the spool (at shutdown, when the
-    /// backend cannot take it). Returns how many were spooled; without a
-    /// spool they are dropped and counted.
-    pub fn spill_all(&self, why: &str) -> usize {
-        let pieces = {
-            let mut q = self.lock();
-            let n = q.len;
-            q.take_front(n)
-        };
-        pieces.into_iter().map(|p| self.spill(p, why)).sum()
+    /// When the spool's next group sync is due, if anything waits for one.
+    pub fn sync_due(&self) -> Option<std::time::Instant> {
+        self.spool.as_ref().and_then(|s| s.sync_due())
     }
 
-    /// Metrics waiting, in memory and in the spool.
+    /// The spool's group sync (fsync); blocks. Errors are logged.
+    pub fn sync(&self) {
+        if let Some(spool) = &self.spool {
+            if let Err(e) = spool.sync() {
+                tracing::error!(handler = %self.name, error = %e, spool = %spool.dir.display(), "cannot sync the spool: what was written may not survive a power loss");
+            }
+        }
+    }
+
+    /// Metrics waiting: in memory, or in the spool (which holds them all).
     pub fn len(&self) -> usize {
-        self.lock().len + self.spool.as_ref().map_or(0, |s| s.len())
+        if self.handed_over.load(Ordering::Relaxed) {
+            return 0;
+        }
+        match &self.spool {
+            Some(s) => s.len(),
+            None => self.lock().len,
+        }
     }
 
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Bytes of chunks held in memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// The spool, if the queue has one.
+    pub fn spool(&self) -> Option<&Arc<Spool>> {
+        self.spool.as_ref()
     }
 }
 
@@ -349,21 +497,63 @@ mod tests {
         got
     }
 
+    fn spool(dir: &std::path::Path, max: u64) -> Arc<Spool> {
+        Spool::open(dir, max, std::time::Duration::from_secs(1)).unwrap()
+    }
+
     #[test]
-    fn memory_overflow_goes_to_the_spool_and_comes_back_in_order() {
+    fn memory_overflow_stays_in_the_spool_and_comes_back_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let stats = Arc::new(PluginStats::default());
-        let spool = Spool::open(dir.path(), 1 << 30).unwrap();
-        let q = Queue::new("h", 10, stats.clone(), Some(spool));
+        let q = Queue::new("h", 10, stats.clone(), Some(spool(dir.path(), 1 << 30)));
         q.push(&chunk(0..25));
-        assert_eq!(q.len(), 25);
-        assert_eq!(drain(&q, 4), rows(&chunk(0..25)));
+        q.push(&chunk(25..30));
+        assert_eq!(q.len(), 30);
+        assert!(q.memory_bytes() > 0);
+        assert_eq!(drain(&q, 4), rows(&chunk(0..30)));
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            0,
-            "delivered segments are deleted"
-        );
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn every_queued_metric_is_on_disk_before_delivery_and_survives_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = Arc::new(PluginStats::default());
+        {
+            let q = Queue::new("h", 1000, stats.clone(), Some(spool(dir.path(), 1 << 30)));
+            q.push(&chunk(0..10));
+            q.push(&chunk(10..20));
+            // 4 delivered and synced, 3 more delivered but not synced.
+            let (t, b) = q.peek(4).unwrap();
+            assert_eq!(b.len(), 4);
+            q.commit(t);
+            q.sync();
+            let (t, _) = q.peek(3).unwrap();
+            q.commit(t);
+            // "kill -9": no stop, no sync; the queue and its spool vanish.
+        }
+        let q = Queue::new("h", 1000, stats.clone(), Some(spool(dir.path(), 1 << 30)));
+        // Nothing lost; what was confirmed after the last sync comes again.
+        assert_eq!(q.len(), 16);
+        assert_eq!(drain(&q, 5), rows(&chunk(4..20)));
+        q.sync();
+        drop(q);
+        let q = Queue::new("h", 1000, stats, Some(spool(dir.path(), 1 << 30)));
+        assert!(q.is_empty(), "all delivered and saved: nothing replayed");
+    }
+
+    #[test]
+    fn a_second_agent_cannot_open_a_locked_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = spool(dir.path(), 1 << 30);
+        // Another open file description of the lock (as another process
+        // would hold) is refused.
+        let e = super::spool::lock_dir(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("locked by another process"), "{e}");
+        // This process reopening it (a reload) gets the same spool.
+        assert!(Arc::ptr_eq(&s, &spool(dir.path(), 1 << 30)));
+        drop(s);
+        let _again = spool(dir.path(), 1 << 30);
     }
 
     #[test]
@@ -387,47 +577,97 @@ mod tests {
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
     }
 
+    fn drain_spool(s: &Spool, n: usize) -> Vec<Row> {
+        let mut got = Vec::new();
+        while let Some((first, items)) = s.peek(s.acked(), n) {
+            got.extend(rows(&items));
+            s.ack(first + items.len() as u64);
+        }
+        got
+    }
+
     #[test]
-    fn the_spool_survives_a_restart_and_skips_a_damaged_tail() {
+    fn the_spool_survives_a_restart_and_skips_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Spool::open(dir.path(), 1 << 30).unwrap();
+            let s = spool(dir.path(), 1 << 30);
             s.append(&chunk(0..5)).unwrap();
             s.append(&chunk(5..8)).unwrap();
         }
-        // Damage the last record of the second segment.
-        let second = segment_path(dir.path(), 1);
-        let mut data = std::fs::read(&second).unwrap();
+        // A write torn mid-record: the last record cut in half.
+        let tail = segment_path(dir.path(), 0);
+        let data = std::fs::read(&tail).unwrap();
+        std::fs::write(&tail, &data[..data.len() - 7]).unwrap();
+        let s = spool(dir.path(), 1 << 30);
+        assert_eq!(s.len(), 7);
+        // Appending after the damage goes to a new segment: it is kept.
+        s.append(&chunk(8..10)).unwrap();
+        assert_eq!(
+            drain_spool(&s, 3),
+            rows(&chunk(0..7))
+                .into_iter()
+                .chain(rows(&chunk(8..10)))
+                .collect::<Vec<_>>()
+        );
+        assert!(s.is_empty());
+        // A flipped byte (a bad checksum) ends the replay the same way.
+        s.sync().unwrap();
+        drop(s);
+        let s = spool(dir.path(), 1 << 30);
+        s.append(&chunk(0..4)).unwrap();
+        drop(s);
+        let path = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "spool"))
+            .max()
+            .unwrap();
+        let mut data = std::fs::read(&path).unwrap();
         let n = data.len();
         data[n - 3] ^= 0xff;
-        std::fs::write(&second, data).unwrap();
-        let s = Spool::open(dir.path(), 1 << 30).unwrap();
-        assert_eq!(s.len(), 7);
-        let mut got = Vec::new();
-        while let Some((id, items)) = s.peek(3) {
-            got.extend(rows(&items));
-            s.commit(id, items.len());
-        }
-        assert_eq!(got, rows(&chunk(0..7)));
-        assert!(s.is_empty());
+        std::fs::write(&path, data).unwrap();
+        let s = spool(dir.path(), 1 << 30);
+        assert_eq!(drain_spool(&s, 10), rows(&chunk(0..3)));
     }
 
     #[test]
     fn the_spool_is_bounded_and_drops_the_oldest() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Spool::open(dir.path(), 2000).unwrap();
-        let mut dropped = 0;
-        for k in 0..10 {
-            dropped += s.append(&chunk(k * 10..k * 10 + 10)).unwrap();
+        let stats = Arc::new(PluginStats::default());
+        let q = Queue::new(
+            "h",
+            4,
+            stats.clone(),
+            Some(spool(dir.path(), 3 * super::spool::SEGMENT_BYTES)),
+        );
+        // Chunks of ~100 KB: segments roll at 1 MiB, the bound is 3 MiB.
+        let big = |k: u64| chunk(k * 1000..k * 1000 + 1000);
+        for k in 0..60 {
+            q.push(&big(k));
         }
+        let dropped = stats.dropped.load(Ordering::Relaxed) as usize;
         assert!(dropped > 0);
-        assert_eq!(s.len() + dropped, 100);
-        let (_, first) = s.peek(1).unwrap();
+        assert!(q.spool().unwrap().bytes() <= 3 * super::spool::SEGMENT_BYTES + (1 << 20));
+        assert_eq!(q.len() + dropped, 60_000);
+        let (_, first) = q.peek(1).unwrap();
         assert_eq!(
-            first.get(0).timestamp - 1000,
+            first.to_chunk().get(0).timestamp - 1000,
             dropped as u64,
             "the oldest went first"
         );
+    }
+
+    #[test]
+    fn a_memory_queue_is_bounded_in_bytes_too() {
+        let stats = Arc::new(PluginStats::default());
+        let one = chunk(0..100);
+        let q = Queue::bounded("h", 1_000_000, 5 * chunk_bytes(&one), stats.clone(), None);
+        for k in 0..20 {
+            q.push(&chunk(k * 100..k * 100 + 100));
+        }
+        assert!(q.memory_bytes() <= 5 * chunk_bytes(&one));
+        assert!(stats.dropped.load(Ordering::Relaxed) >= 1500);
     }
 
     #[test]

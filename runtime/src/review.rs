@@ -64,6 +64,52 @@ pub fn summary(config: &Config, loaded: &Loaded) -> String {
     out
 }
 
+/// Whose metrics reach which handlers, by tenant (the host's own first),
+/// and how many groups reach no handler at all.
+pub fn routing(loaded: &Loaded) -> (String, usize) {
+    let mut groups: BTreeMap<Option<String>, Vec<&str>> = BTreeMap::new();
+    for c in &loaded.collectors {
+        groups
+            .entry(c.config.tenant.clone())
+            .or_default()
+            .push(c.config.plugin.name.as_str());
+    }
+    let mut out = String::from("  routing:\n");
+    let mut nowhere = 0;
+    for (tenant, names) in &groups {
+        let who = match tenant {
+            None => "the host's own".to_string(),
+            Some(t) => format!("tenant {t}'s"),
+        };
+        let listed = if names.len() <= LISTED {
+            names.join(", ")
+        } else {
+            format!("{} collectors", names.len())
+        };
+        let to: Vec<&str> = loaded
+            .handlers
+            .iter()
+            .filter(|h| h.config.receives.accepts(tenant.as_deref()))
+            .map(|h| h.config.plugin.name.as_str())
+            .collect();
+        if to.is_empty() {
+            nowhere += 1;
+            let fix = match tenant {
+                None => "add a handler to [server] handlers".to_string(),
+                Some(t) => format!(
+                    "set `tenant = \"{t}\"` on a handler, or name one in [tenants.{t}] handlers"
+                ),
+            };
+            out.push_str(&format!(
+                "    {who} ({listed}) -> nowhere: warning: no handler receives them ({fix})\n"
+            ));
+        } else {
+            out.push_str(&format!("    {who} ({listed}) -> {}\n", to.join(", ")));
+        }
+    }
+    (out, nowhere)
+}
+
 /// The review of one third-party plugin, or `None` for a built-in one.
 /// The second value is how many warnings it holds.
 fn review_one(

@@ -86,3 +86,14 @@ pub fn gauges<S: AsRef<str>>(paths: impl IntoIterator<Item = S>) -> Arc<wdiamond
     }
     Arc::new(c)
 }
+
+/// Spool segment files (`*.spool`) in a handler's spool directory.
+pub fn spool_segments(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "spool"))
+                .count()
+        })
+        .unwrap_or(0)
+}

@@ -12,17 +12,15 @@ use crate::logging::guest_text;
 use crate::logging::Kind as LogKind;
 use crate::metric::Publication;
 use crate::plugin::{Instance, Runtime};
-use crate::queue::Queue;
 use crate::schedule::Schedule;
 use crate::stats::PluginStats;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use wasmtime::component::Component;
 
-/// Where collectors send their metrics: the current handlers' queues.
-pub type Router = Arc<RwLock<Vec<Arc<Queue>>>>;
+pub use super::route::Router;
 
 fn timestamp_now(facts: &HostFacts) -> f64 {
     match &facts.now {
@@ -118,9 +116,8 @@ pub async fn run_collection(
             tracing::debug!(metrics = chunk.len(), elapsed = ?usage.elapsed, fuel = usage.fuel, "collected");
             if !chunk.is_empty() {
                 let chunk = Arc::new(chunk);
-                for q in router.read().unwrap_or_else(|p| p.into_inner()).iter() {
-                    q.push(&chunk);
-                }
+                let tenant = lc.publication.tenant.as_ref().map(|(t, _)| t.as_str());
+                super::route::publish(router, tenant, &chunk);
             }
             Ok(Some(instance))
         }

@@ -60,6 +60,15 @@ pub(super) async fn handler_task(
             } else {
                 None
             };
+            // The spool's group sync is a deadline too (only while
+            // something waits for one).
+            let sync_in = queue
+                .sync_due()
+                .map(|t| t.saturating_duration_since(Instant::now()));
+            let wait = match (wait, sync_in) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 _ = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
                 _ = queue.notify.notified(), if backoff.is_zero() => {}
@@ -96,12 +105,17 @@ pub(super) async fn handler_task(
                 }
             }
         };
+        let sync_now = queue.sync_due().is_some_and(|t| t <= Instant::now());
         let (taken, batch) = match queue.peek(batch_size) {
             Some((t, b)) => (Some(t), b),
             None => (None, crate::metric::Batch::default()),
         };
         let flush_due = dirty && (last_flush.elapsed() >= flush_every || stopping);
         if batch.is_empty() && !flush_due {
+            if sync_now {
+                let q = queue.clone();
+                let _ = tokio::task::spawn_blocking(move || q.sync()).await;
+            }
             instance = Some(inst);
             if stopping {
                 break;
@@ -113,6 +127,9 @@ pub(super) async fn handler_task(
         let flush_after = last_flush.elapsed() >= flush_every;
         let (q, st) = (queue.clone(), stats.clone());
         let (inst, outcome, delivered, flushing) = match tokio::task::spawn_blocking(move || {
+            if sync_now {
+                q.sync();
+            }
             let mut inst = inst;
             let Some(mut taken) = taken else {
                 let r = inst.flush(deadline).0;
@@ -212,7 +229,7 @@ pub(super) async fn handler_task(
     }
     let left = queue.len();
     if left > 0 {
-        if queue.spill_all("stopping while the backend is unavailable") > 0 || queue.len() == left {
+        if queue.spill_all("stopping while the backend is unavailable") > 0 {
             tracing::warn!(
                 spooled_total = queue.len(),
                 "stopping; undelivered metrics stay in the spool for the next start"
@@ -223,6 +240,11 @@ pub(super) async fn handler_task(
                 "stopping with metrics the handler could not deliver (set spool_dir to keep them)"
             );
         }
+    }
+    // What was delivered, and the last writes, saved for the next start.
+    if queue.spool().is_some() {
+        let q = queue.clone();
+        let _ = tokio::task::spawn_blocking(move || q.sync()).await;
     }
     tracing::info!(delivered = stats.metrics.load(Ordering::Relaxed), "stopped");
 }

@@ -74,8 +74,7 @@ pub(super) async fn health_task(
             }
         }
         let batch = Arc::new(batch);
-        for q in router.read().unwrap_or_else(|p| p.into_inner()).iter() {
-            q.push(&batch);
-        }
+        // The agent's own health: the host's metrics.
+        super::route::publish(&router, None, &batch);
     }
 }

@@ -16,6 +16,7 @@ use crate::config::{
 use crate::host::{HostFacts, PluginContext};
 use crate::metric::Publication;
 use crate::plugin::{contract, ComponentError, Instance, Metering, Runtime, World};
+use crate::queue::Spool;
 use std::collections::HashMap;
 use std::sync::Arc;
 use wasmtime::component::Component;
@@ -50,6 +51,38 @@ pub struct LoadedHandler {
     pub ctx: Arc<PluginContext>,
     /// A configured instance.
     pub instance: Instance<HandlerPlugin>,
+    /// Its spool, once [`open_spools`] opened it.
+    pub spool: Option<Arc<Spool>>,
+}
+
+/// Opens (and locks) every handler's spool before the agent starts: a
+/// spool directory another agent holds, or one that cannot be created, is
+/// a configuration error naming `spool_dir` (not two agents interleaving).
+/// `check` does not call it, so it works beside a running agent.
+pub fn open_spools(loaded: &mut Loaded) -> Result<(), ConfigErrors> {
+    let mut errors = Vec::new();
+    for h in &mut loaded.handlers {
+        let Some(dir) = h.config.spool_path() else {
+            continue;
+        };
+        match Spool::open(
+            &dir,
+            h.config.spool_max,
+            std::time::Duration::from_secs_f64(h.config.spool_sync),
+        ) {
+            Ok(s) => h.spool = Some(s),
+            Err(e) => errors.push(err_at(
+                &h.config.plugin,
+                "spool_dir",
+                format!("cannot open the spool {}: {e}", dir.display()),
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(errors))
+    }
 }
 
 /// Every plugin of a configuration, loaded and configured.
@@ -445,6 +478,7 @@ fn load_handler(
         component,
         ctx,
         instance,
+        spool: None,
     })
 }
 

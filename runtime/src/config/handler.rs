@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::reader::{resolve, Doc};
 use super::sections::{each_host_key, read_plugin, Layers, HANDLER_KEYS};
-use super::{ConfigError, HandlerConfig};
+use super::{ConfigError, HandlerConfig, Receives, TenantConfig};
 
 /// Reads one handler from its layers (`[handlers.default]` first).
 pub(super) fn read_handler(
@@ -33,6 +33,9 @@ pub(super) fn read_handler(
         retry_max: 10.0,
         spool_dir: None,
         spool_max: 256 << 20,
+        spool_sync: 1.0,
+        receives: Receives::Host,
+        max_queue_bytes: usize::MAX,
     };
     each_host_key(layers, host, errors, |r, path, k, v| match k {
         "queue_size" => {
@@ -60,6 +63,30 @@ pub(super) fn read_handler(
                 h.spool_dir = Some(resolve(config_dir, &d));
             }
         }
+        "tenant" => {
+            if let Some(t) = r.string(&path, &v) {
+                if h.receives == Receives::All {
+                    r.err(&path, "a handler receiving every tenant (`tenants = \"*\"`) cannot belong to one tenant: set one of `tenant` and `tenants`");
+                }
+                h.receives = Receives::Tenant(t);
+            }
+        }
+        "tenants" => {
+            if let Some(t) = r.string(&path, &v) {
+                if t != "*" {
+                    r.err(&path, format!("`tenants` takes only \"*\" (every tenant's metrics, and the host's), not {t:?}; for one tenant's, set `tenant = {t:?}`"));
+                } else if let Receives::Tenant(_) = h.receives {
+                    r.err(&path, "a handler that belongs to a tenant (`tenant`) cannot receive every tenant: set one of `tenant` and `tenants`");
+                } else {
+                    h.receives = Receives::All;
+                }
+            }
+        }
+        "spool_sync" => {
+            if let Some(n) = r.positive(&path, &v) {
+                h.spool_sync = n;
+            }
+        }
         "spool_max_mb" => {
             if let Some(n) = r.count(&path, &v) {
                 if n == 0 {
@@ -71,6 +98,86 @@ pub(super) fn read_handler(
         _ => {}
     });
     h
+}
+
+/// The handler instances that run: `[server] handlers`, then those the
+/// tenants name, each once.
+pub(super) fn active_handlers(server: &[String], tenants: &[TenantConfig]) -> Vec<String> {
+    let mut out = server.to_vec();
+    for t in tenants {
+        for h in &t.handlers {
+            if !out.contains(h) {
+                out.push(h.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Ties handlers to tenants: one named in `[tenants.T] handlers` belongs
+/// to `T` (an error if it says otherwise); a `tenant = "T"` must name a
+/// defined tenant; a tenant's `max_queue_mb` and `max_spool_mb` are shared
+/// evenly among its handlers.
+pub(super) fn bind_tenant_handlers(
+    handlers: &mut [HandlerConfig],
+    tenants: &[TenantConfig],
+    errors: &mut Vec<ConfigError>,
+) {
+    for t in tenants {
+        for name in &t.handlers {
+            let Some(h) = handlers.iter_mut().find(|h| h.plugin.name == *name) else {
+                continue;
+            };
+            match &h.receives {
+                Receives::Host => h.receives = Receives::Tenant(t.name.clone()),
+                Receives::Tenant(x) if *x == t.name => {}
+                other => errors.push(ConfigError {
+                    location: t.location.clone(),
+                    key: format!("tenants.{}.handlers", t.name),
+                    message: format!("handler {name:?} is named here, but [handlers.{name}] receives {other}: a tenant's handler receives that tenant's metrics only"),
+                }),
+            }
+        }
+    }
+    for h in handlers.iter() {
+        if let Receives::Tenant(t) = &h.receives {
+            if !tenants.iter().any(|x| x.name == *t) {
+                let names: Vec<&str> = tenants.iter().map(|t| t.name.as_str()).collect();
+                errors.push(ConfigError {
+                    location: h.plugin.location.clone(),
+                    key: format!("{}.tenant", h.plugin.section),
+                    message: format!(
+                        "no tenant {t:?} (defined: {}); add a [tenants.{t}] section",
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                });
+            }
+        }
+    }
+    for t in tenants {
+        let n = handlers
+            .iter()
+            .filter(|h| h.receives == Receives::Tenant(t.name.clone()))
+            .count();
+        if n == 0 {
+            continue;
+        }
+        for h in handlers
+            .iter_mut()
+            .filter(|h| h.receives == Receives::Tenant(t.name.clone()))
+        {
+            if let Some(q) = t.max_queue {
+                h.max_queue_bytes = (q / n).max(1);
+            }
+            if let Some(s) = t.max_spool {
+                h.spool_max = h.spool_max.min((s / n as u64).max(1));
+            }
+        }
+    }
 }
 
 /// A `[handlers.NAME]` section that `[server] handlers` does not name is a
@@ -87,7 +194,7 @@ pub(super) fn check_unused_handlers(
                 location: doc.at(&["handlers", key]),
                 key: format!("handlers.{key}"),
                 message: format!(
-                    "configured but not used: add {key:?} to [server] handlers, or remove the section"
+                    "configured but not used: add {key:?} to [server] handlers (or to a tenant's `handlers`), or remove the section"
                 ),
             });
         }

@@ -134,6 +134,41 @@ impl PartialEq for MetricFilter {
     }
 }
 
+/// Whose metrics a handler receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Receives {
+    /// The host's own (collectors without a tenant): the default.
+    Host,
+    /// One tenant's only (`tenant = "NAME"` on the handler, or the handler
+    /// named in `[tenants.NAME] handlers`).
+    Tenant(String),
+    /// The host's and every tenant's (`tenants = "*"`).
+    All,
+}
+
+impl Receives {
+    /// Whether a metric of `tenant` (`None`: the host's own) reaches a
+    /// handler receiving `self`.
+    pub fn accepts(&self, tenant: Option<&str>) -> bool {
+        match (self, tenant) {
+            (Receives::All, _) => true,
+            (Receives::Host, None) => true,
+            (Receives::Tenant(t), Some(x)) => t == x,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Receives {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Receives::Host => write!(f, "the host's own metrics"),
+            Receives::Tenant(t) => write!(f, "tenant {t}'s metrics only"),
+            Receives::All => write!(f, "every tenant's metrics and the host's"),
+        }
+    }
+}
+
 /// One handler instance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HandlerConfig {
@@ -148,11 +183,27 @@ pub struct HandlerConfig {
     pub flush_interval: f64,
     /// Longest wait between retries of a failed batch, seconds.
     pub retry_max: f64,
-    /// `spool_dir`: keep what does not fit in memory, and what is left at
-    /// shutdown, in this directory.
+    /// `spool_dir`: a write-ahead spool of everything queued for the
+    /// handler, in the subdirectory named after the handler.
     pub spool_dir: Option<PathBuf>,
     /// `spool_max_mb`: bound of the spool, bytes.
     pub spool_max: u64,
+    /// `spool_sync`: the longest, seconds, what is written to the spool
+    /// waits for its group fsync (what a power loss may cost).
+    pub spool_sync: f64,
+    /// Whose metrics it receives.
+    pub receives: Receives,
+    /// Most bytes its memory queue holds (a tenant's `max_queue_mb`,
+    /// shared among the tenant's handlers); `usize::MAX`: no bound but
+    /// `queue_size`.
+    pub max_queue_bytes: usize,
+}
+
+impl HandlerConfig {
+    /// The handler's own spool directory: `spool_dir/NAME`.
+    pub fn spool_path(&self) -> Option<PathBuf> {
+        self.spool_dir.as_ref().map(|d| d.join(&self.plugin.name))
+    }
 }
 
 /// `[server]`.
@@ -192,6 +243,13 @@ pub struct TenantConfig {
     pub max_fuel: Option<u64>,
     /// The quota window, seconds.
     pub interval: f64,
+    /// `handlers`: the handlers that belong to the tenant (they receive its
+    /// metrics only, and run whether or not `[server] handlers` names them).
+    pub handlers: Vec<String>,
+    /// `max_queue_mb`: most memory its handlers' queues hold, together.
+    pub max_queue: Option<usize>,
+    /// `max_spool_mb`: most disk its handlers' spools hold, together.
+    pub max_spool: Option<u64>,
     /// Where the section starts.
     pub location: Location,
 }
@@ -205,7 +263,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Every collector instance (enabled or not), by name.
     pub collectors: Vec<CollectorConfig>,
-    /// The handler instances named in `server.handlers`, in that order.
+    /// The handler instances that run: those `server.handlers` names, in
+    /// that order, then those tenants name.
     pub handlers: Vec<HandlerConfig>,
     /// Tenants, by name.
     pub tenants: Vec<TenantConfig>,

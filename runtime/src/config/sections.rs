@@ -28,6 +28,9 @@ pub(super) const TENANT_KEYS: &[&str] = &[
     "max_metrics_per_interval",
     "max_fuel_per_interval",
     "interval",
+    "handlers",
+    "max_queue_mb",
+    "max_spool_mb",
 ];
 pub(super) const COLLECTOR_KEYS: &[&str] = &[
     "enabled",
@@ -60,6 +63,9 @@ pub(super) const HANDLER_KEYS: &[&str] = &[
     "retry_max",
     "spool_dir",
     "spool_max_mb",
+    "spool_sync",
+    "tenant",
+    "tenants",
 ];
 pub(super) const GRANT_KEYS: &[&str] = &[
     "files",

@@ -15,6 +15,9 @@ pub(super) fn read_tenant(r: &mut Reader<'_>, name: &str, t: &toml::Table) -> Te
         max_metrics: None,
         max_fuel: None,
         interval: 60.0,
+        handlers: Vec::new(),
+        max_queue: None,
+        max_spool: None,
         location: r.doc.at(&["tenants", name]),
     };
     if crate::metric::check_name(name).is_err() || name.contains('.') {
@@ -38,6 +41,9 @@ pub(super) fn read_tenant(r: &mut Reader<'_>, name: &str, t: &toml::Table) -> Te
             "max_memory_mb" => tc.max_memory = r.count(&p, v).map(|n| (n as usize) << 20),
             "max_metrics_per_interval" => tc.max_metrics = r.count(&p, v),
             "max_fuel_per_interval" => tc.max_fuel = r.count(&p, v),
+            "handlers" => tc.handlers = r.strings(&p, v).unwrap_or_default(),
+            "max_queue_mb" => tc.max_queue = r.count(&p, v).map(|n| (n.max(1) as usize) << 20),
+            "max_spool_mb" => tc.max_spool = r.count(&p, v).map(|n| n.max(1) << 20),
             "interval" => {
                 if let Some(n) = r.positive(&p, v) {
                     tc.interval = n;

@@ -1,35 +1,92 @@
-//! A handler's on-disk spool: checksummed segment files that take what does
-//! not fit in its memory queue (and what is left at a stop), bounded by
-//! `spool_max_mb` (the oldest dropped, counted), delivered first at the next
-//! start.
+//! A handler's write-ahead spool: every metric queued for the handler is
+//! appended here first (one write per published chunk), so that a crash —
+//! `kill -9`, or power loss past the last group sync — loses nothing that
+//! was queued, or nothing older than `spool_sync`.
+//!
+//! The spool is a log of segment files `NNNN.spool` (`WDSPOOL1`, then
+//! records `[u32 length][u32 crc32][metric]`); the newest is the open tail,
+//! appended to; the others are sealed and never change. Every metric has a
+//! sequence number in the log; `acked` is the first not yet delivered.
+//! Delivery reads the handler's memory queue (a cache of the log's tail)
+//! when it holds `acked`, else the sealed segments from disk. A sealed
+//! segment is deleted once delivered; the delivered position is written to
+//! `acked` at each group sync, so a restart neither loses nor (beyond the
+//! last sync) repeats. A damaged record (a torn write at a crash, a bad
+//! checksum) ends its segment's replay: counted and logged, never a reason
+//! not to start. Past `spool_max_mb` the oldest segments are dropped
+//! (counted). A lock file keeps a second agent out of the directory.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use super::record::{decode, encode, Reader};
 use crate::metric::Chunk;
 
-/// An on-disk spool shared by the handlers that name its directory.
-pub struct Spool {
-    pub(super) dir: PathBuf,
-    max_bytes: u64,
-    inner: Mutex<SpoolInner>,
+/// A segment is sealed (and a new tail begun) past this size, or past an
+/// eighth of the spool's bound if smaller (so that dropping the oldest
+/// segment keeps the spool near its bound): at least 64 KiB.
+pub const SEGMENT_BYTES: u64 = 1 << 20;
+/// A group sync is also due once this much is written and not synced.
+pub const SYNC_BYTES: u64 = 4 << 20;
+
+const MAGIC: &[u8; 8] = b"WDSPOOL1";
+
+/// One segment of the log.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    id: u64,
+    /// Sequence number of its first metric.
+    first: u64,
+    /// Metrics in it.
+    count: u64,
+    bytes: u64,
+}
+
+impl Segment {
+    fn end(&self) -> u64 {
+        self.first + self.count
+    }
 }
 
 #[derive(Default)]
 struct SpoolInner {
-    /// (id, bytes, metrics) of every segment, oldest first.
-    segments: VecDeque<(u64, u64, usize)>,
-    /// The oldest segment, loaded, with how many of it were delivered.
-    head: Option<(u64, Chunk, usize)>,
+    /// Every segment, oldest first; the last is the tail if `tail` is open.
+    segments: VecDeque<Segment>,
+    /// The open tail segment's file.
+    tail: Option<File>,
+    /// A sealed segment loaded for delivery.
+    loaded: Option<(u64, Chunk)>,
     next_id: u64,
+    /// Sequence number of the next metric appended.
+    written: u64,
+    /// Every metric before this one is delivered.
+    acked: u64,
+    /// `acked` as last written to the `acked` file.
+    acked_saved: u64,
     bytes: u64,
-    count: usize,
+    /// Bytes written since the last sync, and since when anything (bytes,
+    /// a sealed segment, the delivered position) waits for one.
+    unsynced: u64,
+    unsynced_since: Option<Instant>,
+    /// Sealed segments not yet synced.
+    unsynced_sealed: Vec<File>,
 }
 
-const MAGIC: &[u8; 8] = b"WDSPOOL1";
+/// A handler's spool (one per `spool_dir`, at most one agent per directory).
+pub struct Spool {
+    pub(super) dir: PathBuf,
+    max_bytes: u64,
+    segment_bytes: u64,
+    sync_every: Duration,
+    inner: Mutex<SpoolInner>,
+    /// Held for the spool's life: the directory's lock.
+    _lock: File,
+}
 
 impl std::fmt::Debug for Spool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -37,57 +94,149 @@ impl std::fmt::Debug for Spool {
     }
 }
 
+/// What a replay found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Replayed {
+    /// Metrics waiting for delivery.
+    pub metrics: u64,
+    /// Segments holding damaged records (replayed up to the damage).
+    pub damaged: u64,
+}
+
+/// The spools this process has open, by directory: a reload reopens the
+/// same one (its lock is held once per process).
+fn open_spools() -> &'static Mutex<HashMap<PathBuf, Weak<Spool>>> {
+    static OPEN: OnceLock<Mutex<HashMap<PathBuf, Weak<Spool>>>> = OnceLock::new();
+    OPEN.get_or_init(Default::default)
+}
+
+pub(super) fn lock_dir(dir: &Path) -> std::io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!(
+                "{} is locked by another process (another wdiamond using the same spool_dir?): {e}",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(f)
+}
+
 impl Spool {
-    /// Opens (creating) the spool directory and indexes what is in it.
-    pub fn open(dir: &Path, max_bytes: u64) -> std::io::Result<Arc<Spool>> {
+    /// Opens (creating) the spool in `dir`, locks it, and replays its
+    /// index. `sync_every`: the longest written data waits for a sync.
+    pub fn open(dir: &Path, max_bytes: u64, sync_every: Duration) -> std::io::Result<Arc<Spool>> {
         std::fs::create_dir_all(dir)?;
+        let key = std::fs::canonicalize(dir)?;
+        let mut open = open_spools().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = open.get(&key).and_then(Weak::upgrade) {
+            return Ok(s);
+        }
+        let lock = lock_dir(dir)?;
         let mut ids: Vec<u64> = std::fs::read_dir(dir)?
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.strip_suffix(".spool")?.parse().ok())
             .collect();
         ids.sort_unstable();
-        let mut inner = SpoolInner::default();
+        let saved = read_acked(dir);
+        let mut inner = SpoolInner {
+            // Ids only grow, even past segments deleted since the save.
+            next_id: saved.map_or(0, |(id, _)| id),
+            ..Default::default()
+        };
+        let mut replayed = Replayed::default();
         for id in ids {
             let path = segment_path(dir, id);
-            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let (items, corrupt) = read_segment(&path);
-            if corrupt {
-                tracing::warn!(segment = %path.display(), kept = items.len(), "spool segment is damaged; replaying what precedes the damage");
-            }
-            inner.segments.push_back((id, bytes, items.len()));
-            inner.bytes += bytes;
-            inner.count += items.len();
             inner.next_id = inner.next_id.max(id + 1);
+            if saved.is_some_and(|(sid, _)| id < sid) {
+                // Delivered before the last sync; its deletion was lost.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let (items, damaged) = read_segment(&path);
+            if damaged {
+                replayed.damaged += 1;
+                tracing::warn!(segment = %path.display(), kept = items.len(), "spool segment is damaged (a torn write at a crash?); replaying what precedes the damage");
+            }
+            let seg = Segment {
+                id,
+                first: inner.written,
+                count: items.len() as u64,
+                bytes,
+            };
+            if let Some((sid, k)) = saved {
+                if sid == id {
+                    inner.acked = seg.first + k.min(seg.count);
+                }
+            }
+            inner.written = seg.end();
+            inner.bytes += bytes;
+            inner.segments.push_back(seg);
         }
-        if inner.count > 0 {
-            tracing::info!(spool = %dir.display(), metrics = inner.count, segments = inner.segments.len(), "found spooled metrics; delivering them first");
+        inner.acked_saved = inner.acked;
+        replayed.metrics = inner.written - inner.acked;
+        if replayed.metrics > 0 {
+            tracing::info!(spool = %dir.display(), metrics = replayed.metrics, segments = inner.segments.len(), "found spooled metrics; delivering them first");
         }
-        Ok(Arc::new(Spool {
+        let spool = Arc::new(Spool {
             dir: dir.to_path_buf(),
             max_bytes,
+            segment_bytes: (max_bytes / 8).clamp(64 << 10, SEGMENT_BYTES),
+            sync_every,
             inner: Mutex::new(inner),
-        }))
+            _lock: lock,
+        });
+        open.insert(key, Arc::downgrade(&spool));
+        Ok(spool)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SpoolInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Metrics in the spool.
+    /// Metrics not yet delivered.
     pub fn len(&self) -> usize {
-        self.lock().count
+        let i = self.lock();
+        (i.written - i.acked) as usize
     }
 
-    /// Whether the spool is empty.
+    /// Whether everything is delivered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Writes `items` as a new segment; returns how many metrics were
-    /// dropped from the oldest segments to stay under the size bound.
-    pub fn append(&self, items: &Chunk) -> std::io::Result<usize> {
-        let mut buf = Vec::with_capacity(items.len() * 80 + 8);
-        buf.extend_from_slice(MAGIC);
+    /// Sequence number of the next metric appended.
+    pub fn written(&self) -> u64 {
+        self.lock().written
+    }
+
+    /// The first metric not yet delivered.
+    pub fn acked(&self) -> u64 {
+        self.lock().acked
+    }
+
+    /// Bytes on disk.
+    pub fn bytes(&self) -> u64 {
+        self.lock().bytes
+    }
+
+    /// Appends `items` to the tail (one write). Returns the sequence number
+    /// of the first, and how many undelivered metrics were dropped from the
+    /// oldest segments to stay within the size bound. On a write error the
+    /// sequence numbers are used all the same (a hole: those metrics are
+    /// only in memory).
+    pub fn append(&self, items: &Chunk) -> std::io::Result<(u64, usize)> {
+        let mut buf = Vec::with_capacity(items.len() * 96);
         let mut rec = Vec::new();
         for m in items.iter() {
             rec.clear();
@@ -97,102 +246,232 @@ impl Spool {
             buf.extend_from_slice(&rec);
         }
         let mut inner = self.lock();
-        let id = inner.next_id;
-        inner.next_id += 1;
-        let path = segment_path(&self.dir, id);
-        let tmp = path.with_extension("tmp");
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&buf)?;
-            f.sync_data()?;
-        }
-        std::fs::rename(&tmp, &path)?;
-        inner
+        let first = inner.written;
+        inner.written += items.len() as u64;
+        let n = items.len() as u64;
+        let written = self.write_tail(&mut inner, &buf, first, n);
+        let dropped = self.enforce_bound(&mut inner);
+        written.map(|()| (first, dropped))
+    }
+
+    fn write_tail(
+        &self,
+        inner: &mut SpoolInner,
+        buf: &[u8],
+        first: u64,
+        n: u64,
+    ) -> std::io::Result<()> {
+        let full = inner
             .segments
-            .push_back((id, buf.len() as u64, items.len()));
-        inner.bytes += buf.len() as u64;
-        inner.count += items.len();
+            .back()
+            .is_some_and(|s| s.bytes + buf.len() as u64 > self.segment_bytes && s.count > 0);
+        if inner.tail.is_some() && full {
+            self.seal(inner);
+        }
+        if inner.tail.is_none() {
+            let id = inner.next_id;
+            inner.next_id += 1;
+            let mut f = std::fs::OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(segment_path(&self.dir, id))?;
+            f.write_all(MAGIC)?;
+            inner.segments.push_back(Segment {
+                id,
+                first,
+                count: 0,
+                bytes: MAGIC.len() as u64,
+            });
+            inner.bytes += MAGIC.len() as u64;
+            inner.tail = Some(f);
+            // The new file's name must survive a power loss too.
+            if let Ok(d) = File::open(&self.dir) {
+                let _ = d.sync_all();
+            }
+        }
+        let tail = inner.tail.as_mut().expect("opened above");
+        let r = tail.write_all(buf);
+        let seg = inner.segments.back_mut().expect("tail segment");
+        if r.is_ok() {
+            if seg.count == 0 {
+                seg.first = first;
+            }
+            if seg.first + seg.count == first {
+                seg.count += n;
+            }
+            seg.bytes += buf.len() as u64;
+            inner.bytes += buf.len() as u64;
+            inner.unsynced += buf.len() as u64;
+            inner.unsynced_since.get_or_insert_with(Instant::now);
+        } else {
+            // A partly written record would end the segment's replay:
+            // start a new segment for what follows.
+            self.seal(inner);
+        }
+        r
+    }
+
+    /// Seals the tail: later appends go to a new segment.
+    fn seal(&self, inner: &mut SpoolInner) {
+        if let Some(f) = inner.tail.take() {
+            inner.unsynced_sealed.push(f);
+            inner.unsynced_since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Drops the oldest segments while the spool is over its bound.
+    fn enforce_bound(&self, inner: &mut SpoolInner) -> usize {
         let mut dropped = 0;
         while inner.bytes > self.max_bytes && inner.segments.len() > 1 {
-            let (old, bytes, n) = inner.segments.pop_front().expect("len > 1");
-            let left = match &inner.head {
-                Some((h, chunk, done)) if *h == old => {
-                    let left = chunk.len() - done;
-                    inner.head = None;
-                    left
+            let old = inner.segments.pop_front().expect("len > 1");
+            let _ = std::fs::remove_file(segment_path(&self.dir, old.id));
+            inner.bytes -= old.bytes;
+            if old.end() > inner.acked {
+                dropped += (old.end() - inner.acked.max(old.first)) as usize;
+                inner.acked = old.end();
+            }
+            if inner.loaded.as_ref().is_some_and(|(id, _)| *id == old.id) {
+                inner.loaded = None;
+            }
+        }
+        dropped
+    }
+
+    /// Up to `n` metrics from disk starting at sequence `from` (or the
+    /// first one after it that is on disk), with the sequence number of the
+    /// first. The tail is sealed first when `from` is in it.
+    pub fn peek(&self, from: u64, n: usize) -> Option<(u64, Chunk)> {
+        let mut inner = self.lock();
+        let seg = *inner
+            .segments
+            .iter()
+            .find(|s| s.end() > from && s.count > 0)?;
+        let is_tail = inner.tail.is_some() && inner.segments.back().is_some_and(|s| s.id == seg.id);
+        if is_tail {
+            self.seal(&mut inner);
+        }
+        if !inner.loaded.as_ref().is_some_and(|(id, _)| *id == seg.id) {
+            let (items, _) = read_segment(&segment_path(&self.dir, seg.id));
+            inner.loaded = Some((seg.id, items));
+        }
+        let (_, chunk) = inner.loaded.as_ref().expect("loaded above");
+        let start = from.saturating_sub(seg.first) as usize;
+        if start >= chunk.len() {
+            // Damaged since it was indexed: nothing more in it.
+            let k = chunk.len() as u64;
+            if let Some(s) = inner.segments.iter_mut().find(|s| s.id == seg.id) {
+                s.count = k;
+            }
+            drop(inner);
+            return self.peek(seg.first + seg.count, n);
+        }
+        let mut out = Chunk::default();
+        out.extend_range(chunk, start..chunk.len().min(start + n));
+        Some((seg.first + start as u64, out))
+    }
+
+    /// Marks every metric before sequence `upto` delivered; deletes the
+    /// sealed segments that holds only delivered ones.
+    pub fn ack(&self, upto: u64) {
+        let mut inner = self.lock();
+        if upto <= inner.acked {
+            return;
+        }
+        inner.acked = upto.min(inner.written);
+        inner.unsynced_since.get_or_insert_with(Instant::now);
+        let tail_id = inner.tail.as_ref().and(inner.segments.back().map(|s| s.id));
+        while let Some(s) = inner.segments.front().copied() {
+            if s.end() > inner.acked || Some(s.id) == tail_id {
+                break;
+            }
+            inner.segments.pop_front();
+            inner.bytes -= s.bytes;
+            let _ = std::fs::remove_file(segment_path(&self.dir, s.id));
+            if inner.loaded.as_ref().is_some_and(|(id, _)| *id == s.id) {
+                inner.loaded = None;
+            }
+        }
+    }
+
+    /// When the next group sync is due, if anything waits for one.
+    pub fn sync_due(&self) -> Option<Instant> {
+        let i = self.lock();
+        if i.unsynced >= SYNC_BYTES {
+            return Some(Instant::now());
+        }
+        i.unsynced_since.map(|t| t + self.sync_every)
+    }
+
+    /// The group sync: what was written reaches the disk (fsync), and the
+    /// delivered position is saved. Blocks; call it off the async workers.
+    pub fn sync(&self) -> std::io::Result<()> {
+        let (tail, sealed, acked) = {
+            let mut i = self.lock();
+            i.unsynced = 0;
+            i.unsynced_since = None;
+            if i.acked == i.written && i.tail.is_some() {
+                // All delivered: the tail goes too (at most one file
+                // begun and deleted per sync while the backend keeps up).
+                i.tail = None;
+                while let Some(s) = i.segments.pop_front() {
+                    i.bytes -= s.bytes;
+                    let _ = std::fs::remove_file(segment_path(&self.dir, s.id));
                 }
-                _ => n,
+                i.loaded = None;
+                i.acked_saved = u64::MAX;
+            }
+            let tail = i.tail.as_ref().map(|f| f.try_clone()).transpose()?;
+            let sealed = std::mem::take(&mut i.unsynced_sealed);
+            // The position saved: the segment holding `acked` and how far
+            // in, or (all delivered) the id the next segment will have.
+            let at = match i.segments.iter().find(|s| s.end() > i.acked) {
+                Some(s) => (s.id, i.acked - s.first.min(i.acked)),
+                None => (i.next_id, 0),
             };
-            let _ = std::fs::remove_file(segment_path(&self.dir, old));
-            inner.bytes -= bytes;
-            inner.count -= left;
-            dropped += left;
-        }
-        Ok(dropped)
-    }
-
-    /// Up to `n` metrics from the head segment, with its id.
-    pub fn peek(&self, n: usize) -> Option<(u64, Chunk)> {
-        let mut inner = self.lock();
-        loop {
-            if let Some((id, chunk, done)) = &inner.head {
-                if *done < chunk.len() {
-                    let mut out = Chunk::default();
-                    out.extend_range(chunk, *done..chunk.len().min(done + n));
-                    return Some((*id, out));
-                }
-            }
-            let (id, _, _) = *inner.segments.front()?;
-            if inner.head.as_ref().is_some_and(|(h, _, _)| *h == id) {
-                // Loaded and empty: finished; drop it.
-                self.finish_head(&mut inner);
-                continue;
-            }
-            let (items, _) = read_segment(&segment_path(&self.dir, id));
-            let (_, _, counted) = inner.segments[0];
-            if items.len() != counted {
-                // Damaged since it was indexed: account for what is left.
-                inner.count = inner.count + items.len() - counted;
-                inner.segments[0].2 = items.len();
-            }
-            inner.head = Some((id, items, 0));
-        }
-    }
-
-    fn finish_head(&self, inner: &mut SpoolInner) {
-        if let Some((id, _, _)) = inner.head.take() {
-            if inner.segments.front().is_some_and(|s| s.0 == id) {
-                let (_, bytes, _) = inner.segments.pop_front().expect("front");
-                inner.bytes -= bytes;
-            }
-            let _ = std::fs::remove_file(segment_path(&self.dir, id));
-        }
-    }
-
-    /// Marks `n` metrics of segment `id` delivered.
-    pub fn commit(&self, id: u64, n: usize) {
-        let mut inner = self.lock();
-        let Some((h, chunk, done)) = &mut inner.head else {
-            return;
+            let changed = i.acked != i.acked_saved;
+            i.acked_saved = i.acked;
+            (tail, sealed, changed.then_some(at))
         };
-        if *h != id {
-            return;
+        for f in sealed.iter().chain(tail.iter()) {
+            f.sync_data()?;
         }
-        let k = n.min(chunk.len() - *done);
-        *done += k;
-        let empty = *done == chunk.len();
-        inner.count -= k;
-        if let Some(seg) = inner.segments.front_mut() {
-            seg.2 -= k.min(seg.2);
+        if let Some((id, k)) = acked {
+            write_acked(&self.dir, id, k)?;
         }
-        if empty {
-            self.finish_head(&mut inner);
-        }
+        Ok(())
     }
 }
 
 pub(super) fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:016}.spool"))
+}
+
+/// The saved delivered position: (segment id, metrics delivered in it).
+fn read_acked(dir: &Path) -> Option<(u64, u64)> {
+    let b = std::fs::read(dir.join("acked")).ok()?;
+    if b.len() != 20 || crc32fast::hash(&b[..16]).to_le_bytes() != b[16..20] {
+        return None;
+    }
+    let id = u64::from_le_bytes(b[0..8].try_into().ok()?);
+    let k = u64::from_le_bytes(b[8..16].try_into().ok()?);
+    Some((id, k))
+}
+
+fn write_acked(dir: &Path, id: u64, k: u64) -> std::io::Result<()> {
+    let mut b = Vec::with_capacity(20);
+    b.extend_from_slice(&id.to_le_bytes());
+    b.extend_from_slice(&k.to_le_bytes());
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    // One 20-byte write in place: a torn one fails its checksum and the
+    // next start re-delivers its segment (duplicates, never a loss).
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("acked"))?;
+    f.write_all_at(&b, 0)?;
+    f.sync_data()
 }
 
 /// Reads a segment; `true` when it ended in a damaged record.
@@ -201,7 +480,7 @@ fn read_segment(path: &Path) -> (Chunk, bool) {
         return (Chunk::default(), true);
     };
     if !data.starts_with(MAGIC) {
-        return (Chunk::default(), true);
+        return (Chunk::default(), !data.is_empty());
     }
     let mut r = Reader(&data[MAGIC.len()..]);
     let mut out = Chunk::default();
