@@ -52,7 +52,7 @@ async fn beside_neighbour_with(case: &str, neighbour: &str, sections: &str, bad:
     let conf = common::write_config(
         dir.path(),
         &format!(
-            "[server]\nhandlers = [\"archive\"]\nplugin_cache_dir = {:?}\n[handlers.archive]\nlog_file = {archive:?}\n[collectors.default]\ninterval = 1\nhostname = \"adv\"\n[collectors.neighbour]\nenabled = true\ncomponent = \"loadavg\"\n{neighbour}{sections}",
+            "[server]\nhandlers = [\"archive\"]\nplugin_cache_dir = {:?}\n[handlers.archive]\nlog_file = {archive:?}\n# Every tenant's metrics, to see where they went.\ntenants = \"*\"\n[collectors.default]\ninterval = 1\nhostname = \"adv\"\n[collectors.neighbour]\nenabled = true\ncomponent = \"loadavg\"\n{neighbour}{sections}",
             common::cache_dir()
         ),
     );
