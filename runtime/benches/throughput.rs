@@ -335,7 +335,11 @@ fn agent_pipeline(
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let conf = dir.path().join("agent.toml");
     let spool_dir = if spool {
-        format!("spool_dir = {:?}\n", dir.path().join("spool"))
+        format!(
+            "spool_dir = {:?}\nspool_sync = {}\n",
+            dir.path().join("spool"),
+            std::env::var("SPOOL_SYNC").unwrap_or_else(|_| "1".into())
+        )
     } else {
         String::new()
     };

@@ -598,13 +598,14 @@ mod tests {
         let tail = segment_path(dir.path(), 0);
         let data = std::fs::read(&tail).unwrap();
         std::fs::write(&tail, &data[..data.len() - 7]).unwrap();
+        // The torn record (the second run) is skipped, the first kept.
         let s = spool(dir.path(), 1 << 30);
-        assert_eq!(s.len(), 7);
+        assert_eq!(s.len(), 5);
         // Appending after the damage goes to a new segment: it is kept.
         s.append(&chunk(8..10)).unwrap();
         assert_eq!(
             drain_spool(&s, 3),
-            rows(&chunk(0..7))
+            rows(&chunk(0..5))
                 .into_iter()
                 .chain(rows(&chunk(8..10)))
                 .collect::<Vec<_>>()
@@ -614,7 +615,8 @@ mod tests {
         s.sync().unwrap();
         drop(s);
         let s = spool(dir.path(), 1 << 30);
-        s.append(&chunk(0..4)).unwrap();
+        s.append(&chunk(0..3)).unwrap();
+        s.append(&chunk(3..4)).unwrap();
         drop(s);
         let path = std::fs::read_dir(dir.path())
             .unwrap()
@@ -629,6 +631,24 @@ mod tests {
         std::fs::write(&path, data).unwrap();
         let s = spool(dir.path(), 1 << 30);
         assert_eq!(drain_spool(&s, 10), rows(&chunk(0..3)));
+    }
+
+    #[test]
+    fn segments_of_the_earlier_per_metric_format_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = b"WDSPOOL1".to_vec();
+        let mut rec = Vec::new();
+        for m in chunk(0..6).iter() {
+            rec.clear();
+            super::record::encode(&m, &mut rec);
+            data.extend_from_slice(&(rec.len() as u32).to_le_bytes());
+            data.extend_from_slice(&crc32fast::hash(&rec).to_le_bytes());
+            data.extend_from_slice(&rec);
+        }
+        std::fs::write(segment_path(dir.path(), 3), data).unwrap();
+        let s = spool(dir.path(), 1 << 30);
+        s.append(&chunk(6..9)).unwrap();
+        assert_eq!(drain_spool(&s, 4), rows(&chunk(0..9)));
     }
 
     #[test]

@@ -11,6 +11,8 @@ use wdiamond_wire::columns::{at, expand, extend_shared, share};
 
 use super::name::{check_value, shown, ALLOWED};
 
+mod stored;
+
 /// Most bytes of lines one chunk holds: its offsets are `u32`, and a
 /// chunk is also what one spill or batch copies at most.
 pub const MAX_LINES: usize = 1 << 30;

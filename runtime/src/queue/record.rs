@@ -4,13 +4,19 @@
 use std::sync::Arc;
 
 use crate::bindings::types::MetricKind;
-use crate::metric::{Chunk, Published, Source};
+#[cfg(test)]
+use crate::metric::Published;
+use crate::metric::{Chunk, Source};
 
+#[cfg(test)]
 pub(super) fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
 }
 
+/// One metric as a record of the earlier per-metric segments (`WDSPOOL1`,
+/// still read; written by tests only).
+#[cfg(test)]
 pub(super) fn encode(m: &Published<'_>, out: &mut Vec<u8>) {
     put_str(out, m.path);
     out.extend_from_slice(&m.value.to_le_bytes());

@@ -3,8 +3,10 @@
 //! `kill -9`, or power loss past the last group sync — loses nothing that
 //! was queued, or nothing older than `spool_sync`.
 //!
-//! The spool is a log of segment files `NNNN.spool` (`WDSPOOL1`, then
-//! records `[u32 length][u32 crc32][metric]`); the newest is the open tail,
+//! The spool is a log of segment files `NNNN.spool` (`WDSPOOL2`, then one
+//! record `[u32 length][u32 crc32][a chunk's columns]` per queued chunk;
+//! `WDSPOOL1` segments of one record per metric are still read); the
+//! newest is the open tail,
 //! appended to; the others are sealed and never change. Every metric has a
 //! sequence number in the log; `acked` is the first not yet delivered.
 //! Delivery reads the handler's memory queue (a cache of the log's tail)
@@ -24,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use super::record::{decode, encode, Reader};
+use super::record::{decode, Reader};
 use crate::metric::Chunk;
 
 /// A segment is sealed (and a new tail begun) past this size, or past an
@@ -34,7 +36,10 @@ pub const SEGMENT_BYTES: u64 = 1 << 20;
 /// A group sync is also due once this much is written and not synced.
 pub const SYNC_BYTES: u64 = 4 << 20;
 
-const MAGIC: &[u8; 8] = b"WDSPOOL1";
+/// Segments of one record per metric (earlier versions; still read).
+const MAGIC_V1: &[u8; 8] = b"WDSPOOL1";
+/// Segments of one record per chunk: the chunk's columns as they are.
+const MAGIC: &[u8; 8] = b"WDSPOOL2";
 
 /// One segment of the log.
 #[derive(Debug, Clone, Copy)]
@@ -236,15 +241,14 @@ impl Spool {
     /// sequence numbers are used all the same (a hole: those metrics are
     /// only in memory).
     pub fn append(&self, items: &Chunk) -> std::io::Result<(u64, usize)> {
-        let mut buf = Vec::with_capacity(items.len() * 96);
-        let mut rec = Vec::new();
-        for m in items.iter() {
-            rec.clear();
-            encode(&m, &mut rec);
-            buf.extend_from_slice(&(rec.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&crc32fast::hash(&rec).to_le_bytes());
-            buf.extend_from_slice(&rec);
-        }
+        // One record: [u32 length][u32 crc32][the chunk's columns].
+        let mut buf = Vec::with_capacity(items.lines().len() + items.len() * 24 + 64);
+        buf.extend_from_slice(&[0; 8]);
+        items.encode(&mut buf);
+        let len = (buf.len() - 8) as u32;
+        let crc = crc32fast::hash(&buf[8..]);
+        buf[..4].copy_from_slice(&len.to_le_bytes());
+        buf[4..8].copy_from_slice(&crc.to_le_bytes());
         let mut inner = self.lock();
         let first = inner.written;
         inner.written += items.len() as u64;
@@ -479,7 +483,8 @@ fn read_segment(path: &Path) -> (Chunk, bool) {
     let Ok(data) = std::fs::read(path) else {
         return (Chunk::default(), true);
     };
-    if !data.starts_with(MAGIC) {
+    let per_chunk = data.starts_with(MAGIC);
+    if !per_chunk && !data.starts_with(MAGIC_V1) {
         return (Chunk::default(), !data.is_empty());
     }
     let mut r = Reader(&data[MAGIC.len()..]);
@@ -495,7 +500,12 @@ fn read_segment(path: &Path) -> (Chunk, bool) {
         if crc32fast::hash(rec) != crc {
             return (out, true);
         }
-        if decode(rec, &mut last, &mut out).is_none() {
+        if per_chunk {
+            match Chunk::decode(rec) {
+                Some(c) => out.extend_range(&c, 0..c.len()),
+                None => return (out, true),
+            }
+        } else if decode(rec, &mut last, &mut out).is_none() {
             return (out, true);
         }
     }
