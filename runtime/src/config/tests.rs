@@ -158,3 +158,27 @@ fn collector_paths_and_filters_follow_the_config() {
     assert!(f.keep("total.idle"));
     assert!(!f.keep("cpu0.total.idle"));
 }
+
+#[test]
+fn a_tenant_s_handlers_belong_to_it_and_share_its_quotas() {
+    let c = load_str(
+        "[server]\nhandlers = [\"archive\", \"everyone\"]\n[handlers.everyone]\ncomponent = \"archive\"\ntenants = \"*\"\n[handlers.a1]\ncomponent = \"archive\"\nspool_dir = \"/tmp/s\"\n[handlers.a2]\ncomponent = \"graphite\"\ntenant = \"acme\"\nspool_dir = \"/tmp/s\"\nspool_max_mb = 1\n[tenants.acme]\nhandlers = [\"a1\", \"a2\"]\nmax_queue_mb = 4\nmax_spool_mb = 10\n",
+    )
+    .unwrap();
+    let h = |n: &str| c.handlers.iter().find(|h| h.plugin.name == n).unwrap();
+    // Named by the tenant, run though [server] handlers does not list it.
+    assert_eq!(c.handlers.len(), 4);
+    assert_eq!(h("archive").receives, Receives::Host);
+    assert_eq!(h("everyone").receives, Receives::All);
+    assert_eq!(h("a1").receives, Receives::Tenant("acme".into()));
+    assert_eq!(h("a2").receives, Receives::Tenant("acme".into()));
+    // The tenant's quotas, shared evenly; a smaller own bound stays.
+    assert_eq!(h("a1").max_queue_bytes, 2 << 20);
+    assert_eq!(h("a1").spool_max, 5 << 20);
+    assert_eq!(h("a2").spool_max, 1 << 20);
+    assert_eq!(h("archive").max_queue_bytes, usize::MAX);
+    assert_eq!(h("a1").spool_path(), Some(PathBuf::from("/tmp/s/a1")));
+    assert!(Receives::Tenant("acme".into()).accepts(Some("acme")));
+    assert!(!Receives::Tenant("acme".into()).accepts(None));
+    assert!(!Receives::Host.accepts(Some("acme")));
+}
