@@ -153,24 +153,9 @@ pub async fn run(
             .limits
             .timeout
             .unwrap_or(Duration::from_secs_f64(lc.config.interval.max(1.0)));
-        let shared = Arc::new(LoadedCollectorShared {
-            component: lc.component,
-            ctx: lc.ctx,
-            publication: lc.publication,
-            measure_collector_time: lc.config.measure_collector_time,
-            tenant: lc.tenant,
-            abort: None,
-        });
         let name = lc.config.plugin.name.clone();
-        jobs.push((
-            name,
-            shared,
-            Some(lc.instance),
-            stats,
-            queue,
-            router,
-            deadline,
-        ));
+        let (shared, instance) = LoadedCollectorShared::split(lc, None);
+        jobs.push((name, shared, Some(instance), stats, queue, router, deadline));
     }
     let mut outcomes: Vec<Outcome> = jobs
         .iter()

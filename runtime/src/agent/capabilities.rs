@@ -55,6 +55,21 @@ fn url_host_port(url: &str) -> String {
     }
 }
 
+/// The directory holding the file that config key `key` names (empty if
+/// the key names none): what `write-directory(key)` asks for.
+fn directory_of(key: &str, entries: &[ConfigEntry]) -> PathBuf {
+    let file = entries
+        .iter()
+        .rev()
+        .find(|e| e.key == key)
+        .map(|e| config::value_text(&e.value))
+        .unwrap_or_default();
+    Path::new(&file)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
 /// One capability as an operator reads it: its WIT name, what it names
 /// (`{key}` unfilled), and the `[….grants]` key that grants it.
 pub fn capability_parts(cap: &Capability) -> (&'static str, &str, &'static str) {
@@ -82,15 +97,11 @@ pub fn asked_grants(cap: &Capability, entries: &[ConfigEntry]) -> Vec<String> {
             .map(|v| format!("[{}, \"**\"]", q(v)))
             .collect(),
         Capability::WriteDirectory(k) => {
-            let file = entries
-                .iter()
-                .rev()
-                .find(|e| e.key == *k)
-                .map(|e| config::value_text(&e.value))
-                .unwrap_or_default();
-            match Path::new(&file).parent() {
-                Some(d) if !d.as_os_str().is_empty() => vec![q(&d.to_string_lossy())],
-                _ => Vec::new(),
+            let dir = directory_of(k, entries);
+            if dir.as_os_str().is_empty() {
+                Vec::new()
+            } else {
+                vec![q(&dir.to_string_lossy())]
             }
         }
     }
@@ -154,16 +165,7 @@ pub(super) fn grants_for(
             Capability::RunCommand(s) => (substitute(s, entries), "commands"),
             Capability::Connect(s) => (substitute(s, entries), "connect"),
             Capability::WriteDirectory(k) => {
-                let file = entries
-                    .iter()
-                    .rev()
-                    .find(|e| e.key == *k)
-                    .map(|e| config::value_text(&e.value))
-                    .unwrap_or_default();
-                let dir = Path::new(&file)
-                    .parent()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default();
+                let dir = directory_of(k, entries);
                 (vec![dir.to_string_lossy().into_owned()], "directories")
             }
         };

@@ -210,6 +210,24 @@ fn publish_run(
     checked.published
 }
 
+impl LoadedCollectorShared {
+    /// A loaded collector as its runs share it, and its first instance.
+    pub fn split(
+        lc: LoadedCollector,
+        abort: Option<watch::Receiver<bool>>,
+    ) -> (Arc<LoadedCollectorShared>, Instance<CollectorPlugin>) {
+        let shared = Arc::new(LoadedCollectorShared {
+            component: lc.component,
+            ctx: lc.ctx,
+            publication: lc.publication,
+            measure_collector_time: lc.config.measure_collector_time,
+            tenant: lc.tenant,
+            abort,
+        });
+        (shared, lc.instance)
+    }
+}
+
 /// The parts of a [`LoadedCollector`] the collector task shares.
 pub struct LoadedCollectorShared {
     /// Compiled component.
@@ -244,15 +262,7 @@ pub(super) async fn collector_task(
         .unwrap_or(schedule.default_deadline());
     let span = lc.ctx.span.clone();
     span.in_scope(|| tracing::info!(interval, stagger = schedule.stagger(), deadline = ?deadline, "scheduled"));
-    let shared = Arc::new(LoadedCollectorShared {
-        component: lc.component,
-        ctx: lc.ctx,
-        publication: lc.publication,
-        measure_collector_time: lc.config.measure_collector_time,
-        tenant: lc.tenant,
-        abort: Some(abort.clone()),
-    });
-    let mut first = lc.instance;
+    let (shared, mut first) = LoadedCollectorShared::split(lc, Some(abort.clone()));
     first.set_abort(abort);
     let mut instance = Some(first);
     let mut failures: u32 = 0;

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::reader::{resolve, Doc};
 use super::sections::{each_host_key, read_plugin, Layers, HANDLER_KEYS};
+use super::tenant::unknown_tenant;
 use super::{ConfigError, HandlerConfig, Receives, TenantConfig};
 
 /// Reads one handler from its layers (`[handlers.default]` first).
@@ -141,21 +142,7 @@ pub(super) fn bind_tenant_handlers(
     }
     for h in handlers.iter() {
         if let Receives::Tenant(t) = &h.receives {
-            if !tenants.iter().any(|x| x.name == *t) {
-                let names: Vec<&str> = tenants.iter().map(|t| t.name.as_str()).collect();
-                errors.push(ConfigError {
-                    location: h.plugin.location.clone(),
-                    key: format!("{}.tenant", h.plugin.section),
-                    message: format!(
-                        "no tenant {t:?} (defined: {}); add a [tenants.{t}] section",
-                        if names.is_empty() {
-                            "none".to_string()
-                        } else {
-                            names.join(", ")
-                        }
-                    ),
-                });
-            }
+            errors.extend(unknown_tenant(t, tenants, &h.plugin));
         }
     }
     for t in tenants {

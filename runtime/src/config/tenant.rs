@@ -3,7 +3,7 @@
 
 use super::reader::Reader;
 use super::sections::TENANT_KEYS;
-use super::{CollectorConfig, ConfigError, TenantConfig};
+use super::{CollectorConfig, ConfigError, PluginConfig, TenantConfig};
 
 /// Reads one `[tenants.NAME]` section.
 pub(super) fn read_tenant(r: &mut Reader<'_>, name: &str, t: &toml::Table) -> TenantConfig {
@@ -55,6 +55,30 @@ pub(super) fn read_tenant(r: &mut Reader<'_>, name: &str, t: &toml::Table) -> Te
     tc
 }
 
+/// The error for a plugin's `tenant = "T"` naming no defined tenant.
+pub(super) fn unknown_tenant(
+    t: &str,
+    tenants: &[TenantConfig],
+    p: &PluginConfig,
+) -> Option<ConfigError> {
+    if tenants.iter().any(|x| x.name == t) {
+        return None;
+    }
+    let names: Vec<&str> = tenants.iter().map(|t| t.name.as_str()).collect();
+    Some(ConfigError {
+        location: p.location.clone(),
+        key: format!("{}.tenant", p.section),
+        message: format!(
+            "no tenant {t:?} (defined: {}); add a [tenants.{t}] section",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        ),
+    })
+}
+
 /// Every `tenant = "…"` names a defined tenant; a tenant's enabled
 /// collectors fit its `max_collectors` and `max_memory_mb`.
 pub(super) fn check_tenants(
@@ -64,20 +88,8 @@ pub(super) fn check_tenants(
 ) {
     for c in collectors {
         let Some(t) = &c.tenant else { continue };
-        if !tenants.iter().any(|x| x.name == *t) {
-            let names: Vec<&str> = tenants.iter().map(|t| t.name.as_str()).collect();
-            errors.push(ConfigError {
-                location: c.plugin.location.clone(),
-                key: format!("{}.tenant", c.plugin.section),
-                message: format!(
-                    "no tenant {t:?} (defined: {}); add a [tenants.{t}] section",
-                    if names.is_empty() {
-                        "none".to_string()
-                    } else {
-                        names.join(", ")
-                    }
-                ),
-            });
+        if let Some(e) = unknown_tenant(t, tenants, &c.plugin) {
+            errors.push(e);
         }
     }
     for t in tenants {
