@@ -296,7 +296,7 @@ impl Queue {
             ));
         };
         let acked = spool.acked();
-        {
+        let memory_head = {
             let mut q = self.lock();
             // Delivered already (from the spool, or by a handler this one
             // replaced): out of memory.
@@ -314,40 +314,39 @@ impl Queue {
                     items,
                 ));
             }
-        }
+            (q.len > 0).then_some(q.head)
+        };
         if spool.is_empty() {
             return None;
         }
-        match spool.peek(acked, n) {
-            Some((first, items)) => {
-                if first > acked {
-                    // Metrics that were never written to disk (a write
-                    // error) and have left memory since.
-                    self.count_dropped(
-                        (first - acked) as usize,
-                        "metrics the spool could not keep (a write error) left memory before delivery",
-                    );
-                    spool.ack(first);
-                }
-                Some((
-                    Taken::Spool {
-                        segment: first,
-                        n: items.len(),
-                    },
-                    items.into(),
-                ))
-            }
-            None => {
-                // Nothing on disk from `acked`: all of it was lost to
-                // write errors and has left memory.
-                let (written, lost) = (spool.written(), spool.len());
-                let in_memory = self.lock().len;
-                if in_memory == 0 && lost > 0 {
-                    self.count_dropped(lost, "metrics the spool could not keep (a write error) left memory before delivery");
-                    spool.ack(written);
-                }
-                None
-            }
+        // `acked` left memory: the oldest undelivered metric is on disk, or
+        // (a write error) nowhere; deliver whichever of disk and memory
+        // comes first, and count the gap before it as lost.
+        let disk = spool.peek(acked, n);
+        let next = match (&disk, memory_head) {
+            (Some((first, _)), Some(head)) => (*first).min(head),
+            (Some((first, _)), None) => *first,
+            (None, Some(head)) => head,
+            (None, None) => spool.written(),
+        };
+        if next > acked {
+            self.count_dropped(
+                (next - acked) as usize,
+                "metrics the spool could not keep (a write error) left memory before delivery",
+            );
+            spool.ack(next);
+        }
+        match disk {
+            Some((first, items)) if first == next => Some((
+                Taken::Spool {
+                    segment: first,
+                    n: items.len(),
+                },
+                items.into(),
+            )),
+            // Memory holds the next one now.
+            _ if memory_head.is_some() => self.peek(n),
+            _ => None,
         }
     }
 
