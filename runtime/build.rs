@@ -46,6 +46,7 @@ const BUILTINS: &[(&str, &str, &str)] = &[
     ("httppost", "guest-handlers", "handler_httppost"),
     ("influxdb", "guest-handlers", "handler_influxdb"),
     ("opentsdb", "guest-handlers", "handler_opentsdb"),
+    ("nats", "guest-handlers", "handler_nats"),
 ];
 
 fn main() {

@@ -559,3 +559,192 @@ fn graphite_over_udp_sends_a_batch_as_one_datagram() {
         "a.y 1 7\nb.z 1 7\n"
     );
 }
+
+/// Debian's nats-server on 127.0.0.1:`port`.
+fn nats_server(port: u16) -> Child {
+    Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server (Debian's nats-server package)")
+}
+
+/// A subscriber to `metrics.>` on the server at `port` (waits until the
+/// server runs and the subscription is active): every message's
+/// `(subject, payload)` lands in the vector.
+fn nats_subscribe(port: u16) -> Arc<Mutex<Vec<(String, String)>>> {
+    let start = Instant::now();
+    let s = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(_) if start.elapsed() < Duration::from_secs(20) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => panic!("nats-server on {port}: {e}"),
+        }
+    };
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("INFO "), "{line}");
+    w.write_all(b"CONNECT {\"verbose\":false}\r\nSUB metrics.> 1\r\nPING\r\n")
+        .unwrap();
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line.trim_end() == "PONG" {
+            break;
+        }
+    }
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.first().copied() {
+            Some("PING") => {
+                let _ = w.write_all(b"PONG\r\n");
+            }
+            Some("MSG") => {
+                let len: usize = f.last().unwrap().parse().unwrap();
+                let mut payload = vec![0u8; len + 2];
+                r.read_exact(&mut payload).unwrap();
+                payload.truncate(len);
+                sink.lock()
+                    .unwrap()
+                    .push((f[1].to_string(), String::from_utf8(payload).unwrap()));
+            }
+            _ => {}
+        }
+    });
+    got
+}
+
+/// `path -> [(timestamp, value)]` of the lines NATS delivered.
+fn nats_points(
+    got: &Mutex<Vec<(String, String)>>,
+    subject: &str,
+    json: bool,
+) -> BTreeMap<String, Vec<(u64, f64)>> {
+    let mut out: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
+    for (s, payload) in got.lock().unwrap().iter() {
+        assert_eq!(s, subject, "{payload}");
+        for l in payload.lines() {
+            let (path, t, v) = if json {
+                let j: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    j["path"].as_str().unwrap().to_string(),
+                    j["timestamp"].as_u64().unwrap(),
+                    j["value"].as_f64().unwrap(),
+                )
+            } else {
+                let f: Vec<&str> = l.split(' ').collect();
+                (
+                    f[0].to_string(),
+                    f[2].parse().unwrap(),
+                    f[1].parse().unwrap(),
+                )
+            };
+            out.entry(path).or_default().push((t, v));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_publishes_every_metric_on_its_subject() {
+    for json in [false, true] {
+        let port = free_port();
+        let mut server = nats_server(port);
+        let got = nats_subscribe(port);
+        let format = if json { "json" } else { "lines" };
+        let want = run_with(
+            "nats",
+            &format!("[handlers.nats]\nhost = \"127.0.0.1\"\nport = {port}\nformat = {format:?}\n"),
+            3.5,
+        )
+        .await;
+        eventually(|| {
+            let have = nats_points(&got, "metrics.host.hnd", json);
+            for (path, points) in &want {
+                for (t, v) in points {
+                    let ok = have
+                        .get(path)
+                        .is_some_and(|p| p.iter().any(|(t2, v2)| t2 == t && same(*v2, *v)));
+                    if !ok {
+                        return Err(format!("{format}: {path} {v} {t} not received"));
+                    }
+                }
+            }
+            Ok(())
+        });
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+}
+
+/// The server restarted under a running agent: the handler reconnects and
+/// what was published while it was down is delivered after (the host kept
+/// the batches and retried them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_reconnects_after_the_server_restarts() {
+    let port = free_port();
+    let mut server = nats_server(port);
+    let _first = nats_subscribe(port);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive.log");
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = [\"nats\", \"archive\"]\nplugin_cache_dir = {:?}\n[handlers.nats]\nhost = \"127.0.0.1\"\nport = {port}\ntimeout = 1\nretry_max = 1\n[handlers.archive]\nlog_file = {archive:?}\n[collectors.default]\ninterval = 1\nhostname = \"re\"\n[collectors.loadavg]\nenabled = true\n",
+            common::cache_dir()
+        ),
+    );
+    let config = wdiamond::config::load(&conf).unwrap();
+    let rt = common::runtime();
+    let loaded =
+        tokio::task::block_in_place(|| agent::load(&rt, &config, &HostFacts::default())).unwrap();
+    let agent = Agent::start(rt, HostFacts::default(), &conf, &config, loaded);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut server = nats_server(port);
+    let again = tokio::task::spawn_blocking(move || nats_subscribe(port))
+        .await
+        .unwrap();
+    let up_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    agent.shutdown().await;
+    let have = nats_points(&again, "metrics.host.re", false);
+    let published: Vec<(String, u64)> = std::fs::read_to_string(&archive)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[0].to_string(), f[2].parse().unwrap())
+        })
+        .collect();
+    // Everything published once the new server and its subscriber were up
+    // reached it: the handler reconnected (what was published while the
+    // server was down was retried too, but core NATS hands it only to the
+    // subscribers there at that moment, so it is not counted here).
+    let late: Vec<&(String, u64)> = published.iter().filter(|(_, t)| *t > up_at).collect();
+    assert!(!late.is_empty());
+    for (p, t) in late {
+        assert!(
+            have.get(p).is_some_and(|v| v.iter().any(|(t2, _)| t2 == t)),
+            "{p} at {t} not received after the restart"
+        );
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
