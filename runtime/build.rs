@@ -47,6 +47,7 @@ const BUILTINS: &[(&str, &str, &str)] = &[
     ("influxdb", "guest-handlers", "handler_influxdb"),
     ("opentsdb", "guest-handlers", "handler_opentsdb"),
     ("nats", "guest-handlers", "handler_nats"),
+    ("mqtt", "guest-handlers", "handler_mqtt"),
 ];
 
 fn main() {
