@@ -85,6 +85,14 @@ impl Carbon {
         }
     }
 
+    /// Sends `sig` to it (SIGSTOP: a hung cache; SIGCONT: back).
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: plain kill(2) of our own child.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
     /// `(timestamp -> value)` stored for `path`.
     pub fn fetch(&self, path: &str, from: u64, until: u64) -> BTreeMap<u64, f64> {
         let file = self
