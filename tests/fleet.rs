@@ -17,8 +17,18 @@ use common::carbon::Carbon;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wdiamond");
 
+/// A child process killed when dropped (also when the test panics).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// carbon-c-relay on `port`, hashing over the two caches.
-fn relay(dir: &Path, port: u16, a: u16, b: u16) -> Child {
+fn relay(dir: &Path, port: u16, a: u16, b: u16) -> Killed {
     let conf = dir.join("relay.conf");
     std::fs::write(
         &conf,
@@ -35,6 +45,7 @@ fn relay(dir: &Path, port: u16, a: u16, b: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("carbon-c-relay (Debian's carbon-c-relay package)");
+    let child = Killed(child);
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -103,9 +114,12 @@ fn a_fleet_through_carbon_c_relay_lands_each_series_on_one_cache() {
     a.start();
     b.start();
     let port = common::free_port();
-    let mut relay = relay(dir.path(), port, a.port, b.port);
+    let _relay = relay(dir.path(), port, a.port, b.port);
     let hosts = ["fleet1", "fleet2", "fleet3"];
-    let mut agents: Vec<Child> = hosts.iter().map(|h| agent(dir.path(), h, port)).collect();
+    let mut agents: Vec<Killed> = hosts
+        .iter()
+        .map(|h| Killed(agent(dir.path(), h, port)))
+        .collect();
     std::thread::sleep(Duration::from_secs(3));
     // One cache hung for a while (SIGSTOP): the relay queues what hashes
     // to it, the agents keep publishing. (A carbon-cache *stopped* loses
@@ -118,10 +132,10 @@ fn a_fleet_through_carbon_c_relay_lands_each_series_on_one_cache() {
     std::thread::sleep(Duration::from_secs(3));
     for c in &agents {
         // SAFETY: kill(2) of our own child.
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(c.0.id() as i32, libc::SIGTERM) };
     }
     for c in agents.iter_mut() {
-        let _ = c.wait();
+        let _ = c.0.wait();
     }
     let want = published(dir.path(), &hosts);
     assert!(want.len() >= 3 * 8, "{} series", want.len());
@@ -186,6 +200,4 @@ fn a_fleet_through_carbon_c_relay_lands_each_series_on_one_cache() {
     }
     // The hash spread the series over both caches.
     assert!(on_a > 0 && on_b > 0, "a {on_a}, b {on_b}");
-    let _ = relay.kill();
-    let _ = relay.wait();
 }
