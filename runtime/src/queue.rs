@@ -207,20 +207,26 @@ impl Queue {
         if chunk.is_empty() {
             return;
         }
-        if let Some(spool) = &self.spool {
-            match spool.append(chunk) {
-                Ok((_, dropped)) if dropped > 0 => self.count_dropped(
-                    dropped,
-                    "the spool is full (spool_max_mb): dropped its oldest segments",
-                ),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(handler = %self.name, error = %e, spool = %spool.dir.display(), "cannot write the spool: these metrics are queued in memory only (lost if the agent stops before delivering them)");
-                }
-            }
-        }
+        // The spool's order and the memory queue's must be the same (their
+        // sequence numbers are one): the append and the push happen under
+        // the queue's lock, so two collectors publishing at once cannot
+        // interleave them.
+        let mut spool_dropped = 0;
         let dropped = {
             let mut q = self.lock();
+            if let Some(spool) = &self.spool {
+                match spool.append(chunk) {
+                    Ok((first, dropped)) => {
+                        if q.len == 0 {
+                            q.head = first;
+                        }
+                        spool_dropped = dropped;
+                    }
+                    Err(e) => {
+                        tracing::error!(handler = %self.name, error = %e, spool = %spool.dir.display(), "cannot write the spool: these metrics are queued in memory only (lost if the agent stops before delivering them)");
+                    }
+                }
+            }
             q.chunks.push_back(chunk.clone());
             q.len += chunk.len();
             q.bytes += chunk_bytes(chunk);
@@ -232,6 +238,12 @@ impl Queue {
                 k
             }
         };
+        if spool_dropped > 0 {
+            self.count_dropped(
+                spool_dropped,
+                "the spool is full (spool_max_mb): dropped its oldest segments",
+            );
+        }
         if dropped > 0 {
             self.count_dropped(dropped, NO_SPOOL_DROP);
         }
