@@ -32,10 +32,10 @@ pub use spool::Spool;
 /// Which part of the queue a [`Queue::peek`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Taken {
-    /// The spool's head segment.
+    /// Read from the spool's segments.
     Spool {
-        /// Segment id.
-        segment: u64,
+        /// Sequence number of the first.
+        first: u64,
         /// How many metrics.
         n: usize,
     },
@@ -85,6 +85,21 @@ fn chunk_bytes(c: &Chunk) -> usize {
 }
 
 impl Inner {
+    /// Up to `n` of the oldest metrics in memory, as a peek returns them.
+    fn front(&self, n: usize) -> Option<(Taken, Batch)> {
+        if self.len == 0 {
+            return None;
+        }
+        let items = self.slice_front(n);
+        Some((
+            Taken::Memory {
+                first: self.head,
+                n: items.len(),
+            },
+            items,
+        ))
+    }
+
     /// Up to `n` of the oldest metrics as slices of the queued chunks (no
     /// copy), at most [`MAX_LINES`] bytes of lines (fewer metrics then).
     fn slice_front(&self, n: usize) -> Batch {
@@ -294,18 +309,7 @@ impl Queue {
             return None;
         }
         let Some(spool) = &self.spool else {
-            let q = self.lock();
-            if q.len == 0 {
-                return None;
-            }
-            let items = q.slice_front(n);
-            return Some((
-                Taken::Memory {
-                    first: q.head,
-                    n: items.len(),
-                },
-                items,
-            ));
+            return self.lock().front(n);
         };
         let acked = spool.acked();
         let memory_head = {
@@ -316,15 +320,10 @@ impl Queue {
                 let k = (acked - q.head) as usize;
                 q.drop_front(k);
             }
-            if q.len > 0 && q.head == acked {
-                let items = q.slice_front(n);
-                return Some((
-                    Taken::Memory {
-                        first: q.head,
-                        n: items.len(),
-                    },
-                    items,
-                ));
+            if q.head == acked {
+                if let Some(front) = q.front(n) {
+                    return Some(front);
+                }
             }
             (q.len > 0).then_some(q.head)
         };
@@ -351,7 +350,7 @@ impl Queue {
         match disk {
             Some((first, items)) if first == next => Some((
                 Taken::Spool {
-                    segment: first,
+                    first,
                     n: items.len(),
                 },
                 items.into(),
@@ -365,7 +364,7 @@ impl Queue {
     /// Removes what a [`Queue::peek`] returned, once delivered.
     pub fn commit(&self, taken: Taken) {
         let end = match taken {
-            Taken::Spool { segment, n } => segment + n as u64,
+            Taken::Spool { first, n } => first + n as u64,
             Taken::Memory { first, n } => first + n as u64,
         };
         if let Some(spool) = &self.spool {
