@@ -1,6 +1,7 @@
 //! Builds the guest workspaces (`guest-collectors/`, `guest-handlers/`) for
 //! `wasm32-wasip2` and generates `builtin.rs`, which embeds the built-in
-//! components in the binary.
+//! components in the binary; builds the Python runtime component
+//! (`python/runtime/`) when componentize-py is installed.
 //!
 //! The nested cargo uses its own target dir (`target/guests`), so it never
 //! waits on the lock of the outer build. Set `WDIAMOND_GUESTS_DIR` to a
@@ -93,6 +94,8 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("builtin.rs");
     std::fs::write(out, src).unwrap();
     write_sdk_files(&root);
+    let python = build_python(&root).unwrap_or_default();
+    println!("cargo:rustc-env=WDIAMOND_PYTHON_BUILT={}", python.display());
     // Tests find the test-only guests (e.g. collector_misbehave.wasm) here.
     println!(
         "cargo:rustc-env=WDIAMOND_GUEST_WASM_DIR={}",
@@ -148,6 +151,89 @@ fn collect_files(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Builds the Python runtime component (`python/runtime/`, the
+/// `collector-plugin` world) with componentize-py into
+/// `target/python/wdiamond-python.wasm`, when componentize-py is installed
+/// (`$COMPONENTIZE_PY`, else on the PATH). Without it the agent builds
+/// anyway and a Python collector is a configuration error saying what to
+/// install. `WDIAMOND_PYTHON=1` makes a missing componentize-py an error
+/// (and, set or changed, reruns this script); `WDIAMOND_PYTHON=0` skips it.
+fn build_python(root: &Path) -> Option<PathBuf> {
+    let sources = root.join("python").join("runtime");
+    watch(&sources);
+    println!("cargo:rerun-if-env-changed=WDIAMOND_PYTHON");
+    println!("cargo:rerun-if-env-changed=COMPONENTIZE_PY");
+    let wanted = std::env::var("WDIAMOND_PYTHON").unwrap_or_default();
+    if wanted == "0" {
+        return None;
+    }
+    let tool = std::env::var("COMPONENTIZE_PY").unwrap_or_else(|_| "componentize-py".into());
+    let found = Command::new(&tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if wanted == "1" {
+            panic!(
+                "WDIAMOND_PYTHON=1, but {tool} does not run: pip install componentize-py==0.25.1"
+            );
+        }
+        println!(
+            "cargo:warning=componentize-py not found: this agent is built without the Python runtime (Python collectors will be refused; pip install componentize-py==0.25.1, then WDIAMOND_PYTHON=1 cargo build)"
+        );
+        return None;
+    }
+    let out_dir = root.join("target").join("python");
+    let out = out_dir.join("wdiamond-python.wasm");
+    let wit = root.join("wit").join("wdiamond.wit");
+    let built = std::fs::metadata(&out).and_then(|m| m.modified()).ok();
+    let newest = newest_mtime(&sources).max(std::fs::metadata(&wit).and_then(|m| m.modified()).ok());
+    if built.is_some() && built >= newest {
+        return Some(out);
+    }
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let tmp = out_dir.join("wdiamond-python.wasm.tmp");
+    let status = Command::new(&tool)
+        .arg("-q")
+        .arg("-d")
+        .arg(&wit)
+        .arg("-w")
+        .arg("collector-plugin")
+        .arg("componentize")
+        .arg("app")
+        .arg("-p")
+        .arg(&sources)
+        .arg("-o")
+        .arg(&tmp)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .status()
+        .unwrap_or_else(|e| panic!("running {tool}: {e}"));
+    if !status.success() {
+        panic!("building the Python runtime ({}) with {tool} failed ({status})", sources.display());
+    }
+    std::fs::rename(&tmp, &out).unwrap();
+    Some(out)
+}
+
+/// The latest modification time of the files under `dir` (bytecode caches
+/// left out).
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if entry.file_name() == "__pycache__" {
+            continue;
+        }
+        let t = if path.is_dir() {
+            newest_mtime(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
 fn build_workspace(ws: &Path, target_dir: &Path) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -189,7 +275,7 @@ fn watch(dir: &Path) {
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
-        if name == "target" {
+        if name == "target" || name == "__pycache__" {
             continue;
         }
         if path.is_dir() {

@@ -16,7 +16,7 @@ use crate::config::{ComponentRef, Limits};
 use crate::grants::Grants;
 use crate::host::PluginContext;
 use crate::logging::guest_text;
-use crate::plugin::{contract, hex_sha256, read_component_file, Metering, Runtime, World};
+use crate::plugin::{contract, hex_sha256, python, read_component_file, Metering, Runtime, World};
 
 /// One option of the plugin, as `describe` gives it.
 #[derive(Debug, Clone, Serialize)]
@@ -93,7 +93,7 @@ pub fn toml_value(v: &ConfigValue) -> String {
 
 /// A context with nothing granted and the default limits: what `describe`
 /// runs under (it may call no import).
-fn probe(name: &str) -> Arc<PluginContext> {
+fn probe(name: &str, script: Option<Arc<python::Script>>) -> Arc<PluginContext> {
     Arc::new(PluginContext {
         name: name.to_string(),
         grants: Grants::for_section("inspect"),
@@ -104,15 +104,17 @@ fn probe(name: &str) -> Arc<PluginContext> {
         facts: Default::default(),
         span: tracing::info_span!("plugin", kind = "inspect", name = %name),
         log_limit: Default::default(),
+        script,
     })
 }
 
 fn describe_as<W: World>(
     runtime: &Runtime,
     c: &wasmtime::component::Component,
+    script: Option<Arc<python::Script>>,
 ) -> Result<Description, String> {
     let mut i = runtime
-        .instance::<W>(c, probe("inspect"))
+        .instance::<W>(c, probe("inspect", script))
         .map_err(|e| format!("it cannot be instantiated: {e:#}"))?;
     i.describe()
         .map_err(|e| format!("its describe failed: {e}"))
@@ -121,18 +123,35 @@ fn describe_as<W: World>(
 /// Inspects the component file at `path`, compiling it with `runtime`.
 pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, String> {
     let shown = path.display();
-    let bytes = read_component_file(path).map_err(|e| format!("{e:#}"))?;
-    let sha256 = hex_sha256(&bytes);
-    let size = bytes.len() as u64;
-    drop(bytes);
-    let component = runtime
-        .component(&ComponentRef::File(path.to_path_buf()), Metering::None)
-        .map_err(|e| format!("{e:#}"))?;
+    // A Python collector script: its own digest and size; the component
+    // is the Python runtime that runs it.
+    let (sha256, size, component, script) = if python::is_script(&path.to_string_lossy()) {
+        let script = python::read_script(path, None).map_err(|e| format!("{e:#}"))?;
+        let component = runtime
+            .python(Metering::None)
+            .map_err(|e| format!("{shown}: {e:#}"))?;
+        let (sha256, size) = (script.sha256.clone(), script.source.len() as u64);
+        (sha256, size, component, Some(Arc::new(script)))
+    } else {
+        let bytes = read_component_file(path).map_err(|e| format!("{e:#}"))?;
+        let sha256 = hex_sha256(&bytes);
+        let size = bytes.len() as u64;
+        drop(bytes);
+        let component = runtime
+            .component(&ComponentRef::File(path.to_path_buf()), Metering::None)
+            .map_err(|e| format!("{e:#}"))?;
+        (sha256, size, component, None)
+    };
+    let is_script = script.is_some();
     let c = contract::read(&component).map_err(|e| format!("{shown}: {e}"))?;
     let d = match c.world {
-        "collector" => describe_as::<CollectorPlugin>(runtime, &component),
-        _ => describe_as::<HandlerPlugin>(runtime, &component),
+        "collector" => describe_as::<CollectorPlugin>(runtime, &component, script),
+        _ => describe_as::<HandlerPlugin>(runtime, &component, script),
     }
+    .and_then(|d| match python::load_error(&d) {
+        Some(why) if is_script => Err(why.chars().take(2000).collect()),
+        _ => Ok(d),
+    })
     .and_then(|d| {
         check_description(&d)
             .map(|_| d)

@@ -21,6 +21,7 @@ use crate::host::{self, GuestOutput, HostState, Limiter, PluginContext};
 mod call;
 pub mod contract;
 mod epoch;
+pub mod python;
 mod world;
 
 pub use call::{Failure, FailureKind, Instance, Stalled, Usage, SETUP_DEADLINE};
@@ -204,6 +205,11 @@ impl Runtime {
             pinned(digest)?;
             return Ok(c.clone());
         }
+        if let ComponentRef::Python(script) = r {
+            // The script is pinned; the runtime is the agent's own.
+            python::read_script(script, pin)?;
+            return self.python(metering);
+        }
         // A built-in's digest was computed at build time: on a cache hit
         // its embedded bytes are never read (nor paged in).
         let (digest, bytes): (String, std::borrow::Cow<'static, [u8]>) = match r {
@@ -221,6 +227,7 @@ impl Runtime {
                 let b = read_component_file(p)?;
                 (hex_sha256(&b), b.into())
             }
+            ComponentRef::Python(_) => unreachable!("handled above"),
         };
         pinned(&digest)?;
         let component = self
@@ -231,6 +238,13 @@ impl Runtime {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, (component.clone(), digest));
         Ok(component)
+    }
+
+    /// The Python runtime component, which runs every Python collector
+    /// (see [`python`]): compiled once and cached like any component.
+    pub fn python(&self, metering: Metering) -> Result<Component, ComponentError> {
+        let path = python::runtime_path().ok_or_else(|| anyhow!(python::not_installed()))?;
+        self.component_pinned(&ComponentRef::File(path), metering, None)
     }
 
     fn compile_cached(

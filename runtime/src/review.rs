@@ -118,7 +118,7 @@ fn review_one(
     entries: &[ConfigEntry],
     grants: &Grants,
 ) -> Option<(String, usize)> {
-    let ComponentRef::File(path) = &p.component else {
+    let (ComponentRef::File(path) | ComponentRef::Python(path)) = &p.component else {
         return None;
     };
     let mut warnings = 0;
@@ -133,9 +133,14 @@ fn review_one(
         Some(s) => out.push_str(&format!("  pinned: sha256 = \"{s}\"\n")),
         None => {
             warnings += 1;
-            let digest = crate::plugin::read_component_file(path)
-                .map(|b| crate::plugin::hex_sha256(&b))
-                .unwrap_or_else(|_| "…".into());
+            let digest = match &p.component {
+                ComponentRef::Python(_) => crate::plugin::python::read_script(path, None)
+                    .map(|s| s.sha256)
+                    .unwrap_or_else(|_| "…".into()),
+                _ => crate::plugin::read_component_file(path)
+                    .map(|b| crate::plugin::hex_sha256(&b))
+                    .unwrap_or_else(|_| "…".into()),
+            };
             out.push_str(&format!(
                 "  warning: not pinned: a changed file would be loaded as it is. Add `sha256 = \"{digest}\"` to [{}] (`wdiamond inspect {}` prints it)\n",
                 p.section,

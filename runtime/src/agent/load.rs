@@ -15,7 +15,7 @@ use crate::config::{
 };
 use crate::host::{HostFacts, PluginContext};
 use crate::metric::Publication;
-use crate::plugin::{contract, ComponentError, Instance, Metering, Runtime, World};
+use crate::plugin::{contract, python, ComponentError, Instance, Metering, Runtime, World};
 use crate::queue::Spool;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -198,6 +198,7 @@ fn context(
     hostname: String,
     interval: f64,
     facts: &HostFacts,
+    script: Option<Arc<python::Script>>,
 ) -> Arc<PluginContext> {
     Arc::new(PluginContext {
         name: name.to_string(),
@@ -209,6 +210,7 @@ fn context(
         facts: facts.clone(),
         span: tracing::info_span!("plugin", kind, name = %name),
         log_limit: Default::default(),
+        script,
     })
 }
 
@@ -284,7 +286,27 @@ fn load_plugin<W: World>(
     facts: &HostFacts,
     errors: &mut Vec<ConfigError>,
 ) -> Option<(Component, Description, Arc<PluginContext>, Instance<W>)> {
-    let component = match runtime.component_pinned(&p.component, metering, p.sha256.as_deref()) {
+    // A Python collector's script is read (and its pin checked) here; its
+    // component is the Python runtime.
+    let script = match &p.component {
+        ComponentRef::Python(path) => match python::read_script(path, p.sha256.as_deref()) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e @ ComponentError::DigestMismatch { .. }) => {
+                errors.push(err_at(p, "sha256", e.to_string()));
+                return None;
+            }
+            Err(e) => {
+                errors.push(err_at(p, "component", format!("{e:#}")));
+                return None;
+            }
+        },
+        _ => None,
+    };
+    let pinned = match &p.component {
+        ComponentRef::Python(_) => runtime.python(metering),
+        _ => runtime.component_pinned(&p.component, metering, p.sha256.as_deref()),
+    };
+    let component = match pinned {
         Ok(c) => c,
         Err(e @ ComponentError::DigestMismatch { .. }) => {
             errors.push(err_at(p, "sha256", e.to_string()));
@@ -308,11 +330,16 @@ fn load_plugin<W: World>(
         String::new(),
         0.0,
         facts,
+        script.clone(),
     );
     let described = runtime
         .instance::<W>(&component, probe)
         .map_err(|e| format!("{e:#}"))
         .and_then(|mut i| i.describe().map_err(|e| e.to_string()))
+        .and_then(|d| match python::load_error(&d) {
+            Some(why) if script.is_some() => Err(why.chars().take(2000).collect()),
+            _ => Ok(d),
+        })
         .and_then(|d| {
             check_description(&d)
                 .map(|_| d)
@@ -320,6 +347,10 @@ fn load_plugin<W: World>(
         });
     let description = match described {
         Ok(d) => d,
+        Err(e) if script.is_some() => {
+            errors.push(err_at(p, "component", e));
+            return None;
+        }
         Err(e) => {
             let message = format!("{} does not describe itself: {e}", p.component);
             errors.push(err_at(p, "component", message));
@@ -348,6 +379,7 @@ fn load_plugin<W: World>(
         hostname,
         interval,
         facts,
+        script,
     );
     let instance = runtime
         .configured::<W>(&component, ctx.clone())
@@ -402,7 +434,7 @@ fn load_collector(
         description.name.clone()
     };
     // A third-party plugin never takes a built-in's paths by its own say.
-    if matches!(p.component, ComponentRef::File(_))
+    if matches!(p.component, ComponentRef::File(_) | ComponentRef::Python(_))
         && c.path.is_none()
         && BUILTIN_PATHS.contains(&default_path.as_str())
     {

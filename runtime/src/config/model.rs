@@ -54,13 +54,16 @@ pub enum ComponentRef {
     Builtin(String),
     /// A `.wasm` file.
     File(PathBuf),
+    /// A Python collector script (`.py`), run by the Python runtime
+    /// component (`plugin::python`).
+    Python(PathBuf),
 }
 
 impl fmt::Display for ComponentRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ComponentRef::Builtin(n) => write!(f, "built-in `{n}`"),
-            ComponentRef::File(p) => write!(f, "{}", p.display()),
+            ComponentRef::File(p) | ComponentRef::Python(p) => write!(f, "{}", p.display()),
         }
     }
 }
@@ -74,7 +77,7 @@ pub struct PluginConfig {
     pub section: String,
     /// The component.
     pub component: ComponentRef,
-    /// `sha256`: the digest a `component` file must have.
+    /// `sha256`: the digest a `component` file (or script) must have.
     pub sha256: Option<String>,
     /// Grants as configured, parsed (capabilities are added at load).
     pub grants: Grants,

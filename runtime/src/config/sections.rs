@@ -121,7 +121,12 @@ pub(super) fn read_plugin(
                 "component" if !is_default => {
                     if let Some(s) = r.string(&path, value) {
                         option_locations.insert(key.clone(), doc.at(&path));
-                        component = if s.ends_with(".wasm") || s.contains('/') {
+                        component = if crate::plugin::python::is_script(&s) {
+                            if section.starts_with("handlers.") {
+                                r.err(&path, "a Python script can only be a collector: a handler's `component` is a built-in or a .wasm file".to_string());
+                            }
+                            ComponentRef::Python(resolve(config_dir, &s))
+                        } else if s.ends_with(".wasm") || s.contains('/') {
                             ComponentRef::File(resolve(config_dir, &s))
                         } else {
                             ComponentRef::Builtin(s)
@@ -135,7 +140,7 @@ pub(super) fn read_plugin(
                             sha256 = Some(s);
                             option_locations.insert(key.clone(), doc.at(&path));
                         } else {
-                            r.err(&path, "`sha256` is the file's SHA-256 in 64 hex digits (`wdiamond inspect FILE.wasm` prints the line)".to_string());
+                            r.err(&path, "`sha256` is the file's SHA-256 in 64 hex digits (`wdiamond inspect FILE` prints the line)".to_string());
                         }
                     }
                 }

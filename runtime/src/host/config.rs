@@ -1,11 +1,21 @@
-//! `wdiamond:plugin/config`: the plugin's own merged configuration.
+//! `wdiamond:plugin/config`: the plugin's own merged configuration (and,
+//! for a Python collector, its script: `plugin::python`).
 
 use super::HostState;
 use crate::bindings::types::{ConfigEntry, ConfigValue};
 use crate::bindings::wit_config::Host;
+use crate::plugin::python;
 
 impl Host for HostState {
     fn get(&mut self, key: String) -> Option<ConfigValue> {
+        if let Some(script) = &self.ctx.script {
+            if key == python::SCRIPT_KEY {
+                return Some(ConfigValue::Text(script.source.clone()));
+            }
+            if key == python::SCRIPT_NAME_KEY {
+                return Some(ConfigValue::Text(script.path.display().to_string()));
+            }
+        }
         self.ctx
             .config
             .iter()

@@ -70,6 +70,9 @@ pub struct PluginContext {
     /// Rate limits of this plugin's repeated warnings (shared by all its
     /// instances).
     pub log_limit: crate::logging::LogLimit,
+    /// A Python collector's script, which the Python runtime reads through
+    /// the `config` import (`plugin::python`); `None` for other plugins.
+    pub script: Option<Arc<crate::plugin::python::Script>>,
 }
 
 /// Counters of one plugin run, read and reset by the runner.

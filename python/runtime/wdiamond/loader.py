@@ -1,0 +1,174 @@
+"""Loads a collector script and drives its collector, without touching the
+host (pure; the component's ``app`` wraps it in the contract's types).
+
+- :func:`load` executes the script's source as a module and finds its one
+  collector class (a subclass of ``Collector`` defined in the script).
+- :func:`describe` gives the contract's description as plain values: the
+  default path, the script's options (Diamond's host keys left out: the
+  agent owns them), their help, and what it asks to be granted.
+- :func:`run` makes one collection and returns the published metrics.
+- :func:`error_text` turns an exception into one line that names the
+  script's file and line.
+"""
+
+import logging
+import sys
+import time
+import traceback
+import types
+
+from .collector import HOST_KEYS, Collector, ProcessCollector
+
+# Longest error text handed to the host.
+MAX_ERROR = 2000
+
+# Capabilities a script may ask for in `WDIAMOND_CAPABILITIES`.
+CAPABILITIES = ('read-files', 'filesystem-stats', 'run-command', 'connect', 'write-directory')
+
+
+class ScriptError(Exception):
+    """The script cannot be used; the text says why, with its file and line."""
+
+
+def error_text(exc, filename=None):
+    """``Type: message (at FILE:LINE in FUNCTION)``, cut to ``MAX_ERROR``."""
+    where = ''
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        where = ' (at %s:%d)' % (exc.filename or filename, exc.lineno)
+        text = '%s: %s' % (type(exc).__name__, exc.msg)
+    else:
+        text = '%s: %s' % (type(exc).__name__, exc) if str(exc) else type(exc).__name__
+        frames = traceback.extract_tb(exc.__traceback__)
+        mine = [f for f in frames if filename is None or f.filename == filename]
+        if mine:
+            f = mine[-1]
+            where = ' (at %s:%d in %s)' % (f.filename, f.lineno, f.name)
+    text = text + where
+    if len(text) > MAX_ERROR:
+        text = text[:MAX_ERROR - 3] + '...'
+    return text
+
+
+def load(source, filename):
+    """The collector class of a script (its source text)."""
+    module = types.ModuleType('wdiamond_script')
+    module.__file__ = filename
+    try:
+        code = compile(source, filename, 'exec')
+    except SyntaxError as e:
+        raise ScriptError(error_text(e, filename))
+    sys.modules['wdiamond_script'] = module
+    try:
+        exec(code, module.__dict__)
+    except ScriptError:
+        raise
+    except BaseException as e:
+        if isinstance(e, MemoryError):
+            raise
+        raise ScriptError('%s: running the script failed: %s' % (filename, error_text(e, filename)))
+    found = [v for v in module.__dict__.values()
+             if isinstance(v, type) and issubclass(v, Collector)
+             and v not in (Collector, ProcessCollector)
+             and v.__module__ == 'wdiamond_script']
+    # A base class the script defines for its collectors is not a collector.
+    leaves = [c for c in found if not any(o is not c and issubclass(o, c) for o in found)]
+    if not leaves:
+        raise ScriptError('%s defines no collector: a class that subclasses '
+                          'diamond.collector.Collector (or wdiamond.collector.Collector)'
+                          % filename)
+    if len(leaves) > 1:
+        raise ScriptError('%s defines %d collector classes (%s): keep one per script'
+                          % (filename, len(leaves), ', '.join(sorted(c.__name__ for c in leaves))))
+    return leaves[0]
+
+
+def _value(v):
+    """An option default as (type, value): the contract's config-value."""
+    if isinstance(v, bool):
+        return 'boolean', v
+    if isinstance(v, int):
+        return 'integer', v
+    if isinstance(v, float):
+        return 'float', v
+    if isinstance(v, (list, tuple)):
+        return 'text-list', [str(x) for x in v]
+    if v is None:
+        return 'text', ''
+    return 'text', str(v)
+
+
+def describe(cls, filename):
+    """(name, version, summary, options, capabilities) of a collector
+    class; options are (key, (type, default), help)."""
+    instance = cls()
+    defaults = instance.get_default_config() or {}
+    help = instance.get_default_config_help() or {}
+    name = str(defaults.get('path') or cls.__name__)
+    module = sys.modules.get('wdiamond_script')
+    version = str(getattr(cls, 'VERSION', None) or getattr(module, '__version__', None) or '0')
+    doc = (cls.__doc__ or (module.__doc__ if module else None) or '').strip()
+    paragraph = doc.split('\n\n')[0] if doc else ''
+    summary = ' '.join(paragraph.split()) or '%s (%s)' % (cls.__name__, filename)
+    if len(summary) > 400:
+        summary = summary[:397] + '...'
+    options = [(str(k), _value(v), str(help.get(k, '')))
+               for k, v in defaults.items() if k not in HOST_KEYS]
+    asks = []
+    for item in getattr(cls, 'WDIAMOND_CAPABILITIES', None) or ():
+        kind, value = item
+        if kind not in CAPABILITIES:
+            raise ScriptError('%s: WDIAMOND_CAPABILITIES: unknown capability %r (known: %s)'
+                              % (filename, kind, ', '.join(CAPABILITIES)))
+        asks.append((kind, str(value)))
+    return name, version, summary, options, asks
+
+
+def configure(cls, config):
+    """A collector instance with ``config`` (dict of the merged keys)."""
+    return cls(config=config)
+
+
+def run(collector):
+    """One collection; the published metrics. Adds Diamond's
+    ``collector_time_ms`` when ``measure_collector_time`` is set."""
+    collector.published = []
+    start = time.time()
+    collector.collect()
+    if collector.config.get('measure_collector_time'):
+        collector.publish('collector_time_ms', int((time.time() - start) * 1000))
+    published, collector.published = collector.published, []
+    return published
+
+
+class HostLogHandler(logging.Handler):
+    """Sends ``self.log`` records to the host's log (which caps them)."""
+
+    LEVELS = ((logging.ERROR, 'error'), (logging.WARNING, 'warn'), (logging.INFO, 'info'))
+
+    def __init__(self, host):
+        logging.Handler.__init__(self, logging.DEBUG)
+        self.host = host
+
+    def emit(self, record):
+        level = 'debug'
+        for threshold, name in self.LEVELS:
+            if record.levelno >= threshold:
+                level = name
+                break
+        try:
+            message = record.getMessage()
+        except Exception as e:
+            message = '%r %r (%s)' % (record.msg, record.args, e)
+        if record.exc_info and record.exc_info[1] is not None:
+            message = message + ': ' + error_text(record.exc_info[1])
+        self.host.log(level, message[:MAX_ERROR])
+
+
+def route_logging(host):
+    """Every logger's records go to the host's log."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(HostLogHandler(host))
+    root.setLevel(logging.DEBUG)
+    logging.getLogger('diamond').setLevel(logging.DEBUG)
