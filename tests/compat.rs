@@ -132,8 +132,18 @@ fn toml_value(v: &toml::Value) -> String {
     v.to_string()
 }
 
+/// Which implementation of a collector a case runs through.
+#[derive(Clone, Copy, PartialEq)]
+enum Guest {
+    /// The built-in Rust component.
+    Rust,
+    /// The Diamond-style Python port in `python/collectors/`, run by the
+    /// Python runtime component, granted the case's /proc and /sys.
+    Python,
+}
+
 /// Runs one case; returns the mismatches (empty when it passes).
-fn run_case(collector: &str, case: &Path) -> Vec<String> {
+fn run_case(collector: &str, case: &Path, guest: Guest) -> Vec<String> {
     let cfg: toml::Table = std::fs::read_to_string(case.join("config.toml"))
         .unwrap()
         .parse()
@@ -151,6 +161,17 @@ fn run_case(collector: &str, case: &Path) -> Vec<String> {
         if k != "mock" {
             text.push_str(&format!("{k} = {}\n", toml_value(v)));
         }
+    }
+    if guest == Guest::Python {
+        let script = common::repo().join(format!("python/collectors/{collector}.py"));
+        text.push_str(&format!("component = {:?}\n", script.display().to_string()));
+        if !cfg.contains_key("path") {
+            let seg = SUPPORTED.iter().find(|(c, _)| *c == collector).unwrap().1;
+            text.push_str(&format!("path = {seg:?}\n"));
+        }
+        text.push_str(&format!(
+            "[collectors.{collector}.grants]\nfiles = [\"/proc/**\", \"/sys/**\"]\n"
+        ));
     }
     let conf_dir = tempfile::tempdir().unwrap();
     let path = common::write_config(conf_dir.path(), &text);
@@ -367,6 +388,10 @@ fn run_case(collector: &str, case: &Path) -> Vec<String> {
 }
 
 fn run_collector(collector: &str) {
+    run_collector_as(collector, Guest::Rust)
+}
+
+fn run_collector_as(collector: &str, guest: Guest) {
     let dir = fixtures().join(collector);
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
@@ -377,7 +402,7 @@ fn run_collector(collector: &str) {
     assert!(!cases.is_empty(), "no cases in {}", dir.display());
     let mut failures = Vec::new();
     for case in &cases {
-        let problems = run_case(collector, case);
+        let problems = run_case(collector, case, guest);
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
         if problems.is_empty() {
             eprintln!(
@@ -427,6 +452,18 @@ compat_tests! {
     compat_interrupt => "interrupt",
     compat_softirq => "softirq",
     compat_netstat => "netstat",
+}
+
+/// The Python ports (`python/collectors/`), Diamond's own code style run by
+/// the Python runtime, against the same cases.
+#[test]
+fn compat_python_loadavg() {
+    run_collector_as("loadavg", Guest::Python);
+}
+
+#[test]
+fn compat_python_memory() {
+    run_collector_as("memory", Guest::Python);
 }
 
 #[test]

@@ -297,6 +297,24 @@ fn nginx_stub_status_from_a_real_server() {
 
 #[test]
 fn ceph_perf_dump_through_a_stand_in_command() {
+    ceph_case("");
+}
+
+/// The same case through the Diamond-style Python port
+/// (`python/collectors/ceph.py`): glob, subprocess and json in the Python
+/// runtime, the command run (and cut off) by the host.
+#[test]
+fn ceph_python_port_through_a_stand_in_command() {
+    let script = common::repo().join("python/collectors/ceph.py");
+    ceph_case(&format!(
+        "component = {:?}\npath = \"ceph\"\n",
+        script.display().to_string()
+    ));
+}
+
+/// Runs the ceph collector (`extra`: lines added to its section) against
+/// sockets that answer, fail, answer garbage and hang.
+fn ceph_case(extra: &str) {
     let sockets = tempfile::tempdir().unwrap();
     for name in [
         "ceph-osd.0.asok",
@@ -310,10 +328,20 @@ fn ceph_perf_dump_through_a_stand_in_command() {
     }
     let ceph = common::repo().join("tests/fixtures/ceph/ceph");
     let section = format!(
-        "[collectors.ceph]\nenabled = true\nsocket_path = {:?}\nceph_binary = {:?}\ntimeout = 1\n",
+        "[collectors.ceph]\nenabled = true\nsocket_path = {:?}\nceph_binary = {:?}\ntimeout = 1\n{extra}",
         sockets.path(),
         ceph
     );
+    let section = if extra.is_empty() {
+        section
+    } else {
+        // A third-party plugin gets only what the config grants.
+        format!(
+            "{section}[collectors.ceph.grants]\nfiles = [\"{}/**\"]\ncommands = [[{:?}, \"**\"]]\n",
+            sockets.path().display(),
+            ceph.display().to_string()
+        )
+    };
     let start = Instant::now();
     let c = run_collector(&section, 1, Duration::ZERO);
     let took = start.elapsed();

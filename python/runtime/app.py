@@ -93,6 +93,9 @@ def _load():
         return
     STATE.loaded = True
     loader.route_logging(HOST)
+    dirs = host_config.get('wdiamond:directories')
+    HOST.directories = list(dirs.value) if isinstance(dirs, types.ConfigValue_TextList) else []
+    sandbox.set_directories(HOST.directories)
     source = _text('wdiamond:script')
     STATE.filename = _text('wdiamond:script-name') or '<script>'
     if source is None:

@@ -11,6 +11,7 @@ host (pure; the component's ``app`` wraps it in the contract's types).
   script's file and line.
 """
 
+import linecache
 import logging
 import sys
 import time
@@ -38,7 +39,8 @@ def error_text(exc, filename=None):
         text = '%s: %s' % (type(exc).__name__, exc.msg)
     else:
         text = '%s: %s' % (type(exc).__name__, exc) if str(exc) else type(exc).__name__
-        frames = traceback.extract_tb(exc.__traceback__)
+        frames = traceback.StackSummary.extract(traceback.walk_tb(exc.__traceback__),
+                                                lookup_lines=False)
         mine = [f for f in frames if filename is None or f.filename == filename]
         if mine:
             f = mine[-1]
@@ -58,6 +60,9 @@ def load(source, filename):
     except SyntaxError as e:
         raise ScriptError(error_text(e, filename))
     sys.modules['wdiamond_script'] = module
+    # Its lines for tracebacks, without reading the file again (mtime None:
+    # never checked against the disk).
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     try:
         exec(code, module.__dict__)
     except ScriptError:

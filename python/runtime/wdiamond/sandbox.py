@@ -36,6 +36,15 @@ _KIND_MODE = {
 }
 
 _real = {}
+_saved = []  # (object, attribute, original) of every replacement
+
+
+def _patch(obj, name, new):
+    _saved.append((obj, name, getattr(obj, name, _MISSING)))
+    setattr(obj, name, new)
+
+
+_MISSING = object()
 
 
 def _fspath(path):
@@ -147,6 +156,15 @@ def _unavailable(what, instead):
     return refuse
 
 
+_directories = []
+
+
+def set_directories(directories):
+    """The granted directories (preopened by the host): there ``open``
+    is the real one, for reading and writing."""
+    _directories[:] = [os.path.normpath(d) for d in directories]
+
+
 def install(host):
     """Replaces the interpreter's file, process, socket, thread and clock
     calls with the host's (see the module docs). Idempotent."""
@@ -155,29 +173,25 @@ def install(host):
     _real['open'] = builtins.open
     _real['os.open'] = getattr(os, 'open', None)
 
+    set_directories(getattr(host, 'directories', None) or [])
+
+    def _granted_directory(path):
+        return any(path == d or path.startswith(d.rstrip('/') + '/') for d in _directories)
+
     def _open(file, mode='r', buffering=-1, encoding=None, errors=None,
               newline=None, closefd=True, opener=None):
         if isinstance(file, int):
             return _real['open'](file, mode, buffering, encoding, errors, newline, closefd, opener)
         name = _fspath(file)
+        if _granted_directory(_absolute(name)):
+            # A granted directory is a real one (preopened by the host).
+            return _real['open'](name, mode, buffering, encoding, errors, newline, closefd, opener)
         if any(c in mode for c in 'wax+'):
-            # Writing: only where a directory is granted (preopened by the host).
-            try:
-                return _real['open'](name, mode, buffering, encoding, errors, newline, closefd, opener)
-            except OSError:
-                raise PermissionError(
-                    errno.EACCES,
-                    'writing is not granted here: a collector writes only under a directory of '
-                    'its grants.directories', name)
-        try:
-            data = host.read_file(_absolute(name))
-        except PermissionError:
-            # A granted directory is also readable through the real filesystem.
-            try:
-                return _real['open'](name, mode, buffering, encoding, errors, newline, closefd, opener)
-            except OSError:
-                pass
-            raise
+            raise PermissionError(
+                errno.EACCES,
+                'writing is not granted here: a collector writes only under a directory of '
+                'its grants.directories', name)
+        data = host.read_file(_absolute(name))
         raw = _NamedBytesIO(data, name, mode)
         if 'b' in mode:
             return raw
@@ -186,8 +200,8 @@ def install(host):
         text.mode = mode
         return text
 
-    builtins.open = _open
-    io.open = _open
+    _patch(builtins, 'open', _open)
+    _patch(io, 'open', _open)
 
     def _stat_of(path, dir_fd=None, follow_symlinks=True):
         kind, size, device, modified = host.metadata(_absolute(path))
@@ -231,41 +245,69 @@ def install(host):
         out = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE).stdout
         return io.BytesIO(out) if 'b' in mode else io.StringIO(out.decode('utf-8', 'replace'))
 
-    os.stat = _stat_of
-    os.lstat = _stat_of
-    os.listdir = _listdir
-    os.scandir = _scandir
-    os.access = _access
-    os.statvfs = _statvfs
-    os.statvfs_result = statvfs_result
-    os.getloadavg = _getloadavg
-    os.cpu_count = lambda: host.cpu_count()
-    os.system = _system
-    os.popen = _popen
+    _patch(os, 'stat', _stat_of)
+    _patch(os, 'lstat', _stat_of)
+    _patch(os, 'listdir', _listdir)
+    _patch(os, 'scandir', _scandir)
+    _patch(os, 'access', _access)
+    _patch(os, 'statvfs', _statvfs)
+    _patch(os, 'statvfs_result', statvfs_result)
+    _patch(os, 'getloadavg', _getloadavg)
+    _patch(os, 'cpu_count', lambda: host.cpu_count())
+    _patch(os, 'system', _system)
+    _patch(os, 'popen', _popen)
     for name in ('fork', 'forkpty', 'execv', 'execve', 'execl', 'execle', 'execlp',
                  'execlpe', 'execvp', 'execvpe', 'spawnv', 'spawnve', 'spawnl',
                  'spawnle', 'posix_spawn', 'posix_spawnp', 'kill', 'killpg'):
-        setattr(os, name, _unavailable('os.' + name, 'run a granted command with subprocess'))
+        _patch(os, name, _unavailable('os.' + name, 'run a granted command with subprocess'))
     for name in ('remove', 'unlink', 'rmdir', 'rename', 'replace', 'mkdir', 'makedirs',
                  'chmod', 'chown', 'symlink', 'link', 'truncate'):
         real = getattr(os, name, None)
-        setattr(os, name, _guarded_write(real, 'os.' + name))
+        _patch(os, name, _guarded_write(real, 'os.' + name))
 
-    time.time = lambda: host.now()
-    time.time_ns = lambda: int(host.now() * 1e9)
+    # Tracebacks and warnings read source lines through linecache, which
+    # would ask the host for stdlib files (and count denials): only what
+    # is already cached (the script, see loader.load) is shown.
+    import linecache
+    _patch(linecache, 'checkcache', lambda filename=None: None)
+    _patch(linecache, 'updatecache', lambda filename, module_globals=None: [])
+
+    _patch(time, 'time', lambda: host.now())
+    _patch(time, 'time_ns', lambda: int(host.now() * 1e9))
 
     from . import subprocess_shim, socket_shim
     subprocess_shim.host = host
     socket_shim.host = host
-    sys.modules['subprocess'] = subprocess_shim
-    sys.modules['socket'] = socket_shim
+    _patch_module('subprocess', subprocess_shim)
+    _patch_module('socket', socket_shim)
     mp = types.ModuleType('multiprocessing')
     mp.__doc__ = 'wdiamond: only cpu_count; processes are not available in the sandbox.'
     mp.cpu_count = lambda: host.cpu_count()
     mp.Process = _unavailable('multiprocessing.Process', 'a collector runs in one sandboxed instance')
     mp.Pool = _unavailable('multiprocessing.Pool', 'a collector runs in one sandboxed instance')
-    sys.modules['multiprocessing'] = mp
+    _patch_module('multiprocessing', mp)
     _no_threads()
+
+
+def _patch_module(name, module):
+    _saved.append((sys.modules, name, sys.modules.get(name, _MISSING)))
+    sys.modules[name] = module
+
+
+def uninstall():
+    """Puts back everything :func:`install` replaced (for native tests)."""
+    while _saved:
+        obj, name, old = _saved.pop()
+        if obj is sys.modules:
+            if old is _MISSING:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = old
+        elif old is _MISSING:
+            delattr(obj, name)
+        else:
+            setattr(obj, name, old)
+    _real.clear()
 
 
 def _guarded_write(real, what):
@@ -287,12 +329,11 @@ def _no_threads():
                'into one sandboxed instance; do the work in collect()')
     try:
         import threading
-        threading.Thread.start = _unavailable('threading.Thread.start', message)
+        _patch(threading.Thread, 'start', _unavailable('threading.Thread.start', message))
     except ImportError:
         pass
     try:
         import _thread
-        _thread.start_new_thread = _unavailable('_thread.start_new_thread', message)
-        _thread.start_new = _thread.start_new_thread
+        _patch(_thread, 'start_new_thread', _unavailable('_thread.start_new_thread', message))
     except ImportError:
         pass

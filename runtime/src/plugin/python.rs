@@ -28,6 +28,10 @@ pub const SCRIPT_KEY: &str = "wdiamond:script";
 /// The `config` key whose text value is the script's file name (shown in
 /// the script's errors and tracebacks).
 pub const SCRIPT_NAME_KEY: &str = "wdiamond:script-name";
+/// The `config` key whose text-list value is the granted directories
+/// (`grants.directories`, preopened): the script's `open` uses the real
+/// filesystem there.
+pub const DIRECTORIES_KEY: &str = "wdiamond:directories";
 /// What the runtime's `describe` puts before the reason when the script
 /// cannot be loaded (the rest of its summary is the error).
 pub const ERROR_MARK: &str = "wdiamond-python: ";
