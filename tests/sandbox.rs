@@ -6,6 +6,8 @@
 mod common;
 #[path = "sandbox/holes.rs"]
 mod holes;
+#[path = "sandbox/python.rs"]
+mod python;
 
 use std::net::TcpListener;
 use std::path::Path;

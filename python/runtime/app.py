@@ -32,7 +32,7 @@ for _name in PRELOADED:
 
 from componentize_py_types import Err  # noqa: E402
 from wit_world import exports  # noqa: E402
-from wit_world.imports import config as host_config, types  # noqa: E402
+from wit_world.imports import config as host_config, host_info, types  # noqa: E402
 
 from wdiamond import host as _host, loader, metricset, sandbox  # noqa: E402
 import wdiamond.collector  # noqa: E402,F401
@@ -136,6 +136,7 @@ class Collector(exports.Collector):
         merged = {e.key: e.value.value for e in config}
         try:
             STATE.collector = loader.configure(STATE.cls, merged)
+            STATE.collector.max_metrics = host_info.get_limits().max_metrics
         except MemoryError:
             raise
         except BaseException as e:

@@ -104,6 +104,15 @@ class Publish(unittest.TestCase):
         with self.assertRaises(ValueError):
             c.publish('e', 1, metric_type='HISTOGRAM')
 
+    def test_max_metrics_stops_a_run_early(self):
+        c = Collector()
+        c.max_metrics = 3
+        for i in range(3):
+            c.publish('m%d' % i, i)
+        with self.assertRaises(OverflowError) as e:
+            c.publish('m3', 3)
+        self.assertIn('max_metrics', str(e.exception))
+
     def test_metric_set_columns(self):
         c = Collector()
         c.publish_gauge('one', 1.5, 2)

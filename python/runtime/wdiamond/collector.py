@@ -85,6 +85,10 @@ class Collector(object):
     """Base class of a collector: override ``collect`` (and usually
     ``get_default_config`` and ``get_default_config_help``)."""
 
+    # Most metrics one run may publish (the host's `max_metrics`; set by
+    # the runtime): past it, publish raises instead of filling memory.
+    max_metrics = None
+
     def __init__(self, config=None, handlers=None, name=None, configfile=None):
         self.name = name if name is not None else self.__class__.__name__
         self.log = logging.getLogger('diamond')
@@ -198,6 +202,9 @@ class Collector(object):
             stamp = int(timestamp)
             if stamp < 0:
                 raise ValueError('metric %r: timestamp %r is negative' % (name, timestamp))
+        if self.max_metrics is not None and len(self.published) >= self.max_metrics:
+            raise OverflowError('more than %d metrics in one run (the limit max_metrics)'
+                                % self.max_metrics)
         self.published.append(Metric(
             str(name), value, raw, precision, metric_type == 'COUNTER', stamp,
             None if instance is None else str(instance)))

@@ -1,0 +1,120 @@
+//! The adversarial cases through the Python path: a hostile Diamond-style
+//! script (`tests/fixtures/python/hostile.py`, its `mode` the attack) run
+//! by the Python runtime beside the neighbour. The interpreter is the same
+//! component for every Python collector; what a script may touch is its
+//! grants', and every limit applies to it as to any plugin.
+
+use super::*;
+
+fn hostile(mode: &str, extra: &str) -> String {
+    let script = common::repo().join("tests/fixtures/python/hostile.py");
+    format!(
+        "[collectors.py]\nenabled = true\ncomponent = {:?}\nmode = {mode:?}\n{extra}",
+        script.display().to_string()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_reading_etc_shadow_is_a_permission_error_and_a_counted_denial() {
+    let o = beside_neighbour("python /etc/shadow", &hostile("shadow", ""), "py").await;
+    let mine = published(&o.lines, "hostile");
+    assert!(
+        mine.iter().all(|l| !l.contains("read_shadow") && !l.contains("escaped")),
+        "{mine:?}"
+    );
+    // open, listdir, stat and statvfs: four PermissionErrors per run, each
+    // a denial the agent counted (plus the exists() probe's stat).
+    assert!(
+        mine.iter().any(|l| l.starts_with("servers.adv.hostile.denied 1 ")),
+        "{mine:?}"
+    );
+    assert!(
+        mine.iter().any(|l| l.starts_with("servers.adv.hostile.exists 0 ")),
+        "{mine:?}"
+    );
+    let runs = get(&o.bad.runs);
+    assert!(runs >= 3, "{runs} runs");
+    assert!(get(&o.bad.denials) >= 5 * runs, "{} denials in {runs} runs", get(&o.bad.denials));
+    assert_eq!(get(&o.bad.failures) + get(&o.bad.guest_errors), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_infinite_loop_is_stopped_at_the_deadline() {
+    let o = beside_neighbour(
+        "python while True",
+        &hostile("spin", "[collectors.py.limits]\ntimeout = 0.3\n"),
+        "py",
+    )
+    .await;
+    assert!(get(&o.bad.timeouts) >= 2, "stopped at every run's deadline");
+    assert!(published(&o.lines, "hostile").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_unbounded_list_is_stopped_at_the_memory_cap() {
+    let o = beside_neighbour(
+        "python memory hog",
+        &hostile("hog", "[collectors.py.limits]\nmemory_mb = 48\n"),
+        "py",
+    )
+    .await;
+    assert!(get(&o.bad.memory_exhausted) >= 2, "stopped at the cap every run");
+    assert!(get(&o.bad.peak_memory) <= 48 << 20);
+    assert!(published(&o.lines, "hostile").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_exception_in_collect_is_a_counted_guest_error() {
+    let o = beside_neighbour("python raises", &hostile("raise", ""), "py").await;
+    assert!(get(&o.bad.guest_errors) >= 3, "every run's error counted");
+    assert_eq!(get(&o.bad.failures), 0, "an exception is not a trap");
+    assert!(published(&o.lines, "hostile").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_escapes_fail_in_python_and_never_trap() {
+    let o = beside_neighbour("python escapes", &hostile("escape", ""), "py").await;
+    let mine = published(&o.lines, "hostile");
+    assert!(mine.iter().all(|l| !l.contains("escaped")), "{mine:?}");
+    for name in ["command", "connect", "fork", "remove", "shell", "thread", "write"] {
+        assert!(
+            mine.iter().any(|l| l.starts_with(&format!("servers.adv.hostile.refused.{name} 1 "))),
+            "{name} was not refused in Python: {mine:?}"
+        );
+    }
+    assert!(!Path::new("/tmp/wdiamond-hostile-wrote").exists());
+    assert_eq!(get(&o.bad.failures) + get(&o.bad.guest_errors), 0);
+    // The command, the shell and the connection were asked of the host and denied.
+    assert!(get(&o.bad.denials) >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_log_and_print_floods_are_capped() {
+    let o = beside_neighbour(
+        "python log flood",
+        &hostile("flood", "[collectors.py.limits]\ntimeout = 0.9\n"),
+        "py",
+    )
+    .await;
+    // Whether the flood ends within the deadline or not, the neighbour kept
+    // its schedule (checked by beside_neighbour) and the agent kept going.
+    assert!(get(&o.bad.runs) >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_too_many_metrics_and_bad_names_are_rejected() {
+    let many = beside_neighbour(
+        "python a million metrics",
+        &hostile("many", "[collectors.py.limits]\nmax_metrics = 1000\n"),
+        "py",
+    )
+    .await;
+    // The runtime stops the run at the host's limit: a guest error naming
+    // it, not a run that fills memory until the deadline.
+    assert!(published(&many.lines, "hostile").is_empty());
+    assert!(get(&many.bad.guest_errors) >= 3, "every run stopped at max_metrics");
+    assert_eq!(get(&many.bad.failures), 0);
+    let names = beside_neighbour("python a 100 kB name", &hostile("bigname", ""), "py").await;
+    let mine = published(&names.lines, "hostile");
+    assert!(mine.iter().all(|l| l.len() < 1000), "a huge name reached the archive");
+}
