@@ -13,8 +13,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_wdiamond");
 
 /// Runs the binary, failing the test if it has not ended in 60 s (a hang).
 fn wdiamond(args: &[&str]) -> Output {
+    wdiamond_env(args, &[])
+}
+
+/// [`wdiamond`] with environment variables set.
+fn wdiamond_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let child = Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
         .env("XDG_CACHE_HOME", common::cache_dir().parent().unwrap())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -473,4 +479,91 @@ fn new_refuses_a_bad_name_or_a_used_directory() {
         "mine"
     );
     assert!(!dir.path().join("Cargo.toml").exists());
+}
+
+#[test]
+fn python_scripts_that_cannot_run_are_config_errors_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write(
+        "syntax.py",
+        "import diamond.collector\n\nclass C(diamond.collector.Collector)\n    pass\n",
+    );
+    write("empty.py", "import os\n");
+    write(
+        "raises.py",
+        "import diamond.collector\nimport nosuchmodule\n",
+    );
+    write(
+        "ok.py",
+        "import diamond.collector\nclass OkCollector(diamond.collector.Collector):\n    def get_default_config(self):\n        c = super(OkCollector, self).get_default_config()\n        c.update({'path': 'ok', 'depth': 2})\n        return c\n    def collect(self):\n        self.publish('depth', self.config['depth'])\n",
+    );
+    std::fs::write(dir.path().join("binary.py"), [0xffu8, 0xfe, 0]).unwrap();
+    let section = |script: &str, extra: &str| {
+        config(
+            dir.path(),
+            &format!("[collectors.py]\nenabled = true\ncomponent = {script:?}\n{extra}"),
+        )
+    };
+    for (script, extra, says) in [
+        ("syntax.py", "", "SyntaxError: expected ':' (at "),
+        ("empty.py", "", "empty.py defines no collector"),
+        ("raises.py", "", "ModuleNotFoundError: No module named 'nosuchmodule' (at "),
+        ("binary.py", "", "binary.py is not UTF-8 text"),
+        ("missing.py", "", "missing.py"),
+        ("ok.py", "deepth = 3\n", "its options: depth"),
+    ] {
+        let o = wdiamond(&["check", &section(script, extra)]);
+        assert_eq!(o.status.code(), Some(78), "{script}: {}", err(&o));
+        assert!(err(&o).contains(says), "{script}: {}", err(&o));
+        assert!(err(&o).contains("wdiamond.toml:"), "{script}: {}", err(&o));
+    }
+    let o = wdiamond(&["check", &section("syntax.py", "")]);
+    assert!(err(&o).contains("syntax.py:3)"), "the script's line: {}", err(&o));
+    assert!(err(&o).contains("`collectors.py.component`"), "{}", err(&o));
+
+    // A working script, pinned; then changed: refused with both digests.
+    let digest = wdiamond::plugin::hex_sha256(&std::fs::read(dir.path().join("ok.py")).unwrap());
+    let pinned = section("ok.py", &format!("sha256 = \"{digest}\"\n"));
+    let o = wdiamond(&["check", &pinned]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = wdiamond(&["once", &pinned]);
+    assert!(out(&o).contains("servers."), "{}", out(&o));
+    assert!(out(&o).contains(".ok.depth 2 "), "{}", out(&o));
+    write("ok.py", &std::fs::read_to_string(dir.path().join("ok.py")).unwrap().replace("'depth': 2", "'depth': 3"));
+    let o = wdiamond(&["check", &pinned]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(err(&o).contains("`collectors.py.sha256`") && err(&o).contains(&digest), "{}", err(&o));
+
+    // A script as a handler: refused where it is written.
+    let handler = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = [\"py\"]\nplugin_cache_dir = {:?}\n[handlers.py]\ncomponent = \"ok.py\"\n",
+            common::cache_dir()
+        ),
+    );
+    let o = wdiamond(&["check", &handler.display().to_string()]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(err(&o).contains("can only be a collector"), "{}", err(&o));
+
+    // An agent without the Python runtime says what to install.
+    let o = wdiamond_env(
+        &["check", &section("ok.py", "")],
+        &[("WDIAMOND_PYTHON_RUNTIME", "/nonexistent/wdiamond-python.wasm")],
+    );
+    assert_eq!(o.status.code(), Some(78));
+    assert!(
+        err(&o).contains("no Python runtime") && err(&o).contains("pip install componentize-py"),
+        "{}",
+        err(&o)
+    );
+
+    // inspect on a script: its options; on a broken one: one line, exit 1.
+    let o = wdiamond(&["inspect", &dir.path().join("ok.py").display().to_string()]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("depth = 3"), "{}", out(&o));
+    let o = wdiamond(&["inspect", &dir.path().join("syntax.py").display().to_string()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("SyntaxError"), "{}", err(&o));
 }
