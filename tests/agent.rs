@@ -590,3 +590,71 @@ fn a_port_out_of_range_is_a_config_error_naming_the_key() {
         "{stderr}"
     );
 }
+
+/// The README's Python example for real: Diamond-style Python collectors
+/// (the ports in `python/collectors/`) beside the built-in Rust ones, in
+/// one agent, into one archive, with the same names and values.
+#[test]
+fn python_and_rust_collectors_run_side_by_side_into_the_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive.log");
+    let py = |name: &str| {
+        common::repo()
+            .join(format!("python/collectors/{name}.py"))
+            .display()
+            .to_string()
+    };
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = [\"archive\"]\nplugin_cache_dir = {:?}\n\n[handlers.archive]\nlog_file = {:?}\n\n[collectors.default]\ninterval = 1\nhostname = \"mixed\"\n\n[collectors.memory]\nenabled = true\n[collectors.loadavg]\nenabled = true\n\n[collectors.pymemory]\nenabled = true\ncomponent = {:?}\npath = \"pymemory\"\n[collectors.pymemory.grants]\nfiles = [\"/proc/meminfo\"]\n\n[collectors.pyloadavg]\nenabled = true\ncomponent = {:?}\npath = \"pyloadavg\"\n[collectors.pyloadavg.grants]\nfiles = [\"/proc/loadavg\"]\n",
+            common::cache_dir(),
+            archive,
+            py("memory"),
+            py("loadavg"),
+        ),
+    );
+    let child = Command::new(BIN)
+        .arg("run")
+        .arg(&conf)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut lines = Vec::new();
+    let suffixes = [".memory.MemTotal", ".pymemory.MemTotal", ".loadavg.01", ".pyloadavg.01"];
+    while start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(250));
+        lines = archive_lines(&archive);
+        if suffixes.iter().all(|s| runs_of(&lines, s).len() >= 3) {
+            break;
+        }
+    }
+    // SAFETY: plain kill(2) of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}\n{log}", out.status);
+    for s in suffixes {
+        assert!(runs_of(&lines, s).len() >= 3, "{s}: fewer than 3 runs\n{log}");
+    }
+    assert!(!log.contains("denied"), "{log}");
+    let names = |segment: &str| -> std::collections::BTreeSet<String> {
+        let prefix = format!("servers.mixed.{segment}.");
+        lines
+            .iter()
+            .filter_map(|l| l.split(' ').next()?.strip_prefix(&prefix).map(str::to_string))
+            .collect()
+    };
+    assert_eq!(names("pymemory"), names("memory"));
+    assert_eq!(names("pyloadavg"), names("loadavg"));
+    let value = |path: &str| -> f64 {
+        let l = lines.iter().rev().find(|l| l.starts_with(&format!("{path} "))).unwrap();
+        l.split(' ').nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(value("servers.mixed.pymemory.MemTotal"), meminfo_kb("MemTotal") * 1024.0);
+    assert_eq!(
+        value("servers.mixed.pymemory.MemTotal"),
+        value("servers.mixed.memory.MemTotal")
+    );
+}
