@@ -126,6 +126,30 @@ fn write_sdk_files(root: &Path) {
         "    (\"wit/wdiamond.wit\", include_str!({:?})),\n];\n",
         root.join("wit/wdiamond.wit").display().to_string()
     ));
+    // The Python SDK (the runtime's `wdiamond` and `diamond` packages), for
+    // a Python project's native tests.
+    src.push_str(
+        "/// The Python SDK's files: (path in a new Python project, contents).\n\
+         pub static PYTHON_SDK_FILES: &[(&str, &str)] = &[\n",
+    );
+    for package in ["wdiamond", "diamond"] {
+        let dir = root.join("python").join("runtime").join(package);
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".py"))
+            .collect();
+        names.sort();
+        for n in names {
+            src.push_str(&format!(
+                "    ({:?}, include_str!({:?})),\n",
+                format!("wdiamond-python/{package}/{n}"),
+                dir.join(&n).display().to_string()
+            ));
+        }
+    }
+    src.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("sdk_files.rs");
     std::fs::write(out, src).unwrap();
 }
@@ -187,7 +211,8 @@ fn build_python(root: &Path) -> Option<PathBuf> {
     let out = out_dir.join("wdiamond-python.wasm");
     let wit = root.join("wit").join("wdiamond.wit");
     let built = std::fs::metadata(&out).and_then(|m| m.modified()).ok();
-    let newest = newest_mtime(&sources).max(std::fs::metadata(&wit).and_then(|m| m.modified()).ok());
+    let newest =
+        newest_mtime(&sources).max(std::fs::metadata(&wit).and_then(|m| m.modified()).ok());
     if built.is_some() && built >= newest {
         return Some(out);
     }
@@ -209,7 +234,10 @@ fn build_python(root: &Path) -> Option<PathBuf> {
         .status()
         .unwrap_or_else(|e| panic!("running {tool}: {e}"));
     if !status.success() {
-        panic!("building the Python runtime ({}) with {tool} failed ({status})", sources.display());
+        panic!(
+            "building the Python runtime ({}) with {tool} failed ({status})",
+            sources.display()
+        );
     }
     std::fs::rename(&tmp, &out).unwrap();
     Some(out)

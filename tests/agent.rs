@@ -622,7 +622,12 @@ fn python_and_rust_collectors_run_side_by_side_into_the_archive() {
         .unwrap();
     let start = Instant::now();
     let mut lines = Vec::new();
-    let suffixes = [".memory.MemTotal", ".pymemory.MemTotal", ".loadavg.01", ".pyloadavg.01"];
+    let suffixes = [
+        ".memory.MemTotal",
+        ".pymemory.MemTotal",
+        ".loadavg.01",
+        ".pyloadavg.01",
+    ];
     while start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(250));
         lines = archive_lines(&archive);
@@ -636,23 +641,38 @@ fn python_and_rust_collectors_run_side_by_side_into_the_archive() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}\n{log}", out.status);
     for s in suffixes {
-        assert!(runs_of(&lines, s).len() >= 3, "{s}: fewer than 3 runs\n{log}");
+        assert!(
+            runs_of(&lines, s).len() >= 3,
+            "{s}: fewer than 3 runs\n{log}"
+        );
     }
     assert!(!log.contains("denied"), "{log}");
     let names = |segment: &str| -> std::collections::BTreeSet<String> {
         let prefix = format!("servers.mixed.{segment}.");
         lines
             .iter()
-            .filter_map(|l| l.split(' ').next()?.strip_prefix(&prefix).map(str::to_string))
+            .filter_map(|l| {
+                l.split(' ')
+                    .next()?
+                    .strip_prefix(&prefix)
+                    .map(str::to_string)
+            })
             .collect()
     };
     assert_eq!(names("pymemory"), names("memory"));
     assert_eq!(names("pyloadavg"), names("loadavg"));
     let value = |path: &str| -> f64 {
-        let l = lines.iter().rev().find(|l| l.starts_with(&format!("{path} "))).unwrap();
+        let l = lines
+            .iter()
+            .rev()
+            .find(|l| l.starts_with(&format!("{path} ")))
+            .unwrap();
         l.split(' ').nth(1).unwrap().parse().unwrap()
     };
-    assert_eq!(value("servers.mixed.pymemory.MemTotal"), meminfo_kb("MemTotal") * 1024.0);
+    assert_eq!(
+        value("servers.mixed.pymemory.MemTotal"),
+        meminfo_kb("MemTotal") * 1024.0
+    );
     assert_eq!(
         value("servers.mixed.pymemory.MemTotal"),
         value("servers.mixed.memory.MemTotal")

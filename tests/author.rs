@@ -293,3 +293,96 @@ fn a_new_handler_goes_from_scaffold_to_a_pinned_run() {
         &wasm,
     );
 }
+
+#[test]
+fn a_new_python_collector_goes_from_scaffold_to_a_pinned_run() {
+    let root = tempfile::tempdir().unwrap();
+    let out = wdiamond(
+        root.path(),
+        &["new", "collector", "pyup", "--lang", "python"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let project = root.path().join("pyup");
+    let script = project.join("pyup.py");
+
+    // Its unit tests run natively, with the collector API it ships.
+    let tests = Command::new("python3")
+        .args(["-m", "unittest"])
+        .current_dir(&project)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    assert!(tests.status.success(), "{}", text(&tests.stderr));
+    assert!(
+        text(&tests.stderr).contains("Ran 2 tests"),
+        "{}",
+        text(&tests.stderr)
+    );
+
+    let out = wdiamond(&project, &["inspect", "pyup.py"]);
+    let shown = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let digest = sha256(&script);
+    assert!(
+        shown.contains("a collector component")
+            && shown.contains("read-files /proc/uptime")
+            && shown.contains("minutes = false")
+            && shown.contains(&format!("sha256 = \"{digest}\"")),
+        "{shown}"
+    );
+
+    let archive = root.path().join("archive.log");
+    edit(
+        &project.join("pyup.toml"),
+        &[
+            (
+                "[server]\n",
+                format!("[server]\nplugin_cache_dir = {:?}\n", common::cache_dir()),
+            ),
+            ("\"/tmp/pyup/archive.log\"", format!("{archive:?}")),
+            (
+                "interval = 10",
+                "interval = 1\nhostname = \"author\"".into(),
+            ),
+        ],
+    );
+    let out = wdiamond(&project, &["once", "pyup.toml", "--wait", "0.2"]);
+    let printed = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        printed.matches("servers.author.pyup.uptime ").count(),
+        2,
+        "{printed}"
+    );
+    assert!(!archive.exists(), "once must send nothing to a handler");
+
+    let out = wdiamond(&project, &["check", "pyup.toml"]);
+    let review = text(&out.stdout);
+    assert!(
+        review.contains("not pinned") && review.contains(&format!("sha256 = \"{digest}\"")),
+        "{review}"
+    );
+    edit(
+        &project.join("pyup.toml"),
+        &[("# sha256 = \"…\"", format!("sha256 = \"{digest}\""))],
+    );
+    let log = run_until(&project, "pyup.toml", || {
+        std::fs::read_to_string(&archive)
+            .is_ok_and(|t| t.matches("servers.author.pyup.uptime ").count() >= 2)
+    });
+    let archived = std::fs::read_to_string(&archive).unwrap_or_default();
+    assert!(
+        archived.matches("servers.author.pyup.idle ").count() >= 2,
+        "archive:\n{archived}\nlog:\n{log}"
+    );
+
+    // The script edited after pinning: refused.
+    edit(&script, &[("'minutes': False", "'minutes': True".into())]);
+    let out = wdiamond(&project, &["check", "pyup.toml"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("`collectors.pyup.sha256`") && err.contains(&digest),
+        "{err}"
+    );
+}

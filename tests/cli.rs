@@ -508,7 +508,11 @@ fn python_scripts_that_cannot_run_are_config_errors_naming_file_line_and_key() {
     for (script, extra, says) in [
         ("syntax.py", "", "SyntaxError: expected ':' (at "),
         ("empty.py", "", "empty.py defines no collector"),
-        ("raises.py", "", "ModuleNotFoundError: No module named 'nosuchmodule' (at "),
+        (
+            "raises.py",
+            "",
+            "ModuleNotFoundError: No module named 'nosuchmodule' (at ",
+        ),
         ("binary.py", "", "binary.py is not UTF-8 text"),
         ("missing.py", "", "missing.py"),
         ("ok.py", "deepth = 3\n", "its options: depth"),
@@ -519,7 +523,11 @@ fn python_scripts_that_cannot_run_are_config_errors_naming_file_line_and_key() {
         assert!(err(&o).contains("wdiamond.toml:"), "{script}: {}", err(&o));
     }
     let o = wdiamond(&["check", &section("syntax.py", "")]);
-    assert!(err(&o).contains("syntax.py:3)"), "the script's line: {}", err(&o));
+    assert!(
+        err(&o).contains("syntax.py:3)"),
+        "the script's line: {}",
+        err(&o)
+    );
     assert!(err(&o).contains("`collectors.py.component`"), "{}", err(&o));
 
     // A working script, pinned; then changed: refused with both digests.
@@ -530,10 +538,19 @@ fn python_scripts_that_cannot_run_are_config_errors_naming_file_line_and_key() {
     let o = wdiamond(&["once", &pinned]);
     assert!(out(&o).contains("servers."), "{}", out(&o));
     assert!(out(&o).contains(".ok.depth 2 "), "{}", out(&o));
-    write("ok.py", &std::fs::read_to_string(dir.path().join("ok.py")).unwrap().replace("'depth': 2", "'depth': 3"));
+    write(
+        "ok.py",
+        &std::fs::read_to_string(dir.path().join("ok.py"))
+            .unwrap()
+            .replace("'depth': 2", "'depth': 3"),
+    );
     let o = wdiamond(&["check", &pinned]);
     assert_eq!(o.status.code(), Some(78));
-    assert!(err(&o).contains("`collectors.py.sha256`") && err(&o).contains(&digest), "{}", err(&o));
+    assert!(
+        err(&o).contains("`collectors.py.sha256`") && err(&o).contains(&digest),
+        "{}",
+        err(&o)
+    );
 
     // A script as a handler: refused where it is written.
     let handler = common::write_config(
@@ -550,7 +567,10 @@ fn python_scripts_that_cannot_run_are_config_errors_naming_file_line_and_key() {
     // An agent without the Python runtime says what to install.
     let o = wdiamond_env(
         &["check", &section("ok.py", "")],
-        &[("WDIAMOND_PYTHON_RUNTIME", "/nonexistent/wdiamond-python.wasm")],
+        &[(
+            "WDIAMOND_PYTHON_RUNTIME",
+            "/nonexistent/wdiamond-python.wasm",
+        )],
     );
     assert_eq!(o.status.code(), Some(78));
     assert!(
@@ -563,7 +583,10 @@ fn python_scripts_that_cannot_run_are_config_errors_naming_file_line_and_key() {
     let o = wdiamond(&["inspect", &dir.path().join("ok.py").display().to_string()]);
     assert!(o.status.success(), "{}", err(&o));
     assert!(out(&o).contains("depth = 3"), "{}", out(&o));
-    let o = wdiamond(&["inspect", &dir.path().join("syntax.py").display().to_string()]);
+    let o = wdiamond(&[
+        "inspect",
+        &dir.path().join("syntax.py").display().to_string(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("SyntaxError"), "{}", err(&o));
 }

@@ -50,6 +50,10 @@ enum Command {
         /// Where to write it (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// `rust` (a component built with the SDK) or `python` (a
+        /// Diamond-style script; collectors only).
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: NewLang,
     },
     /// Show what a component file is and asks for: world, contract
     /// version, describe (options, capabilities), imports, sha256, sizes.
@@ -83,6 +87,12 @@ enum Command {
 enum NewKind {
     Collector,
     Handler,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum NewLang {
+    Rust,
+    Python,
 }
 
 #[derive(clap::Args)]
@@ -168,7 +178,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { config } => check(&config),
-        Command::New { kind, name, dir } => new(kind, &name, dir),
+        Command::New {
+            kind,
+            name,
+            dir,
+            lang,
+        } => new(kind, &name, dir, lang),
         Command::Inspect { file, json } => inspect(&file, json),
         Command::Once {
             config,
@@ -200,16 +215,34 @@ fn check(config: &PathBuf) -> Result<ExitCode, ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn new(kind: NewKind, name: &str, dir: Option<PathBuf>) -> Result<ExitCode, ExitCode> {
+fn new(
+    kind: NewKind,
+    name: &str,
+    dir: Option<PathBuf>,
+    lang: NewLang,
+) -> Result<ExitCode, ExitCode> {
+    use wdiamond::scaffold::{Kind, Lang};
     let kind = match kind {
-        NewKind::Collector => wdiamond::scaffold::Kind::Collector,
-        NewKind::Handler => wdiamond::scaffold::Kind::Handler,
+        NewKind::Collector => Kind::Collector,
+        NewKind::Handler => Kind::Handler,
+    };
+    let lang = match lang {
+        NewLang::Rust => Lang::Rust,
+        NewLang::Python => Lang::Python,
     };
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
-    wdiamond::scaffold::create(kind, name, &dir).map_err(|e| {
+    wdiamond::scaffold::create(kind, lang, name, &dir).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::FAILURE
     })?;
+    if lang == Lang::Python {
+        println!(
+            "wrote {d}/ (a Python collector, Diamond-style)\n\n  cd {d}\n  python3 -m unittest\n  wdiamond inspect {s}\n  wdiamond once {name}.toml\n",
+            d = dir.display(),
+            s = wdiamond::scaffold::python_script(name).display(),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let wasm = wdiamond::scaffold::artifact(name);
     println!(
         "wrote {d}/ (a {k}, with the wdiamond SDK and the WIT contract)\n\n  cd {d}\n  cargo test\n  cargo build --release --target wasm32-wasip2\n  wdiamond inspect {w}\n  wdiamond once {name}.toml\n",

@@ -1,5 +1,6 @@
-//! `wdiamond new collector|handler NAME`: a plugin project outside this
-//! repository that builds with one command into a component. The SDK and
+//! `wdiamond new collector|handler NAME [--lang rust|python]`: a plugin
+//! project outside this repository that builds with one command into a
+//! component (or, for Python, is a script the agent's Python runtime runs). The SDK and
 //! the WIT ship inside the binary and are written into the project, so it
 //! builds with only the Rust toolchain and crates.io (its `Cargo.lock` pins
 //! the versions this agent was tested with).
@@ -14,6 +15,94 @@ const CARGO_TOML: &str = include_str!("../templates/common/Cargo.toml");
 const GITIGNORE: &str = include_str!("../templates/common/gitignore");
 const COLLECTOR_LIB: &str = include_str!("../templates/collector/lib.rs");
 const HANDLER_LIB: &str = include_str!("../templates/handler/lib.rs");
+const PYTHON_COLLECTOR: &str = include_str!("../templates/python/collector.py");
+const PYTHON_TEST: &str = include_str!("../templates/python/test_collector.py");
+
+/// The language of a new plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// A Rust crate built into a component with the SDK.
+    Rust,
+    /// A Diamond-style Python script run by the agent's Python runtime
+    /// (collectors only).
+    Python,
+}
+
+/// The Python module name of a plugin name (`-` is not allowed there).
+pub fn python_module(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+/// The script a Python project's collector is, relative to the project.
+pub fn python_script(name: &str) -> PathBuf {
+    PathBuf::from(format!("{}.py", python_module(name)))
+}
+
+/// `my-uptime_2` -> `MyUptime2`: the collector's class name.
+fn class_name(name: &str) -> String {
+    name.split(['-', '_'])
+        .map(|part| {
+            let mut c = part.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The files of a new Python collector project.
+pub fn python_project_files(name: &str) -> Vec<(PathBuf, String)> {
+    let module = python_module(name);
+    let script = python_script(name).display().to_string();
+    let fill = |t: &str| {
+        t.replace("{{name}}", name)
+            .replace("{{module}}", &module)
+            .replace("{{class}}", &class_name(name))
+    };
+    let mut out = vec![
+        (PathBuf::from(&script), fill(PYTHON_COLLECTOR)),
+        (PathBuf::from(format!("test_{module}.py")), fill(PYTHON_TEST)),
+        (PathBuf::from(".gitignore"), "__pycache__/\n".to_string()),
+        (
+            PathBuf::from("README.md"),
+            format!(
+                "# {name}\n\
+                 A wdiamond collector in Python, in Diamond's style (`import diamond.collector`): the agent runs `{script}` in its sandboxed Python runtime.\n\
+                 Test: `python3 -m unittest` (`wdiamond-python/` is the collector API, for the tests; the agent has its own).\n\
+                 Try it: `wdiamond inspect {script}`, then `wdiamond once {name}.toml`; pin it with the `sha256` line `inspect` prints, and `wdiamond run {name}.toml`.\n"
+            ),
+        ),
+        (
+            PathBuf::from(format!("{name}.toml")),
+            format!(
+                "# Runs {name} alone, its metrics archived to /tmp/{name}/archive.log:\n\
+                 # `wdiamond once {name}.toml` prints what it publishes, `wdiamond run {name}.toml` runs it.\n\
+                 # Copy the [collectors.{name}] sections into your own configuration to deploy it.\n\
+                 [server]\n\
+                 handlers = [\"archive\"]\n\
+                 \n\
+                 [handlers.archive]\n\
+                 log_file = \"/tmp/{name}/archive.log\"\n\
+                 \n\
+                 [collectors.{name}]\n\
+                 enabled = true\n\
+                 interval = 10\n\
+                 component = \"{script}\"\n\
+                 # Pin the script (`wdiamond inspect {script}` prints the line):\n\
+                 # sha256 = \"…\"\n\
+                 minutes = false\n\
+                 \n\
+                 # What it asks for (`wdiamond inspect` lists it); nothing else is granted.\n\
+                 [collectors.{name}.grants]\n\
+                 files = [\"/proc/uptime\"]\n"
+            ),
+        ),
+    ];
+    for (path, text) in files::PYTHON_SDK_FILES {
+        out.push((PathBuf::from(path), text.to_string()));
+    }
+    out
+}
 
 /// Which world the new plugin implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,8 +247,11 @@ pub fn project_files(kind: Kind, name: &str) -> Vec<(PathBuf, String)> {
 
 /// Writes a new project named `name` into `dir` (which must not exist, or
 /// be empty). Returns what was written.
-pub fn create(kind: Kind, name: &str, dir: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn create(kind: Kind, lang: Lang, name: &str, dir: &Path) -> Result<Vec<PathBuf>, String> {
     check_name(name)?;
+    if lang == Lang::Python && kind == Kind::Handler {
+        return Err("a Python plugin can only be a collector (handlers are Rust, or any language that builds a component)".into());
+    }
     if dir.exists() {
         let empty = std::fs::read_dir(dir)
             .map(|mut d| d.next().is_none())
@@ -172,7 +264,11 @@ pub fn create(kind: Kind, name: &str, dir: &Path) -> Result<Vec<PathBuf>, String
         }
     }
     let mut written = Vec::new();
-    for (rel, text) in project_files(kind, name) {
+    let files = match lang {
+        Lang::Rust => project_files(kind, name),
+        Lang::Python => python_project_files(name),
+    };
+    for (rel, text) in files {
         let path = dir.join(&rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -218,6 +314,19 @@ mod tests {
         assert!(text("Cargo.toml").contains("crate-type = [\"cdylib\", \"rlib\"]"));
         assert!(!text("wdiamond-sdk/wire/Cargo.toml").contains("[workspace]"));
         assert!(text("src/lib.rs").contains("name: \"up\".into()"));
+        assert_eq!(text("README.md").lines().count(), 4);
+    }
+
+    #[test]
+    fn a_python_project_carries_the_python_sdk() {
+        let files = python_project_files("my-up");
+        let text = |p: &str| &files.iter().find(|(f, _)| f == Path::new(p)).unwrap().1;
+        assert!(text("my_up.py").contains("class MyUpCollector(diamond.collector.Collector)"));
+        assert!(text("my_up.py").contains("'path': 'my-up'"));
+        assert!(text("test_my_up.py").contains("from my_up import parse_uptime"));
+        assert!(text("my-up.toml").contains("component = \"my_up.py\""));
+        assert!(text("wdiamond-python/diamond/collector.py").contains("Collector"));
+        assert!(text("wdiamond-python/wdiamond/collector.py").contains("def derivative"));
         assert_eq!(text("README.md").lines().count(), 4);
     }
 }

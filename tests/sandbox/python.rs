@@ -19,22 +19,29 @@ async fn python_reading_etc_shadow_is_a_permission_error_and_a_counted_denial() 
     let o = beside_neighbour("python /etc/shadow", &hostile("shadow", ""), "py").await;
     let mine = published(&o.lines, "hostile");
     assert!(
-        mine.iter().all(|l| !l.contains("read_shadow") && !l.contains("escaped")),
+        mine.iter()
+            .all(|l| !l.contains("read_shadow") && !l.contains("escaped")),
         "{mine:?}"
     );
     // open, listdir, stat and statvfs: four PermissionErrors per run, each
     // a denial the agent counted (plus the exists() probe's stat).
     assert!(
-        mine.iter().any(|l| l.starts_with("servers.adv.hostile.denied 1 ")),
+        mine.iter()
+            .any(|l| l.starts_with("servers.adv.hostile.denied 1 ")),
         "{mine:?}"
     );
     assert!(
-        mine.iter().any(|l| l.starts_with("servers.adv.hostile.exists 0 ")),
+        mine.iter()
+            .any(|l| l.starts_with("servers.adv.hostile.exists 0 ")),
         "{mine:?}"
     );
     let runs = get(&o.bad.runs);
     assert!(runs >= 3, "{runs} runs");
-    assert!(get(&o.bad.denials) >= 5 * runs, "{} denials in {runs} runs", get(&o.bad.denials));
+    assert!(
+        get(&o.bad.denials) >= 5 * runs,
+        "{} denials in {runs} runs",
+        get(&o.bad.denials)
+    );
     assert_eq!(get(&o.bad.failures) + get(&o.bad.guest_errors), 0);
 }
 
@@ -58,7 +65,10 @@ async fn python_unbounded_list_is_stopped_at_the_memory_cap() {
         "py",
     )
     .await;
-    assert!(get(&o.bad.memory_exhausted) >= 2, "stopped at the cap every run");
+    assert!(
+        get(&o.bad.memory_exhausted) >= 2,
+        "stopped at the cap every run"
+    );
     assert!(get(&o.bad.peak_memory) <= 48 << 20);
     assert!(published(&o.lines, "hostile").is_empty());
 }
@@ -76,9 +86,12 @@ async fn python_escapes_fail_in_python_and_never_trap() {
     let o = beside_neighbour("python escapes", &hostile("escape", ""), "py").await;
     let mine = published(&o.lines, "hostile");
     assert!(mine.iter().all(|l| !l.contains("escaped")), "{mine:?}");
-    for name in ["command", "connect", "fork", "remove", "shell", "thread", "write"] {
+    for name in [
+        "command", "connect", "fork", "remove", "shell", "thread", "write",
+    ] {
         assert!(
-            mine.iter().any(|l| l.starts_with(&format!("servers.adv.hostile.refused.{name} 1 "))),
+            mine.iter()
+                .any(|l| l.starts_with(&format!("servers.adv.hostile.refused.{name} 1 "))),
             "{name} was not refused in Python: {mine:?}"
         );
     }
@@ -112,9 +125,15 @@ async fn python_too_many_metrics_and_bad_names_are_rejected() {
     // The runtime stops the run at the host's limit: a guest error naming
     // it, not a run that fills memory until the deadline.
     assert!(published(&many.lines, "hostile").is_empty());
-    assert!(get(&many.bad.guest_errors) >= 3, "every run stopped at max_metrics");
+    assert!(
+        get(&many.bad.guest_errors) >= 3,
+        "every run stopped at max_metrics"
+    );
     assert_eq!(get(&many.bad.failures), 0);
     let names = beside_neighbour("python a 100 kB name", &hostile("bigname", ""), "py").await;
     let mine = published(&names.lines, "hostile");
-    assert!(mine.iter().all(|l| l.len() < 1000), "a huge name reached the archive");
+    assert!(
+        mine.iter().all(|l| l.len() < 1000),
+        "a huge name reached the archive"
+    );
 }

@@ -85,8 +85,12 @@ pub fn read_script(path: &Path, pin: Option<&str>) -> Result<Script, ComponentEr
             });
         }
     }
-    let source = String::from_utf8(bytes)
-        .map_err(|e| anyhow!("{shown} is not UTF-8 text (at byte {})", e.utf8_error().valid_up_to()))?;
+    let source = String::from_utf8(bytes).map_err(|e| {
+        anyhow!(
+            "{shown} is not UTF-8 text (at byte {})",
+            e.utf8_error().valid_up_to()
+        )
+    })?;
     Ok(Script {
         path: path.to_path_buf(),
         source,
