@@ -522,6 +522,24 @@ fn python_scripts_that_cannot_run_are_config_errors_naming_file_line_and_key() {
         assert!(err(&o).contains(says), "{script}: {}", err(&o));
         assert!(err(&o).contains("wdiamond.toml:"), "{script}: {}", err(&o));
     }
+    // A script that spins or allocates without bound while it loads: the
+    // setup deadline and the memory cap end it; a config error, promptly.
+    write("spin.py", "while True:\n    pass\n");
+    write(
+        "hog.py",
+        "hoard = []\nwhile True:\n    hoard.append(bytearray(1 << 20))\n",
+    );
+    for script in ["spin.py", "hog.py"] {
+        let start = Instant::now();
+        let o = wdiamond(&["check", &section(script, "")]);
+        assert_eq!(o.status.code(), Some(78), "{script}: {}", err(&o));
+        assert!(
+            err(&o).contains("loading the script failed"),
+            "{script}: {}",
+            err(&o)
+        );
+        assert!(start.elapsed() < Duration::from_secs(30), "{script}");
+    }
     let o = wdiamond(&["check", &section("syntax.py", "")]);
     assert!(
         err(&o).contains("syntax.py:3)"),

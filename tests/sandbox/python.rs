@@ -137,3 +137,18 @@ async fn python_too_many_metrics_and_bad_names_are_rejected() {
         "a huge name reached the archive"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_exit_and_runaway_recursion_end_the_run_not_the_agent() {
+    for mode in ["exit", "recurse"] {
+        let o = beside_neighbour(&format!("python {mode}"), &hostile(mode, ""), "py").await;
+        // Each run ends (an exit or a stack overflow traps the instance,
+        // which is made again for the next run), every one counted.
+        assert!(get(&o.bad.runs) >= 3, "{mode}");
+        assert_eq!(
+            get(&o.bad.failures) + get(&o.bad.guest_errors),
+            get(&o.bad.runs),
+            "{mode}: every run failed and was counted"
+        );
+    }
+}

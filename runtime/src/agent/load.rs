@@ -189,6 +189,7 @@ fn check_options(p: &PluginConfig, d: &Description, errors: &mut Vec<ConfigError
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn context(
     name: &str,
     kind: &str,
@@ -348,7 +349,12 @@ fn load_plugin<W: World>(
     let description = match described {
         Ok(d) => d,
         Err(e) if script.is_some() => {
-            errors.push(err_at(p, "component", e));
+            let why = if e.starts_with(&p.component.to_string()) {
+                e
+            } else {
+                format!("{}: loading the script failed: {e}", p.component)
+            };
+            errors.push(err_at(p, "component", why));
             return None;
         }
         Err(e) => {
