@@ -153,3 +153,4 @@ class Collector(exports.Collector):
             raise
         except BaseException as e:
             raise Err(loader.error_text(e, STATE.filename))
+
