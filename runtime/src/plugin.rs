@@ -108,6 +108,10 @@ pub struct Runtime {
     unmetered: EngineSet,
     cache_dir: PathBuf,
     compiled: Mutex<HashMap<(ComponentRef, Metering), (Component, String)>>,
+    /// Held while the Python runtime is had: many Python collectors loaded
+    /// at once wait for one compile (~15 s of every core when the cache is
+    /// cold) instead of each starting its own.
+    python_once: Mutex<()>,
 }
 
 /// Why a component could not be had.
@@ -143,6 +147,7 @@ impl Runtime {
             unmetered,
             cache_dir: cache_dir.to_path_buf(),
             compiled: Mutex::new(HashMap::new()),
+            python_once: Mutex::new(()),
         }))
     }
 
@@ -244,6 +249,7 @@ impl Runtime {
     /// (see [`python`]): compiled once and cached like any component.
     pub fn python(&self, metering: Metering) -> Result<Component, ComponentError> {
         let path = python::runtime_path().ok_or_else(|| anyhow!(python::not_installed()))?;
+        let _one = self.python_once.lock().unwrap_or_else(|p| p.into_inner());
         self.component_pinned(&ComponentRef::File(path), metering, None)
     }
 
