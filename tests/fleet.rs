@@ -92,15 +92,13 @@ fn published(dir: &Path, hosts: &[&str]) -> BTreeMap<String, BTreeSet<(u64, Stri
     out
 }
 
-/// Not in the suite yet (`scripts/test` does not install carbon-c-relay):
-/// run it with `cargo test --release --test fleet -- --ignored` after
-/// `apt-get install carbon-c-relay`. It found a bug: the first run of one
-/// agent's collector was missing from whisper, because two collectors
-/// publishing at once could append to the spool and push to the memory
-/// queue in different orders (fixed: both under the queue's lock); it
-/// passes since.
+/// Three agents through carbon-c-relay (`carbon_ch`) into two caches, one
+/// of them stopped for a while. (It found a bug when it was written: the
+/// first run of one agent's collector was missing from whisper, because
+/// two collectors publishing at once could append to the spool and push
+/// to the memory queue in different orders; fixed, both under the queue's
+/// lock.)
 #[test]
-#[ignore = "needs carbon-c-relay, which scripts/test does not install yet"]
 fn a_fleet_through_carbon_c_relay_lands_each_series_on_one_cache() {
     let dir = tempfile::tempdir().unwrap();
     let (mut a, mut b) = (

@@ -3,9 +3,12 @@
 //! influxdb, queried back over HTTP) for both the line protocol and the
 //! OpenTSDB `/api/put` API (InfluxDB's OpenTSDB service), a UDP listener
 //! that parses statsd, and an HTTP server for httppost. What each backend
-//! holds must equal what the archive handler wrote beside it.
+//! holds must equal what the archive handler wrote beside it. TLS to the
+//! backends is in `handlers/tls.rs`.
 
 mod common;
+#[path = "handlers/tls.rs"]
+mod tls;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

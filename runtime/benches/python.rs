@@ -149,6 +149,7 @@ fn main() {
             span: tracing::Span::none(),
             log_limit: Default::default(),
             script: Some(Arc::new(source.clone())),
+            tls: None,
         })
     };
     let mut inst = Vec::new();

@@ -105,6 +105,7 @@ fn probe(name: &str, script: Option<Arc<python::Script>>) -> Arc<PluginContext> 
         span: tracing::info_span!("plugin", kind = "inspect", name = %name),
         log_limit: Default::default(),
         script,
+        tls: None,
     })
 }
 

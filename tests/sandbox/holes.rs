@@ -760,6 +760,7 @@ fn the_builtin_paths_list_matches_the_builtins() {
             span: tracing::Span::none(),
             log_limit: Default::default(),
             script: None,
+            tls: None,
         });
         let described = match rt.collector(&c, ctx.clone()) {
             Ok(mut i) => i.describe().unwrap(),

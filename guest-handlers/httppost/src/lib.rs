@@ -18,11 +18,24 @@ pub struct Url {
     pub path: String,
 }
 
-/// Parses a plain-HTTP URL.
-pub fn parse_url(url: &str) -> Result<Url, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url:?}: only http:// URLs are supported"))?;
+/// Parses an `http://` URL, or an `https://` one when the host does TLS on
+/// this handler's connections (`tls`: its section sets `tls = true`).
+pub fn parse_url(url: &str, tls: bool) -> Result<Url, String> {
+    let (rest, default_port) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) if !tls => (rest, 80),
+        (Some(_), _) => {
+            return Err(format!(
+                "{url:?} is http://, but this section sets `tls = true`: use https://"
+            ))
+        }
+        (_, Some(rest)) if tls => (rest, 443),
+        (_, Some(_)) => {
+            return Err(format!(
+                "{url:?} is https://: add `tls = true` to this section (and `tls_ca` if its CA is your own)"
+            ))
+        }
+        _ => return Err(format!("{url:?}: only http:// and https:// URLs are supported")),
+    };
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -32,7 +45,7 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
             h.to_string(),
             p.parse::<u16>().map_err(|_| format!("{url:?}: bad port"))?,
         ),
-        _ => (hostport.to_string(), 80),
+        _ => (hostport.to_string(), default_port),
     };
     if host.is_empty() || path.contains(char::is_whitespace) {
         return Err(format!("{url:?}: bad URL"));
@@ -101,7 +114,8 @@ impl Handler for HttpPost {
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
-        let url = parse_url(&config.text("url")?).map_err(|e| format!("`url`: {e}"))?;
+        let tls = matches!(config.get("tls"), Some(ConfigValue::Boolean(true)));
+        let url = parse_url(&config.text("url")?, tls).map_err(|e| format!("`url`: {e}"))?;
         let json = match config.text("format")?.as_str() {
             "lines" => false,
             "json" => true,
@@ -150,15 +164,17 @@ mod tests {
 
     #[test]
     fn urls() {
-        let u = parse_url("http://127.0.0.1:8080/m?x=1").unwrap();
+        let u = parse_url("http://127.0.0.1:8080/m?x=1", false).unwrap();
         assert_eq!(
             (u.address.as_str(), u.path.as_str()),
             ("127.0.0.1:8080", "/m?x=1")
         );
         assert_eq!(
-            parse_url("http://example.com").unwrap().address,
+            parse_url("http://example.com", false).unwrap().address,
             "example.com:80"
         );
-        assert!(parse_url("https://x/").is_err());
+        assert!(parse_url("https://x/", false).is_err());
+        assert_eq!(parse_url("https://x/m", true).unwrap().address, "x:443");
+        assert!(parse_url("http://x/", true).is_err());
     }
 }

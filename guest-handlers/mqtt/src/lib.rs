@@ -261,7 +261,6 @@ impl Handler for Mqtt {
                 option("qos", ConfigValue::Integer(0), "0 (confirmed by a ping) or 1 (every message acknowledged)"),
                 option("prefix", ConfigValue::Text(String::new()), "Topic prefix (e.g. some/pre/fix)"),
                 option("timestamp", ConfigValue::Boolean(true), "Payload `value timestamp`; false: the value alone"),
-                option("tls", ConfigValue::Boolean(false), "Not supported yet (Diamond's TLS keys are refused)"),
                 option("timeout", ConfigValue::Integer(15), "Seconds to wait for a connect, a send or the broker's answer"),
             ],
             capabilities: vec![Capability::Connect("tcp:{host}:{port}".into())],
@@ -269,9 +268,6 @@ impl Handler for Mqtt {
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
-        if config.bool("tls")? {
-            return Err("`tls` is not supported by this handler yet: connect to a broker's plain port".into());
-        }
         let qos = match config.f64("qos")? {
             q if q == 0.0 => 0,
             q if q == 1.0 => 1,

@@ -41,8 +41,10 @@ pub fn substitute(template: &str, entries: &[ConfigEntry]) -> Vec<String> {
     out
 }
 
-/// `host:port` of an `http://host[:port]/...` URL (port 80 by default).
+/// `host:port` of an `http://host[:port]/...` URL (port 80 by default;
+/// 443 for `https://`).
 fn url_host_port(url: &str) -> String {
+    let default = if url.starts_with("https://") { 443 } else { 80 };
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let hostport = rest.split('/').next().unwrap_or_default();
     if hostport
@@ -51,7 +53,7 @@ fn url_host_port(url: &str) -> String {
     {
         hostport.to_string()
     } else {
-        format!("{hostport}:80")
+        format!("{hostport}:{default}")
     }
 }
 

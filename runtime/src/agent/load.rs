@@ -13,6 +13,7 @@ use crate::config;
 use crate::config::{
     CollectorConfig, ComponentRef, ConfigError, ConfigErrors, HandlerConfig, PluginConfig,
 };
+use crate::host::tls::TlsSettings;
 use crate::host::{HostFacts, PluginContext};
 use crate::metric::Publication;
 use crate::plugin::{contract, python, ComponentError, Instance, Metering, Runtime, World};
@@ -200,6 +201,7 @@ fn context(
     interval: f64,
     facts: &HostFacts,
     script: Option<Arc<python::Script>>,
+    tls: Option<Arc<TlsSettings>>,
 ) -> Arc<PluginContext> {
     Arc::new(PluginContext {
         name: name.to_string(),
@@ -212,6 +214,7 @@ fn context(
         span: tracing::info_span!("plugin", kind, name = %name),
         log_limit: Default::default(),
         script,
+        tls,
     })
 }
 
@@ -332,6 +335,7 @@ fn load_plugin<W: World>(
         0.0,
         facts,
         script.clone(),
+        None,
     );
     let described = runtime
         .instance::<W>(&component, probe)
@@ -365,7 +369,26 @@ fn load_plugin<W: World>(
     };
     let before = errors.len();
     check_options(p, &description, errors);
-    let entries = overlay(&description, host_keys(&description), &p.options);
+    let mut host = host_keys(&description);
+    let tls = match &p.tls {
+        Some(t) => match TlsSettings::load(t) {
+            Ok(settings) => {
+                if t.insecure_skip_verify {
+                    tracing::warn!(plugin = %p.name, "insecure_skip_verify: the TLS certificates of [{}]'s backends are NOT verified; anyone on the path can read and change what it sends", p.section);
+                }
+                // The plugin learns that its TCP connections are TLS (an
+                // HTTP handler then accepts https:// URLs).
+                host.push(("tls".into(), ConfigValue::Boolean(true)));
+                Some(Arc::new(settings))
+            }
+            Err(e) => {
+                errors.push(err_at(p, e.key, e.message));
+                None
+            }
+        },
+        None => None,
+    };
+    let entries = overlay(&description, host, &p.options);
     let grants = match grants_for(p, &description, &entries) {
         Ok(g) => g,
         Err(e) => {
@@ -386,6 +409,7 @@ fn load_plugin<W: World>(
         interval,
         facts,
         script,
+        tls,
     );
     let instance = runtime
         .configured::<W>(&component, ctx.clone())

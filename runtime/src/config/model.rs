@@ -47,6 +47,24 @@ impl Default for Limits {
     }
 }
 
+/// TLS on a plugin's TCP connections (`tls = true` and Telegraf's
+/// `tls_*` keys), done by the host.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TlsConfig {
+    /// `tls_ca`: trust these CAs (PEM) instead of the compiled-in and
+    /// system roots.
+    pub ca: Option<PathBuf>,
+    /// `tls_cert`: a client certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// `tls_key`: its private key (PEM).
+    pub key: Option<PathBuf>,
+    /// `tls_server_name`: the name verified and sent (SNI) instead of the
+    /// connected host.
+    pub server_name: Option<String>,
+    /// `insecure_skip_verify`: accept any certificate.
+    pub insecure_skip_verify: bool,
+}
+
 /// Which component implements a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ComponentRef {
@@ -83,6 +101,8 @@ pub struct PluginConfig {
     pub grants: Grants,
     /// Limits.
     pub limits: Limits,
+    /// TLS on its TCP connections (`tls = true`).
+    pub tls: Option<TlsConfig>,
     /// The plugin's own keys, in file order.
     pub options: Vec<(String, ConfigValue)>,
     /// Where each of those keys (and `component`, `sha256`) was written.

@@ -8,7 +8,9 @@ use std::time::Duration;
 use toml::Value;
 
 use super::reader::{option_value, resolve, Doc, Reader};
-use super::{CollectorConfig, ComponentRef, ConfigError, Limits, Location, PluginConfig};
+use super::{
+    CollectorConfig, ComponentRef, ConfigError, Limits, Location, PluginConfig, TlsConfig,
+};
 use crate::bindings::types::ConfigValue;
 use crate::grants::Grants;
 use crate::hostname::HostnameMethod;
@@ -51,6 +53,12 @@ pub(super) const COLLECTOR_KEYS: &[&str] = &[
     "sha256",
     "grants",
     "limits",
+    "tls",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
+    "tls_server_name",
+    "insecure_skip_verify",
 ];
 pub(super) const HANDLER_KEYS: &[&str] = &[
     "component",
@@ -66,6 +74,12 @@ pub(super) const HANDLER_KEYS: &[&str] = &[
     "spool_sync",
     "tenant",
     "tenants",
+    "tls",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
+    "tls_server_name",
+    "insecure_skip_verify",
 ];
 pub(super) const GRANT_KEYS: &[&str] = &[
     "files",
@@ -107,6 +121,8 @@ pub(super) fn read_plugin(
     let mut options = Vec::new();
     let mut option_locations = HashMap::new();
     let mut location = None;
+    let mut tls = TlsConfig::default();
+    let mut tls_on = None;
     for (layer_idx, (doc, prefix, table)) in layers.iter().enumerate() {
         let mut r = Reader { doc, errors };
         let pre: Vec<&str> = prefix.iter().map(String::as_str).collect();
@@ -149,6 +165,28 @@ pub(super) fn read_plugin(
                         read_grants(&mut r, &path, t, &mut grants);
                     }
                 }
+                "tls" | "insecure_skip_verify" => {
+                    if let Some(b) = r.boolean(&path, value) {
+                        option_locations.insert(key.clone(), doc.at(&path));
+                        if key == "tls" {
+                            tls_on = Some(b);
+                        } else {
+                            tls.insecure_skip_verify = b;
+                        }
+                    }
+                }
+                "tls_ca" | "tls_cert" | "tls_key" | "tls_server_name" => {
+                    if let Some(v) = r.string(&path, value) {
+                        option_locations.insert(key.clone(), doc.at(&path));
+                        let file = || Some(resolve(config_dir, &v));
+                        match key.as_str() {
+                            "tls_ca" => tls.ca = file(),
+                            "tls_cert" => tls.cert = file(),
+                            "tls_key" => tls.key = file(),
+                            _ => tls.server_name = Some(v.clone()),
+                        }
+                    }
+                }
                 "limits" => {
                     if let Some(t) = r.table(&path, value) {
                         read_limits(&mut r, &path, t, &mut limits);
@@ -184,6 +222,26 @@ pub(super) fn read_plugin(
             message: "`sha256` pins a `component` file; this section uses a built-in component, which the binary itself pins".into(),
         });
     }
+    // `tls_*` keys without `tls = true` would be ignored: an error instead.
+    if tls_on != Some(true) && tls != TlsConfig::default() {
+        let key = ["tls_ca", "tls_cert", "tls_key", "tls_server_name", "insecure_skip_verify"]
+            .into_iter()
+            .find(|k| option_locations.contains_key(*k))
+            .unwrap_or("tls");
+        errors.push(ConfigError {
+            location: option_locations
+                .get(key)
+                .cloned()
+                .or_else(|| location.clone())
+                .unwrap_or(Location {
+                    file: PathBuf::new(),
+                    line: 0,
+                    column: 0,
+                }),
+            key: format!("{section}.{key}"),
+            message: format!("`{key}` configures TLS, which is off here: add `tls = true`"),
+        });
+    }
     PluginConfig {
         name: name.to_string(),
         section: section.to_string(),
@@ -191,6 +249,7 @@ pub(super) fn read_plugin(
         sha256,
         grants,
         limits,
+        tls: (tls_on == Some(true)).then_some(tls),
         options,
         option_locations,
         location: location.unwrap_or(Location {

@@ -13,6 +13,7 @@ pub mod log;
 pub mod process;
 pub mod series;
 pub mod sockets;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -73,6 +74,8 @@ pub struct PluginContext {
     /// A Python collector's script, which the Python runtime reads through
     /// the `config` import (`plugin::python`); `None` for other plugins.
     pub script: Option<Arc<crate::plugin::python::Script>>,
+    /// TLS on its TCP connections (`tls = true`), done by the host.
+    pub tls: Option<Arc<tls::TlsSettings>>,
 }
 
 /// Counters of one plugin run, read and reset by the runner.

@@ -35,6 +35,9 @@ pub enum Connection {
     Udp(UdpSocket),
     /// Unix stream.
     Unix(UnixStream),
+    /// TCP with TLS done by the host (the section's `tls = true`; see
+    /// `host::tls`).
+    Tls(Box<super::tls::TlsStream>),
 }
 
 fn timeout(ms: u32) -> Duration {
@@ -99,11 +102,25 @@ impl HostState {
                 continue;
             }
             let r = match proto {
-                Protocol::Tcp => TcpStream::connect_timeout(&addr, t).and_then(|s| {
-                    s.set_nodelay(true).ok();
-                    s.set_nonblocking(true)?;
-                    Ok(Connection::Tcp(s))
-                }),
+                Protocol::Tcp => {
+                    let started = Instant::now();
+                    let tcp = TcpStream::connect_timeout(&addr, t).and_then(|s| {
+                        s.set_nodelay(true).ok();
+                        s.set_nonblocking(true)?;
+                        Ok(s)
+                    });
+                    match (tcp, self.ctx.tls.clone()) {
+                        (Ok(s), Some(tls)) => {
+                            // The handshake within what is left of the timeout;
+                            // its failure is the call's, with the reason.
+                            return tls
+                                .handshake(s, &host, started + t)
+                                .map(|s| Connection::Tls(Box::new(s)))
+                                .map_err(|e| self.failed(e));
+                        }
+                        (tcp, _) => tcp.map(Connection::Tcp),
+                    }
+                }
                 _ => {
                     let bind: SocketAddr = if addr.is_ipv4() {
                         "0.0.0.0:0".parse().unwrap()
@@ -209,7 +226,7 @@ fn connect_unix(path: &Path, deadline: Instant) -> std::io::Result<UnixStream> {
 
 /// Waits until `fd` is ready for `events`, at most until `deadline`;
 /// `TimedOut` past it.
-fn wait_ready(fd: i32, events: i16, deadline: Instant) -> std::io::Result<()> {
+pub(super) fn wait_ready(fd: i32, events: i16, deadline: Instant) -> std::io::Result<()> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(std::io::ErrorKind::TimedOut.into());
@@ -248,6 +265,7 @@ impl Connection {
             Connection::Tcp(s) => s.as_raw_fd(),
             Connection::Udp(s) => s.as_raw_fd(),
             Connection::Unix(s) => s.as_raw_fd(),
+            Connection::Tls(s) => s.sock.as_raw_fd(),
         }
     }
 
@@ -256,6 +274,7 @@ impl Connection {
             Connection::Tcp(s) => s.write(data),
             Connection::Unix(s) => s.write(data),
             Connection::Udp(s) => s.send(data),
+            Connection::Tls(s) => s.write(data),
         }
     }
 
@@ -264,7 +283,32 @@ impl Connection {
             Connection::Tcp(s) => s.read(buf),
             Connection::Unix(s) => s.read(buf),
             Connection::Udp(s) => s.recv(buf),
+            // A peer that closes without TLS's close_notify (many HTTP
+            // servers after `Connection: close`) has closed all the same.
+            Connection::Tls(s) => match s.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+                r => r,
+            },
         }
+    }
+
+    /// TLS records rustls still holds, written by `deadline`.
+    fn flush_tls(&mut self, deadline: Instant) -> std::io::Result<()> {
+        let Connection::Tls(s) = self else {
+            return Ok(());
+        };
+        use std::os::fd::AsRawFd;
+        while s.conn.wants_write() {
+            match s.conn.write_tls(&mut s.sock) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    wait_ready(s.sock.as_raw_fd(), libc::POLLOUT, deadline)?
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Writes all of `data` (one datagram for UDP) by `deadline`.
@@ -292,7 +336,7 @@ impl Connection {
                 return Err(std::io::ErrorKind::TimedOut.into());
             }
         }
-        Ok(())
+        self.flush_tls(deadline)
     }
 
     /// Reads what arrives first, waiting at most until `deadline` (not at
@@ -417,6 +461,8 @@ impl HostConnection for HostState {
         let conn = self.table.get_mut(&this)?;
         Ok(match conn {
             Connection::Tcp(s) => set_keepalive(s, interval_s)
+                .map_err(|e| self.failed(super::io_error("keepalive", e))),
+            Connection::Tls(s) => set_keepalive(&s.sock, interval_s)
                 .map_err(|e| self.failed(super::io_error("keepalive", e))),
             _ => Ok(()),
         })
