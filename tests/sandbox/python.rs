@@ -46,15 +46,21 @@ async fn python_reading_etc_shadow_is_a_permission_error_and_a_counted_denial() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_infinite_loop_is_stopped_at_the_deadline() {
-    let o = beside_neighbour(
-        "python while True",
-        &hostile("spin", "[collectors.py.limits]\ntimeout = 0.3\n"),
-        "py",
-    )
-    .await;
-    assert!(get(&o.bad.timeouts) >= 2, "stopped at every run's deadline");
-    assert!(published(&o.lines, "hostile").is_empty());
+async fn python_infinite_loop_and_sleep_are_stopped_at_the_deadline() {
+    // A loop in bytecode, and a wait inside WASI (`time.sleep`).
+    for mode in ["spin", "sleep"] {
+        let o = beside_neighbour(
+            &format!("python {mode}"),
+            &hostile(mode, "[collectors.py.limits]\ntimeout = 0.3\n"),
+            "py",
+        )
+        .await;
+        assert!(
+            get(&o.bad.timeouts) >= 2,
+            "{mode}: stopped at every run's deadline"
+        );
+        assert!(published(&o.lines, "hostile").is_empty());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -224,10 +224,16 @@ pub(super) fn read_plugin(
     }
     // `tls_*` keys without `tls = true` would be ignored: an error instead.
     if tls_on != Some(true) && tls != TlsConfig::default() {
-        let key = ["tls_ca", "tls_cert", "tls_key", "tls_server_name", "insecure_skip_verify"]
-            .into_iter()
-            .find(|k| option_locations.contains_key(*k))
-            .unwrap_or("tls");
+        let key = [
+            "tls_ca",
+            "tls_cert",
+            "tls_key",
+            "tls_server_name",
+            "insecure_skip_verify",
+        ]
+        .into_iter()
+        .find(|k| option_locations.contains_key(*k))
+        .unwrap_or("tls");
         errors.push(ConfigError {
             location: option_locations
                 .get(key)
