@@ -49,6 +49,11 @@ const BUILTINS: &[(&str, &str, &str)] = &[
     ("opentsdb", "guest-handlers", "handler_opentsdb"),
     ("nats", "guest-handlers", "handler_nats"),
     ("mqtt", "guest-handlers", "handler_mqtt"),
+    (
+        "prometheus_remote_write",
+        "guest-handlers",
+        "handler_prometheus_remote_write",
+    ),
 ];
 
 fn main() {

@@ -860,3 +860,151 @@ async fn mqtt_publishes_every_metric_on_its_topic() {
         let _ = broker.wait();
     }
 }
+
+/// A real Prometheus (Debian's) with the remote-write receiver on a free
+/// port; killed on drop.
+struct Prometheus {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    fn start() -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &conf,
+            "global:\n  scrape_interval: 1m\nscrape_configs: []\n",
+        )
+        .unwrap();
+        let child = Command::new("prometheus")
+            .args([
+                &format!("--config.file={}", conf.display()),
+                &format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+                &format!("--web.listen-address=127.0.0.1:{port}"),
+                "--web.enable-remote-write-receiver",
+                "--log.level=warn",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian's prometheus package)");
+        let p = Prometheus {
+            child,
+            port,
+            _dir: dir,
+        };
+        eventually(|| match p.get("/-/ready") {
+            Ok((200, _)) => Ok(()),
+            other => Err(format!("prometheus not ready: {other:?}")),
+        });
+        p
+    }
+
+    /// `GET path`: (status, body).
+    fn get(&self, path: &str) -> Result<(u16, String), String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+            .map_err(|e| e.to_string())?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).map_err(|e| e.to_string())?;
+        let (head, body) = raw.split_once("\r\n\r\n").ok_or("no body")?;
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or("no status")?;
+        Ok((status, body.to_string()))
+    }
+
+    /// The raw samples of a PromQL selector over the last 10 minutes:
+    /// timestamp (s) -> value.
+    fn samples(&self, selector: &str) -> BTreeMap<u64, f64> {
+        let q: String = format!("{selector}[10m]")
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let (status, body) = self.get(&format!("/api/v1/query?query={q}")).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut out = BTreeMap::new();
+        for series in j["data"]["result"].as_array().unwrap() {
+            for v in series["values"].as_array().unwrap() {
+                out.insert(
+                    v[0].as_f64().unwrap() as u64,
+                    v[1].as_str().unwrap().parse().unwrap(),
+                );
+            }
+        }
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_remote_write_into_a_real_prometheus() {
+    let prom = Prometheus::start();
+    let want = run_with(
+        "prometheus_remote_write",
+        &format!(
+            "[handlers.prometheus_remote_write]\nurl = \"http://127.0.0.1:{}/api/v1/write\"\nlabels = [\"env=test\"]\nmappings = ['servers.*.loadavg.* load{{host=\"$1\",window=\"$2\"}}']\n",
+            prom.port
+        ),
+        3.5,
+    )
+    .await;
+    // A mapped series and a default-mapped one (the path after the host,
+    // labelled with it), every published sample queried back.
+    for (path, selector) in [
+        (
+            "servers.hnd.loadavg.01",
+            r#"load{host="hnd",window="01",env="test"}"#,
+        ),
+        (
+            "servers.hnd.loadavg.15",
+            r#"load{host="hnd",window="15",env="test"}"#,
+        ),
+        (
+            "servers.hnd.tcp.ActiveOpens",
+            r#"tcp_ActiveOpens{host="hnd",env="test"}"#,
+        ),
+    ] {
+        let points = &want[path];
+        eventually(|| {
+            let got = prom.samples(selector);
+            for (t, v) in points {
+                if !got.get(t).is_some_and(|g| same(*g, *v)) {
+                    return Err(format!("{selector}: {t} {v} not in prometheus: {got:?}"));
+                }
+            }
+            if got.len()
+                != points
+                    .iter()
+                    .map(|p| p.0)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+            {
+                return Err(format!(
+                    "{selector}: {} samples, {} published",
+                    got.len(),
+                    points.len()
+                ));
+            }
+            Ok(())
+        });
+    }
+}

@@ -189,6 +189,56 @@ pub fn host_port(host: &str, port: u16) -> String {
     }
 }
 
+/// An `http://` or `https://` URL, split for a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Url {
+    /// `host:port`.
+    pub address: String,
+    /// The host, for the Host header.
+    pub host: String,
+    /// The path (with query).
+    pub path: String,
+}
+
+/// Parses an `http://` URL, or an `https://` one when the host does TLS on
+/// this handler's connections (`tls`: its section sets `tls = true`).
+pub fn parse_url(url: &str, tls: bool) -> Result<Url, String> {
+    let (rest, default_port) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) if !tls => (rest, 80),
+        (Some(_), _) => {
+            return Err(format!(
+                "{url:?} is http://, but this section sets `tls = true`: use https://"
+            ))
+        }
+        (_, Some(rest)) if tls => (rest, 443),
+        (_, Some(_)) => {
+            return Err(format!(
+                "{url:?} is https://: add `tls = true` to this section (and `tls_ca` if its CA is your own)"
+            ))
+        }
+        _ => return Err(format!("{url:?}: only http:// and https:// URLs are supported")),
+    };
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+            h.to_string(),
+            p.parse::<u16>().map_err(|_| format!("{url:?}: bad port"))?,
+        ),
+        _ => (hostport.to_string(), default_port),
+    };
+    if host.is_empty() || path.contains(char::is_whitespace) {
+        return Err(format!("{url:?}: bad URL"));
+    }
+    Ok(Url {
+        address: format!("{host}:{port}"),
+        host,
+        path: path.to_string(),
+    })
+}
+
 /// `POST path` over HTTP/1.1 with `body`; the response.
 pub fn http_post(
     address: &str,
@@ -198,11 +248,35 @@ pub fn http_post(
     body: &[u8],
     timeout_ms: u32,
 ) -> Result<HttpResponse, String> {
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: wdiamond\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+    http_post_with(
+        address,
+        host,
+        path,
+        &[("Content-Type", content_type)],
+        body,
+        timeout_ms,
     )
-    .into_bytes();
+}
+
+/// `POST path` over HTTP/1.1 with `body` and these headers (besides Host,
+/// User-Agent, Content-Length and `Connection: close`); the response.
+pub fn http_post_with(
+    address: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout_ms: u32,
+) -> Result<HttpResponse, String> {
+    let mut head = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: wdiamond\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    let mut request = head.into_bytes();
     request.extend_from_slice(body);
     let raw = exchange(Protocol::Tcp, address, &request, timeout_ms, |_| false)?;
     parse_http(&raw)
@@ -333,6 +407,22 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls() {
+        let u = parse_url("http://127.0.0.1:8080/m?x=1", false).unwrap();
+        assert_eq!(
+            (u.address.as_str(), u.path.as_str()),
+            ("127.0.0.1:8080", "/m?x=1")
+        );
+        assert_eq!(
+            parse_url("http://example.com", false).unwrap().address,
+            "example.com:80"
+        );
+        assert!(parse_url("https://x/", false).is_err());
+        assert_eq!(parse_url("https://x/m", true).unwrap().address, "x:443");
+        assert!(parse_url("http://x/", true).is_err());
+    }
 
     #[test]
     fn parses_plain_and_chunked_responses() {

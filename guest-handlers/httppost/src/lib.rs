@@ -2,60 +2,10 @@
 //! plaintext lines (Diamond's format) or as a JSON array.
 
 use wdiamond_sdk::format::graphite_lines;
-use wdiamond_sdk::net::http_post;
+use wdiamond_sdk::net::{http_post, parse_url, Url};
 use wdiamond_sdk::{
     export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
 };
-
-/// An `http://host[:port]/path` URL.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Url {
-    /// `host:port`.
-    pub address: String,
-    /// The host, for the Host header.
-    pub host: String,
-    /// The path (with query).
-    pub path: String,
-}
-
-/// Parses an `http://` URL, or an `https://` one when the host does TLS on
-/// this handler's connections (`tls`: its section sets `tls = true`).
-pub fn parse_url(url: &str, tls: bool) -> Result<Url, String> {
-    let (rest, default_port) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
-        (Some(rest), _) if !tls => (rest, 80),
-        (Some(_), _) => {
-            return Err(format!(
-                "{url:?} is http://, but this section sets `tls = true`: use https://"
-            ))
-        }
-        (_, Some(rest)) if tls => (rest, 443),
-        (_, Some(_)) => {
-            return Err(format!(
-                "{url:?} is https://: add `tls = true` to this section (and `tls_ca` if its CA is your own)"
-            ))
-        }
-        _ => return Err(format!("{url:?}: only http:// and https:// URLs are supported")),
-    };
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-            h.to_string(),
-            p.parse::<u16>().map_err(|_| format!("{url:?}: bad port"))?,
-        ),
-        _ => (hostport.to_string(), default_port),
-    };
-    if host.is_empty() || path.contains(char::is_whitespace) {
-        return Err(format!("{url:?}: bad URL"));
-    }
-    Ok(Url {
-        address: format!("{host}:{port}"),
-        host,
-        path: path.to_string(),
-    })
-}
 
 /// The JSON body of a batch.
 pub fn json(batch: &Batch) -> String {
@@ -157,24 +107,3 @@ impl Handler for HttpPost {
 }
 
 export_handler!(HttpPost);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls() {
-        let u = parse_url("http://127.0.0.1:8080/m?x=1", false).unwrap();
-        assert_eq!(
-            (u.address.as_str(), u.path.as_str()),
-            ("127.0.0.1:8080", "/m?x=1")
-        );
-        assert_eq!(
-            parse_url("http://example.com", false).unwrap().address,
-            "example.com:80"
-        );
-        assert!(parse_url("https://x/", false).is_err());
-        assert_eq!(parse_url("https://x/m", true).unwrap().address, "x:443");
-        assert!(parse_url("http://x/", true).is_err());
-    }
-}

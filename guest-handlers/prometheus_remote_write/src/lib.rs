@@ -1,0 +1,259 @@
+//! Prometheus remote-write 1.0: each batch as a snappy-compressed protobuf
+//! `WriteRequest` POSTed to `url` (Prometheus with
+//! `--web.enable-remote-write-receiver`, Mimir, VictoriaMetrics, Thanos
+//! receive), graphite paths mapped to series by `mappings` (see
+//! [`mapping`]). Delivery is the host's: a failed POST (connection, 5xx,
+//! 429) keeps the batch and is retried; a 4xx other than 429 (the receiver
+//! refuses these samples, e.g. out of order) would fail the same way for
+//! ever, so it is logged with the receiver's reason and the batch dropped.
+
+pub mod mapping;
+pub mod proto;
+
+use std::collections::BTreeMap;
+
+use wdiamond_sdk::net::{http_post_with, parse_url, Url};
+use wdiamond_sdk::{
+    export_handler, host, option, Batch, Capability, Config, ConfigValue, Description, Handler,
+};
+
+use mapping::Rule;
+use proto::Series;
+
+/// The series of a batch: metrics grouped by their labels (`__name__`
+/// first, then the rest sorted by name), samples sorted by time.
+pub fn series_of<'a>(
+    metrics: impl Iterator<Item = (&'a str, &'a str, f64, u64)>,
+    rules: &[Rule],
+    extra: &[(String, String)],
+) -> Vec<Series> {
+    let mut by_labels: BTreeMap<Vec<(String, String)>, Vec<(f64, i64)>> = BTreeMap::new();
+    for (path, host, value, timestamp) in metrics {
+        let (name, mut labels) = mapping::series(path, host, rules);
+        for (k, v) in extra {
+            if !labels.iter().any(|(l, _)| l == k) {
+                labels.push((k.clone(), v.clone()));
+            }
+        }
+        labels.push(("__name__".into(), name));
+        labels.sort();
+        by_labels
+            .entry(labels)
+            .or_default()
+            .push((value, (timestamp as i64).saturating_mul(1000)));
+    }
+    by_labels
+        .into_iter()
+        .map(|(labels, mut samples)| {
+            samples.sort_by_key(|s| s.1);
+            samples.dedup_by_key(|s| s.1);
+            Series { labels, samples }
+        })
+        .collect()
+}
+
+/// Most series whose encoded labels are kept (past it, the cache starts
+/// over: a plugin's memory stays bounded whatever the paths).
+pub const MAX_CACHED_SERIES: usize = 200_000;
+
+/// The series seen so far: `host` + path -> id, and each id's encoded
+/// labels (mapping a path and encoding its labels is most of the work, and
+/// the same at every run).
+#[derive(Default)]
+pub struct SeriesCache {
+    ids: std::collections::HashMap<(String, String), u32>,
+    labels: Vec<Vec<u8>>,
+}
+
+impl SeriesCache {
+    /// The id of the series of `path` (published by `host`).
+    pub fn id(&mut self, path: &str, host: &str, rules: &[Rule], extra: &[(String, String)]) -> u32 {
+        if let Some(id) = self.ids.get(&(host.to_string(), path.to_string())) {
+            return *id;
+        }
+        if self.labels.len() >= MAX_CACHED_SERIES {
+            self.ids.clear();
+            self.labels.clear();
+        }
+        let s = &series_of(std::iter::once((path, host, 0.0, 0)), rules, extra)[0];
+        let id = self.labels.len() as u32;
+        self.labels.push(proto::labels(&s.labels));
+        self.ids.insert((host.to_string(), path.to_string()), id);
+        id
+    }
+
+    /// The encoded `WriteRequest` of `metrics` (path, host, value, seconds).
+    pub fn write_request<'a>(
+        &mut self,
+        metrics: impl Iterator<Item = (&'a str, &'a str, f64, u64)>,
+        rules: &[Rule],
+        extra: &[(String, String)],
+    ) -> Vec<u8> {
+        let mut samples: Vec<(u32, i64, f64)> = metrics
+            .map(|(path, host, value, t)| {
+                (self.id(path, host, rules, extra), (t as i64).saturating_mul(1000), value)
+            })
+            .collect();
+        // By series, then time; one sample per series and timestamp.
+        samples.sort_by_key(|s| (s.0, s.1));
+        samples.dedup_by_key(|s| (s.0, s.1));
+        let mut out = Vec::with_capacity(samples.len() * 48);
+        let mut run = Vec::new();
+        let mut i = 0;
+        while i < samples.len() {
+            let id = samples[i].0;
+            run.clear();
+            while i < samples.len() && samples[i].0 == id {
+                run.push((samples[i].2, samples[i].1));
+                i += 1;
+            }
+            proto::timeseries(&mut out, &self.labels[id as usize], &run);
+        }
+        out
+    }
+}
+
+/// The handler's state.
+pub struct RemoteWrite {
+    url: Url,
+    rules: Vec<Rule>,
+    labels: Vec<(String, String)>,
+    timeout_ms: u32,
+    cache: SeriesCache,
+}
+
+impl Handler for RemoteWrite {
+    fn describe() -> Description {
+        Description {
+            name: "prometheus_remote_write".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: "Prometheus remote-write: batches as snappy-compressed protobuf to a remote-write receiver.".into(),
+            options: vec![
+                option(
+                    "url",
+                    ConfigValue::Text("http://localhost:9090/api/v1/write".into()),
+                    "The receiver's remote-write URL (https:// with `tls = true`)",
+                ),
+                option(
+                    "mappings",
+                    ConfigValue::TextList(Vec::new()),
+                    "Rules `PATTERN NAME{label=\"$1\",...}` (a `*` is one path segment); unmatched paths: the path after the host, `.` as `_`, labelled host",
+                ),
+                option(
+                    "labels",
+                    ConfigValue::TextList(Vec::new()),
+                    "Labels added to every series, `name=value`",
+                ),
+                option("timeout", ConfigValue::Integer(10), "Seconds to wait for the receiver"),
+            ],
+            capabilities: vec![Capability::Connect("tcp:{url|hostport}".into())],
+        }
+    }
+
+    fn configure(config: &Config) -> Result<Self, String> {
+        let tls = matches!(config.get("tls"), Some(ConfigValue::Boolean(true)));
+        let url = parse_url(&config.text("url")?, tls).map_err(|e| format!("`url`: {e}"))?;
+        let rules = config
+            .list("mappings")
+            .iter()
+            .map(|r| mapping::parse_rule(r).map_err(|e| format!("`mappings`: {e}")))
+            .collect::<Result<_, _>>()?;
+        let labels = config
+            .list("labels")
+            .iter()
+            .map(|l| match l.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => {
+                    Ok((mapping::sanitize(k.trim(), false), v.trim().to_string()))
+                }
+                _ => Err(format!("`labels`: {l:?} is not name=value")),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(RemoteWrite {
+            url,
+            rules,
+            labels,
+            timeout_ms: config.timeout_ms("timeout")?,
+            cache: SeriesCache::default(),
+        })
+    }
+
+    fn process(&mut self, batch: &Batch) -> Result<(), String> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let request = self.cache.write_request(
+            batch.iter().map(|m| (m.path, m.host, m.value, m.timestamp)),
+            &self.rules,
+            &self.labels,
+        );
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&request)
+            .map_err(|e| format!("snappy: {e}"))?;
+        let r = http_post_with(
+            &self.url.address,
+            &self.url.host,
+            &self.url.path,
+            &[
+                ("Content-Type", "application/x-protobuf"),
+                ("Content-Encoding", "snappy"),
+                ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+            ],
+            &body,
+            self.timeout_ms,
+        )?;
+        let what = format!("POST {}", self.url.path);
+        match r.status {
+            400..=499 if r.status != 429 => {
+                // Refused for good: retrying would refuse it again.
+                let reason = r.success(&what).err().unwrap_or_default();
+                host::warn(&format!(
+                    "{reason}; {} metrics dropped (the receiver refuses them; retrying would not help)",
+                    batch.len()
+                ));
+                Ok(())
+            }
+            _ => r.success(&what),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+export_handler!(RemoteWrite);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_grouped_into_sorted_series() {
+        let metrics = [
+            ("servers.h.loadavg.01", "h", 0.5, 20),
+            ("servers.h.loadavg.01", "h", 0.4, 10),
+            ("servers.h.loadavg.05", "h", 0.3, 10),
+            ("servers.h.loadavg.01", "h", 0.4, 10),
+        ];
+        let extra = vec![("env".to_string(), "test".to_string())];
+        let s = series_of(metrics.iter().copied(), &[], &extra);
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            s[0].labels,
+            vec![
+                ("__name__".to_string(), "loadavg_01".to_string()),
+                ("env".into(), "test".into()),
+                ("host".into(), "h".into())
+            ]
+        );
+        assert_eq!(s[0].samples, vec![(0.4, 10_000), (0.5, 20_000)]);
+        assert_eq!(s[1].samples, vec![(0.3, 10_000)]);
+        // The cached encoder gives the same bytes.
+        let mut cache = SeriesCache::default();
+        assert_eq!(
+            cache.write_request(metrics.iter().copied(), &[], &extra),
+            proto::write_request(&s)
+        );
+        assert_eq!(cache.labels.len(), 2);
+    }
+}
