@@ -54,6 +54,7 @@ const BUILTINS: &[(&str, &str, &str)] = &[
         "guest-handlers",
         "handler_prometheus_remote_write",
     ),
+    ("otlp", "guest-handlers", "handler_otlp"),
 ];
 
 fn main() {

@@ -1008,3 +1008,191 @@ async fn prometheus_remote_write_into_a_real_prometheus() {
         });
     }
 }
+
+/// The OTLP messages, decoded for real by prost (opentelemetry-proto v1
+/// field numbers; only the fields the test reads).
+mod otlp {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ExportMetricsServiceRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub resource_metrics: Vec<ResourceMetrics>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResourceMetrics {
+        #[prost(message, optional, tag = "1")]
+        pub resource: Option<Resource>,
+        #[prost(message, repeated, tag = "2")]
+        pub scope_metrics: Vec<ScopeMetrics>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Resource {
+        #[prost(message, repeated, tag = "1")]
+        pub attributes: Vec<KeyValue>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct KeyValue {
+        #[prost(string, tag = "1")]
+        pub key: String,
+        #[prost(message, optional, tag = "2")]
+        pub value: Option<AnyValue>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct AnyValue {
+        #[prost(string, tag = "1")]
+        pub string_value: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ScopeMetrics {
+        #[prost(message, optional, tag = "1")]
+        pub scope: Option<InstrumentationScope>,
+        #[prost(message, repeated, tag = "2")]
+        pub metrics: Vec<Metric>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct InstrumentationScope {
+        #[prost(string, tag = "1")]
+        pub name: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Metric {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(message, optional, tag = "5")]
+        pub gauge: Option<Gauge>,
+        #[prost(message, optional, tag = "7")]
+        pub sum: Option<Sum>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Gauge {
+        #[prost(message, repeated, tag = "1")]
+        pub data_points: Vec<NumberDataPoint>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Sum {
+        #[prost(message, repeated, tag = "1")]
+        pub data_points: Vec<NumberDataPoint>,
+        #[prost(int32, tag = "2")]
+        pub aggregation_temporality: i32,
+        #[prost(bool, tag = "3")]
+        pub is_monotonic: bool,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct NumberDataPoint {
+        #[prost(fixed64, tag = "2")]
+        pub start_time_unix_nano: u64,
+        #[prost(fixed64, tag = "3")]
+        pub time_unix_nano: u64,
+        #[prost(double, tag = "4")]
+        pub as_double: f64,
+    }
+}
+
+/// An OTLP/HTTP receiver: every request's body decoded as an
+/// `ExportMetricsServiceRequest` (a body that does not decode fails the
+/// test), answered `200` with an empty response message.
+fn otlp_receiver() -> (
+    u16,
+    Arc<Mutex<Vec<(String, otlp::ExportMetricsServiceRequest)>>>,
+) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for stream in l.incoming().flatten() {
+            let mut r = BufReader::new(stream);
+            let (mut head, mut len) = (String::new(), 0usize);
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            let request = <otlp::ExportMetricsServiceRequest as prost::Message>::decode(&body[..])
+                .expect("an ExportMetricsServiceRequest");
+            g.lock().unwrap().push((head, request));
+            let mut s = r.into_inner();
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    (port, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_http_metrics_decoded_by_a_receiver() {
+    let (port, got) = otlp_receiver();
+    let want = run_with(
+        "otlp",
+        &format!(
+            "[handlers.otlp]\nurl = \"http://127.0.0.1:{port}/v1/metrics\"\nservice_name = \"wdiamond-test\"\n"
+        ),
+        3.5,
+    )
+    .await;
+    let requests = got.lock().unwrap().clone();
+    assert!(!requests.is_empty());
+    assert!(requests[0].0.starts_with("POST /v1/metrics HTTP/1.1"));
+    assert!(requests[0].0.contains("application/x-protobuf"));
+    let mut gauges: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
+    let mut sums = 0;
+    for (_, req) in &requests {
+        for rm in &req.resource_metrics {
+            let attrs: BTreeMap<&str, &str> = rm
+                .resource
+                .as_ref()
+                .unwrap()
+                .attributes
+                .iter()
+                .map(|kv| {
+                    (
+                        kv.key.as_str(),
+                        kv.value.as_ref().unwrap().string_value.as_str(),
+                    )
+                })
+                .collect();
+            assert_eq!(attrs["host.name"], "hnd");
+            assert_eq!(attrs["service.name"], "wdiamond-test");
+            for sm in &rm.scope_metrics {
+                assert_eq!(sm.scope.as_ref().unwrap().name, "wdiamond");
+                for m in &sm.metrics {
+                    if let Some(g) = &m.gauge {
+                        for p in &g.data_points {
+                            gauges
+                                .entry(format!("servers.hnd.{}", m.name))
+                                .or_default()
+                                .push((p.time_unix_nano / 1_000_000_000, p.as_double));
+                        }
+                    }
+                    if let Some(s) = &m.sum {
+                        // Counters: the raw counter, cumulative, monotonic.
+                        assert!(s.is_monotonic && s.aggregation_temporality == 2, "{m:?}");
+                        for p in &s.data_points {
+                            assert!(p.start_time_unix_nano <= p.time_unix_nano);
+                            assert!(p.as_double >= 0.0 && p.as_double.fract() == 0.0, "{m:?}");
+                        }
+                        sums += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(sums > 0, "the tcp collector's counters arrive as sums");
+    let points = &want["servers.hnd.loadavg.01"];
+    let mut received = gauges["servers.hnd.loadavg.01"].clone();
+    received.sort_by_key(|p| p.0);
+    assert_eq!(received.len(), points.len());
+    for ((t, v), (wt, wv)) in received.iter().zip(points) {
+        assert!(t == wt && same(*v, *wv), "{t} {v} vs published {wt} {wv}");
+    }
+}

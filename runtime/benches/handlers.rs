@@ -2,8 +2,8 @@
 //! metrics (declared series, as a real collector of that size publishes)
 //! cut into batches as the queue cuts them, each handler's `process` timed
 //! to a local sink that takes everything: graphite plaintext to a TCP sink,
-//! Prometheus remote-write (protobuf + snappy) and httppost, influxdb (line
-//! protocol) to an HTTP sink that answers 204 to each request. Wall time
+//! Prometheus remote-write (protobuf + snappy), OTLP/HTTP (protobuf),
+//! httppost and influxdb (line protocol) to an HTTP sink that answers 204 to each request. Wall time
 //! of the handler call (its own encoding, the host's socket calls, the
 //! sink's answer); metrics per second.
 //!
@@ -84,9 +84,10 @@ fn main() {
     std::fs::write(
         &conf,
         format!(
-            "[server]\nhandlers = [\"graphite\", \"prometheus_remote_write\", \"influxdb\", \"httppost\"]\nplugin_cache_dir = {cache:?}\n\
+            "[server]\nhandlers = [\"graphite\", \"prometheus_remote_write\", \"otlp\", \"influxdb\", \"httppost\"]\nplugin_cache_dir = {cache:?}\n\
              [handlers.graphite]\nhost = \"127.0.0.1\"\nport = {tcp}\n\
              [handlers.prometheus_remote_write]\nurl = \"http://127.0.0.1:{http}/api/v1/write\"\n\
+             [handlers.otlp]\nurl = \"http://127.0.0.1:{http}/v1/metrics\"\n\
              [handlers.influxdb]\nhostname = \"127.0.0.1\"\nport = {http}\n\
              [handlers.httppost]\nurl = \"http://127.0.0.1:{http}/metrics\"\n\
              [collectors.default]\ninterval = 10\nhostname = \"bench\"\n\
