@@ -202,8 +202,14 @@ async fn statsd_over_udp() {
     assert!(active[0] >= active[1..].iter().sum::<f64>() || active[0] > 0.0);
 }
 
-/// A minimal HTTP server that records request bodies.
+/// A minimal HTTP server that records request bodies (as text).
 fn http_server() -> (u16, Arc<Mutex<Vec<(String, String)>>>) {
+    http_receiver(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+/// A minimal HTTP server: each request's head and its body as `parse`
+/// makes it, answered `200` with an empty body.
+fn http_receiver<T: Send + 'static>(parse: fn(&[u8]) -> T) -> (u16, Arc<Mutex<Vec<(String, T)>>>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let got = Arc::new(Mutex::new(Vec::new()));
@@ -228,9 +234,7 @@ fn http_server() -> (u16, Arc<Mutex<Vec<(String, String)>>>) {
             }
             let mut body = vec![0u8; len];
             let _ = r.read_exact(&mut body);
-            g.lock()
-                .unwrap()
-                .push((head, String::from_utf8_lossy(&body).into_owned()));
+            g.lock().unwrap().push((head, parse(&body)));
             let mut s = r.into_inner();
             let _ =
                 s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
@@ -1089,44 +1093,15 @@ mod otlp {
 
 /// An OTLP/HTTP receiver: every request's body decoded as an
 /// `ExportMetricsServiceRequest` (a body that does not decode fails the
-/// test), answered `200` with an empty response message.
+/// test).
 fn otlp_receiver() -> (
     u16,
     Arc<Mutex<Vec<(String, otlp::ExportMetricsServiceRequest)>>>,
 ) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = got.clone();
-    std::thread::spawn(move || {
-        for stream in l.incoming().flatten() {
-            let mut r = BufReader::new(stream);
-            let (mut head, mut len) = (String::new(), 0usize);
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                if line == "\r\n" {
-                    break;
-                }
-                head.push_str(&line);
-            }
-            let mut body = vec![0u8; len];
-            let _ = r.read_exact(&mut body);
-            let request = <otlp::ExportMetricsServiceRequest as prost::Message>::decode(&body[..])
-                .expect("an ExportMetricsServiceRequest");
-            g.lock().unwrap().push((head, request));
-            let mut s = r.into_inner();
-            let _ = s.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            );
-        }
-    });
-    (port, got)
+    http_receiver(|body| {
+        <otlp::ExportMetricsServiceRequest as prost::Message>::decode(body)
+            .expect("an ExportMetricsServiceRequest")
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,6 +24,7 @@
 pub use wdiamond_wire::columns;
 pub mod derive;
 pub mod format;
+pub mod protobuf;
 pub mod text;
 pub mod units;
 

@@ -297,6 +297,26 @@ impl HttpResponse {
     }
 }
 
+impl HttpResponse {
+    /// A handler's verdict on a POST of `metrics` metrics: `Ok` for a 2xx;
+    /// `Err` (the host keeps the batch and retries) for a 5xx, a 429 or
+    /// anything else; for another 4xx — the receiver refuses these metrics
+    /// for good, so a retry would block the queue for ever — a warning with
+    /// the receiver's reason and `Ok` (the batch is dropped, said so).
+    pub fn delivered(&self, what: &str, metrics: usize) -> Result<(), String> {
+        match self.status {
+            400..=499 if self.status != 429 => {
+                let reason = self.success(what).err().unwrap_or_default();
+                crate::host::warn(&format!(
+                    "{reason}; {metrics} metrics dropped (the receiver refuses them; retrying would not help)"
+                ));
+                Ok(())
+            }
+            _ => self.success(what),
+        }
+    }
+}
+
 /// An HTTP response.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpResponse {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use wdiamond_sdk::net::{http_post_with, parse_url, Url};
 use wdiamond_sdk::{
-    export_handler, host, option, Batch, Capability, Config, ConfigValue, Description, Handler,
+    export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
     MetricKind,
 };
 
@@ -131,18 +131,7 @@ impl Handler for Otlp {
             &body,
             self.timeout_ms,
         )?;
-        let what = format!("POST {}", self.url.path);
-        match r.status {
-            400..=499 if r.status != 429 => {
-                let reason = r.success(&what).err().unwrap_or_default();
-                host::warn(&format!(
-                    "{reason}; {} metrics dropped (the receiver refuses them; retrying would not help)",
-                    batch.len()
-                ));
-                Ok(())
-            }
-            _ => r.success(&what),
-        }
+        r.delivered(&format!("POST {}", self.url.path), batch.len())
     }
 
     fn flush(&mut self) -> Result<(), String> {

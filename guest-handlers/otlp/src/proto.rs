@@ -15,6 +15,8 @@
 
 use std::collections::BTreeMap;
 
+use wdiamond_sdk::protobuf::{bytes, fixed64, varint_field};
+
 /// One data point.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
@@ -37,29 +39,6 @@ pub struct Series {
 
 /// `AggregationTemporality.CUMULATIVE`.
 const CUMULATIVE: u64 = 2;
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn key(out: &mut Vec<u8>, field: u32, wire: u8) {
-    varint(out, u64::from(field << 3 | u32::from(wire)));
-}
-
-fn bytes(out: &mut Vec<u8>, field: u32, b: &[u8]) {
-    key(out, field, 2);
-    varint(out, b.len() as u64);
-    out.extend_from_slice(b);
-}
-
-fn fixed64(out: &mut Vec<u8>, field: u32, v: u64) {
-    key(out, field, 1);
-    out.extend_from_slice(&v.to_le_bytes());
-}
 
 fn string_attribute(out: &mut Vec<u8>, field: u32, k: &str, v: &str) {
     let mut any = Vec::new();
@@ -84,10 +63,8 @@ fn metric(s: &Series, start_unix_nano: u64) -> Vec<u8> {
     let mut m = Vec::new();
     bytes(&mut m, 1, s.name.as_bytes());
     if s.monotonic {
-        key(&mut points, 2, 0);
-        varint(&mut points, CUMULATIVE);
-        key(&mut points, 3, 0);
-        varint(&mut points, 1);
+        varint_field(&mut points, 2, CUMULATIVE);
+        varint_field(&mut points, 3, 1);
         bytes(&mut m, 7, &points);
     } else {
         bytes(&mut m, 5, &points);

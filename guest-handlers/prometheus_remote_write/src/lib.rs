@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use wdiamond_sdk::net::{http_post_with, parse_url, Url};
 use wdiamond_sdk::{
-    export_handler, host, option, Batch, Capability, Config, ConfigValue, Description, Handler,
+    export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
 };
 
 use mapping::Rule;
@@ -201,19 +201,7 @@ impl Handler for RemoteWrite {
             &body,
             self.timeout_ms,
         )?;
-        let what = format!("POST {}", self.url.path);
-        match r.status {
-            400..=499 if r.status != 429 => {
-                // Refused for good: retrying would refuse it again.
-                let reason = r.success(&what).err().unwrap_or_default();
-                host::warn(&format!(
-                    "{reason}; {} metrics dropped (the receiver refuses them; retrying would not help)",
-                    batch.len()
-                ));
-                Ok(())
-            }
-            _ => r.success(&what),
-        }
+        r.delivered(&format!("POST {}", self.url.path), batch.len())
     }
 
     fn flush(&mut self) -> Result<(), String> {

@@ -4,6 +4,8 @@
 //! Sample samples = 2; }`, `Label { string name = 1; string value = 2; }`,
 //! `Sample { double value = 1; int64 timestamp = 2; }` (milliseconds).
 
+use wdiamond_sdk::protobuf::{bytes, fixed64, varint_field};
+
 /// One series: its labels (with `__name__`, sorted by name) and samples
 /// (sorted by time).
 #[derive(Debug, Clone, PartialEq)]
@@ -12,24 +14,6 @@ pub struct Series {
     pub labels: Vec<(String, String)>,
     /// `(value, timestamp in ms)`, sorted by timestamp.
     pub samples: Vec<(f64, i64)>,
-}
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn key(out: &mut Vec<u8>, field: u32, wire: u8) {
-    varint(out, u64::from(field << 3 | u32::from(wire)));
-}
-
-fn bytes(out: &mut Vec<u8>, field: u32, b: &[u8]) {
-    key(out, field, 2);
-    varint(out, b.len() as u64);
-    out.extend_from_slice(b);
 }
 
 /// The `labels` fields of a `TimeSeries` (encoded once per series and
@@ -53,10 +37,8 @@ pub fn timeseries(out: &mut Vec<u8>, labels: &[u8], samples: &[(f64, i64)]) {
     let mut item = Vec::with_capacity(20);
     for (value, t) in samples {
         item.clear();
-        key(&mut item, 1, 1);
-        item.extend_from_slice(&value.to_le_bytes());
-        key(&mut item, 2, 0);
-        varint(&mut item, *t as u64);
+        fixed64(&mut item, 1, value.to_bits());
+        varint_field(&mut item, 2, *t as u64);
         bytes(&mut ts, 2, &item);
     }
     bytes(out, 1, &ts);
@@ -94,12 +76,5 @@ mod tests {
         ]
         .concat();
         assert_eq!(b, [&[0x0a, ts.len() as u8][..], &ts].concat());
-    }
-
-    #[test]
-    fn varints() {
-        let mut v = Vec::new();
-        varint(&mut v, 300);
-        assert_eq!(v, [0xac, 0x02]);
     }
 }
