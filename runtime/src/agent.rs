@@ -23,6 +23,7 @@ use crate::queue::{Queue, Spool};
 
 mod capabilities;
 mod collector_task;
+mod describe;
 mod handler_task;
 mod health;
 mod load;
@@ -33,9 +34,10 @@ mod tenant;
 pub use crate::stats::PluginStats;
 pub use capabilities::{asked_grants, capability_parts, is_granted, substitute};
 pub use collector_task::{run_collection, LoadedCollectorShared};
+pub use describe::{check_description, BUILTIN_PATHS, MAX_CAPABILITIES, MAX_OPTIONS, MAX_SUMMARY};
 pub use load::{
-    check_description, configured_collector, configured_handler, load, open_spools, Loaded,
-    LoadedCollector, LoadedHandler, BUILTIN_PATHS, MAX_CAPABILITIES, MAX_OPTIONS, MAX_SUMMARY,
+    configured_collector, configured_handler, load, open_spools, Loaded, LoadedCollector,
+    LoadedHandler,
 };
 pub use options::overlay;
 pub use route::{publish, reached, to_all, Route, Router};

@@ -20,7 +20,10 @@
 //!   `error.rs`; `load()` orchestrates them.
 //! - [`agent`]: the supervisor (start, reload, a bounded stop), and
 //!   - `agent/load.rs`: the resolved plugin set (describe, options,
-//!     grants, configured instances), once per world;
+//!     grants, TLS, configured instances; a Python script read and
+//!     pinned), once per world;
+//!   - `agent/describe.rs`: what a plugin says about itself, checked
+//!     (and the built-ins' paths a third party may not take);
 //!   - `agent/options.rs`: the one option overlay rule and a collector's
 //!     host keys;
 //!   - `agent/capabilities.rs`: what plugins ask for, turned into grants;
@@ -31,12 +34,14 @@
 //!   compiled-component cache and the built-ins; `plugin/world.rs`, the two
 //!   worlds behind one trait; `plugin/call.rs`, an instance and its calls,
 //!   each ending at its deadline whatever the guest waits on;
-//!   `plugin/epoch.rs`, the epoch ticker (it runs only while a call is).
+//!   `plugin/epoch.rs`, the epoch ticker (it runs only while a call is);
+//!   `plugin/python.rs`, Python collectors (the shared Python runtime
+//!   component and the script each instance runs).
 //! - [`queue`]: a handler's bounded queue of shared columnar chunks;
 //!   `queue/spool.rs`, its on-disk spool; `queue/record.rs`, the records.
 //! - [`host`]: the host side of each WIT import (files, fs-stats, process,
 //!   sockets, series, batches, log, host-info, config), one module per
-//!   capability.
+//!   capability; `host/tls.rs`, TLS on a plugin's TCP connections.
 //! - [`grants`]: the typed, deny-by-default allow-lists those imports check,
 //!   parsed once at load (`grants/parse.rs`).
 //! - [`metric`]: `metric/name.rs` (checks on guest output), `path.rs`

@@ -4,6 +4,7 @@
 //! starts. Every problem is a configuration error, all reported at once.
 
 use super::capabilities::grants_for;
+use super::describe::{check_description, check_options, BUILTIN_PATHS};
 use super::options::{collector_host_keys, overlay};
 use super::tenant::Tenant;
 use crate::bindings::collector::CollectorPlugin;
@@ -94,70 +95,7 @@ pub struct Loaded {
     pub handlers: Vec<LoadedHandler>,
 }
 
-/// Most options a plugin may describe.
-pub const MAX_OPTIONS: usize = 1000;
-/// Most capabilities a plugin may ask for.
-pub const MAX_CAPABILITIES: usize = 100;
-/// Longest summary, bytes.
-pub const MAX_SUMMARY: usize = 8192;
-
-/// Checks what a (possibly hostile) plugin said about itself.
-pub fn check_description(d: &Description) -> Result<(), String> {
-    let shown = |s: &str| format!("{:?}", s.chars().take(40).collect::<String>());
-    if crate::metric::check_name(&d.name).is_err() || d.name.contains('.') {
-        return Err(format!(
-            "its name {} is not a metric path segment (letters, digits, _ -)",
-            shown(&d.name)
-        ));
-    }
-    if d.version.len() > 64 || d.version.chars().any(char::is_control) {
-        return Err(format!(
-            "its version {} is not a version",
-            shown(&d.version)
-        ));
-    }
-    if d.summary.len() > MAX_SUMMARY {
-        return Err(format!(
-            "its summary is {} bytes, more than {MAX_SUMMARY}",
-            d.summary.len()
-        ));
-    }
-    if d.options.len() > MAX_OPTIONS {
-        return Err(format!(
-            "it lists {} options, more than {MAX_OPTIONS}",
-            d.options.len()
-        ));
-    }
-    for o in &d.options {
-        if o.key.is_empty()
-            || o.key.len() > 128
-            || !o
-                .key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(format!(
-                "option key {} is not a TOML bare key",
-                shown(&o.key)
-            ));
-        }
-        if o.help.len() > 1024 {
-            return Err(format!(
-                "the help of option {} is longer than 1024 bytes",
-                o.key
-            ));
-        }
-    }
-    if d.capabilities.len() > MAX_CAPABILITIES {
-        return Err(format!(
-            "it asks for {} capabilities, more than {MAX_CAPABILITIES}",
-            d.capabilities.len()
-        ));
-    }
-    Ok(())
-}
-
-fn err_at(p: &PluginConfig, key: &str, message: String) -> ConfigError {
+pub(super) fn err_at(p: &PluginConfig, key: &str, message: String) -> ConfigError {
     let location = p
         .option_locations
         .get(key)
@@ -172,21 +110,6 @@ fn err_at(p: &PluginConfig, key: &str, message: String) -> ConfigError {
         location,
         key,
         message,
-    }
-}
-
-fn check_options(p: &PluginConfig, d: &Description, errors: &mut Vec<ConfigError>) {
-    for (key, _) in &p.options {
-        if !d.options.iter().any(|o| o.key == *key) {
-            let mut known: Vec<&str> = d.options.iter().map(|o| o.key.as_str()).collect();
-            known.sort_unstable();
-            let known = if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            };
-            errors.push(err_at(p, key, format!("unknown key: `{}` has no such option (its options: {known}; host keys are listed in the README)", d.name)));
-        }
     }
 }
 
@@ -543,30 +466,3 @@ fn load_handler(
         spool: None,
     })
 }
-
-/// The default metric paths of the built-in collectors (their `describe`
-/// names): a component that is not built in may publish there only when
-/// the operator sets `path` (a test checks the list against the built-ins).
-pub const BUILTIN_PATHS: &[&str] = &[
-    "cpu",
-    "memory",
-    "loadavg",
-    "network",
-    "diskspace",
-    "iostat",
-    "vmstat",
-    "sockets",
-    "tcp",
-    "udp",
-    "proc",
-    "uptime",
-    "entropy",
-    "files",
-    "interrupts",
-    "softirq",
-    "netstat",
-    "redis",
-    "memcached",
-    "nginx",
-    "ceph",
-];

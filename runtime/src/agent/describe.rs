@@ -1,0 +1,113 @@
+//! What a plugin says about itself (`describe`), checked before anything
+//! else is believed: its name, version, summary, options and asks, the
+//! operator's keys against its options, and the built-ins' metric paths a
+//! third-party plugin may not take by its own say.
+
+use super::load::err_at;
+use crate::bindings::types::Description;
+use crate::config::{ConfigError, PluginConfig};
+
+/// Most options a plugin may describe.
+pub const MAX_OPTIONS: usize = 1000;
+/// Most capabilities a plugin may ask for.
+pub const MAX_CAPABILITIES: usize = 100;
+/// Longest summary, bytes.
+pub const MAX_SUMMARY: usize = 8192;
+
+/// Checks what a (possibly hostile) plugin said about itself.
+pub fn check_description(d: &Description) -> Result<(), String> {
+    let shown = |s: &str| format!("{:?}", s.chars().take(40).collect::<String>());
+    if crate::metric::check_name(&d.name).is_err() || d.name.contains('.') {
+        return Err(format!(
+            "its name {} is not a metric path segment (letters, digits, _ -)",
+            shown(&d.name)
+        ));
+    }
+    if d.version.len() > 64 || d.version.chars().any(char::is_control) {
+        return Err(format!(
+            "its version {} is not a version",
+            shown(&d.version)
+        ));
+    }
+    if d.summary.len() > MAX_SUMMARY {
+        return Err(format!(
+            "its summary is {} bytes, more than {MAX_SUMMARY}",
+            d.summary.len()
+        ));
+    }
+    if d.options.len() > MAX_OPTIONS {
+        return Err(format!(
+            "it lists {} options, more than {MAX_OPTIONS}",
+            d.options.len()
+        ));
+    }
+    for o in &d.options {
+        if o.key.is_empty()
+            || o.key.len() > 128
+            || !o
+                .key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!(
+                "option key {} is not a TOML bare key",
+                shown(&o.key)
+            ));
+        }
+        if o.help.len() > 1024 {
+            return Err(format!(
+                "the help of option {} is longer than 1024 bytes",
+                o.key
+            ));
+        }
+    }
+    if d.capabilities.len() > MAX_CAPABILITIES {
+        return Err(format!(
+            "it asks for {} capabilities, more than {MAX_CAPABILITIES}",
+            d.capabilities.len()
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn check_options(p: &PluginConfig, d: &Description, errors: &mut Vec<ConfigError>) {
+    for (key, _) in &p.options {
+        if !d.options.iter().any(|o| o.key == *key) {
+            let mut known: Vec<&str> = d.options.iter().map(|o| o.key.as_str()).collect();
+            known.sort_unstable();
+            let known = if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            };
+            errors.push(err_at(p, key, format!("unknown key: `{}` has no such option (its options: {known}; host keys are listed in the README)", d.name)));
+        }
+    }
+}
+
+/// The default metric paths of the built-in collectors (their `describe`
+/// names): a component that is not built in may publish there only when
+/// the operator sets `path` (a test checks the list against the built-ins).
+pub const BUILTIN_PATHS: &[&str] = &[
+    "cpu",
+    "memory",
+    "loadavg",
+    "network",
+    "diskspace",
+    "iostat",
+    "vmstat",
+    "sockets",
+    "tcp",
+    "udp",
+    "proc",
+    "uptime",
+    "entropy",
+    "files",
+    "interrupts",
+    "softirq",
+    "netstat",
+    "redis",
+    "memcached",
+    "nginx",
+    "ceph",
+];
