@@ -239,6 +239,29 @@ pub fn parse_url(url: &str, tls: bool) -> Result<Url, String> {
     })
 }
 
+/// The URL in option `key`: `https://` when the host does TLS on this
+/// plugin's connections (its section sets `tls = true`, which the plugin
+/// sees as the `tls` key), else `http://`.
+pub fn url_option(config: &crate::Config, key: &str) -> Result<Url, String> {
+    let tls = matches!(
+        config.get("tls"),
+        Some(crate::ConfigValue::Boolean(true))
+    );
+    parse_url(&config.text(key)?, tls).map_err(|e| format!("`{key}`: {e}"))
+}
+
+impl Url {
+    /// `POST` of `body` with these headers to this URL; the response.
+    pub fn post(
+        &self,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u32,
+    ) -> Result<HttpResponse, String> {
+        http_post_with(&self.address, &self.host, &self.path, headers, body, timeout_ms)
+    }
+}
+
 /// `POST path` over HTTP/1.1 with `body`; the response.
 pub fn http_post(
     address: &str,

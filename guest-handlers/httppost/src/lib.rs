@@ -2,7 +2,7 @@
 //! plaintext lines (Diamond's format) or as a JSON array.
 
 use wdiamond_sdk::format::graphite_lines;
-use wdiamond_sdk::net::{http_post, parse_url, Url};
+use wdiamond_sdk::net::{url_option, Url};
 use wdiamond_sdk::{
     export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
 };
@@ -64,8 +64,7 @@ impl Handler for HttpPost {
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
-        let tls = matches!(config.get("tls"), Some(ConfigValue::Boolean(true)));
-        let url = parse_url(&config.text("url")?, tls).map_err(|e| format!("`url`: {e}"))?;
+        let url = url_option(config, "url")?;
         let json = match config.text("format")?.as_str() {
             "lines" => false,
             "json" => true,
@@ -90,14 +89,9 @@ impl Handler for HttpPost {
                 "text/plain",
             )
         };
-        let r = http_post(
-            &self.url.address,
-            &self.url.host,
-            &self.url.path,
-            ctype,
-            body.as_bytes(),
-            self.timeout_ms,
-        )?;
+        let r = self
+            .url
+            .post(&[("Content-Type", ctype)], body.as_bytes(), self.timeout_ms)?;
         r.success(&format!("POST {}", self.url.path))
     }
 

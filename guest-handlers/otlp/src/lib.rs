@@ -11,7 +11,7 @@ pub mod proto;
 
 use std::collections::BTreeMap;
 
-use wdiamond_sdk::net::{http_post_with, parse_url, Url};
+use wdiamond_sdk::net::{url_option, Url};
 use wdiamond_sdk::{
     export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
     MetricKind,
@@ -97,8 +97,7 @@ impl Handler for Otlp {
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
-        let tls = matches!(config.get("tls"), Some(ConfigValue::Boolean(true)));
-        let url = parse_url(&config.text("url")?, tls).map_err(|e| format!("`url`: {e}"))?;
+        let url = url_option(config, "url")?;
         let now = wdiamond_sdk::bindings::wdiamond::plugin::host_info::now();
         Ok(Otlp {
             url,
@@ -123,10 +122,7 @@ impl Handler for Otlp {
             )
         }));
         let body = proto::export_request(&groups, &self.service, self.start_unix_nano);
-        let r = http_post_with(
-            &self.url.address,
-            &self.url.host,
-            &self.url.path,
+        let r = self.url.post(
             &[("Content-Type", "application/x-protobuf")],
             &body,
             self.timeout_ms,

@@ -12,7 +12,7 @@ pub mod proto;
 
 use std::collections::BTreeMap;
 
-use wdiamond_sdk::net::{http_post_with, parse_url, Url};
+use wdiamond_sdk::net::{url_option, Url};
 use wdiamond_sdk::{
     export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
 };
@@ -151,8 +151,7 @@ impl Handler for RemoteWrite {
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
-        let tls = matches!(config.get("tls"), Some(ConfigValue::Boolean(true)));
-        let url = parse_url(&config.text("url")?, tls).map_err(|e| format!("`url`: {e}"))?;
+        let url = url_option(config, "url")?;
         let rules = config
             .list("mappings")
             .iter()
@@ -189,10 +188,7 @@ impl Handler for RemoteWrite {
         let body = snap::raw::Encoder::new()
             .compress_vec(&request)
             .map_err(|e| format!("snappy: {e}"))?;
-        let r = http_post_with(
-            &self.url.address,
-            &self.url.host,
-            &self.url.path,
+        let r = self.url.post(
             &[
                 ("Content-Type", "application/x-protobuf"),
                 ("Content-Encoding", "snappy"),
