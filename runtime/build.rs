@@ -49,6 +49,7 @@ const BUILTINS: &[(&str, &str, &str)] = &[
     ("opentsdb", "guest-handlers", "handler_opentsdb"),
     ("nats", "guest-handlers", "handler_nats"),
     ("mqtt", "guest-handlers", "handler_mqtt"),
+    ("prometheus", "guest-handlers", "handler_prometheus"),
     (
         "prometheus_remote_write",
         "guest-handlers",
@@ -56,6 +57,10 @@ const BUILTINS: &[(&str, &str, &str)] = &[
     ),
     ("otlp", "guest-handlers", "handler_otlp"),
 ];
+
+/// The packages of `guest-handlers/` that are exporters (the SDK's feature
+/// `exporter`), built apart from the other handlers.
+const EXPORTERS: &[&str] = &["handler-prometheus", "handler-exporter-misbehave"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -69,9 +74,20 @@ fn main() {
         Some(dir) => PathBuf::from(dir),
         None => {
             let target_dir = root.join("target").join("guests");
-            for ws in ["guest-collectors", "guest-handlers"] {
-                build_workspace(&root.join(ws), &target_dir);
+            build_workspace(&root.join("guest-collectors"), &target_dir, &[]);
+            // Exporters build the SDK with feature `exporter` (the exporter
+            // world's bindings): apart from the handlers, since cargo would
+            // otherwise unify the feature into every handler's SDK.
+            let mut handlers = vec!["--workspace".to_string()];
+            for e in EXPORTERS {
+                handlers.extend(["--exclude".to_string(), e.to_string()]);
             }
+            build_workspace(&root.join("guest-handlers"), &target_dir, &handlers);
+            let exporters: Vec<String> = EXPORTERS
+                .iter()
+                .flat_map(|e| ["-p".to_string(), e.to_string()])
+                .collect();
+            build_workspace(&root.join("guest-handlers"), &target_dir, &exporters);
             target_dir.join("wasm32-wasip2").join("release")
         }
     };
@@ -268,7 +284,7 @@ fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
     newest
 }
 
-fn build_workspace(ws: &Path, target_dir: &Path) {
+fn build_workspace(ws: &Path, target_dir: &Path, packages: &[String]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.arg("build")
@@ -278,7 +294,8 @@ fn build_workspace(ws: &Path, target_dir: &Path) {
         .arg("--manifest-path")
         .arg(ws.join("Cargo.toml"))
         .arg("--target-dir")
-        .arg(target_dir);
+        .arg(target_dir)
+        .args(packages);
     // Do not leak the outer build's settings into the guest build.
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();

@@ -608,3 +608,107 @@ fn python_scripts_that_cannot_run_are_config_errors_naming_file_line_and_key() {
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("SyntaxError"), "{}", err(&o));
 }
+
+/// The line (1-based) of the first line of `text` starting with `prefix`
+/// after the line starting with `section`.
+fn line_of(text: &str, section: &str, prefix: &str) -> usize {
+    let from = text.lines().position(|l| l.starts_with(section)).unwrap();
+    from + 1
+        + text
+            .lines()
+            .skip(from)
+            .position(|l| l.starts_with(prefix))
+            .unwrap()
+}
+
+#[test]
+fn exporter_settings_are_checked_naming_the_line_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let guest = common::test_guest("handler_exporter_misbehave");
+    // Settings the config reader refuses, all reported at once.
+    let text = format!(
+        "[server]\nhandlers = [\"a\", \"b\", \"c\"]\nplugin_cache_dir = {:?}\n[handlers.a]\ncomponent = \"prometheus\"\nlisten = \":9108\"\n[handlers.b]\ncomponent = \"prometheus\"\nlisten_path = \"/m\"\n[handlers.c]\ncomponent = \"prometheus\"\nlisten = \"127.0.0.1:9\"\nlisten_path = \"metrics\"\n[handlers.c.grants]\nlisten = [\"localhost:9108\"]\n",
+        common::cache_dir()
+    );
+    let conf = common::write_config(dir.path(), &text);
+    let o = wdiamond(&["check", conf.to_str().unwrap()]);
+    let e = err(&o);
+    assert_eq!(o.status.code(), Some(78), "{e}");
+    for (section, key, says) in [
+        (
+            "[handlers.a]",
+            "listen",
+            "write the address too, \"127.0.0.1:9108\"",
+        ),
+        (
+            "[handlers.b]",
+            "listen_path",
+            "which is not set: add `listen",
+        ),
+        ("[handlers.c]", "listen_path", "is not a path to serve"),
+        (
+            "[handlers.c.grants]",
+            "listen",
+            "\"localhost:9108\" is not IP:PORT",
+        ),
+    ] {
+        let at = format!("wdiamond.toml:{}:", line_of(&text, section, key));
+        assert!(
+            e.lines().any(|l| l.contains(&at) && l.contains(says)),
+            "{section} {key}: {says:?} at {at} not in:\n{e}"
+        );
+    }
+    // Settings that need the plugin loaded: what it serves, and grants.
+    let p = common::free_port();
+    let text = format!(
+        "[server]\nhandlers = [\"g\", \"p\", \"x\"]\nplugin_cache_dir = {:?}\n[handlers.g]\ncomponent = \"graphite\"\nlisten = \"127.0.0.1:{p}\"\n[handlers.p]\ncomponent = \"prometheus\"\n[handlers.x]\ncomponent = {guest:?}\nlisten = \"127.0.0.1:{p}\"\n",
+        common::cache_dir()
+    );
+    let conf = common::write_config(dir.path(), &text);
+    let o = wdiamond(&["check", conf.to_str().unwrap()]);
+    let e = err(&o);
+    assert_eq!(o.status.code(), Some(78), "{e}");
+    for (at, says) in [
+        (line_of(&text, "[handlers.g]", "listen"), "serves no page".to_string()),
+        (line_of(&text, "[handlers.p]", "[handlers.p]"), "add `listen = \"127.0.0.1:9108\"`".to_string()),
+        (
+            line_of(&text, "[handlers.x]", "listen"),
+            format!("serving its page on 127.0.0.1:{p} is not granted: add \"127.0.0.1:{p}\" to [handlers.x.grants] listen"),
+        ),
+    ] {
+        let at = format!("wdiamond.toml:{at}:");
+        assert!(
+            e.lines().any(|l| l.contains(&at) && l.contains(&says)),
+            "{says:?} at {at} not in:\n{e}"
+        );
+    }
+    // Granted, it checks; inspect says what it is and how to serve it.
+    let text = format!("{text}[handlers.x.grants]\nlisten = [\"127.0.0.1:{p}\"]\n")
+        .replace(
+            "[handlers.g]\ncomponent = \"graphite\"\nlisten",
+            "[handlers.g]\ncomponent = \"graphite\"\nport",
+        )
+        .replace(
+            "[handlers.p]\ncomponent = \"prometheus\"\n",
+            &format!(
+                "[handlers.p]\ncomponent = \"prometheus\"\nlisten = \"127.0.0.1:{}\"\n",
+                p + 1
+            ),
+        );
+    let text = text.replace(&format!("port = \"127.0.0.1:{p}\""), "port = 2003");
+    let conf = common::write_config(dir.path(), &text);
+    let o = wdiamond(&["check", conf.to_str().unwrap()]);
+    assert!(o.status.success(), "{}\n{text}", err(&o));
+    let o = wdiamond(&["inspect", guest.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        out(&o).contains("an exporter: the agent serves the page it renders on `listen`"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        out(&o).contains("listen = [\"127.0.0.1:9108\"]"),
+        "{}",
+        out(&o)
+    );
+}

@@ -4,6 +4,8 @@
 //! neighbour's jitter (`--nocapture` to see it).
 
 mod common;
+#[path = "sandbox/exporter.rs"]
+mod exporter;
 #[path = "sandbox/holes.rs"]
 mod holes;
 #[path = "sandbox/python.rs"]

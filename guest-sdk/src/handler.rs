@@ -343,6 +343,39 @@ pub trait Handler: Sized + 'static {
     fn flush(&mut self) -> Result<(), String>;
 }
 
+/// An exporter: a [`Handler`] whose page the host serves over HTTP (the
+/// `exporter-plugin` world, cargo feature `exporter`): metrics arrive in
+/// `process`, the page is rendered at each scrape.
+#[cfg(feature = "exporter")]
+pub trait Exporter: Handler {
+    /// The page for one scrape (the host checks and serves it).
+    fn render(&mut self, scrape: &crate::Scrape) -> Result<crate::Page, String>;
+}
+
+/// The `handler` export's functions for a [`Handler`] type kept in
+/// `$state`, as the trait `$guest` of a world's bindings wants them.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __handler_guest {
+    ($guest:path, $name:ident, $ty:ty, $state:ident) => {
+        impl $guest for $name {
+            fn describe() -> $crate::Description {
+                <$ty as $crate::Handler>::describe()
+            }
+            fn configure(config: Vec<$crate::ConfigEntry>) -> Result<(), String> {
+                $state.with(|s| s.configure(config, <$ty as $crate::Handler>::configure))
+            }
+            fn process(batch: $crate::HostBatch) -> Result<(), String> {
+                let batch = $crate::Batch::from_host(batch);
+                $state.with(|s| s.with(|h| $crate::Handler::process(h, &batch)))
+            }
+            fn flush() -> Result<(), String> {
+                $state.with(|s| s.with(|h| $crate::Handler::flush(h)))
+            }
+        }
+    };
+}
+
 /// Exports a [`Handler`] type as the component's `handler` interface.
 #[macro_export]
 macro_rules! export_handler {
@@ -351,23 +384,61 @@ macro_rules! export_handler {
         ::std::thread_local! {
             static __WDIAMOND_STATE: $crate::State<$ty> = const { $crate::State::new() };
         }
-        impl $crate::bindings::exports::wdiamond::plugin::handler::Guest for __WdiamondHandler {
-            fn describe() -> $crate::Description {
-                <$ty as $crate::Handler>::describe()
-            }
-            fn configure(config: Vec<$crate::ConfigEntry>) -> Result<(), String> {
-                __WDIAMOND_STATE.with(|s| s.configure(config, <$ty as $crate::Handler>::configure))
-            }
-            fn process(batch: $crate::HostBatch) -> Result<(), String> {
-                let batch = $crate::Batch::from_host(batch);
-                __WDIAMOND_STATE.with(|s| s.with(|h| $crate::Handler::process(h, &batch)))
-            }
-            fn flush() -> Result<(), String> {
-                __WDIAMOND_STATE.with(|s| s.with(|h| $crate::Handler::flush(h)))
+        $crate::__handler_guest!(
+            $crate::bindings::exports::wdiamond::plugin::handler::Guest,
+            __WdiamondHandler,
+            $ty,
+            __WDIAMOND_STATE
+        );
+        #[cfg(target_arch = "wasm32")]
+        $crate::__export_handler_world_of_feature!(__WdiamondHandler);
+    };
+}
+
+/// The handler world's export, when the SDK is built for it.
+#[cfg(not(feature = "exporter"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_handler_world_of_feature {
+    ($name:ident) => {
+        $crate::bindings::__export_handler_world!($name);
+    };
+}
+
+/// With feature `exporter` the bindings are the exporter world's: a plain
+/// handler must be built without it.
+#[cfg(feature = "exporter")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_handler_world_of_feature {
+    ($name:ident) => {
+        compile_error!("the SDK is built with feature `exporter`: export an exporter with `export_exporter!`, or build this handler without the feature");
+    };
+}
+
+/// Exports an [`Exporter`] type: the `handler` interface and `exposition`
+/// (the `exporter-plugin` world).
+#[cfg(feature = "exporter")]
+#[macro_export]
+macro_rules! export_exporter {
+    ($ty:ty) => {
+        struct __WdiamondExporter;
+        ::std::thread_local! {
+            static __WDIAMOND_STATE: $crate::State<$ty> = const { $crate::State::new() };
+        }
+        $crate::__handler_guest!(
+            $crate::bindings::exports::wdiamond::plugin::handler::Guest,
+            __WdiamondExporter,
+            $ty,
+            __WDIAMOND_STATE
+        );
+        impl $crate::bindings::exports::wdiamond::plugin::exposition::Guest for __WdiamondExporter {
+            fn render(scrape: $crate::Scrape) -> Result<$crate::Page, String> {
+                __WDIAMOND_STATE.with(|s| s.with(|h| $crate::Exporter::render(h, &scrape)))
             }
         }
         #[cfg(target_arch = "wasm32")]
-        $crate::bindings::__export_handler_world!(__WdiamondHandler);
+        $crate::bindings::__export_exporter_world!(__WdiamondExporter);
     };
 }
 

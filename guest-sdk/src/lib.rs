@@ -2,8 +2,10 @@
 //!
 //! A collector is a type implementing [`Collector`], exported with
 //! [`export_collector!`]; a handler implements [`Handler`] and is exported
-//! with [`export_handler!`]. Build the crate with exactly one of the cargo
-//! features `collector` or `handler`.
+//! with [`export_handler!`]; an exporter (a handler whose page the host
+//! serves) also implements `Exporter` and is exported with
+//! `export_exporter!`. Build the crate with exactly one of the cargo
+//! features `collector`, `handler` or `exporter`.
 //!
 //! # Layout
 //! - `bindings`: the WIT bindings of `wit/wdiamond.wit` (generated, one world).
@@ -16,14 +18,17 @@
 //!   `str_to_bool` and list rules.
 //! - [`host`]: thin wrappers over the host imports (files, log).
 //! - [`net`]: request/response and HTTP/1.1 GET over granted sockets.
+//! - [`prometheus`]: graphite paths as Prometheus series (mapping rules,
+//!   snake_case, the exposition format's escaping).
 //!
-//! The pure modules ([`derive`], [`units`], [`format`]) do not touch the bindings and
+//! The pure modules ([`derive`], [`units`], [`format`], [`prometheus`]) do not touch the bindings and
 //! are unit-tested on the host target.
 #![deny(missing_docs)]
 
 pub use wdiamond_wire::columns;
 pub mod derive;
 pub mod format;
+pub mod prometheus;
 pub mod protobuf;
 pub mod text;
 pub mod units;
@@ -52,7 +57,7 @@ pub mod bindings {
 }
 
 /// Generated bindings of the `handler-plugin` world.
-#[cfg(feature = "handler")]
+#[cfg(all(feature = "handler", not(feature = "exporter")))]
 #[allow(missing_docs)]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -63,6 +68,23 @@ pub mod bindings {
         default_bindings_module: "wdiamond_sdk::bindings",
     });
 }
+
+/// Generated bindings of the `exporter-plugin` world (feature `exporter`:
+/// a handler whose page the host serves).
+#[cfg(feature = "exporter")]
+#[allow(missing_docs)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "exporter-plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_exporter_world",
+        default_bindings_module: "wdiamond_sdk::bindings",
+    });
+}
+
+#[cfg(feature = "exporter")]
+pub use bindings::exports::wdiamond::plugin::exposition::{Page, Scrape};
 
 #[cfg(feature = "collector")]
 pub use bindings::wdiamond::plugin::types::MetricSet;

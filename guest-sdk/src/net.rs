@@ -243,10 +243,7 @@ pub fn parse_url(url: &str, tls: bool) -> Result<Url, String> {
 /// plugin's connections (its section sets `tls = true`, which the plugin
 /// sees as the `tls` key), else `http://`.
 pub fn url_option(config: &crate::Config, key: &str) -> Result<Url, String> {
-    let tls = matches!(
-        config.get("tls"),
-        Some(crate::ConfigValue::Boolean(true))
-    );
+    let tls = matches!(config.get("tls"), Some(crate::ConfigValue::Boolean(true)));
     parse_url(&config.text(key)?, tls).map_err(|e| format!("`{key}`: {e}"))
 }
 
@@ -258,7 +255,14 @@ impl Url {
         body: &[u8],
         timeout_ms: u32,
     ) -> Result<HttpResponse, String> {
-        http_post_with(&self.address, &self.host, &self.path, headers, body, timeout_ms)
+        http_post_with(
+            &self.address,
+            &self.host,
+            &self.path,
+            headers,
+            body,
+            timeout_ms,
+        )
     }
 }
 

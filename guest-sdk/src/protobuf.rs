@@ -57,7 +57,14 @@ mod tests {
         varint_field(&mut v, 3, 1);
         assert_eq!(
             v,
-            [&[0x0a, 2][..], b"up", &[0x11], &1.0f64.to_le_bytes(), &[0x18, 1]].concat()
+            [
+                &[0x0a, 2][..],
+                b"up",
+                &[0x11],
+                &1.0f64.to_le_bytes(),
+                &[0x18, 1]
+            ]
+            .concat()
         );
     }
 }

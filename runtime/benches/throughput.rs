@@ -156,7 +156,7 @@ fn main() {
 fn one_thread(
     lc: &mut agent::LoadedCollector,
     gen: Option<&mut agent::LoadedCollector>,
-    handler: &mut wdiamond::plugin::Instance<wdiamond::bindings::handler::HandlerPlugin>,
+    handler: &mut wdiamond::plugin::Instance<wdiamond::plugin::Handler>,
     received: &AtomicU64,
     sink_stream: &mut TcpStream,
     declared: bool,

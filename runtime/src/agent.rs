@@ -24,6 +24,7 @@ use crate::queue::{Queue, Spool};
 mod capabilities;
 mod collector_task;
 mod describe;
+mod exposition;
 mod handler_task;
 mod health;
 mod load;

@@ -53,6 +53,30 @@ pub mod handler {
     });
 }
 
+/// Bindings of the `exporter-plugin` world: only its `exposition` export
+/// is used (an exporter is instantiated as a handler, and its `render` is
+/// loaded beside; see `plugin::Handler`).
+pub mod exporter {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "exporter-plugin",
+        exports: { default: async },
+        with: {
+            "wdiamond:plugin/types": crate::bindings::collector::wdiamond::plugin::types,
+            "wdiamond:plugin/files": crate::bindings::collector::wdiamond::plugin::files,
+            "wdiamond:plugin/fs-stats": crate::bindings::collector::wdiamond::plugin::fs_stats,
+            "wdiamond:plugin/process": crate::bindings::collector::wdiamond::plugin::process,
+            "wdiamond:plugin/sockets": crate::bindings::collector::wdiamond::plugin::sockets,
+            "wdiamond:plugin/batches": crate::bindings::collector::wdiamond::plugin::batches,
+            "wdiamond:plugin/log": crate::bindings::collector::wdiamond::plugin::log,
+            "wdiamond:plugin/host-info": crate::bindings::collector::wdiamond::plugin::host_info,
+            "wdiamond:plugin/config": crate::bindings::collector::wdiamond::plugin::config,
+        },
+    });
+}
+
+pub use exporter::exports::wdiamond::plugin::exposition;
+
 pub use collector::wdiamond::plugin::{
     batches, config as wit_config, files, fs_stats, host_info, log as wit_log, process, series,
     sockets, types,

@@ -128,6 +128,9 @@ pub struct Grants {
     pub connect: Vec<SocketGrant>,
     /// Directories preopened read-write (`grants.directories`).
     pub directories: Vec<PathBuf>,
+    /// Addresses the host may serve an exporter's page on
+    /// (`grants.listen`).
+    pub listen: Vec<SocketAddr>,
     /// The user (uid, gid) commands run as (`grants.run_as`).
     pub run_as: Option<(u32, u32)>,
 }
@@ -180,7 +183,9 @@ fn proc_alias(path: &Path) -> PathBuf {
 
 mod parse;
 
-pub use parse::{canonical_variant, lookup_user, parse_command, parse_path_glob, parse_socket};
+pub use parse::{
+    canonical_variant, lookup_user, parse_command, parse_listen, parse_path_glob, parse_socket,
+};
 
 impl Grants {
     fn matches(patterns: &[Pattern], path: &Path) -> bool {
@@ -338,6 +343,19 @@ impl Grants {
             return Ok(());
         }
         self.check_connect_name(proto, &addr.ip().to_string(), addr.port())
+    }
+
+    /// Checks the address an exporter's page is to be served on.
+    pub fn check_listen(&self, addr: SocketAddr) -> Result<(), Denial> {
+        if self.listen.contains(&addr) {
+            return Ok(());
+        }
+        Err(Denial {
+            what: format!("serving its page on {addr}"),
+            suggestion: format!("\"{addr}\""),
+            section: self.section.clone(),
+            key: "listen",
+        })
     }
 
     /// Checks a Unix socket path: as the guest wrote it, and (called again

@@ -10,12 +10,12 @@ use serde::Serialize;
 
 use crate::agent::{asked_grants, capability_parts, check_description};
 use crate::bindings::collector::CollectorPlugin;
-use crate::bindings::handler::HandlerPlugin;
 use crate::bindings::types::{ConfigValue, Description};
 use crate::config::{ComponentRef, Limits};
 use crate::grants::Grants;
 use crate::host::PluginContext;
 use crate::logging::guest_text;
+use crate::plugin::Handler;
 use crate::plugin::{contract, hex_sha256, python, read_component_file, Metering, Runtime, World};
 
 /// One option of the plugin, as `describe` gives it.
@@ -49,6 +49,8 @@ pub struct Inspection {
     pub file: String,
     /// `collector` or `handler`.
     pub world: &'static str,
+    /// Whether it is an exporter (a handler whose page the agent serves).
+    pub serves: bool,
     /// The contract version it was built against.
     pub contract: String,
     /// This agent's contract version.
@@ -147,7 +149,7 @@ pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, String> {
     let c = contract::read(&component).map_err(|e| format!("{shown}: {e}"))?;
     let d = match c.world {
         "collector" => describe_as::<CollectorPlugin>(runtime, &component, script),
-        _ => describe_as::<HandlerPlugin>(runtime, &component, script),
+        _ => describe_as::<Handler>(runtime, &component, script),
     }
     .and_then(|d| match python::load_error(&d) {
         Some(why) if is_script => Err(why.chars().take(2000).collect()),
@@ -184,6 +186,7 @@ pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, String> {
     Ok(Inspection {
         file: shown.to_string(),
         world: c.world,
+        serves: c.serves,
         contract: c.version.to_string(),
         agent_contract: contract::host_version().to_string(),
         options: d
@@ -217,6 +220,10 @@ impl Inspection {
             out.push_str("enabled = true\n");
         }
         let mut keys: Vec<(&str, Vec<&str>)> = Vec::new();
+        if self.serves {
+            out.push_str("listen = \"127.0.0.1:9108\"\nlisten_path = \"/metrics\"\n");
+            keys.push(("listen", vec!["\"127.0.0.1:9108\""]));
+        }
         for a in &self.capabilities {
             let slot = match keys.iter_mut().find(|(k, _)| *k == a.grants_key) {
                 Some(s) => s,
@@ -241,8 +248,16 @@ impl Inspection {
         let g = |s: &str| guest_text(s).into_owned();
         let mut out = String::new();
         out.push_str(&format!(
-            "{}: a {} component, contract wdiamond:plugin@{} (this agent: @{})\n",
-            self.file, self.world, self.contract, self.agent_contract
+            "{}: a {} component{}, contract wdiamond:plugin@{} (this agent: @{})\n",
+            self.file,
+            self.world,
+            if self.serves {
+                " (an exporter: the agent serves the page it renders on `listen`)"
+            } else {
+                ""
+            },
+            self.contract,
+            self.agent_contract
         ));
         out.push_str(&format!(
             "  name      {} {}\n",

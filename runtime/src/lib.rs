@@ -29,6 +29,9 @@
 //!   - `agent/capabilities.rs`: what plugins ask for, turned into grants;
 //!   - `agent/tenant.rs`: tenants' fuel and metrics windows;
 //!   - `agent/collector_task.rs`, `agent/handler_task.rs`: the two tasks;
+//!   - `agent/exposition.rs`: an exporter's page, served by the host over
+//!     HTTP (bounded requests; the page checked), rendered in its
+//!     handler's turn;
 //!   - `agent/health.rs`: the agent's own health metrics.
 //! - [`plugin`]: the wasmtime engines (with and without fuel metering), the
 //!   compiled-component cache and the built-ins; `plugin/world.rs`, the two
@@ -63,7 +66,8 @@
 //!   rate-limited).
 //! - [`schedule`]: Diamond's aligned, staggered collection windows.
 //! - [`hostname`]: Diamond's `hostname_method`s.
-//! - `bindings`: the one `bindgen!` of the WIT worlds.
+//! - `bindings`: the `bindgen!` of the WIT worlds (the exporter world's
+//!   `exposition` export beside the collector's and handler's).
 #![deny(missing_docs)]
 
 pub mod agent;

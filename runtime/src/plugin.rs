@@ -14,7 +14,6 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::bindings::collector::CollectorPlugin;
-use crate::bindings::handler::HandlerPlugin;
 use crate::config::ComponentRef;
 use crate::host::{self, GuestOutput, HostState, Limiter, PluginContext};
 
@@ -25,7 +24,7 @@ pub mod python;
 mod world;
 
 pub use call::{Failure, FailureKind, Instance, Stalled, Usage, SETUP_DEADLINE};
-pub use world::World;
+pub use world::{Handler, World};
 
 use call::{bounded, drive, instantiated, setup_deadline};
 
@@ -396,7 +395,7 @@ impl Runtime {
         &self,
         component: &Component,
         ctx: Arc<PluginContext>,
-    ) -> anyhow::Result<Instance<HandlerPlugin>> {
+    ) -> anyhow::Result<Instance<Handler>> {
         self.instance(component, ctx)
     }
 }

@@ -51,10 +51,7 @@ pub fn free_port() -> u16 {
 
 /// The one handler of the config `text` (written to `dir`), loaded and
 /// configured, for tests that call `process` directly.
-pub fn handler(
-    dir: &Path,
-    text: &str,
-) -> wdiamond::plugin::Instance<wdiamond::bindings::handler::HandlerPlugin> {
+pub fn handler(dir: &Path, text: &str) -> wdiamond::plugin::Instance<wdiamond::plugin::Handler> {
     let conf = write_config(dir, text);
     let config = wdiamond::config::load(&conf).unwrap_or_else(|e| panic!("{e}"));
     let rt = runtime();

@@ -12,7 +12,10 @@
 //! pure functions ([`topic`], [`connect_packet`], [`publish_packet`],
 //! [`Reader`]), unit-tested natively.
 
-use wdiamond_sdk::bindings::wdiamond::plugin::{host_info, sockets::{Connection, Protocol}};
+use wdiamond_sdk::bindings::wdiamond::plugin::{
+    host_info,
+    sockets::{Connection, Protocol},
+};
 use wdiamond_sdk::host::describe_error;
 use wdiamond_sdk::net::host_port;
 use wdiamond_sdk::{
@@ -167,7 +170,10 @@ impl Mqtt {
                 }
             }
             if r.pending() > MAX_PENDING {
-                return Err(format!("{}: more than {MAX_PENDING} bytes without an answer", self.address));
+                return Err(format!(
+                    "{}: more than {MAX_PENDING} bytes without an answer",
+                    self.address
+                ));
             }
             let chunk = c
                 .receive(65536, self.timeout_ms)
@@ -188,15 +194,27 @@ impl Mqtt {
             &connect_packet(&id, &format!("clients/diamond/{host}"), b"Adios!"),
             self.timeout_ms,
         )
-        .map_err(|e| format!("sending CONNECT to {}: {}", self.address, describe_error(&e)))?;
+        .map_err(|e| {
+            format!(
+                "sending CONNECT to {}: {}",
+                self.address,
+                describe_error(&e)
+            )
+        })?;
         let mut r = Reader::default();
         self.read_until(&c, &mut r, |p| {
             if p.header >> 4 != 2 {
-                return Err(format!("{} did not answer CONNECT with CONNACK", self.address));
+                return Err(format!(
+                    "{} did not answer CONNECT with CONNACK",
+                    self.address
+                ));
             }
             match p.body.get(1) {
                 Some(0) => Ok(true),
-                code => Err(format!("{} refused the connection (CONNACK code {code:?})", self.address)),
+                code => Err(format!(
+                    "{} refused the connection (CONNACK code {code:?})",
+                    self.address
+                )),
             }
         })?;
         Ok(c)

@@ -167,9 +167,13 @@ impl Nats {
             .map_err(|e| format!("sending to {}: {}", self.address, describe_error(&e)))?;
         let mut got = Vec::new();
         loop {
-            let chunk = c
-                .receive(MAX_ANSWER as u32, self.timeout_ms)
-                .map_err(|e| format!("waiting for {}'s PONG: {}", self.address, describe_error(&e)))?;
+            let chunk = c.receive(MAX_ANSWER as u32, self.timeout_ms).map_err(|e| {
+                format!(
+                    "waiting for {}'s PONG: {}",
+                    self.address,
+                    describe_error(&e)
+                )
+            })?;
             if chunk.is_empty() {
                 return Err(format!("{} closed the connection", self.address));
             }
@@ -296,10 +300,16 @@ mod tests {
         let p = publications(&items, "metrics", false);
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].0, "metrics.host.web_1");
-        assert_eq!(p[0].1, b"servers.web.cpu.x 1.5 7\nservers.web.cpu.z 1.5 7\n");
+        assert_eq!(
+            p[0].1,
+            b"servers.web.cpu.x 1.5 7\nservers.web.cpu.z 1.5 7\n"
+        );
         assert_eq!(p[1].0, "metrics.a.web_1");
         let j = publications(&items[..1], "m", true);
-        assert_eq!(j[0].1, b"{\"path\":\"servers.web.cpu.x\",\"value\":1.5,\"timestamp\":7}\n");
+        assert_eq!(
+            j[0].1,
+            b"{\"path\":\"servers.web.cpu.x\",\"value\":1.5,\"timestamp\":7}\n"
+        );
         let line = "x".repeat(1000) + "\n";
         let many: Vec<Item<'_>> = (0..2000).map(|_| item("x", &line, None)).collect();
         let p = publications(&many, "m", false);
@@ -314,7 +324,9 @@ mod tests {
         let mut pings = 0;
         assert_eq!(answer(b"PING\r\nPONG\r\n", || pings += 1), Some(Ok(())));
         assert_eq!(pings, 1);
-        assert!(answer(b"-ERR 'Maximum Payload Violation'\r\n", || {}).unwrap().is_err());
+        assert!(answer(b"-ERR 'Maximum Payload Violation'\r\n", || {})
+            .unwrap()
+            .is_err());
         assert_eq!(answer(b"PON", || {}), None);
         assert_eq!(token("a.b*c> d"), "a_b_c__d");
     }

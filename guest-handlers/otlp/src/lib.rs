@@ -90,7 +90,11 @@ impl Handler for Otlp {
                     ConfigValue::Text("wdiamond".into()),
                     "The `service.name` resource attribute",
                 ),
-                option("timeout", ConfigValue::Integer(10), "Seconds to wait for the receiver"),
+                option(
+                    "timeout",
+                    ConfigValue::Integer(10),
+                    "Seconds to wait for the receiver",
+                ),
             ],
             capabilities: vec![Capability::Connect("tcp:{url|hostport}".into())],
         }
@@ -143,14 +147,24 @@ mod tests {
 
     #[test]
     fn names_and_groups() {
-        assert_eq!(metric_name("servers.web1.cpu.total.idle", "web1"), "cpu.total.idle");
+        assert_eq!(
+            metric_name("servers.web1.cpu.total.idle", "web1"),
+            "cpu.total.idle"
+        );
         assert_eq!(metric_name("x.y", ""), "x.y");
         assert_eq!(metric_name("servers.aa.a.b", "a"), "b");
         assert_eq!(metric_name("servers.web.x", "web1"), "servers.web.x");
         let g = group(
             [
                 ("servers.a.loadavg.01", "a", 0.5, None, false, 10),
-                ("servers.a.tcp.ActiveOpens", "a", 2.0, Some(1234.0), true, 10),
+                (
+                    "servers.a.tcp.ActiveOpens",
+                    "a",
+                    2.0,
+                    Some(1234.0),
+                    true,
+                    10,
+                ),
                 ("servers.b.loadavg.01", "b", 0.7, None, false, 10),
                 ("servers.a.loadavg.01", "a", 0.6, None, false, 20),
             ]
@@ -160,6 +174,9 @@ mod tests {
         let a = &g["a"];
         assert_eq!(a[&("loadavg.01", false)].points.len(), 2);
         let sum = a.values().find(|s| s.monotonic).unwrap();
-        assert_eq!((sum.name.as_str(), sum.points[0].value), ("tcp.ActiveOpens", 1234.0));
+        assert_eq!(
+            (sum.name.as_str(), sum.points[0].value),
+            ("tcp.ActiveOpens", 1234.0)
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! refuses these samples, e.g. out of order) would fail the same way for
 //! ever, so it is logged with the receiver's reason and the batch dropped.
 
-pub mod mapping;
+pub use wdiamond_sdk::prometheus as mapping;
 pub mod proto;
 
 use std::collections::BTreeMap;
@@ -67,7 +67,13 @@ pub struct SeriesCache {
 
 impl SeriesCache {
     /// The id of the series of `path` (published by `host`).
-    pub fn id(&mut self, path: &str, host: &str, rules: &[Rule], extra: &[(String, String)]) -> u32 {
+    pub fn id(
+        &mut self,
+        path: &str,
+        host: &str,
+        rules: &[Rule],
+        extra: &[(String, String)],
+    ) -> u32 {
         if let Some(id) = self.ids.get(&(host.to_string(), path.to_string())) {
             return *id;
         }
@@ -91,7 +97,11 @@ impl SeriesCache {
     ) -> Vec<u8> {
         let mut samples: Vec<(u32, i64, f64)> = metrics
             .map(|(path, host, value, t)| {
-                (self.id(path, host, rules, extra), (t as i64).saturating_mul(1000), value)
+                (
+                    self.id(path, host, rules, extra),
+                    (t as i64).saturating_mul(1000),
+                    value,
+                )
             })
             .collect();
         // By series, then time; one sample per series and timestamp.
@@ -157,16 +167,7 @@ impl Handler for RemoteWrite {
             .iter()
             .map(|r| mapping::parse_rule(r).map_err(|e| format!("`mappings`: {e}")))
             .collect::<Result<_, _>>()?;
-        let labels = config
-            .list("labels")
-            .iter()
-            .map(|l| match l.split_once('=') {
-                Some((k, v)) if !k.trim().is_empty() => {
-                    Ok((mapping::sanitize(k.trim(), false), v.trim().to_string()))
-                }
-                _ => Err(format!("`labels`: {l:?} is not name=value")),
-            })
-            .collect::<Result<_, _>>()?;
+        let labels = mapping::parse_labels(&config.list("labels"))?;
         Ok(RemoteWrite {
             url,
             rules,

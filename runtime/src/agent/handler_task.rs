@@ -2,6 +2,7 @@
 //! backoff, flushes, a replaced instance after a trap, and at the stop what
 //! is left spooled (or counted), never dropped silently.
 
+use super::exposition::{self, Reply, ScrapeRequest};
 use super::load::{configured_handler, LoadedHandler};
 use crate::logging::guest_text;
 use crate::logging::Kind as LogKind;
@@ -11,7 +12,7 @@ use crate::stats::PluginStats;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// Longest a handler keeps its blocking thread delivering batch after
 /// batch before the task looks at its schedule and stop signal again.
@@ -43,6 +44,26 @@ pub(super) async fn handler_task(
     let mut stopping = false;
     let mut last_flush = tokio::time::Instant::now();
     let mut dirty = false;
+    // An exporter's page is served by a task of its own, which hands each
+    // scrape here: the plugin renders it in its turn.
+    let (mut scrapes, server) = match lh.config.listen.clone() {
+        Some(listen) => {
+            let (tx, rx) = mpsc::channel(exposition::MAX_WAITING);
+            let server = tokio::spawn(exposition::serve(
+                listen,
+                lh.config.plugin.section.clone(),
+                tx,
+                deadline + Duration::from_secs(5),
+                stop.clone(),
+            ));
+            (Some(rx), Some(server))
+        }
+        None => (None, None),
+    };
+    let mut scrape: Option<ScrapeRequest> = None;
+    // Scrapes and deliveries take turns: a client asking without pause
+    // cannot keep the queue from draining.
+    let mut rendered_last = false;
     loop {
         if !stopping && backoff.is_zero() && !queue.is_empty() {
             // Metrics are waiting: straight on (even a zero sleep would
@@ -72,9 +93,14 @@ pub(super) async fn handler_task(
             tokio::select! {
                 _ = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
                 _ = queue.notify.notified(), if backoff.is_zero() => {}
+                Some(s) = next_scrape(&mut scrapes) => { scrape = Some(s); }
                 _ = stop.changed() => { stopping = true; }
             }
         }
+        if scrape.is_none() && !stopping && !(rendered_last && !queue.is_empty()) {
+            scrape = scrapes.as_mut().and_then(|r| r.try_recv().ok());
+        }
+        rendered_last = scrape.is_some();
         stats.wakeups.fetch_add(1, Ordering::Relaxed);
         let inst = match instance.take() {
             Some(i) => i,
@@ -105,6 +131,27 @@ pub(super) async fn handler_task(
                 }
             }
         };
+        if let Some(s) = scrape.take() {
+            // A scrape: the page, rendered between deliveries.
+            match tokio::task::spawn_blocking(move || {
+                let mut inst = inst;
+                let r = inst.render(&s.scrape, deadline).0;
+                (inst, r, s.reply)
+            })
+            .await
+            {
+                Ok((inst, r, reply)) => {
+                    let (inst, answer) = rendered(inst, r, &stats, &ctx, &span);
+                    let _ = reply.send(answer);
+                    instance = inst;
+                }
+                Err(e) => {
+                    span.in_scope(|| tracing::error!(error = %e, "handler task failed"));
+                    break;
+                }
+            }
+            continue;
+        }
         let sync_now = queue.sync_due().is_some_and(|t| t <= Instant::now());
         let (taken, batch) = match queue.peek(batch_size) {
             Some((t, b)) => (Some(t), b),
@@ -206,6 +253,9 @@ pub(super) async fn handler_task(
             break;
         }
     }
+    if let Some(server) = server {
+        server.abort();
+    }
     // However the loop ended (backend down at shutdown, the handler not
     // instantiable, a host panic), what is still queued goes to the spool
     // for the next start, or is counted as lost: never dropped silently.
@@ -247,6 +297,72 @@ pub(super) async fn handler_task(
         let _ = tokio::task::spawn_blocking(move || q.sync()).await;
     }
     tracing::info!(delivered = stats.metrics.load(Ordering::Relaxed), "stopped");
+}
+
+/// The next scrape waiting, if this handler serves a page (else never).
+async fn next_scrape(scrapes: &mut Option<mpsc::Receiver<ScrapeRequest>>) -> Option<ScrapeRequest> {
+    match scrapes {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a `render` call gives the client, counted as any call is; a
+/// failed instance is dropped (the next turn makes a new one).
+fn rendered(
+    inst: crate::plugin::Instance<crate::plugin::Handler>,
+    r: Result<Result<crate::bindings::exposition::Page, String>, crate::plugin::Failure>,
+    stats: &PluginStats,
+    ctx: &crate::host::PluginContext,
+    span: &tracing::Span,
+) -> (
+    Option<crate::plugin::Instance<crate::plugin::Handler>>,
+    Reply,
+) {
+    let _g = span.enter();
+    match r {
+        Ok(Ok(page)) => match exposition::check_page(&page) {
+            Ok(()) => (Some(inst), Reply::Page(page)),
+            Err(why) => {
+                stats.guest_errors.fetch_add(1, Ordering::Relaxed);
+                if let Some(suppressed) = ctx.log_limit.admit(LogKind::GuestError) {
+                    tracing::warn!(
+                        suppressed,
+                        "the page the handler rendered is not served: {why}"
+                    );
+                }
+                (
+                    Some(inst),
+                    Reply::Error(500, format!("the exporter's page is refused: {why}")),
+                )
+            }
+        },
+        Ok(Err(msg)) => {
+            stats.guest_errors.fetch_add(1, Ordering::Relaxed);
+            if let Some(suppressed) = ctx.log_limit.admit(LogKind::GuestError) {
+                tracing::warn!(error = %guest_text(&msg), suppressed, "rendering the page failed");
+            }
+            (Some(inst), Reply::Error(500, exposition::error_body(&msg)))
+        }
+        Err(f) => {
+            stats.count_failure(&f);
+            if let Some(suppressed) = ctx.log_limit.admit(LogKind::Failure) {
+                tracing::error!(
+                    failure = f.kind.as_str(),
+                    suppressed,
+                    "rendering the page failed: {}; re-instantiating the handler",
+                    f.message
+                );
+            }
+            (
+                None,
+                Reply::Error(
+                    503,
+                    format!("the exporter failed ({}); try again", f.kind.as_str()),
+                ),
+            )
+        }
+    }
 }
 
 fn next_backoff(b: Duration, max: Duration) -> Duration {

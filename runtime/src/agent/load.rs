@@ -8,7 +8,6 @@ use super::describe::{check_description, check_options, BUILTIN_PATHS};
 use super::options::{collector_host_keys, overlay};
 use super::tenant::Tenant;
 use crate::bindings::collector::CollectorPlugin;
-use crate::bindings::handler::HandlerPlugin;
 use crate::bindings::types::{ConfigEntry, ConfigValue, Description};
 use crate::config;
 use crate::config::{
@@ -17,6 +16,7 @@ use crate::config::{
 use crate::host::tls::TlsSettings;
 use crate::host::{HostFacts, PluginContext};
 use crate::metric::Publication;
+use crate::plugin::Handler;
 use crate::plugin::{contract, python, ComponentError, Instance, Metering, Runtime, World};
 use crate::queue::Spool;
 use std::collections::HashMap;
@@ -52,7 +52,7 @@ pub struct LoadedHandler {
     /// The context every instance of it gets.
     pub ctx: Arc<PluginContext>,
     /// A configured instance.
-    pub instance: Instance<HandlerPlugin>,
+    pub instance: Instance<Handler>,
     /// Its spool, once [`open_spools`] opened it.
     pub spool: Option<Arc<Spool>>,
 }
@@ -435,7 +435,7 @@ pub fn configured_handler(
     runtime: &Runtime,
     component: &Component,
     ctx: Arc<PluginContext>,
-) -> Result<Instance<HandlerPlugin>, String> {
+) -> Result<Instance<Handler>, String> {
     runtime.configured(component, ctx)
 }
 
@@ -447,7 +447,7 @@ fn load_handler(
 ) -> Option<LoadedHandler> {
     let p = &h.plugin;
     let metering = Metering::for_limit(p.limits.fuel.is_some());
-    let (component, description, ctx, instance) = load_plugin::<HandlerPlugin>(
+    let (component, description, ctx, instance) = load_plugin::<Handler>(
         runtime,
         p,
         metering,
@@ -457,6 +457,10 @@ fn load_handler(
         facts,
         errors,
     )?;
+    if let Some(e) = check_listen(h, instance.serves()) {
+        errors.push(e);
+        return None;
+    }
     Some(LoadedHandler {
         config: h.clone(),
         description,
@@ -465,4 +469,33 @@ fn load_handler(
         instance,
         spool: None,
     })
+}
+
+/// An exporter is served where `listen` says, which a third-party one
+/// must have granted; `listen` on a handler that serves no page is a
+/// mistake.
+fn check_listen(h: &HandlerConfig, serves: bool) -> Option<ConfigError> {
+    let p = &h.plugin;
+    let at = |l: &crate::config::Listen, message: String| ConfigError {
+        location: l.location.clone(),
+        key: format!("{}.listen", p.section),
+        message,
+    };
+    match (&h.listen, serves) {
+        (None, true) => Some(err_at(
+            p,
+            "",
+            format!("{} is an exporter (it renders a page for the host to serve) but has no address: add `listen = \"127.0.0.1:9108\"` (and `listen_path`, default \"/metrics\") to [{}]", p.component, p.section),
+        )),
+        (Some(l), false) => Some(at(
+            l,
+            format!("{} serves no page (it does not export `exposition`): `listen` is for an exporter such as the built-in `prometheus`", p.component),
+        )),
+        (Some(l), true) if !matches!(p.component, ComponentRef::Builtin(_)) => p
+            .grants
+            .check_listen(l.address)
+            .err()
+            .map(|d| at(l, d.to_string())),
+        _ => None,
+    }
 }

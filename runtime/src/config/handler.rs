@@ -7,7 +7,7 @@ use std::path::Path;
 use super::reader::{resolve, Doc};
 use super::sections::{each_host_key, read_plugin, Layers, HANDLER_KEYS};
 use super::tenant::unknown_tenant;
-use super::{ConfigError, HandlerConfig, Receives, TenantConfig};
+use super::{ConfigError, HandlerConfig, Listen, Receives, TenantConfig};
 
 /// Reads one handler from its layers (`[handlers.default]` first).
 pub(super) fn read_handler(
@@ -37,7 +37,9 @@ pub(super) fn read_handler(
         spool_sync: 1.0,
         receives: Receives::Host,
         max_queue_bytes: usize::MAX,
+        listen: None,
     };
+    let mut listen_path = None;
     each_host_key(layers, host, errors, |r, path, k, v| match k {
         "queue_size" => {
             if let Some(n) = r.count(&path, &v) {
@@ -83,6 +85,33 @@ pub(super) fn read_handler(
                 }
             }
         }
+        "listen" => {
+            if let Some(a) = r.string(&path, &v) {
+                match crate::grants::parse_listen(&a) {
+                    Ok(address) => {
+                        h.listen = Some(Listen {
+                            address,
+                            path: "/metrics".into(),
+                            location: r.doc.at(&path),
+                        })
+                    }
+                    Err(e) => r.err(&path, e),
+                }
+            }
+        }
+        "listen_path" => {
+            if let Some(p) = r.string(&path, &v) {
+                if p.starts_with('/')
+                    && p.len() <= 256
+                    && p.bytes()
+                        .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
+                {
+                    listen_path = Some((p, path.join("."), r.doc.at(&path)));
+                } else {
+                    r.err(&path, format!("{p:?} is not a path to serve: it starts with `/`, at most 256 printable characters, no `?`, `#` or spaces (e.g. \"/metrics\")"));
+                }
+            }
+        }
         "spool_sync" => {
             if let Some(n) = r.positive(&path, &v) {
                 h.spool_sync = n;
@@ -98,6 +127,15 @@ pub(super) fn read_handler(
         }
         _ => {}
     });
+    match (&mut h.listen, listen_path) {
+        (Some(l), Some((p, _, _))) => l.path = p,
+        (None, Some((_, key, location))) => errors.push(ConfigError {
+            location,
+            key,
+            message: "`listen_path` is the path of the page served on `listen`, which is not set: add `listen = \"127.0.0.1:9108\"`".into(),
+        }),
+        _ => {}
+    }
     h
 }
 

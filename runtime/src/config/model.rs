@@ -220,6 +220,20 @@ pub struct HandlerConfig {
     /// shared among the tenant's handlers); `usize::MAX`: no bound but
     /// `queue_size`.
     pub max_queue_bytes: usize,
+    /// `listen` (and `listen_path`): where the host serves an exporter's
+    /// page.
+    pub listen: Option<Listen>,
+}
+
+/// Where the host serves an exporter's page (`listen`, `listen_path`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listen {
+    /// `listen`: the address bound.
+    pub address: std::net::SocketAddr,
+    /// `listen_path`: the one path served (default `/metrics`).
+    pub path: String,
+    /// Where `listen` is written.
+    pub location: Location,
 }
 
 impl HandlerConfig {

@@ -74,6 +74,8 @@ pub(super) const HANDLER_KEYS: &[&str] = &[
     "spool_sync",
     "tenant",
     "tenants",
+    "listen",
+    "listen_path",
     "tls",
     "tls_ca",
     "tls_cert",
@@ -88,6 +90,7 @@ pub(super) const GRANT_KEYS: &[&str] = &[
     "connect",
     "directories",
     "run_as",
+    "listen",
 ];
 pub(super) const LIMIT_KEYS: &[&str] = &[
     "timeout",
@@ -271,11 +274,12 @@ pub(super) fn read_grants(r: &mut Reader<'_>, pre: &[&str], t: &toml::Table, g: 
         let mut path = pre.to_vec();
         path.push(key);
         match key.as_str() {
-            "files" | "statvfs" | "connect" => {
+            "files" | "statvfs" | "connect" | "listen" => {
                 for entry in r.strings(&path, value).unwrap_or_default() {
                     let added = match key.as_str() {
                         "files" => g.allow_files(&entry),
                         "statvfs" => g.allow_statvfs(&entry),
+                        "listen" => g.allow_listen(&entry),
                         _ => g.allow_connect(&entry),
                     };
                     if let Err(e) = added {

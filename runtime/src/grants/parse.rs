@@ -1,7 +1,7 @@
 //! Parsing `[…grants]` entries into their typed form (once, at load): path
 //! globs, argv patterns, socket grants, and the `run_as` user.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path};
 
 use glob::Pattern;
@@ -181,6 +181,12 @@ impl Grants {
         Ok(())
     }
 
+    /// Adds a `listen` address (`IP:PORT`).
+    pub fn allow_listen(&mut self, entry: &str) -> Result<(), String> {
+        self.listen.push(parse_listen(entry)?);
+        Ok(())
+    }
+
     /// Sets `run_as` to a user name (or numeric uid) of this host.
     pub fn run_as_user(&mut self, name: &str) -> Result<(), String> {
         self.run_as = Some(lookup_user(name)?);
@@ -297,5 +303,20 @@ mod tests {
             "a plain `*` is any one argument"
         );
         assert!(parse_command(&["/bin/cat".into(), "/run/../etc/*".into()]).is_err());
+    }
+}
+
+/// An address to serve on: `IP:PORT` (`[IPv6]:PORT`), an address, not a
+/// name (no lookup decides where the agent listens); port 1-65535.
+pub fn parse_listen(entry: &str) -> Result<SocketAddr, String> {
+    match entry.parse::<SocketAddr>() {
+        Ok(a) if a.port() != 0 => Ok(a),
+        Ok(_) => Err(format!("{entry:?}: the port must be 1-65535")),
+        Err(_) if entry.starts_with(':') => Err(format!(
+            "{entry:?} is not IP:PORT: write the address too, \"127.0.0.1{entry}\" (this host only) or \"0.0.0.0{entry}\" (every interface)"
+        )),
+        Err(_) => Err(format!(
+            "{entry:?} is not IP:PORT (e.g. \"127.0.0.1:9108\", \"[::1]:9108\"; a host name is not taken)"
+        )),
     }
 }

@@ -9,9 +9,10 @@ use anyhow::anyhow;
 
 use wasmtime::{Store, Trap};
 
+use super::world::Handler;
 use super::{World, EPOCH_TICK};
 use crate::bindings::collector::CollectorPlugin;
-use crate::bindings::handler::HandlerPlugin;
+use crate::bindings::exposition::{Page, Scrape};
 use crate::bindings::types::{ConfigEntry, Description, MetricSet};
 use crate::host::{self, HostState};
 use crate::metric::Batch;
@@ -287,7 +288,7 @@ impl Instance<CollectorPlugin> {
     }
 }
 
-impl Instance<HandlerPlugin> {
+impl Instance<Handler> {
     /// `process(batch)` within `deadline`: the handler gets a handle on
     /// the batch, which stays in the host.
     pub fn process(
@@ -299,7 +300,10 @@ impl Instance<HandlerPlugin> {
         self.call(deadline, None, |b, s| {
             Box::pin(async move {
                 let handle = s.data_mut().hand_over(batch)?;
-                b.wdiamond_plugin_handler().call_process(s, handle).await
+                b.plugin
+                    .wdiamond_plugin_handler()
+                    .call_process(s, handle)
+                    .await
             })
         })
     }
@@ -311,10 +315,35 @@ impl Instance<HandlerPlugin> {
         self.store.data().held_batches()
     }
 
+    /// Whether the handler is an exporter: it renders a page the host
+    /// serves (`exposition.render`).
+    pub fn serves(&self) -> bool {
+        self.bindings.exposition.is_some()
+    }
+
+    /// `render(scrape)` within `deadline`: the page of one scrape.
+    pub fn render(
+        &mut self,
+        scrape: &Scrape,
+        deadline: Duration,
+    ) -> (Result<Result<Page, String>, Failure>, Usage) {
+        let scrape = scrape.clone();
+        self.call(deadline, None, move |b, s| {
+            Box::pin(async move {
+                match &b.exposition {
+                    Some(e) => e.call_render(s, &scrape).await,
+                    None => Ok(Err(
+                        "this handler serves no page (it does not export `exposition`)".into(),
+                    )),
+                }
+            })
+        })
+    }
+
     /// `flush()` within `deadline`.
     pub fn flush(&mut self, deadline: Duration) -> (Result<Result<(), String>, Failure>, Usage) {
         self.call(deadline, None, |b, s| {
-            Box::pin(b.wdiamond_plugin_handler().call_flush(s))
+            Box::pin(b.plugin.wdiamond_plugin_handler().call_flush(s))
         })
     }
 }

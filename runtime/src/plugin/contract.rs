@@ -96,6 +96,17 @@ pub struct Contract {
     pub imports: Vec<String>,
     /// Every export.
     pub exports: Vec<String>,
+    /// Whether it is an exporter: a handler that also exports
+    /// `exposition` (the page the host serves for it).
+    pub serves: bool,
+}
+
+/// Whether a compiled component exports `exposition` (of a version this
+/// agent can call: the lookup follows semver, as the linker's does).
+pub fn exports_exposition(component: &Component) -> bool {
+    component
+        .get_export_index(None, &format!("{PACKAGE}/exposition@{}", host_version()))
+        .is_some()
 }
 
 /// Why a component cannot be loaded as a plugin.
@@ -166,6 +177,15 @@ pub fn read(component: &Component) -> Result<Contract, ContractError> {
             return Err(ContractError::Ambiguous(both.join(" and ")));
         }
     };
+    let serves = exports
+        .iter()
+        .filter_map(|e| plugin_interface(e))
+        .any(|(iface, _)| iface == "exposition");
+    if serves && world != "handler" {
+        return Err(ContractError::Ambiguous(format!(
+            "{PACKAGE}/{world} and {PACKAGE}/exposition (only a handler can be an exporter)"
+        )));
+    }
     let host = host_version();
     let version = Version::parse(version).ok_or(ContractError::Incompatible {
         plugin: Version {
@@ -176,9 +196,13 @@ pub fn read(component: &Component) -> Result<Contract, ContractError> {
         host,
         why: "its version is not major.minor.patch",
     })?;
-    // Every contract interface it imports must be of a loadable version
-    // too (a component could mix them).
-    for (_, v) in imports.iter().filter_map(|i| plugin_interface(i)) {
+    // Every contract interface it imports or exports must be of a loadable
+    // version too (a component could mix them).
+    for (_, v) in imports
+        .iter()
+        .chain(exports.iter())
+        .filter_map(|i| plugin_interface(i))
+    {
         let v = Version::parse(v).unwrap_or(Version {
             major: u64::MAX,
             minor: 0,
@@ -204,6 +228,7 @@ pub fn read(component: &Component) -> Result<Contract, ContractError> {
         version,
         imports,
         exports,
+        serves,
     })
 }
 
@@ -271,12 +296,13 @@ mod tests {
     #[test]
     fn the_compatibility_rule() {
         // 0.x: the minor is the breaking part.
-        assert_eq!(v("0.1.0").incompatibility(v("0.1.1")), None);
-        assert_eq!(v("0.1.1").incompatibility(v("0.1.1")), None);
-        assert!(v("0.1.2").incompatibility(v("0.1.1")).is_some());
-        assert!(v("0.2.0").incompatibility(v("0.1.1")).is_some());
-        assert!(v("0.0.9").incompatibility(v("0.1.1")).is_some());
-        assert!(v("1.0.0").incompatibility(v("0.1.1")).is_some());
+        assert_eq!(v("0.1.0").incompatibility(v("0.1.2")), None);
+        assert_eq!(v("0.1.1").incompatibility(v("0.1.2")), None);
+        assert_eq!(v("0.1.2").incompatibility(v("0.1.2")), None);
+        assert!(v("0.1.3").incompatibility(v("0.1.2")).is_some());
+        assert!(v("0.2.0").incompatibility(v("0.1.2")).is_some());
+        assert!(v("0.0.9").incompatibility(v("0.1.2")).is_some());
+        assert!(v("1.0.0").incompatibility(v("0.1.2")).is_some());
         // From 1.0: same major, not newer.
         assert_eq!(v("1.0.3").incompatibility(v("1.2.0")), None);
         assert!(v("1.3.0").incompatibility(v("1.2.0")).is_some());

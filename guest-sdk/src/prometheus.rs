@@ -1,8 +1,11 @@
-//! Graphite paths to Prometheus series: rules in graphite_exporter's style
+//! Graphite paths as Prometheus series, shared by the scrape endpoint and
+//! remote-write: rules in graphite_exporter's style
 //! (`servers.*.cpu.*.* cpu_seconds{host="$1",cpu="$2",mode="$3"}`: each `*`
 //! matches one path segment, `$N` is the Nth), and a default for the paths
-//! no rule matches: the path after the host name, `.` and other invalid
-//! characters as `_`, with the host as the `host` label.
+//! no rule matches: the path after the host name in snake_case, `.` and
+//! other invalid characters as `_`, with the host as the `host` label
+//! (`servers.web1.memory.MemFree` -> `memory_mem_free{host="web1"}`).
+//! Also the text exposition format's escaping and the `labels` option.
 
 /// One mapping rule.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,7 +20,10 @@ pub struct Rule {
 pub fn sanitize(name: &str, colons: bool) -> String {
     let mut out = String::with_capacity(name.len() + 1);
     for (i, c) in name.chars().enumerate() {
-        let ok = c.is_ascii_alphabetic() || c == '_' || (colons && c == ':') || (i > 0 && c.is_ascii_digit());
+        let ok = c.is_ascii_alphabetic()
+            || c == '_'
+            || (colons && c == ':')
+            || (i > 0 && c.is_ascii_digit());
         if i == 0 && c.is_ascii_digit() {
             out.push('_');
             out.push(c);
@@ -53,7 +59,13 @@ pub fn parse_rule(text: &str) -> Result<Rule, String> {
                     .strip_prefix('"')
                     .and_then(|v| v.strip_suffix('"'))
                     .ok_or_else(|| format!("{text:?}: label {k}'s value is not quoted"))?;
-                labels.push((sanitize(k.trim(), false), v.to_string()));
+                let k = sanitize(k.trim(), false);
+                if k.starts_with("__") {
+                    return Err(format!(
+                        "{text:?}: label names starting with `__` are Prometheus's own"
+                    ));
+                }
+                labels.push((k, v.to_string()));
             }
             (n.trim(), labels)
         }
@@ -64,7 +76,11 @@ pub fn parse_rule(text: &str) -> Result<Rule, String> {
     }
     let pattern: Vec<String> = pattern.split('.').map(str::to_string).collect();
     let stars = pattern.iter().filter(|s| *s == "*").count();
-    let refs = name.matches('$').count() + labels.iter().map(|(_, v)| v.matches('$').count()).sum::<usize>();
+    let refs = name.matches('$').count()
+        + labels
+            .iter()
+            .map(|(_, v)| v.matches('$').count())
+            .sum::<usize>();
     if refs > 0 && stars == 0 {
         return Err(format!("{text:?}: `$N` needs a `*` in the pattern"));
     }
@@ -135,7 +151,72 @@ pub fn series(path: &str, host: &str, rules: &[Rule]) -> (String, Vec<(String, S
     if !host.is_empty() {
         labels.push(("host".to_string(), host.to_string()));
     }
-    (sanitize(rest, true), labels)
+    (snake_case(&sanitize(rest, true)), labels)
+}
+
+/// `MemFree` -> `mem_free`, `HTTPServer` -> `http_server`, `cpu0` stays: a `_`
+/// before each word that starts with a capital, then lower case.
+pub fn snake_case(name: &str) -> String {
+    let b: Vec<char> = name.chars().collect();
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, &c) in b.iter().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            let prev = b[i - 1];
+            let next_lower = b.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+            let word_start = prev.is_ascii_lowercase()
+                || prev.is_ascii_digit()
+                || (prev.is_ascii_uppercase() && next_lower);
+            if word_start && !out.ends_with('_') {
+                out.push('_');
+            }
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// The `labels` option: `name=value` items, added to every series.
+pub fn parse_labels(items: &[String]) -> Result<Vec<(String, String)>, String> {
+    items
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                let k = sanitize(k.trim(), false);
+                if k.starts_with("__") {
+                    Err(format!(
+                        "`labels`: {l:?}: label names starting with `__` are Prometheus's own"
+                    ))
+                } else {
+                    Ok((k, v.trim().to_string()))
+                }
+            }
+            _ => Err(format!("`labels`: {l:?} is not name=value")),
+        })
+        .collect()
+}
+
+/// A label value as the text exposition format writes it: `\`, `"` and
+/// newlines escaped.
+pub fn escape_label_value(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A `# HELP` text as the format writes it: `\` and newlines escaped.
+pub fn escape_help(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -148,13 +229,52 @@ mod tests {
             series("servers.web1.loadavg.01", "web1", &[]),
             ("loadavg_01".into(), vec![("host".into(), "web1".into())])
         );
-        assert_eq!(series("servers.web1.cpu.total.idle", "web1", &[]).0, "cpu_total_idle");
+        assert_eq!(
+            series("servers.web1.cpu.total.idle", "web1", &[]).0,
+            "cpu_total_idle"
+        );
         assert_eq!(series("01.x-y", "", &[]).0, "_01_x_y");
+        assert_eq!(
+            series("servers.h.memory.MemFree", "h", &[]).0,
+            "memory_mem_free"
+        );
+    }
+
+    #[test]
+    fn snake_case_splits_words() {
+        for (a, b) in [
+            ("MemFree", "mem_free"),
+            ("ReadIOs", "read_i_os"),
+            ("HTTPServer", "http_server"),
+            ("cpu0_idle", "cpu0_idle"),
+            ("memory_SwapTotal", "memory_swap_total"),
+            ("a_B", "a_b"),
+        ] {
+            assert_eq!(snake_case(a), b, "{a}");
+        }
+    }
+
+    #[test]
+    fn values_and_help_are_escaped() {
+        let mut s = String::new();
+        escape_label_value("a\\b\"c\nd", &mut s);
+        assert_eq!(s, "a\\\\b\\\"c\\nd");
+        let mut h = String::new();
+        escape_help("x\\y\n\"", &mut h);
+        assert_eq!(h, "x\\\\y\\n\"");
+        assert_eq!(
+            parse_labels(&["env = prod".into()]).unwrap(),
+            vec![("env".into(), "prod".into())]
+        );
+        assert!(parse_labels(&["__name__=x".into()]).is_err());
+        assert!(parse_labels(&["novalue".into()]).is_err());
+        assert!(parse_rule(r#"a.* n{__x="$1"}"#).is_err());
     }
 
     #[test]
     fn rules_capture_segments() {
-        let r = parse_rule(r#"servers.*.cpu.*.* cpu_seconds{host="$1",cpu="$2",mode="$3"}"#).unwrap();
+        let r =
+            parse_rule(r#"servers.*.cpu.*.* cpu_seconds{host="$1",cpu="$2",mode="$3"}"#).unwrap();
         assert_eq!(
             r.apply("servers.web1.cpu.cpu0.idle"),
             Some((

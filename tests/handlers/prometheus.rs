@@ -1,0 +1,309 @@
+//! Prometheus, both ways, against Debian's Prometheus: remote-write into
+//! its receiver, and its scraper reading the agent's exposition endpoint
+//! (the `prometheus` exporter, served by the host), whose page
+//! `promtool check metrics` must pass.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::common::{self, free_port};
+use super::{eventually, run_with, same};
+use wdiamond::agent::{self, Agent};
+use wdiamond::host::HostFacts;
+
+/// A real Prometheus (Debian's) with the remote-write receiver on a free
+/// port; killed on drop.
+struct Prometheus {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    /// Started with the remote-write receiver, and scraping
+    /// `127.0.0.1:PORT/metrics` every second when `scrape` names a port.
+    fn start(scrape: Option<u16>) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf = dir.path().join("prometheus.yml");
+        let scrapes = match scrape {
+            Some(p) => format!("scrape_configs:\n  - job_name: wdiamond\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs:\n      - targets: ['127.0.0.1:{p}']\n"),
+            None => "scrape_configs: []\n".to_string(),
+        };
+        std::fs::write(&conf, format!("global:\n  scrape_interval: 1m\n{scrapes}")).unwrap();
+        let child = Command::new("prometheus")
+            .args([
+                &format!("--config.file={}", conf.display()),
+                &format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+                &format!("--web.listen-address=127.0.0.1:{port}"),
+                "--web.enable-remote-write-receiver",
+                "--log.level=warn",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian's prometheus package)");
+        let p = Prometheus {
+            child,
+            port,
+            _dir: dir,
+        };
+        eventually(|| match p.get("/-/ready") {
+            Ok((200, _)) => Ok(()),
+            other => Err(format!("prometheus not ready: {other:?}")),
+        });
+        p
+    }
+
+    /// `GET path`: (status, body).
+    fn get(&self, path: &str) -> Result<(u16, String), String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+            .map_err(|e| e.to_string())?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).map_err(|e| e.to_string())?;
+        let (head, body) = raw.split_once("\r\n\r\n").ok_or("no body")?;
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or("no status")?;
+        Ok((status, body.to_string()))
+    }
+
+    /// The raw samples of a PromQL selector over the last 10 minutes:
+    /// timestamp (s) -> value.
+    fn samples(&self, selector: &str) -> BTreeMap<u64, f64> {
+        let q: String = format!("{selector}[10m]")
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let (status, body) = self.get(&format!("/api/v1/query?query={q}")).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut out = BTreeMap::new();
+        for series in j["data"]["result"].as_array().unwrap() {
+            for v in series["values"].as_array().unwrap() {
+                out.insert(
+                    v[0].as_f64().unwrap() as u64,
+                    v[1].as_str().unwrap().parse().unwrap(),
+                );
+            }
+        }
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_remote_write_into_a_real_prometheus() {
+    let prom = Prometheus::start(None);
+    let want = run_with(
+        "prometheus_remote_write",
+        &format!(
+            "[handlers.prometheus_remote_write]\nurl = \"http://127.0.0.1:{}/api/v1/write\"\nlabels = [\"env=test\"]\nmappings = ['servers.*.loadavg.* load{{host=\"$1\",window=\"$2\"}}']\n",
+            prom.port
+        ),
+        3.5,
+    )
+    .await;
+    // A mapped series and a default-mapped one (the path after the host,
+    // labelled with it), every published sample queried back.
+    for (path, selector) in [
+        (
+            "servers.hnd.loadavg.01",
+            r#"load{host="hnd",window="01",env="test"}"#,
+        ),
+        (
+            "servers.hnd.loadavg.15",
+            r#"load{host="hnd",window="15",env="test"}"#,
+        ),
+        (
+            "servers.hnd.tcp.ActiveOpens",
+            r#"tcp_active_opens{host="hnd",env="test"}"#,
+        ),
+    ] {
+        let points = &want[path];
+        eventually(|| {
+            let got = prom.samples(selector);
+            for (t, v) in points {
+                if !got.get(t).is_some_and(|g| same(*g, *v)) {
+                    return Err(format!("{selector}: {t} {v} not in prometheus: {got:?}"));
+                }
+            }
+            if got.len()
+                != points
+                    .iter()
+                    .map(|p| p.0)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+            {
+                return Err(format!(
+                    "{selector}: {} samples, {} published",
+                    got.len(),
+                    points.len()
+                ));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// `GET path` from the agent's endpoint: (status, headers, body), the body
+/// gunzipped when the response says gzip.
+pub fn http_get(port: u16, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n").as_bytes())
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let at = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8(raw[..at].to_vec()).unwrap();
+    let mut body = raw[at + 4..].to_vec();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .expect("Content-Length")
+        .parse()
+        .unwrap();
+    assert_eq!(length, body.len(), "{head}");
+    if head.contains("Content-Encoding: gzip") {
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut plain)
+            .unwrap();
+        body = plain;
+    }
+    (status, head, body)
+}
+
+/// `promtool check metrics` on a page: its output, and whether it passed.
+fn promtool(page: &[u8]) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package)");
+    child.stdin.take().unwrap().write_all(page).unwrap();
+    let o = child.wait_with_output().unwrap();
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_exposition_endpoint() {
+    let port = free_port();
+    let prom = Prometheus::start(Some(port));
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive.log");
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = [\"prometheus\", \"archive\"]\nplugin_cache_dir = {:?}\n[handlers.prometheus]\nlisten = \"127.0.0.1:{port}\"\nlabels = [\"env=test\"]\nmappings = ['servers.*.loadavg.* load{{host=\"$1\",window=\"$2\"}}']\n[handlers.archive]\nlog_file = {archive:?}\n[collectors.default]\ninterval = 1\nhostname = \"hnd\"\n[collectors.loadavg]\nenabled = true\n[collectors.tcp]\nenabled = true\n",
+            common::cache_dir()
+        ),
+    );
+    let config = wdiamond::config::load(&conf).unwrap_or_else(|e| panic!("{e}"));
+    let rt = common::runtime();
+    let loaded = tokio::task::block_in_place(|| agent::load(&rt, &config, &HostFacts::default()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let agent = Agent::start(rt, HostFacts::default(), &conf, &config, loaded);
+    let selector = r#"load{host="hnd",window="01",env="test",job="wdiamond"}"#;
+    let (page, zipped) = tokio::task::block_in_place(|| {
+        // Prometheus scrapes it: several samples of a mapped series.
+        eventually(|| match prom.samples(selector).len() {
+            n if n >= 3 => Ok(()),
+            n => Err(format!(
+                "{n} scraped samples of {selector}; up: {:?}",
+                prom.samples("up")
+            )),
+        });
+        let (status, head, page) = http_get(port, "/metrics", "");
+        assert_eq!(status, 200, "{head}");
+        assert!(
+            head.contains("Content-Type: text/plain; version=0.0.4"),
+            "{head}"
+        );
+        assert!(!head.contains("Content-Encoding"), "{head}");
+        let (status, head, zipped) = http_get(port, "/metrics", "Accept-Encoding: gzip\r\n");
+        assert_eq!(status, 200);
+        assert!(head.contains("Content-Encoding: gzip"), "{head}");
+        (page, zipped)
+    });
+    agent.shutdown().await;
+    let text = String::from_utf8(page.clone()).unwrap();
+    let (ok, lint) = promtool(&page);
+    assert!(ok, "promtool check metrics: {lint}\n{text}");
+    // The page: a family per name, typed; counters by their count, named _total.
+    for want in [
+        "# TYPE load gauge\n",
+        "load{env=\"test\",host=\"hnd\",window=\"01\"} ",
+        "# TYPE tcp_active_opens_total counter\n",
+        "tcp_active_opens_total{env=\"test\",host=\"hnd\"} ",
+    ] {
+        assert!(text.contains(want), "{want:?} not on the page:\n{text}");
+    }
+    let series = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(' ').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(series(&text), series(std::str::from_utf8(&zipped).unwrap()));
+    // Every scraped value is one the collector published.
+    let mut published: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for l in std::fs::read_to_string(&archive).unwrap().lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        published
+            .entry(f[0].to_string())
+            .or_default()
+            .push(f[1].parse().unwrap());
+    }
+    let loads = &published["servers.hnd.loadavg.01"];
+    let scraped = prom.samples(selector);
+    assert!(scraped.len() >= 3);
+    for v in scraped.values() {
+        assert!(
+            loads.iter().any(|p| same(*v, *p)),
+            "{v} scraped, published {loads:?}"
+        );
+    }
+    // Prometheus took the counter as a counter.
+    let (status, body) = prom
+        .get("/api/v1/metadata?metric=tcp_active_opens_total")
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        j["data"]["tcp_active_opens_total"][0]["type"], "counter",
+        "{body}"
+    );
+}
