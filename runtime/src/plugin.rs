@@ -220,13 +220,13 @@ impl Runtime {
             ComponentRef::Builtin(name) => builtin::BUILTINS
                 .iter()
                 .find(|(n, _, _)| n == name)
-                .map(|(_, b, d)| (d.to_string(), std::borrow::Cow::Borrowed(*b)))
+                .map(|(_, b, d)| Ok::<_, anyhow::Error>((d.to_string(), inflate(b)?.into())))
                 .ok_or_else(|| {
                     anyhow!(
                         "no built-in component named {name:?} (built-ins: {})",
                         builtin_names().join(", ")
                     )
-                })?,
+                })??,
             ComponentRef::File(p) => {
                 let b = read_component_file(p)?;
                 (hex_sha256(&b), b.into())
@@ -439,6 +439,15 @@ pub fn read_component_file(p: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(b)
 }
 
+/// A built-in component's wasm, from the deflated bytes embedded in the
+/// binary (only a compile reads them: a warm cache never does).
+fn inflate(deflated: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut wasm = Vec::with_capacity(deflated.len() * 3);
+    std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(deflated), &mut wasm)
+        .context("inflating an embedded built-in component")?;
+    Ok(wasm)
+}
+
 /// The SHA-256 of `bytes`, in hex.
 pub fn hex_sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -451,4 +460,20 @@ pub fn hex_sha256(bytes: &[u8]) -> String {
 /// (at least 1 MiB).
 pub fn max_lifted(memory: usize) -> usize {
     memory.max(1 << 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_embedded_builtin_inflates_to_the_component_its_digest_names() {
+        assert!(builtin::BUILTINS.len() >= 30);
+        for (name, deflated, digest) in builtin::BUILTINS {
+            let wasm = inflate(deflated).unwrap();
+            assert_eq!(hex_sha256(&wasm), *digest, "{name}");
+            contract::check_component_bytes(&wasm).unwrap();
+            assert!(deflated.len() < wasm.len(), "{name}");
+        }
+    }
 }
