@@ -167,16 +167,21 @@ async fn prometheus_remote_write_into_a_real_prometheus() {
 /// `GET path` from the agent's endpoint: (status, headers, body), the body
 /// gunzipped when the response says gzip.
 pub fn http_get(port: u16, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    try_get(port, path, extra).unwrap()
+}
+
+/// [`http_get`], an error when nothing answers (yet).
+pub fn try_get(port: u16, path: &str, extra: &str) -> Result<(u16, String, Vec<u8>), String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n").as_bytes())
-        .unwrap();
+        .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
     let at = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
+        .ok_or("no response head")?;
     let head = String::from_utf8(raw[..at].to_vec()).unwrap();
     let mut body = raw[at + 4..].to_vec();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
@@ -189,12 +194,10 @@ pub fn http_get(port: u16, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
     assert_eq!(length, body.len(), "{head}");
     if head.contains("Content-Encoding: gzip") {
         let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(&body[..])
-            .read_to_end(&mut plain)
-            .unwrap();
+        flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut plain).unwrap();
         body = plain;
     }
-    (status, head, body)
+    Ok((status, head, body))
 }
 
 /// `promtool check metrics` on a page: its output, and whether it passed.
@@ -306,4 +309,45 @@ async fn prometheus_scrapes_the_exposition_endpoint() {
         j["data"]["tcp_active_opens_total"][0]["type"], "counter",
         "{body}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_serves_the_changed_exporter_on_the_same_address() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf_text = |env: &str| {
+        format!(
+            "[server]\nhandlers = [\"prometheus\"]\nplugin_cache_dir = {:?}\n[handlers.prometheus]\nlisten = \"127.0.0.1:{port}\"\nlisten_path = \"/m\"\nlabels = [\"env={env}\"]\n[collectors.default]\ninterval = 1\nhostname = \"hnd\"\n[collectors.loadavg]\nenabled = true\n",
+            common::cache_dir()
+        )
+    };
+    let conf = common::write_config(dir.path(), &conf_text("one"));
+    let config = wdiamond::config::load(&conf).unwrap_or_else(|e| panic!("{e}"));
+    let rt = common::runtime();
+    let loaded = tokio::task::block_in_place(|| agent::load(&rt, &config, &HostFacts::default()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut agent = Agent::start(rt, HostFacts::default(), &conf, &config, loaded);
+    let page_with = |label: &'static str| {
+        tokio::task::block_in_place(|| {
+            eventually(|| {
+                let (status, _, body) = try_get(port, "/m", "")?;
+                let body = String::from_utf8_lossy(&body).into_owned();
+                if status == 200 && body.contains(label) {
+                    Ok(())
+                } else {
+                    Err(format!("{status}: {body}"))
+                }
+            })
+        })
+    };
+    page_with("loadavg_01{env=\"one\",host=\"hnd\"}");
+    // The new handler binds the address the old one gives up.
+    common::write_config(dir.path(), &conf_text("two"));
+    agent.reload().await;
+    page_with("loadavg_01{env=\"two\",host=\"hnd\"}");
+    let (status, _, _) = tokio::task::block_in_place(|| http_get(port, "/metrics", ""));
+    assert_eq!(status, 404);
+    agent.shutdown().await;
+    // Stopped: the address is free again.
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
 }
