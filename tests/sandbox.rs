@@ -450,7 +450,7 @@ async fn health_metrics_tell_what_each_plugin_did() {
         lines
             .lines()
             .filter(|l| l.starts_with(&format!("servers.h.wdiamond.{name} ")))
-            .last()
+            .next_back()
             .unwrap_or_else(|| panic!("{name} missing"))
             .split(' ')
             .nth(1)

@@ -194,7 +194,9 @@ pub fn try_get(port: u16, path: &str, extra: &str) -> Result<(u16, String, Vec<u
     assert_eq!(length, body.len(), "{head}");
     if head.contains("Content-Encoding: gzip") {
         let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut plain).unwrap();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut plain)
+            .unwrap();
         body = plain;
     }
     Ok((status, head, body))

@@ -25,7 +25,7 @@ fn last_value(lines: &[String], path: &str) -> Option<f64> {
     lines
         .iter()
         .filter(|l| l.starts_with(&format!("{path} ")))
-        .last()
+        .next_back()
         .and_then(|l| l.split(' ').nth(1))
         .and_then(|v| v.parse().ok())
 }

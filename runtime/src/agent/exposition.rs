@@ -199,7 +199,7 @@ pub(super) async fn serve(
                 tries += 1;
                 // The first failures are quiet: a reload's old handler may
                 // still hold the address for a moment.
-                if tries == 3 || tries % 60 == 0 {
+                if tries == 3 || tries.is_multiple_of(60) {
                     tracing::error!(address = %listen.address, error = %e, "cannot serve the page on {} ([{section}] listen, {}:{}): retrying every 2 s", listen.address, listen.location.file.display(), listen.location.line);
                 }
                 tokio::select! {

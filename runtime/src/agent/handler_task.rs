@@ -97,7 +97,7 @@ pub(super) async fn handler_task(
                 _ = stop.changed() => { stopping = true; }
             }
         }
-        if scrape.is_none() && !stopping && !(rendered_last && !queue.is_empty()) {
+        if scrape.is_none() && !stopping && (!rendered_last || queue.is_empty()) {
             scrape = scrapes.as_mut().and_then(|r| r.try_recv().ok());
         }
         rendered_last = scrape.is_some();

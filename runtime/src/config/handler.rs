@@ -42,85 +42,85 @@ pub(super) fn read_handler(
     let mut listen_path = None;
     each_host_key(layers, host, errors, |r, path, k, v| match k {
         "queue_size" => {
-            if let Some(n) = r.count(&path, &v) {
+            if let Some(n) = r.count(path, v) {
                 h.queue_size = (n as usize).max(1);
             }
         }
         "batch_size" => {
-            if let Some(n) = r.count(&path, &v) {
+            if let Some(n) = r.count(path, v) {
                 h.batch_size = (n as usize).max(1);
             }
         }
         "flush_interval" => {
-            if let Some(n) = r.positive(&path, &v) {
+            if let Some(n) = r.positive(path, v) {
                 h.flush_interval = n;
             }
         }
         "retry_max" => {
-            if let Some(n) = r.positive(&path, &v) {
+            if let Some(n) = r.positive(path, v) {
                 h.retry_max = n;
             }
         }
         "spool_dir" => {
-            if let Some(d) = r.string(&path, &v) {
+            if let Some(d) = r.string(path, v) {
                 h.spool_dir = Some(resolve(config_dir, &d));
             }
         }
         "tenant" => {
-            if let Some(t) = r.string(&path, &v) {
+            if let Some(t) = r.string(path, v) {
                 if h.receives == Receives::All {
-                    r.err(&path, "a handler receiving every tenant (`tenants = \"*\"`) cannot belong to one tenant: set one of `tenant` and `tenants`");
+                    r.err(path, "a handler receiving every tenant (`tenants = \"*\"`) cannot belong to one tenant: set one of `tenant` and `tenants`");
                 }
                 h.receives = Receives::Tenant(t);
             }
         }
         "tenants" => {
-            if let Some(t) = r.string(&path, &v) {
+            if let Some(t) = r.string(path, v) {
                 if t != "*" {
-                    r.err(&path, format!("`tenants` takes only \"*\" (every tenant's metrics, and the host's), not {t:?}; for one tenant's, set `tenant = {t:?}`"));
+                    r.err(path, format!("`tenants` takes only \"*\" (every tenant's metrics, and the host's), not {t:?}; for one tenant's, set `tenant = {t:?}`"));
                 } else if let Receives::Tenant(_) = h.receives {
-                    r.err(&path, "a handler that belongs to a tenant (`tenant`) cannot receive every tenant: set one of `tenant` and `tenants`");
+                    r.err(path, "a handler that belongs to a tenant (`tenant`) cannot receive every tenant: set one of `tenant` and `tenants`");
                 } else {
                     h.receives = Receives::All;
                 }
             }
         }
         "listen" => {
-            if let Some(a) = r.string(&path, &v) {
+            if let Some(a) = r.string(path, v) {
                 match crate::grants::parse_listen(&a) {
                     Ok(address) => {
                         h.listen = Some(Listen {
                             address,
                             path: "/metrics".into(),
-                            location: r.doc.at(&path),
+                            location: r.doc.at(path),
                         })
                     }
-                    Err(e) => r.err(&path, e),
+                    Err(e) => r.err(path, e),
                 }
             }
         }
         "listen_path" => {
-            if let Some(p) = r.string(&path, &v) {
+            if let Some(p) = r.string(path, v) {
                 if p.starts_with('/')
                     && p.len() <= 256
                     && p.bytes()
                         .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
                 {
-                    listen_path = Some((p, path.join("."), r.doc.at(&path)));
+                    listen_path = Some((p, path.join("."), r.doc.at(path)));
                 } else {
-                    r.err(&path, format!("{p:?} is not a path to serve: it starts with `/`, at most 256 printable characters, no `?`, `#` or spaces (e.g. \"/metrics\")"));
+                    r.err(path, format!("{p:?} is not a path to serve: it starts with `/`, at most 256 printable characters, no `?`, `#` or spaces (e.g. \"/metrics\")"));
                 }
             }
         }
         "spool_sync" => {
-            if let Some(n) = r.positive(&path, &v) {
+            if let Some(n) = r.positive(path, v) {
                 h.spool_sync = n;
             }
         }
         "spool_max_mb" => {
-            if let Some(n) = r.count(&path, &v) {
+            if let Some(n) = r.count(path, v) {
                 if n == 0 {
-                    r.err(&path, "must be at least 1");
+                    r.err(path, "must be at least 1");
                 }
                 h.spool_max = n << 20;
             }

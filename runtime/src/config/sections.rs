@@ -415,28 +415,28 @@ pub(super) fn read_collector(
     };
     each_host_key(layers, host, errors, |r, path, k, v| {
         match k {
-            "enabled" => c.enabled = r.boolean(&path, &v).unwrap_or(false),
-            "interval" => c.interval = r.positive(&path, &v).unwrap_or(c.interval),
-            "path" => c.path = r.string(&path, &v),
-            "path_prefix" => c.path_prefix = r.string(&path, &v).unwrap_or_default(),
-            "path_suffix" => c.path_suffix = r.string(&path, &v).unwrap_or_default(),
-            "instance_prefix" => c.instance_prefix = r.string(&path, &v).unwrap_or_default(),
-            "hostname" => c.hostname = r.string(&path, &v),
+            "enabled" => c.enabled = r.boolean(path, v).unwrap_or(false),
+            "interval" => c.interval = r.positive(path, v).unwrap_or(c.interval),
+            "path" => c.path = r.string(path, v),
+            "path_prefix" => c.path_prefix = r.string(path, v).unwrap_or_default(),
+            "path_suffix" => c.path_suffix = r.string(path, v).unwrap_or_default(),
+            "instance_prefix" => c.instance_prefix = r.string(path, v).unwrap_or_default(),
+            "hostname" => c.hostname = r.string(path, v),
             "hostname_method" => {
-                if let Some(s) = r.string(&path, &v) {
+                if let Some(s) = r.string(path, v) {
                     match HostnameMethod::parse(&s) {
                         Some(m) => c.hostname_method = m,
                         None => r.err(
-                            &path,
+                            path,
                             format!("unknown method {s:?} (one of: {})", HostnameMethod::NAMES),
                         ),
                     }
                 }
             }
-            "metrics_whitelist" => c.whitelist = r.regex(&path, &v).flatten(),
-            "metrics_blacklist" => c.blacklist = r.regex(&path, &v).flatten(),
+            "metrics_whitelist" => c.whitelist = r.regex(path, v).flatten(),
+            "metrics_blacklist" => c.blacklist = r.regex(path, v).flatten(),
             "byte_unit" => {
-                if let Some(list) = r.strings(&path, &v) {
+                if let Some(list) = r.strings(path, v) {
                     // Diamond splits a string on whitespace.
                     c.byte_unit = Some(
                         list.iter()
@@ -446,12 +446,12 @@ pub(super) fn read_collector(
                 }
             }
             "measure_collector_time" => {
-                c.measure_collector_time = r.boolean(&path, &v).unwrap_or(false)
+                c.measure_collector_time = r.boolean(path, v).unwrap_or(false)
             }
             "ttl_multiplier" => {
-                c.ttl_multiplier = r.count(&path, &v).unwrap_or(2).min(u32::MAX as u64) as u32
+                c.ttl_multiplier = r.count(path, v).unwrap_or(2).min(u32::MAX as u64) as u32
             }
-            "tenant" => c.tenant = r.string(&path, &v),
+            "tenant" => c.tenant = r.string(path, v),
             _ => {}
         }
     });

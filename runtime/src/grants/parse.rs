@@ -194,6 +194,21 @@ impl Grants {
     }
 }
 
+/// An address to serve on: `IP:PORT` (`[IPv6]:PORT`), an address, not a
+/// name (no lookup decides where the agent listens); port 1-65535.
+pub fn parse_listen(entry: &str) -> Result<SocketAddr, String> {
+    match entry.parse::<SocketAddr>() {
+        Ok(a) if a.port() != 0 => Ok(a),
+        Ok(_) => Err(format!("{entry:?}: the port must be 1-65535")),
+        Err(_) if entry.starts_with(':') => Err(format!(
+            "{entry:?} is not IP:PORT: write the address too, \"127.0.0.1{entry}\" (this host only) or \"0.0.0.0{entry}\" (every interface)"
+        )),
+        Err(_) => Err(format!(
+            "{entry:?} is not IP:PORT (e.g. \"127.0.0.1:9108\", \"[::1]:9108\"; a host name is not taken)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::grants;
@@ -303,20 +318,5 @@ mod tests {
             "a plain `*` is any one argument"
         );
         assert!(parse_command(&["/bin/cat".into(), "/run/../etc/*".into()]).is_err());
-    }
-}
-
-/// An address to serve on: `IP:PORT` (`[IPv6]:PORT`), an address, not a
-/// name (no lookup decides where the agent listens); port 1-65535.
-pub fn parse_listen(entry: &str) -> Result<SocketAddr, String> {
-    match entry.parse::<SocketAddr>() {
-        Ok(a) if a.port() != 0 => Ok(a),
-        Ok(_) => Err(format!("{entry:?}: the port must be 1-65535")),
-        Err(_) if entry.starts_with(':') => Err(format!(
-            "{entry:?} is not IP:PORT: write the address too, \"127.0.0.1{entry}\" (this host only) or \"0.0.0.0{entry}\" (every interface)"
-        )),
-        Err(_) => Err(format!(
-            "{entry:?} is not IP:PORT (e.g. \"127.0.0.1:9108\", \"[::1]:9108\"; a host name is not taken)"
-        )),
     }
 }

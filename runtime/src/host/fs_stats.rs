@@ -22,16 +22,16 @@ pub fn statvfs(path: &Path) -> std::io::Result<Statvfs> {
 
 fn from_libc(s: &libc::statvfs) -> Statvfs {
     Statvfs {
-        bsize: s.f_bsize as u64,
-        frsize: s.f_frsize as u64,
-        blocks: s.f_blocks as u64,
-        bfree: s.f_bfree as u64,
-        bavail: s.f_bavail as u64,
-        files: s.f_files as u64,
-        ffree: s.f_ffree as u64,
-        favail: s.f_favail as u64,
-        flag: s.f_flag as u64,
-        namemax: s.f_namemax as u64,
+        bsize: s.f_bsize,
+        frsize: s.f_frsize,
+        blocks: s.f_blocks,
+        bfree: s.f_bfree,
+        bavail: s.f_bavail,
+        files: s.f_files,
+        ffree: s.f_ffree,
+        favail: s.f_favail,
+        flag: s.f_flag,
+        namemax: s.f_namemax,
     }
 }
 

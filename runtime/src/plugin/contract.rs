@@ -105,7 +105,7 @@ pub struct Contract {
 /// agent can call: the lookup follows semver, as the linker's does).
 pub fn exports_exposition(component: &Component) -> bool {
     component
-        .get_export_index(None, &format!("{PACKAGE}/exposition@{}", host_version()))
+        .get_export_index(None, format!("{PACKAGE}/exposition@{}", host_version()))
         .is_some()
 }
 

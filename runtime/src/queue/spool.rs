@@ -354,7 +354,7 @@ impl Spool {
         if is_tail {
             self.seal(&mut inner);
         }
-        if !inner.loaded.as_ref().is_some_and(|(id, _)| *id == seg.id) {
+        if inner.loaded.as_ref().is_none_or(|(id, _)| *id != seg.id) {
             let (items, _) = read_segment(&segment_path(&self.dir, seg.id));
             inner.loaded = Some((seg.id, items));
         }
