@@ -295,6 +295,71 @@ fn a_new_handler_goes_from_scaffold_to_a_pinned_run() {
 }
 
 #[test]
+fn a_new_exporter_goes_from_scaffold_to_a_served_page() {
+    let root = tempfile::tempdir().unwrap();
+    let (project, wasm) = scaffold(root.path(), "exporter", "pagecheck");
+    let rel = "target/wasm32-wasip2/release/pagecheck.wasm";
+    let out = wdiamond(&project, &["inspect", rel]);
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("(an exporter: the agent serves the page it renders on `listen`)"),
+        "{shown}"
+    );
+    let digest = sha256(&wasm);
+    let port = common::free_port();
+    edit(
+        &project.join("pagecheck.toml"),
+        &[
+            (
+                "[server]\n",
+                format!("[server]\nplugin_cache_dir = {:?}\n", common::cache_dir()),
+            ),
+            (
+                "interval = 10",
+                "interval = 1\nhostname = \"author\"".into(),
+            ),
+            (
+                "listen = \"127.0.0.1:9108\"",
+                format!("listen = \"127.0.0.1:{port}\""),
+            ),
+            (
+                "listen = [\"127.0.0.1:9108\"]",
+                format!("listen = [\"127.0.0.1:{port}\"]"),
+            ),
+            ("# sha256 = \"…\"", format!("sha256 = \"{digest}\"")),
+        ],
+    );
+    let out = wdiamond(&project, &["check", "pagecheck.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = std::sync::Mutex::new(String::new());
+    let log = run_until(&project, "pagecheck.toml", || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut got = String::new();
+        let _ = s.read_to_string(&mut got);
+        let done = got.starts_with("HTTP/1.1 200") && got.contains("loadavg_01{host=\"author\"} ");
+        *page.lock().unwrap() = got;
+        done
+    });
+    let page = page.into_inner().unwrap();
+    assert!(
+        page.contains("# TYPE loadavg_01 gauge\nloadavg_01{host=\"author\"} "),
+        "page:\n{page}\nlog:\n{log}"
+    );
+    rebuild(&project, &wasm);
+    assert_swap_refused(
+        &project,
+        "pagecheck.toml",
+        "handlers.pagecheck",
+        &digest,
+        &wasm,
+    );
+}
+
+#[test]
 fn a_new_python_collector_goes_from_scaffold_to_a_pinned_run() {
     let root = tempfile::tempdir().unwrap();
     let out = wdiamond(

@@ -42,7 +42,8 @@ enum Command {
     /// Write a new plugin project (SDK and WIT included) that builds into a
     /// component with `cargo build --release --target wasm32-wasip2`.
     New {
-        /// `collector` or `handler`.
+        /// `collector`, `handler` or `exporter` (a handler whose page the
+        /// agent serves, e.g. for Prometheus).
         #[arg(value_enum)]
         kind: NewKind,
         /// The plugin's name (lowercase letters, digits, `_`, `-`).
@@ -87,6 +88,7 @@ enum Command {
 enum NewKind {
     Collector,
     Handler,
+    Exporter,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -225,6 +227,7 @@ fn new(
     let kind = match kind {
         NewKind::Collector => Kind::Collector,
         NewKind::Handler => Kind::Handler,
+        NewKind::Exporter => Kind::Exporter,
     };
     let lang = match lang {
         NewLang::Rust => Lang::Rust,
@@ -250,6 +253,7 @@ fn new(
         k = match kind {
             wdiamond::scaffold::Kind::Collector => "collector",
             wdiamond::scaffold::Kind::Handler => "handler",
+            wdiamond::scaffold::Kind::Exporter => "exporter (a handler whose page the agent serves)",
         },
         w = wasm.display(),
     );

@@ -15,6 +15,7 @@ const CARGO_TOML: &str = include_str!("../templates/common/Cargo.toml");
 const GITIGNORE: &str = include_str!("../templates/common/gitignore");
 const COLLECTOR_LIB: &str = include_str!("../templates/collector/lib.rs");
 const HANDLER_LIB: &str = include_str!("../templates/handler/lib.rs");
+const EXPORTER_LIB: &str = include_str!("../templates/exporter/lib.rs");
 const PYTHON_COLLECTOR: &str = include_str!("../templates/python/collector.py");
 const PYTHON_TEST: &str = include_str!("../templates/python/test_collector.py");
 
@@ -111,6 +112,8 @@ pub enum Kind {
     Collector,
     /// Receives metrics, writes them somewhere.
     Handler,
+    /// A handler whose page the agent serves (the `exporter-plugin` world).
+    Exporter,
 }
 
 impl Kind {
@@ -118,6 +121,7 @@ impl Kind {
         match self {
             Kind::Collector => "collector",
             Kind::Handler => "handler",
+            Kind::Exporter => "exporter",
         }
     }
 }
@@ -200,6 +204,30 @@ fn sample_config(kind: Kind, name: &str) -> String {
              [handlers.{name}.grants]\n\
              directories = [\"/tmp/{name}\"]\n"
         ),
+        Kind::Exporter => format!(
+            "# The built-in loadavg collector, its metrics served by {name} as a page:\n\
+             # `wdiamond run {name}.toml`, then `curl http://127.0.0.1:9108/metrics`.\n\
+             # Copy the [handlers.{name}] sections (and the `handlers` line) into your\n\
+             # own configuration to deploy it.\n\
+             [server]\n\
+             handlers = [\"{name}\"]\n\
+             \n\
+             [collectors.loadavg]\n\
+             enabled = true\n\
+             interval = 10\n\
+             \n\
+             [handlers.{name}]\n\
+             component = \"{wasm}\"\n\
+             # Pin the file (`wdiamond inspect {wasm}` prints the line):\n\
+             # sha256 = \"…\"\n\
+             # Where the agent serves the page it renders:\n\
+             listen = \"127.0.0.1:9108\"\n\
+             listen_path = \"/metrics\"\n\
+             \n\
+             # The agent may serve it there; nothing else is granted.\n\
+             [handlers.{name}.grants]\n\
+             listen = [\"127.0.0.1:9108\"]\n"
+        ),
     }
 }
 
@@ -217,6 +245,7 @@ pub fn project_files(kind: Kind, name: &str) -> Vec<(PathBuf, String)> {
             fill(match kind {
                 Kind::Collector => COLLECTOR_LIB,
                 Kind::Handler => HANDLER_LIB,
+                Kind::Exporter => EXPORTER_LIB,
             }),
         ),
         (PathBuf::from("README.md"), readme(kind, name)),
@@ -249,7 +278,7 @@ pub fn project_files(kind: Kind, name: &str) -> Vec<(PathBuf, String)> {
 /// be empty). Returns what was written.
 pub fn create(kind: Kind, lang: Lang, name: &str, dir: &Path) -> Result<Vec<PathBuf>, String> {
     check_name(name)?;
-    if lang == Lang::Python && kind == Kind::Handler {
+    if lang == Lang::Python && kind != Kind::Collector {
         return Err("a Python plugin can only be a collector (handlers are Rust, or any language that builds a component)".into());
     }
     if dir.exists() {

@@ -8,9 +8,11 @@
 //! read within [`READ_TIMEOUT`]; [`MAX_CONNECTIONS`] at once (more wait in
 //! the kernel's backlog); [`MAX_WAITING`] scrapes queued for the handler
 //! (more are answered 503 at once); a response written within
-//! [`WRITE_TIMEOUT`]. `Connection: close` on every response.
+//! [`WRITE_TIMEOUT`], and at most [`MAX_IN_FLIGHT`] bytes of pages being
+//! written at once. `Connection: close` on every response.
 
 use std::io::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +35,9 @@ pub const MAX_CONNECTIONS: usize = 16;
 pub const MAX_WAITING: usize = 4;
 /// Largest page a plugin may return.
 pub const MAX_PAGE: usize = 64 << 20;
+/// Most bytes of pages being written to clients at once (a hostile page
+/// of 64 MiB read slowly by many clients would otherwise hold a copy each).
+pub const MAX_IN_FLIGHT: usize = 128 << 20;
 /// Longest `Content-Type` a plugin may set.
 pub const MAX_CONTENT_TYPE: usize = 256;
 /// Longest query string or `Accept` header handed to the plugin.
@@ -211,6 +216,7 @@ pub(super) async fn serve(
     };
     tracing::info!(address = %listen.address, path = %listen.path, "serving the page");
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let in_flight = Arc::new(AtomicUsize::new(0));
     let path = Arc::new(listen.path.clone());
     loop {
         let permit = tokio::select! {
@@ -228,12 +234,12 @@ pub(super) async fn serve(
             },
             _ = stop.changed() => return,
         };
-        let (path, scrapes) = (path.clone(), scrapes.clone());
+        let (path, scrapes, in_flight) = (path.clone(), scrapes.clone(), in_flight.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let _ = tokio::time::timeout(
                 READ_TIMEOUT + wait + WRITE_TIMEOUT,
-                answer(conn, &path, &scrapes, wait),
+                answer(conn, &path, &scrapes, wait, &in_flight),
             )
             .await;
         });
@@ -266,13 +272,24 @@ async fn read_head(conn: &mut TcpStream) -> Result<Vec<u8>, u16> {
     }
 }
 
+/// Bytes of a response being written, counted in the shared budget while
+/// the guard lives.
+struct InFlight<'a>(&'a AtomicUsize, usize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::Relaxed);
+    }
+}
+
 async fn answer(
     mut conn: TcpStream,
     path: &str,
     scrapes: &mpsc::Sender<ScrapeRequest>,
     wait: Duration,
+    in_flight: &AtomicUsize,
 ) {
-    let out = match read_head(&mut conn).await {
+    let mut out = match read_head(&mut conn).await {
         Err(0) => return,
         Err(status) => plain(status, "the request head is too large"),
         Ok(head) => match parse_request(&head) {
@@ -315,6 +332,11 @@ async fn answer(
             }
         },
     };
+    let held = out.len();
+    if in_flight.fetch_add(held, Ordering::Relaxed) + held > MAX_IN_FLIGHT && held > 1 << 20 {
+        out = plain(503, "too many large pages being sent at once; try again");
+    }
+    let _budget = InFlight(in_flight, held);
     let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
         conn.write_all(&out).await?;
         conn.shutdown().await
