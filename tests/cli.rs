@@ -699,6 +699,11 @@ fn exporter_settings_are_checked_naming_the_line_and_the_fix() {
     let conf = common::write_config(dir.path(), &text);
     let o = wdiamond(&["check", conf.to_str().unwrap()]);
     assert!(o.status.success(), "{}\n{text}", err(&o));
+    assert!(
+        out(&o).contains(&format!("serves: x on http://127.0.0.1:{p}/metrics")),
+        "{}",
+        out(&o)
+    );
     let o = wdiamond(&["inspect", guest.to_str().unwrap()]);
     assert!(o.status.success(), "{}", err(&o));
     assert!(

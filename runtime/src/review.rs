@@ -61,6 +61,14 @@ pub fn summary(config: &Config, loaded: &Loaded) -> String {
             handlers.join(", ")
         }
     ));
+    for h in &loaded.handlers {
+        if let Some(l) = &h.config.listen {
+            out.push_str(&format!(
+                "  serves: {} on http://{}{}\n",
+                h.config.plugin.name, l.address, l.path
+            ));
+        }
+    }
     out
 }
 

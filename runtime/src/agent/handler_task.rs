@@ -18,6 +18,11 @@ use tokio::sync::{mpsc, watch};
 /// batch before the task looks at its schedule and stop signal again.
 const DRAIN_SLICE: Duration = Duration::from_millis(50);
 
+/// How long the first metrics after a quiet spell wait for more: the runs
+/// due at the same moment (the collectors of one interval) then go in one
+/// delivery, one hand-off to a blocking thread instead of one per run.
+const LINGER: Duration = Duration::from_millis(20);
+
 pub(super) async fn handler_task(
     runtime: Arc<Runtime>,
     lh: LoadedHandler,
@@ -64,14 +69,26 @@ pub(super) async fn handler_task(
     // Scrapes and deliveries take turns: a client asking without pause
     // cannot keep the queue from draining.
     let mut rendered_last = false;
+    let mut lingered = false;
     loop {
         if !stopping && backoff.is_zero() && !queue.is_empty() {
+            if !lingered && queue.len() < batch_size {
+                // The first metrics after a quiet spell: a moment for the
+                // other runs due now (see LINGER).
+                lingered = true;
+                tokio::select! {
+                    _ = tokio::time::sleep(LINGER) => {}
+                    Some(s) = next_scrape(&mut scrapes) => { scrape = Some(s); }
+                    _ = stop.changed() => { stopping = true; }
+                }
+            }
             // Metrics are waiting: straight on (even a zero sleep would
             // wait for the timer's next millisecond tick).
             if stop.has_changed().unwrap_or(true) {
                 stopping = true;
             }
         } else if !stopping {
+            lingered = false;
             // Wake for a retry, a due flush, new metrics or the stop; an idle
             // handler (nothing queued, nothing to flush) has no timer at all.
             let wait = if !backoff.is_zero() {
