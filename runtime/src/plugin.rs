@@ -71,7 +71,8 @@ impl Metering {
     }
 }
 
-/// One wasmtime engine and the linkers of both worlds for it.
+/// One wasmtime engine and the linkers of the collector and handler worlds
+/// for it (an exporter links as a handler).
 #[doc(hidden)]
 pub struct EngineSet {
     engine: Engine,

@@ -14,7 +14,7 @@ use crate::bindings::handler::HandlerPlugin;
 use crate::bindings::types::{ConfigEntry, Description};
 use crate::host::HostState;
 
-/// One of the two plugin worlds of the contract: how to instantiate it and
+/// One of the plugin worlds of the contract (an exporter is a handler): how to instantiate it and
 /// call what both export (`describe`, `configure`). The code around them
 /// (limits, deadlines, loading) is written once for both.
 pub trait World: Sized + Send + 'static {
