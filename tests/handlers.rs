@@ -41,11 +41,7 @@ async fn run_with(
             common::cache_dir()
         ),
     );
-    let config = wdiamond::config::load(&conf).unwrap_or_else(|e| panic!("{e}"));
-    let rt = common::runtime();
-    let loaded = tokio::task::block_in_place(|| agent::load(&rt, &config, &HostFacts::default()))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let agent = Agent::start(rt, HostFacts::default(), &conf, &config, loaded);
+    let agent = common::start_agent(&conf);
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     agent.shutdown().await;
     let mut out: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();

@@ -94,3 +94,14 @@ pub fn spool_segments(dir: &Path) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// Loads the config file `conf` (every plugin described and configured)
+/// and starts an agent on it, in this test's tokio runtime.
+pub fn start_agent(conf: &Path) -> wdiamond::agent::Agent {
+    let config = wdiamond::config::load(conf).unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime();
+    let facts = wdiamond::host::HostFacts::default();
+    let loaded = tokio::task::block_in_place(|| wdiamond::agent::load(&rt, &config, &facts))
+        .unwrap_or_else(|e| panic!("{e}"));
+    wdiamond::agent::Agent::start(rt, facts, conf, &config, loaded)
+}

@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use super::common::{self, free_port};
 use super::{eventually, run_with, same};
-use wdiamond::agent::{self, Agent};
-use wdiamond::host::HostFacts;
 
 /// A real Prometheus (Debian's) with the remote-write receiver on a free
 /// port; killed on drop.
@@ -236,11 +234,7 @@ async fn prometheus_scrapes_the_exposition_endpoint() {
             common::cache_dir()
         ),
     );
-    let config = wdiamond::config::load(&conf).unwrap_or_else(|e| panic!("{e}"));
-    let rt = common::runtime();
-    let loaded = tokio::task::block_in_place(|| agent::load(&rt, &config, &HostFacts::default()))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let agent = Agent::start(rt, HostFacts::default(), &conf, &config, loaded);
+    let agent = common::start_agent(&conf);
     let selector = r#"load{host="hnd",window="01",env="test",job="wdiamond"}"#;
     let (page, zipped) = tokio::task::block_in_place(|| {
         // Prometheus scrapes it: several samples of a mapped series.
@@ -324,11 +318,7 @@ async fn a_reload_serves_the_changed_exporter_on_the_same_address() {
         )
     };
     let conf = common::write_config(dir.path(), &conf_text("one"));
-    let config = wdiamond::config::load(&conf).unwrap_or_else(|e| panic!("{e}"));
-    let rt = common::runtime();
-    let loaded = tokio::task::block_in_place(|| agent::load(&rt, &config, &HostFacts::default()))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut agent = Agent::start(rt, HostFacts::default(), &conf, &config, loaded);
+    let mut agent = common::start_agent(&conf);
     let page_with = |label: &'static str| {
         tokio::task::block_in_place(|| {
             eventually(|| {

@@ -11,8 +11,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::common;
-use wdiamond::agent::{self, Agent};
-use wdiamond::host::HostFacts;
 
 /// Sends `request` raw; returns (status, head, body) — status 0 when the
 /// connection closed without a response.
@@ -66,11 +64,7 @@ async fn hostile_exporters_are_bounded_and_the_agent_keeps_serving() {
         ));
     }
     let conf = common::write_config(dir.path(), &text);
-    let config = wdiamond::config::load(&conf).unwrap_or_else(|e| panic!("{e}"));
-    let rt = common::runtime();
-    let loaded = tokio::task::block_in_place(|| agent::load(&rt, &config, &HostFacts::default()))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let agent = Agent::start(rt, HostFacts::default(), &conf, &config, loaded);
+    let agent = common::start_agent(&conf);
     let port = |m: &str| ports[modes.iter().position(|x| *x == m).unwrap()];
     let stats = |m: &str| agent.handler_stats(m).unwrap();
     tokio::task::block_in_place(|| {
