@@ -218,6 +218,7 @@ pub(super) async fn serve(
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let path = Arc::new(listen.path.clone());
+    let mut warned: Option<std::time::Instant> = None;
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -227,7 +228,11 @@ pub(super) async fn serve(
             c = listener.accept() => match c {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accepting a connection");
+                    // Out of descriptors, say: logged once a minute at most.
+                    if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                        tracing::warn!(error = %e, "cannot accept a scrape's connection; retrying");
+                        warned = Some(std::time::Instant::now());
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
