@@ -352,12 +352,17 @@ pub trait Exporter: Handler {
     fn render(&mut self, scrape: &crate::Scrape) -> Result<crate::Page, String>;
 }
 
-/// The `handler` export's functions for a [`Handler`] type kept in
-/// `$state`, as the trait `$guest` of a world's bindings wants them.
+/// The export type `$name`, the thread-local `$state` holding a
+/// [`Handler`] type, and the `handler` export's functions as the trait
+/// `$guest` of a world's bindings wants them.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __handler_guest {
     ($guest:path, $name:ident, $ty:ty, $state:ident) => {
+        struct $name;
+        ::std::thread_local! {
+            static $state: $crate::State<$ty> = const { $crate::State::new() };
+        }
         impl $guest for $name {
             fn describe() -> $crate::Description {
                 <$ty as $crate::Handler>::describe()
@@ -380,10 +385,6 @@ macro_rules! __handler_guest {
 #[macro_export]
 macro_rules! export_handler {
     ($ty:ty) => {
-        struct __WdiamondHandler;
-        ::std::thread_local! {
-            static __WDIAMOND_STATE: $crate::State<$ty> = const { $crate::State::new() };
-        }
         $crate::__handler_guest!(
             $crate::bindings::exports::wdiamond::plugin::handler::Guest,
             __WdiamondHandler,
@@ -422,10 +423,6 @@ macro_rules! __export_handler_world_of_feature {
 #[macro_export]
 macro_rules! export_exporter {
     ($ty:ty) => {
-        struct __WdiamondExporter;
-        ::std::thread_local! {
-            static __WDIAMOND_STATE: $crate::State<$ty> = const { $crate::State::new() };
-        }
         $crate::__handler_guest!(
             $crate::bindings::exports::wdiamond::plugin::handler::Guest,
             __WdiamondExporter,

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::rc::Rc;
 
 use wdiamond_sdk::prometheus::{escape_help, escape_label_value, series, Rule};
 
@@ -38,7 +39,7 @@ struct Sample {
 struct Family {
     counter: bool,
     help: String,
-    series: BTreeMap<String, Sample>,
+    series: BTreeMap<Rc<str>, Sample>,
 }
 
 /// The series the page shows: a family per metric name, each series by its
@@ -48,10 +49,11 @@ pub struct Store {
     extra: Vec<(String, String)>,
     ttl: Option<u32>,
     max_series: usize,
-    families: BTreeMap<String, Family>,
-    /// `(host, path)` -> (family, labels): mapping a path is most of the
-    /// work, and the same at every run.
-    names: HashMap<(String, String), (String, String)>,
+    families: BTreeMap<Rc<str>, Family>,
+    /// host -> path -> (family, labels): mapping a path is most of the
+    /// work, and the same at every run (looked up without allocating).
+    names: HashMap<String, HashMap<String, (Rc<str>, Rc<str>)>>,
+    mapped: usize,
     series: usize,
     /// Metrics not kept: past `max_series`, or a name already used by
     /// the other kind.
@@ -77,6 +79,7 @@ impl Store {
             max_series,
             families: BTreeMap::new(),
             names: HashMap::new(),
+            mapped: 0,
             series: 0,
             dropped: 0,
         }
@@ -92,9 +95,8 @@ impl Store {
         self.series == 0
     }
 
-    fn name_of(&mut self, path: &str, host: &str, counter: bool) -> (String, String) {
-        let key = (host.to_string(), path.to_string());
-        if let Some(n) = self.names.get(&key) {
+    fn name_of(&mut self, path: &str, host: &str, counter: bool) -> (Rc<str>, Rc<str>) {
+        if let Some(n) = self.names.get(host).and_then(|m| m.get(path)) {
             return n.clone();
         }
         let (mut name, mut labels) = series(path, host, &self.rules);
@@ -119,11 +121,17 @@ impl Store {
         if !labels.is_empty() {
             rendered.push('}');
         }
-        if self.names.len() >= MAX_NAMES {
+        if self.mapped >= MAX_NAMES {
             self.names.clear();
+            self.mapped = 0;
         }
-        self.names.insert(key, (name.clone(), rendered.clone()));
-        (name, rendered)
+        let n: (Rc<str>, Rc<str>) = (name.into(), rendered.into());
+        self.names
+            .entry(host.to_string())
+            .or_default()
+            .insert(path.to_string(), n.clone());
+        self.mapped += 1;
+        n
     }
 
     /// Keeps `m` as its series' latest value (an older point than the one
@@ -144,13 +152,13 @@ impl Store {
             expires,
         };
         let full = self.series >= self.max_series;
-        let family = match self.families.get_mut(&name) {
+        let family = match self.families.get_mut(&*name) {
             Some(f) => f,
             None if full => {
                 self.dropped += 1;
                 return;
             }
-            None => self.families.entry(name.clone()).or_insert_with(|| Family {
+            None => self.families.entry(name).or_insert_with(|| Family {
                 counter: m.counter,
                 help: format!("{} (collector {})", m.path, m.collector),
                 series: BTreeMap::new(),
@@ -160,7 +168,7 @@ impl Store {
             self.dropped += 1;
             return;
         }
-        match family.series.get_mut(&labels) {
+        match family.series.get_mut(&*labels) {
             Some(s) if s.timestamp > m.timestamp => {}
             Some(s) => *s = sample,
             None if full => self.dropped += 1,
