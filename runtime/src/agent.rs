@@ -30,6 +30,7 @@ mod health;
 mod load;
 mod options;
 mod route;
+mod scheduler;
 mod tenant;
 
 pub use crate::stats::PluginStats;
@@ -124,6 +125,8 @@ pub struct Agent {
     /// The same for handlers, after their own grace to drain (apart, so
     /// that stuck collectors do not cut the handlers' delivery short).
     abort_handlers: watch::Sender<bool>,
+    /// Starts collector runs when they are due.
+    scheduler: Arc<scheduler::Scheduler>,
 }
 
 /// What identifies a running collector: its configuration and its
@@ -153,6 +156,7 @@ impl Agent {
             spools: HashMap::new(),
             abort_collectors: watch::channel(false).0,
             abort_handlers: watch::channel(false).0,
+            scheduler: Arc::new(scheduler::Scheduler::new()),
         };
         agent.apply(config, loaded);
         agent
@@ -276,6 +280,7 @@ impl Agent {
                 rx,
                 self.abort_collectors.subscribe(),
                 stats.clone(),
+                self.scheduler.clone(),
             ));
             keep.insert(
                 name,

@@ -162,10 +162,19 @@ fn runtime(cache: &std::path::Path) -> Result<Arc<Runtime>, ExitCode> {
 /// blocking pool (their host calls may block up to the run's deadline): a
 /// few threads per core, not one per concurrent run; a run past them waits
 /// its turn. Kept alive longer than the default interval, so that
-/// collections every 10 s reuse them instead of starting new ones.
+/// collections every 10 s reuse them instead of starting new ones. One
+/// async worker: the async side only waits (signals, stops, handler
+/// queues, scrapes) and hands work to the pool; a second worker only woke
+/// the first to look for work (BENCHMARKS.md, "Footprint").
 fn tokio_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // One malloc arena per pair of threads at most, not one per blocking
+    // thread that ever allocated: each arena keeps its own touched pages.
+    // SAFETY: mallopt only sets an allocator parameter (under the
+    // allocator's own lock).
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .max_blocking_threads(wdiamond::agent::blocking_threads(cores))
         .thread_keep_alive(std::time::Duration::from_secs(60))

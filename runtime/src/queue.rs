@@ -57,6 +57,10 @@ pub struct Queue {
     inner: Mutex<Inner>,
     /// Woken on every push.
     pub notify: Notify,
+    /// Woken when a push brings the queue to [`Queue::set_full_at`]
+    /// metrics: a lingering handler delivers a full batch at once.
+    pub full: Notify,
+    full_at: std::sync::atomic::AtomicUsize,
     stats: Arc<PluginStats>,
     spool: Option<Arc<Spool>>,
     /// Its spool was handed to a successor: nothing more to deliver here.
@@ -173,6 +177,8 @@ impl Queue {
             max_bytes: max_bytes.max(1),
             inner: Mutex::new(inner),
             notify: Notify::new(),
+            full: Notify::new(),
+            full_at: std::sync::atomic::AtomicUsize::new(usize::MAX),
             stats,
             spool,
             handed_over: Default::default(),
@@ -227,8 +233,10 @@ impl Queue {
         // the queue's lock, so two collectors publishing at once cannot
         // interleave them.
         let mut spool_dropped = 0;
+        let full;
         let dropped = {
             let mut q = self.lock();
+            let before = q.len;
             if let Some(spool) = &self.spool {
                 match spool.append(chunk) {
                     Ok((first, dropped)) => {
@@ -244,6 +252,8 @@ impl Queue {
             }
             q.chunks.push_back(chunk.clone());
             q.len += chunk.len();
+            let full_at = self.full_at.load(Ordering::Relaxed);
+            full = before < full_at && q.len >= full_at;
             q.bytes += chunk_bytes(chunk);
             let k = Self::excess(&q, self.capacity, self.max_bytes);
             q.drop_front(k);
@@ -263,6 +273,15 @@ impl Queue {
             self.count_dropped(dropped, NO_SPOOL_DROP);
         }
         self.notify.notify_one();
+        if full {
+            self.full.notify_one();
+        }
+    }
+
+    /// Makes a push that brings the queue to `n` metrics wake
+    /// [`Queue::full`].
+    pub fn set_full_at(&self, n: usize) {
+        self.full_at.store(n, Ordering::Relaxed);
     }
 
     /// Appends `items` to the spool, behind what it holds (a batch the

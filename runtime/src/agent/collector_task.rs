@@ -3,6 +3,7 @@
 //! and a failed instance replaced with backoff.
 
 use super::load::{configured_collector, LoadedCollector};
+use super::scheduler::Scheduler;
 use super::tenant::Tenant;
 use crate::bindings::collector::CollectorPlugin;
 use crate::bindings::types::MetricKind;
@@ -15,7 +16,7 @@ use crate::plugin::{Instance, Runtime};
 use crate::schedule::Schedule;
 use crate::stats::PluginStats;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use wasmtime::component::Component;
@@ -32,10 +33,6 @@ fn timestamp_now(facts: &HostFacts) -> f64 {
 /// Runs one collection on `instance` (taken and given back), publishing to
 /// `router`. `due` is when the run was scheduled (wall clock): how late it
 /// starts is recorded. Returns the instance if it is still usable.
-///
-/// The guest's output is checked and turned into lines on the same blocking
-/// thread, right after the guest returns: the columns are still in that
-/// core's cache, and the async workers never run that work.
 pub async fn run_collection(
     runtime: &Arc<Runtime>,
     lc: &Arc<LoadedCollectorShared>,
@@ -45,64 +42,54 @@ pub async fn run_collection(
     router: &Router,
     stats: &Arc<PluginStats>,
 ) -> Result<Option<Instance<CollectorPlugin>>, String> {
-    let span = lc.ctx.span.clone();
+    let (rt, lc, router, stats) = (runtime.clone(), lc.clone(), router.clone(), stats.clone());
+    tokio::task::spawn_blocking(move || {
+        let _g = lc.ctx.span.enter();
+        collect_once(&rt, &lc, instance, due, deadline, &router, &stats)
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("collection task failed: {e}")))
+}
+
+/// One collection, on the calling (blocking) thread from start to end:
+/// the instance (re-instantiated if the last run lost it), the tenant's
+/// fuel, the call, the output checked and turned into lines while the
+/// columns are still in this core's cache, and the chunk queued for every
+/// handler it reaches. Returns the instance if it is still usable. Called
+/// in the collector's span.
+fn collect_once(
+    runtime: &Runtime,
+    lc: &LoadedCollectorShared,
+    instance: Option<Instance<CollectorPlugin>>,
+    due: f64,
+    deadline: Duration,
+    router: &Router,
+    stats: &PluginStats,
+) -> Result<Option<Instance<CollectorPlugin>>, String> {
     let mut instance = match instance {
         Some(i) => i,
         None => {
-            let (rt, comp, ctx) = (runtime.clone(), lc.component.clone(), lc.ctx.clone());
-            match tokio::task::spawn_blocking(move || configured_collector(&rt, &comp, ctx)).await {
-                Ok(Ok(mut i)) => {
-                    span.in_scope(|| tracing::info!("re-instantiated"));
-                    if let Some(a) = &lc.abort {
-                        i.set_abort(a.clone());
-                    }
-                    i
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(e) => return Err(format!("instantiation task failed: {e}")),
+            let mut i = configured_collector(runtime, &lc.component, lc.ctx.clone())?;
+            tracing::info!("re-instantiated");
+            if let Some(a) = &lc.abort {
+                i.set_abort(a.clone());
             }
+            i
         }
     };
     let start = timestamp_now(&lc.ctx.facts);
     let fuel_left = lc.tenant.as_ref().and_then(|t| t.fuel_left(start));
     if fuel_left == Some(0) {
         stats.quota_skips.fetch_add(1, Ordering::Relaxed);
-        span.in_scope(|| {
-            tracing::warn!(
-                "skipping this run: the tenant's max_fuel_per_interval is used up for this window"
-            )
-        });
+        tracing::warn!(
+            "skipping this run: the tenant's max_fuel_per_interval is used up for this window"
+        );
         return Ok(Some(instance));
     }
     stats.runs.fetch_add(1, Ordering::Relaxed);
-    let (shared, run_stats) = (lc.clone(), stats.clone());
-    let (instance, (result, usage)) = match tokio::task::spawn_blocking(move || {
-        let late = (wall_clock() - due).max(0.0) * 1e6;
-        run_stats
-            .last_lateness_us
-            .store(late as u64, Ordering::Relaxed);
-        let (r, usage) = instance.collect_with_fuel(deadline, fuel_left);
-        let r = r.map(|r| {
-            r.map(|set| {
-                shared.ctx.span.in_scope(|| {
-                    publish_run(
-                        &shared,
-                        set,
-                        start,
-                        &usage,
-                        &run_stats,
-                        instance.series_mut(),
-                    )
-                })
-            })
-        });
-        (instance, (r, usage))
-    })
-    .await
-    {
-        Ok(x) => x,
-        Err(e) => return Err(format!("collection task failed: {e}")),
-    };
+    let late = (wall_clock() - due).max(0.0) * 1e6;
+    stats.last_lateness_us.store(late as u64, Ordering::Relaxed);
+    let (result, usage) = instance.collect_with_fuel(deadline, fuel_left);
     stats
         .denials
         .fetch_add(usage.calls.denials, Ordering::Relaxed);
@@ -110,9 +97,9 @@ pub async fn run_collection(
     if let Some(t) = &lc.tenant {
         t.spend_fuel(start, usage.fuel);
     }
-    let _g = span.enter();
     match result {
-        Ok(Ok(chunk)) => {
+        Ok(Ok(set)) => {
+            let chunk = publish_run(lc, set, start, &usage, stats, instance.series_mut());
             tracing::debug!(metrics = chunk.len(), elapsed = ?usage.elapsed, fuel = usage.fuel, "collected");
             if !chunk.is_empty() {
                 let chunk = Arc::new(chunk);
@@ -244,6 +231,101 @@ pub struct LoadedCollectorShared {
     pub abort: Option<watch::Receiver<bool>>,
 }
 
+/// What a collector's runs carry from one to the next: the instance (none
+/// after a failure, until re-instantiated) and the backoff of failed
+/// re-instantiations. A run owns it while it is in flight.
+struct RunState {
+    instance: Option<Instance<CollectorPlugin>>,
+    failures: u32,
+    /// Wall-clock time before which no re-instantiation is tried.
+    retry_at: f64,
+}
+
+impl RunState {
+    /// Runs one collection (or skips it while the backoff lasts) on the
+    /// calling blocking thread, and updates the backoff from its outcome.
+    fn run(
+        mut self,
+        runtime: &Runtime,
+        lc: &LoadedCollectorShared,
+        due: f64,
+        deadline: Duration,
+        interval: f64,
+        router: &Router,
+        stats: &PluginStats,
+    ) -> RunState {
+        let _g = lc.ctx.span.enter();
+        if self.instance.is_none() && wall_clock() < self.retry_at {
+            return self;
+        }
+        match collect_once(
+            runtime,
+            lc,
+            self.instance.take(),
+            due,
+            deadline,
+            router,
+            stats,
+        ) {
+            Ok(Some(i)) => {
+                self.instance = Some(i);
+                self.failures = 0;
+            }
+            other => {
+                self.failures += 1;
+                let backoff = (interval * 2f64.powi(self.failures as i32 - 1)).min(300.0);
+                self.retry_at = wall_clock() + backoff - interval;
+                match other {
+                    Err(e) => {
+                        tracing::error!(error = %e, retry_in = backoff, "cannot re-instantiate")
+                    }
+                    _ => tracing::info!(
+                        retry_in = backoff,
+                        consecutive_failures = self.failures,
+                        "will re-instantiate"
+                    ),
+                }
+            }
+        }
+        self
+    }
+}
+
+/// A collector's runs, as its schedule and its stop share them: the
+/// state between runs (taken by the run in flight), and one permit, held
+/// by the run in flight.
+struct Runs {
+    state: Mutex<Option<RunState>>,
+    idle: Arc<tokio::sync::Semaphore>,
+}
+
+impl Runs {
+    /// The state for the next run. A run whose thread panicked left none:
+    /// the next run re-instantiates.
+    fn take(&self) -> RunState {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or(RunState {
+                instance: None,
+                failures: 1,
+                retry_at: 0.0,
+            })
+    }
+
+    fn put(&self, s: RunState) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+    }
+}
+
+/// A collector: its runs started by the [`Scheduler`]'s thread when due,
+/// each on the blocking pool with the collector's [`RunState`], not
+/// waited for — everything after the call (checks, publishing, logging,
+/// backoff) happens on that thread. A run costs one wake-up of the
+/// scheduler's thread and one of a blocking thread; no async worker. A
+/// run still going when the next is due makes that window skipped. This
+/// task only waits for the stop, then for a run in flight.
 pub(super) async fn collector_task(
     runtime: Arc<Runtime>,
     lc: LoadedCollector,
@@ -251,6 +333,7 @@ pub(super) async fn collector_task(
     mut stop: watch::Receiver<bool>,
     abort: watch::Receiver<bool>,
     stats: Arc<PluginStats>,
+    scheduler: Arc<Scheduler>,
 ) {
     let interval = lc.config.interval;
     let mut schedule = Schedule::new(interval, rand::random::<f64>(), wall_clock());
@@ -264,64 +347,59 @@ pub(super) async fn collector_task(
     span.in_scope(|| tracing::info!(interval, stagger = schedule.stagger(), deadline = ?deadline, "scheduled"));
     let (shared, mut first) = LoadedCollectorShared::split(lc, Some(abort.clone()));
     first.set_abort(abort);
-    let mut instance = Some(first);
-    let mut failures: u32 = 0;
-    let mut retry_at = 0.0;
-    loop {
-        let (sleep, skipped) = schedule.next(wall_clock());
+    let runs = Arc::new(Runs {
+        state: Mutex::new(Some(RunState {
+            instance: Some(first),
+            failures: 0,
+            retry_at: 0.0,
+        })),
+        idle: Arc::new(tokio::sync::Semaphore::new(1)),
+    });
+    let blocking = tokio::runtime::Handle::current();
+    let (first_wait, _) = schedule.next(wall_clock());
+    let mut due = wall_clock() + first_wait.as_secs_f64();
+    let job_runs = runs.clone();
+    let job = move || {
+        let _g = shared.ctx.span.enter();
+        match job_runs.idle.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let s = job_runs.take();
+                let (rt, lc, router, stats, runs) = (
+                    runtime.clone(),
+                    shared.clone(),
+                    router.clone(),
+                    stats.clone(),
+                    job_runs.clone(),
+                );
+                let at = due;
+                blocking.spawn_blocking(move || {
+                    runs.put(s.run(&rt, &lc, at, deadline, interval, &router, &stats));
+                    drop(permit);
+                });
+            }
+            Err(_) => tracing::warn!(
+                "the last run is still going at the next window (a slow run); skipping this one"
+            ),
+        }
+        let (wait, skipped) = schedule.next(wall_clock());
         if skipped > 0 {
-            span.in_scope(|| {
-                tracing::warn!(
-                    skipped,
-                    "missed collection windows (clock jump or a slow run); skipping them"
-                )
-            });
+            tracing::warn!(
+                skipped,
+                "missed collection windows (clock jump or a slow run); skipping them"
+            );
         }
-        let due = wall_clock() + sleep.as_secs_f64();
-        tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
-            _ = stop.changed() => break,
-        }
-        if *stop.borrow() {
+        due = wall_clock() + wait.as_secs_f64();
+        Some(wait)
+    };
+    let entry = scheduler.add(first_wait, Box::new(job));
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
             break;
         }
-        if instance.is_none() && wall_clock() < retry_at {
-            continue;
-        }
-        match run_collection(
-            &runtime,
-            &shared,
-            instance.take(),
-            due,
-            deadline,
-            &router,
-            &stats,
-        )
-        .await
-        {
-            Ok(Some(i)) => {
-                instance = Some(i);
-                failures = 0;
-            }
-            other => {
-                failures += 1;
-                let backoff = (interval * 2f64.powi(failures as i32 - 1)).min(300.0);
-                retry_at = wall_clock() + backoff - interval;
-                if let Err(e) = other {
-                    span.in_scope(
-                        || tracing::error!(error = %e, retry_in = backoff, "cannot re-instantiate"),
-                    );
-                } else {
-                    span.in_scope(|| {
-                        tracing::info!(
-                            retry_in = backoff,
-                            consecutive_failures = failures,
-                            "will re-instantiate"
-                        )
-                    });
-                }
-            }
-        }
     }
+    scheduler.remove(entry);
+    // A run in flight at the stop finishes (the agent's grace, then its
+    // abort, bound it).
+    let _ = runs.idle.acquire().await;
     span.in_scope(|| tracing::info!("stopped"));
 }

@@ -18,11 +18,6 @@ use tokio::sync::{mpsc, watch};
 /// batch before the task looks at its schedule and stop signal again.
 const DRAIN_SLICE: Duration = Duration::from_millis(50);
 
-/// How long the first metrics after a quiet spell wait for more: the runs
-/// due at the same moment (the collectors of one interval) then go in one
-/// delivery, one hand-off to a blocking thread instead of one per run.
-const LINGER: Duration = Duration::from_millis(20);
-
 pub(super) async fn handler_task(
     runtime: Arc<Runtime>,
     lh: LoadedHandler,
@@ -33,6 +28,12 @@ pub(super) async fn handler_task(
 ) {
     let span = lh.ctx.span.clone();
     let batch_size = lh.config.batch_size;
+    // How long the first metrics after a delivery wait for more
+    // (`batch_timeout`): the runs due meanwhile go in the same delivery,
+    // one hand-off to a blocking thread (and one plugin call) for several
+    // runs instead of one each.
+    let linger = Duration::from_secs_f64(lh.config.batch_timeout);
+    queue.set_full_at(batch_size);
     let flush_every = Duration::from_secs_f64(lh.config.flush_interval);
     let deadline = lh
         .config
@@ -72,12 +73,14 @@ pub(super) async fn handler_task(
     let mut lingered = false;
     loop {
         if !stopping && backoff.is_zero() && !queue.is_empty() {
-            if !lingered && queue.len() < batch_size {
-                // The first metrics after a quiet spell: a moment for the
-                // other runs due now (see LINGER).
+            if !lingered && queue.len() < batch_size && !linger.is_zero() {
+                // The first metrics after a delivery: a moment for the
+                // other runs due soon (see `linger`); a full batch, a
+                // scrape or the stop ends it.
                 lingered = true;
                 tokio::select! {
-                    _ = tokio::time::sleep(LINGER) => {}
+                    _ = tokio::time::sleep(linger) => {}
+                    _ = queue.full.notified() => {}
                     Some(s) = next_scrape(&mut scrapes) => { scrape = Some(s); }
                     _ = stop.changed() => { stopping = true; }
                 }
@@ -109,7 +112,10 @@ pub(super) async fn handler_task(
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
-                _ = queue.notify.notified(), if backoff.is_zero() => {}
+                _ = queue.notify.notified(), if backoff.is_zero() => {
+                    // New metrics: back to the top, which lingers first.
+                    continue;
+                }
                 Some(s) = next_scrape(&mut scrapes) => { scrape = Some(s); }
                 _ = stop.changed() => { stopping = true; }
             }

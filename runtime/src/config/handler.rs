@@ -9,6 +9,12 @@ use super::sections::{each_host_key, read_plugin, Layers, HANDLER_KEYS};
 use super::tenant::unknown_tenant;
 use super::{ConfigError, HandlerConfig, Listen, Receives, TenantConfig};
 
+/// `batch_timeout` when none is set, seconds.
+pub const DEFAULT_BATCH_TIMEOUT: f64 = 1.0;
+
+/// Largest `batch_timeout`, seconds.
+pub const MAX_BATCH_TIMEOUT: f64 = 300.0;
+
 /// Reads one handler from its layers (`[handlers.default]` first).
 pub(super) fn read_handler(
     name: &str,
@@ -30,6 +36,7 @@ pub(super) fn read_handler(
         plugin,
         queue_size: 100_000,
         batch_size: 10_000,
+        batch_timeout: DEFAULT_BATCH_TIMEOUT,
         flush_interval: 1.0,
         retry_max: 10.0,
         spool_dir: None,
@@ -49,6 +56,15 @@ pub(super) fn read_handler(
         "batch_size" => {
             if let Some(n) = r.count(path, v) {
                 h.batch_size = (n as usize).max(1);
+            }
+        }
+        "batch_timeout" => {
+            if let Some(n) = r.number(path, v) {
+                if (0.0..=MAX_BATCH_TIMEOUT).contains(&n) {
+                    h.batch_timeout = n;
+                } else {
+                    r.err(path, format!("must be from 0 (deliver at once) to {MAX_BATCH_TIMEOUT} seconds, found {n}"));
+                }
             }
         }
         "flush_interval" => {

@@ -202,6 +202,10 @@ pub struct HandlerConfig {
     pub queue_size: usize,
     /// Most metrics handed to one `process` call.
     pub batch_size: usize,
+    /// `batch_timeout`: how long, seconds, the first metrics queued after a
+    /// delivery wait for more before they are delivered (a full batch goes
+    /// at once). Runs due close together then share one delivery.
+    pub batch_timeout: f64,
     /// How often `flush` is called, seconds.
     pub flush_interval: f64,
     /// Longest wait between retries of a failed batch, seconds.

@@ -67,6 +67,7 @@ pub(super) const HANDLER_KEYS: &[&str] = &[
     "limits",
     "queue_size",
     "batch_size",
+    "batch_timeout",
     "flush_interval",
     "retry_max",
     "spool_dir",

@@ -1,13 +1,18 @@
 //! The epoch ticker: advances every engine's epoch each [`EPOCH_TICK`]
-//! while some plugin call is in flight, and sleeps (no wake-ups at all)
-//! while none is.
+//! while some plugin call is in flight, and never wakes while none is.
 //!
 //! A call's deadline is its own timer (see [`super::call::bounded`]); the
 //! epoch only makes a computing guest yield, or trap past its deadline, so
-//! it has nothing to do between runs. One thread for the process, started
-//! on first use; engines register a weak reference and drop out when gone.
+//! it has nothing to do between runs — nor during a call shorter than a
+//! tick, which is almost every collection. The ticker thread sleeps in a
+//! `read` of a `timerfd`: the first call in flight arms the timer (one
+//! syscall on the caller's thread, no wake-up of the ticker), the last one
+//! out disarms it, so the ticker thread runs only when a call has lasted
+//! a whole tick. One thread for the process, started on first use;
+//! engines register a weak reference and drop out when gone.
 
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Mutex, OnceLock};
 
 use wasmtime::{Engine, EngineWeak};
 
@@ -21,25 +26,36 @@ struct State {
     engines: Vec<EngineWeak>,
     /// Ticks done so far.
     ticks: u64,
-    /// Whether the ticker is asleep, waiting for a call.
-    parked: bool,
+    /// Times the ticker thread woke (a tick, or an expiry that raced the
+    /// last call's end and found nothing in flight).
+    wakeups: u64,
 }
 
 struct Ticker {
     state: Mutex<State>,
-    wake: Condvar,
+    /// A `CLOCK_MONOTONIC` timerfd, armed (periodic, one tick) exactly
+    /// while a call is in flight.
+    timer: OwnedFd,
 }
 
 fn ticker() -> &'static Ticker {
     static TICKER: OnceLock<Ticker> = OnceLock::new();
     TICKER.get_or_init(|| {
+        // SAFETY: plain syscall; the result is checked.
+        let fd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC) };
+        assert!(
+            fd >= 0,
+            "creating the epoch timer (timerfd_create): {}",
+            std::io::Error::last_os_error()
+        );
         std::thread::Builder::new()
             .name("wdiamond-epoch".into())
             .spawn(run)
             .expect("starting the epoch thread");
         Ticker {
             state: Mutex::new(State::default()),
-            wake: Condvar::new(),
+            // SAFETY: `fd` was just created and is owned by nobody else.
+            timer: unsafe { OwnedFd::from_raw_fd(fd) },
         }
     })
 }
@@ -48,16 +64,44 @@ fn lock(t: &Ticker) -> std::sync::MutexGuard<'_, State> {
     t.state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Arms the timer to expire every tick from one tick from now, or disarms
+/// it. Called with the state locked, so arming and disarming never cross.
+fn set_timer(t: &Ticker, on: bool) {
+    let tick = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: if on { EPOCH_TICK.as_nanos() as _ } else { 0 },
+    };
+    let spec = libc::itimerspec {
+        it_interval: tick,
+        it_value: tick,
+    };
+    // SAFETY: a valid timerfd and a valid itimerspec; no old value asked.
+    unsafe { libc::timerfd_settime(t.timer.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+}
+
 fn run() {
     let t = ticker();
     loop {
+        let mut expirations = 0u64;
+        // SAFETY: reads the 8-byte expiration count into a u64.
+        let n = unsafe {
+            libc::read(
+                t.timer.as_raw_fd(),
+                (&mut expirations as *mut u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+        if n != std::mem::size_of::<u64>() as isize {
+            // EINTR; nothing else can fail on a valid blocking timerfd.
+            continue;
+        }
         let engines: Vec<Engine> = {
             let mut s = lock(t);
-            while s.in_flight == 0 {
-                s.parked = true;
-                s = t.wake.wait(s).unwrap_or_else(|p| p.into_inner());
+            s.wakeups += 1;
+            if s.in_flight == 0 {
+                // An expiry that raced the disarm: nothing to tick.
+                continue;
             }
-            s.parked = false;
             s.ticks += 1;
             s.engines.retain(|w| w.upgrade().is_some());
             s.engines.iter().filter_map(EngineWeak::upgrade).collect()
@@ -65,8 +109,6 @@ fn run() {
         for e in &engines {
             e.increment_epoch();
         }
-        drop(engines);
-        std::thread::sleep(EPOCH_TICK);
     }
 }
 
@@ -84,14 +126,19 @@ pub(super) fn awake() -> Awake {
     let mut s = lock(t);
     s.in_flight += 1;
     if s.in_flight == 1 {
-        t.wake.notify_one();
+        set_timer(t, true);
     }
     Awake(())
 }
 
 impl Drop for Awake {
     fn drop(&mut self) {
-        lock(ticker()).in_flight -= 1;
+        let t = ticker();
+        let mut s = lock(t);
+        s.in_flight -= 1;
+        if s.in_flight == 0 {
+            set_timer(t, false);
+        }
     }
 }
 
@@ -108,19 +155,44 @@ mod tests {
         }
     }
 
+    // Other tests of this binary make no plugin calls: nothing else holds
+    // an `Awake`, so the counters move only by what these tests do. They
+    // share the one ticker, so they run as one test.
     #[test]
     fn the_ticker_runs_only_while_a_call_is_in_flight() {
+        // A call spanning ticks is ticked.
         let guard = awake();
         let before = lock(ticker()).ticks;
         wait_for("ticking", |s| s.ticks >= before + 2);
         drop(guard);
-        // Other tests of this binary make no plugin calls: nothing else
-        // keeps it awake.
-        wait_for("parked", |s| s.parked);
-        let idle = lock(ticker()).ticks;
+        // Disarmed: no tick with nothing in flight, and no wake-up but
+        // (at most) one expiry that raced the disarm.
+        let (idle_ticks, idle_wakeups) = {
+            let s = lock(ticker());
+            (s.ticks, s.wakeups)
+        };
         std::thread::sleep(EPOCH_TICK * 10);
+        {
+            let s = lock(ticker());
+            assert_eq!(s.in_flight, 0);
+            assert_eq!(s.ticks, idle_ticks, "it ticked with no call in flight");
+            assert!(
+                s.wakeups <= idle_wakeups + 1,
+                "it woke {} times with no call in flight",
+                s.wakeups - idle_wakeups
+            );
+        }
+        // Calls far shorter than a tick, one after another: each arms and
+        // disarms the timer, which (but for a thread descheduled a whole
+        // tick inside one) never expires.
+        for _ in 0..50 {
+            drop(awake());
+        }
         let s = lock(ticker());
-        assert!(s.parked && s.in_flight == 0);
-        assert_eq!(s.ticks, idle, "it ticked with no call in flight");
+        assert!(
+            s.ticks - idle_ticks < 25,
+            "{} of 50 short calls were ticked",
+            s.ticks - idle_ticks
+        );
     }
 }
