@@ -135,6 +135,13 @@ impl LineSender {
             if stream && Self::peer_closed(c) {
                 // The previous payload may not have arrived: resent below.
                 self.conn = None;
+            } else if payload.is_none() {
+                // A check (a flush) on a live connection: the last payload
+                // stays unconfirmed until a later send finds the peer still
+                // there — a flush right after a send proves nothing, and at
+                // a stop a dead peer's payload must still be resent (or
+                // left to the host to spool).
+                return Ok(());
             } else {
                 self.unconfirmed = None;
             }

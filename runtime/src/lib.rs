@@ -28,7 +28,10 @@
 //!     host keys;
 //!   - `agent/capabilities.rs`: what plugins ask for, turned into grants;
 //!   - `agent/tenant.rs`: tenants' fuel and metrics windows;
-//!   - `agent/collector_task.rs`, `agent/handler_task.rs`: the two tasks;
+//!   - `agent/collector_task.rs`, `agent/handler_task.rs`: the two tasks
+//!     (a collector's runs start on the blocking pool from
+//!     `agent/scheduler.rs`, the one thread that sleeps until the next
+//!     run is due);
 //!   - `agent/exposition.rs`: an exporter's page, served by the host over
 //!     HTTP (bounded requests; the page checked), rendered in its
 //!     handler's turn;
@@ -37,7 +40,8 @@
 //!   compiled-component cache and the built-ins; `plugin/world.rs`, the two
 //!   worlds behind one trait; `plugin/call.rs`, an instance and its calls,
 //!   each ending at its deadline whatever the guest waits on;
-//!   `plugin/epoch.rs`, the epoch ticker (it runs only while a call is);
+//!   `plugin/epoch.rs`, the epoch ticker (a timerfd armed only while a call
+//!   is in flight: it wakes only for a call longer than a tick);
 //!   `plugin/python.rs`, Python collectors (the shared Python runtime
 //!   component and the script each instance runs).
 //! - [`queue`]: a handler's bounded queue of shared columnar chunks;

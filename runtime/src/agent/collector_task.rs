@@ -1,6 +1,7 @@
-//! A collector's task: its schedule, one run after another on the blocking
-//! pool, the run's output checked and published to every handler's queue,
-//! and a failed instance replaced with backoff.
+//! A collector: its schedule (kept by the [`Scheduler`]'s thread), one run
+//! after another on the blocking pool, each run's output checked and
+//! published to every handler's queue on the run's own thread, and a
+//! failed instance replaced with backoff.
 
 use super::load::{configured_collector, LoadedCollector};
 use super::scheduler::Scheduler;

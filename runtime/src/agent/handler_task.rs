@@ -50,6 +50,12 @@ pub(super) async fn handler_task(
     let mut stopping = false;
     let mut last_flush = tokio::time::Instant::now();
     let mut dirty = false;
+    // Whether this task ever delivered, and whether the stop's own flush
+    // was done: at the stop the handler flushes once more even when its
+    // last flush came right after its last delivery, so that a sender
+    // keeping its last batch unconfirmed (graphite) checks its connection
+    // then, and a dead peer's batch is spooled, not lost.
+    let (mut delivered_any, mut stop_flushed) = (false, false);
     // An exporter's page is served by a task of its own, which hands each
     // scrape here: the plugin renders it in its turn.
     let (mut scrapes, server) = match lh.config.listen.clone() {
@@ -180,7 +186,8 @@ pub(super) async fn handler_task(
             Some((t, b)) => (Some(t), b),
             None => (None, crate::metric::Batch::default()),
         };
-        let flush_due = dirty && (last_flush.elapsed() >= flush_every || stopping);
+        let flush_due = (dirty && last_flush.elapsed() >= flush_every)
+            || (stopping && (dirty || (delivered_any && !stop_flushed)));
         if batch.is_empty() && !flush_due {
             if sync_now {
                 let q = queue.clone();
@@ -242,10 +249,12 @@ pub(super) async fn handler_task(
         let _g = span.enter();
         if delivered > 0 {
             dirty = true;
+            delivered_any = true;
         }
         match outcome {
             Ok(Ok(())) => {
                 if flushing {
+                    stop_flushed = stopping;
                     dirty = false;
                     last_flush = tokio::time::Instant::now();
                 }
