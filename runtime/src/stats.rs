@@ -33,6 +33,9 @@ pub struct PluginStats {
     pub dropped: AtomicU64,
     /// Runs skipped because the tenant's fuel quota was used up.
     pub quota_skips: AtomicU64,
+    /// Runs skipped because the previous one was still going when they
+    /// were due (a collector).
+    pub skipped_runs: AtomicU64,
     /// Wall-clock time of the last run, microseconds.
     pub last_duration_us: AtomicU64,
     /// How late the last run started after its scheduled time (timer and

@@ -378,9 +378,18 @@ pub(super) async fn collector_task(
                     drop(permit);
                 });
             }
-            Err(_) => tracing::warn!(
-                "the last run is still going at the next window (a slow run); skipping this one"
-            ),
+            Err(_) => {
+                // A run stuck in the host past its deadline (a hung mount
+                // under statvfs) skips window after window: logged within
+                // the plugin's log limit, counted.
+                stats.skipped_runs.fetch_add(1, Ordering::Relaxed);
+                if let Some(suppressed) = shared.ctx.log_limit.admit(LogKind::Failure) {
+                    tracing::warn!(
+                        suppressed,
+                        "the last run is still going at the next window (a slow run); skipping this one"
+                    );
+                }
+            }
         }
         let (wait, skipped) = schedule.next(wall_clock());
         if skipped > 0 {

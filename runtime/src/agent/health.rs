@@ -59,6 +59,7 @@ pub(super) async fn health_task(
             put(format!("{name}.metrics.rejected"), g(&st.rejected));
             put(format!("{name}.metrics.dropped"), g(&st.dropped));
             put(format!("{name}.quota_skips"), g(&st.quota_skips));
+            put(format!("{name}.schedule.skipped"), g(&st.skipped_runs));
             put(
                 format!("{name}.duration_ms"),
                 g(&st.last_duration_us) / 1000.0,
