@@ -13,14 +13,6 @@ use wdiamond::host::HostFacts;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wdiamond");
 
-fn archive_lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 /// Distinct timestamps of lines whose path ends with `suffix`.
 fn runs_of(lines: &[String], suffix: &str) -> Vec<u64> {
     let mut ts: Vec<u64> = lines
@@ -65,7 +57,7 @@ fn binary_collects_every_interval_into_the_archive_and_stops_on_sigterm() {
     let mut lines = Vec::new();
     while start.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(250));
-        lines = archive_lines(&archive);
+        lines = common::file_lines(&archive);
         if runs_of(&lines, ".cpu.total.idle").len() >= 2
             && runs_of(&lines, ".memory.MemTotal").len() >= 2
             && runs_of(&lines, ".loadavg.01").len() >= 2
@@ -299,7 +291,7 @@ arg = "/etc/shadow"
     assert!(get(&trap.runs) >= 2, "trap re-instantiated: {trap:?}");
 
     // The neighbour kept its 1 s schedule: a run in (nearly) every window.
-    let lines = archive_lines(&archive);
+    let lines = common::file_lines(&archive);
     let runs = runs_of(&lines, ".loadavg.01");
     assert!(
         runs.len() >= 4,
@@ -339,7 +331,7 @@ fn sighup_applies_changed_options_and_a_bad_reload_keeps_the_running_config() {
     let wait_for = |pred: &dyn Fn(&[String]) -> bool| {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {
-            if pred(&archive_lines(&archive)) {
+            if pred(&common::file_lines(&archive)) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -355,12 +347,12 @@ fn sighup_applies_changed_options_and_a_bad_reload_keeps_the_running_config() {
     // SAFETY: plain kill(2) of our own child.
     unsafe { libc::kill(pid, libc::SIGHUP) };
     std::thread::sleep(Duration::from_millis(500));
-    let at_reload = archive_lines(&archive).len();
+    let at_reload = common::file_lines(&archive).len();
     assert!(
         wait_for(&|l| l.len() > at_reload + 20),
         "still collecting after the reload"
     );
-    let after: Vec<String> = archive_lines(&archive)[at_reload..].to_vec();
+    let after: Vec<String> = common::file_lines(&archive)[at_reload..].to_vec();
     assert!(after.iter().any(|x| x.contains(".cpu.total.")), "{after:?}");
     assert!(
         !after.iter().any(|x| x.contains(".cpu.cpu0.")),
@@ -371,7 +363,7 @@ fn sighup_applies_changed_options_and_a_bad_reload_keeps_the_running_config() {
     std::fs::write(&conf, "[collectors.cpu\n").unwrap();
     unsafe { libc::kill(pid, libc::SIGHUP) };
     std::thread::sleep(Duration::from_millis(300));
-    let n = archive_lines(&archive).len();
+    let n = common::file_lines(&archive).len();
     assert!(
         wait_for(&|l| l.len() > n + 10),
         "still collecting after a failed reload"
@@ -630,7 +622,7 @@ fn python_and_rust_collectors_run_side_by_side_into_the_archive() {
     ];
     while start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(250));
-        lines = archive_lines(&archive);
+        lines = common::file_lines(&archive);
         if suffixes.iter().all(|s| runs_of(&lines, s).len() >= 3) {
             break;
         }

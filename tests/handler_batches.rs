@@ -21,14 +21,6 @@ fn config(dir: &Path, archive: &Path, collectors: usize, handler_keys: &str) -> 
     common::write_config(dir, &text)
 }
 
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 /// Four collectors every second into a handler whose batches wait 3 s:
 /// every run's metrics are delivered (at the latest at the stop), in far
 /// fewer deliveries than runs. Without the wait each run was a delivery.
@@ -47,7 +39,7 @@ async fn runs_share_deliveries_within_the_batch_timeout() {
     tokio::time::sleep(Duration::from_secs(7)).await;
     let deliveries = stats.wakeups.load(Ordering::Relaxed);
     agent.shutdown().await;
-    let lines = lines(&archive);
+    let lines = common::file_lines(&archive);
     // loadavg publishes 8 metrics a run.
     let runs = lines.iter().filter(|l| l.contains(".loadavg.01 ")).count() as u64;
     assert!(runs >= 8, "only {runs} runs in 7 s: {lines:?}");
@@ -77,10 +69,10 @@ async fn a_full_batch_does_not_wait_for_the_batch_timeout() {
     );
     let agent = common::start_agent(&conf);
     let end = Instant::now() + Duration::from_secs(60);
-    while lines(&archive).len() < 20 && Instant::now() < end {
+    while common::file_lines(&archive).len() < 20 && Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let seen = lines(&archive).len();
+    let seen = common::file_lines(&archive).len();
     agent.shutdown().await;
     assert!(
         seen >= 20,

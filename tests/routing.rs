@@ -12,14 +12,6 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wdiamond");
 
-fn lines(p: &Path) -> Vec<String> {
-    std::fs::read_to_string(p)
-        .unwrap_or_default()
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
 fn dir_bytes(p: &Path) -> u64 {
     std::fs::read_dir(p)
         .map(|d| {
@@ -141,10 +133,10 @@ fn each_tenant_s_metrics_reach_only_its_own_handlers() {
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
 
-    let host = lines(&d.join("host.log"));
-    let acme = lines(&d.join("acme/acme.log"));
-    let beta = lines(&d.join("beta.log"));
-    let all = lines(&d.join("all.log"));
+    let host = common::file_lines(&d.join("host.log"));
+    let acme = common::file_lines(&d.join("acme/acme.log"));
+    let beta = common::file_lines(&d.join("beta.log"));
+    let all = common::file_lines(&d.join("all.log"));
     assert!(
         host.iter().any(|l| l.starts_with("servers.rt.loadavg.01 ")),
         "{log}"

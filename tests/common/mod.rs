@@ -105,3 +105,13 @@ pub fn start_agent(conf: &Path) -> wdiamond::agent::Agent {
         .unwrap_or_else(|e| panic!("{e}"));
     wdiamond::agent::Agent::start(rt, facts, conf, &config, loaded)
 }
+
+/// The lines of a text file (an archive handler's log), none if it is
+/// missing.
+pub fn file_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
