@@ -146,6 +146,50 @@ async fn infinite_loop_is_interrupted_at_the_deadline() {
     assert!(o.jitter_ms < 250.0);
 }
 
+/// The epoch timer that interrupts a computing guest is armed while any
+/// call is in flight, and only the last call out disarms it: spinning
+/// guests — one on the fuel-metered engine, one not — are interrupted at
+/// their deadlines while short calls of six other collectors start and
+/// end around them every second (a timer disarmed by any call's end would
+/// leave them spinning).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spinning_guests_are_interrupted_while_short_calls_come_and_go() {
+    let mut sections = bad("spin", "[collectors.bad.limits]\ntimeout = 1.5\n");
+    sections += &format!(
+        "[collectors.metered]\nenabled = true\ncomponent = {:?}\nmode = \"spin\"\n[collectors.metered.limits]\ntimeout = 1.5\nfuel = 1000000000000000\n",
+        guest()
+    );
+    for i in 0..6 {
+        sections += &format!("[collectors.short{i}]\nenabled = true\ncomponent = \"loadavg\"\n");
+    }
+    // Never interrupted, the spinners would hold even the stop (its abort
+    // is noticed at an epoch tick): a failure, not a hang.
+    let o = tokio::time::timeout(
+        Duration::from_secs(60),
+        beside_neighbour("spinning among short calls", &sections, "bad"),
+    )
+    .await
+    .expect("the spinning guests were never interrupted: the agent could not stop");
+    assert!(
+        get(&o.bad.timeouts) >= 1,
+        "the unmetered spinner was interrupted"
+    );
+    let (_, metered) = o.others.iter().find(|(n, _)| n == "metered").unwrap();
+    assert!(
+        get(&metered.timeouts) >= 1,
+        "the metered spinner was interrupted"
+    );
+    assert_eq!(
+        get(&metered.fuel_exhausted),
+        0,
+        "by its deadline, not its fuel"
+    );
+    for (name, st) in o.others.iter().filter(|(n, _)| n.starts_with("short")) {
+        assert!(get(&st.runs) >= 2, "{name} ran beside the spinners");
+        assert_eq!(get(&st.failures), 0, "{name} failed");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_that_never_returns_is_killed_at_the_deadline() {
     let o = beside_neighbour(
