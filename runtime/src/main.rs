@@ -139,7 +139,7 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
 }
 
 fn load(
-    path: &PathBuf,
+    path: &std::path::Path,
 ) -> Result<(wdiamond::config::Config, Arc<Runtime>, agent::Loaded), ExitCode> {
     let report = |errors: &wdiamond::config::ConfigErrors| {
         eprint!("{errors}");
@@ -208,7 +208,7 @@ fn main() -> ExitCode {
     result.unwrap_or_else(|code| code)
 }
 
-fn check(config: &PathBuf) -> Result<ExitCode, ExitCode> {
+fn check(config: &std::path::Path) -> Result<ExitCode, ExitCode> {
     let _ = init_logging("warn", LogFormat::Text);
     let (c, _, loaded) = load(config)?;
     print!("{}", wdiamond::review::summary(&c, &loaded));
@@ -290,7 +290,7 @@ fn inspect(file: &std::path::Path, json: bool) -> Result<ExitCode, ExitCode> {
 }
 
 fn once(
-    config: &PathBuf,
+    config: &std::path::Path,
     names: &[String],
     wait: f64,
     format: wdiamond::once::Format,
@@ -339,7 +339,7 @@ fn once(
     })
 }
 
-fn run(config: &PathBuf, log: &LogArgs) -> Result<ExitCode, ExitCode> {
+fn run(config: &std::path::Path, log: &LogArgs) -> Result<ExitCode, ExitCode> {
     if let Err(e) = init_logging(&log.log_level, log.log_format) {
         eprintln!("error: {e:#}");
         return Err(ExitCode::from(2));

@@ -242,65 +242,72 @@ struct RunState {
     retry_at: f64,
 }
 
-impl RunState {
-    /// Runs one collection (or skips it while the backoff lasts) on the
-    /// calling blocking thread, and updates the backoff from its outcome.
-    fn run(
-        mut self,
-        runtime: &Runtime,
-        lc: &LoadedCollectorShared,
-        due: f64,
-        deadline: Duration,
-        interval: f64,
-        router: &Router,
-        stats: &PluginStats,
-    ) -> RunState {
-        let _g = lc.ctx.span.enter();
-        if self.instance.is_none() && wall_clock() < self.retry_at {
-            return self;
+/// A collector's runs, as its schedule and its stop share them: what every
+/// run needs, the state between runs (taken by the run in flight), and
+/// one permit, held by the run in flight.
+struct Runs {
+    runtime: Arc<Runtime>,
+    lc: Arc<LoadedCollectorShared>,
+    router: Router,
+    stats: Arc<PluginStats>,
+    deadline: Duration,
+    interval: f64,
+    state: Mutex<Option<RunState>>,
+    idle: Arc<tokio::sync::Semaphore>,
+}
+
+impl Runs {
+    /// Runs one collection due at `due` (or skips it while the backoff
+    /// lasts) on the calling blocking thread, with the state the last run
+    /// left, and keeps the backoff from its outcome. The caller holds
+    /// [`Runs::idle`]'s permit.
+    fn run(&self, due: f64) {
+        let _g = self.lc.ctx.span.enter();
+        let mut s = self.take();
+        if s.instance.is_some() || wall_clock() >= s.retry_at {
+            let outcome = collect_once(
+                &self.runtime,
+                &self.lc,
+                s.instance.take(),
+                due,
+                self.deadline,
+                &self.router,
+                &self.stats,
+            );
+            self.backoff(&mut s, outcome);
         }
-        match collect_once(
-            runtime,
-            lc,
-            self.instance.take(),
-            due,
-            deadline,
-            router,
-            stats,
-        ) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+    }
+
+    fn backoff(
+        &self,
+        s: &mut RunState,
+        outcome: Result<Option<Instance<CollectorPlugin>>, String>,
+    ) {
+        let interval = self.interval;
+        match outcome {
             Ok(Some(i)) => {
-                self.instance = Some(i);
-                self.failures = 0;
+                s.instance = Some(i);
+                s.failures = 0;
             }
             other => {
-                self.failures += 1;
-                let backoff = (interval * 2f64.powi(self.failures as i32 - 1)).min(300.0);
-                self.retry_at = wall_clock() + backoff - interval;
+                s.failures += 1;
+                let backoff = (interval * 2f64.powi(s.failures as i32 - 1)).min(300.0);
+                s.retry_at = wall_clock() + backoff - interval;
                 match other {
                     Err(e) => {
                         tracing::error!(error = %e, retry_in = backoff, "cannot re-instantiate")
                     }
                     _ => tracing::info!(
                         retry_in = backoff,
-                        consecutive_failures = self.failures,
+                        consecutive_failures = s.failures,
                         "will re-instantiate"
                     ),
                 }
             }
         }
-        self
     }
-}
 
-/// A collector's runs, as its schedule and its stop share them: the
-/// state between runs (taken by the run in flight), and one permit, held
-/// by the run in flight.
-struct Runs {
-    state: Mutex<Option<RunState>>,
-    idle: Arc<tokio::sync::Semaphore>,
-}
-
-impl Runs {
     /// The state for the next run. A run whose thread panicked left none:
     /// the next run re-instantiates.
     fn take(&self) -> RunState {
@@ -313,10 +320,6 @@ impl Runs {
                 failures: 1,
                 retry_at: 0.0,
             })
-    }
-
-    fn put(&self, s: RunState) {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
     }
 }
 
@@ -349,6 +352,12 @@ pub(super) async fn collector_task(
     let (shared, mut first) = LoadedCollectorShared::split(lc, Some(abort.clone()));
     first.set_abort(abort);
     let runs = Arc::new(Runs {
+        runtime,
+        lc: shared,
+        router,
+        stats,
+        deadline,
+        interval,
         state: Mutex::new(Some(RunState {
             instance: Some(first),
             failures: 0,
@@ -359,22 +368,14 @@ pub(super) async fn collector_task(
     let blocking = tokio::runtime::Handle::current();
     let (first_wait, _) = schedule.next(wall_clock());
     let mut due = wall_clock() + first_wait.as_secs_f64();
-    let job_runs = runs.clone();
+    let r = runs.clone();
     let job = move || {
-        let _g = shared.ctx.span.enter();
-        match job_runs.idle.clone().try_acquire_owned() {
+        let _g = r.lc.ctx.span.enter();
+        match r.idle.clone().try_acquire_owned() {
             Ok(permit) => {
-                let s = job_runs.take();
-                let (rt, lc, router, stats, runs) = (
-                    runtime.clone(),
-                    shared.clone(),
-                    router.clone(),
-                    stats.clone(),
-                    job_runs.clone(),
-                );
-                let at = due;
+                let (run, at) = (r.clone(), due);
                 blocking.spawn_blocking(move || {
-                    runs.put(s.run(&rt, &lc, at, deadline, interval, &router, &stats));
+                    run.run(at);
                     drop(permit);
                 });
             }
@@ -382,8 +383,8 @@ pub(super) async fn collector_task(
                 // A run stuck in the host past its deadline (a hung mount
                 // under statvfs) skips window after window: logged within
                 // the plugin's log limit, counted.
-                stats.skipped_runs.fetch_add(1, Ordering::Relaxed);
-                if let Some(suppressed) = shared.ctx.log_limit.admit(LogKind::Failure) {
+                r.stats.skipped_runs.fetch_add(1, Ordering::Relaxed);
+                if let Some(suppressed) = r.lc.ctx.log_limit.admit(LogKind::Failure) {
                     tracing::warn!(
                         suppressed,
                         "the last run is still going at the next window (a slow run); skipping this one"
