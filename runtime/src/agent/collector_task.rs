@@ -17,7 +17,7 @@ use crate::plugin::{Instance, Runtime};
 use crate::schedule::Schedule;
 use crate::stats::PluginStats;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use wasmtime::component::Component;
@@ -243,8 +243,8 @@ struct RunState {
 }
 
 /// A collector's runs, as its schedule and its stop share them: what every
-/// run needs, the state between runs (taken by the run in flight), and
-/// one permit, held by the run in flight.
+/// run needs, and the state between runs, locked by the run in flight (a
+/// due run that cannot lock it skips its window; the stop waits for it).
 struct Runs {
     runtime: Arc<Runtime>,
     lc: Arc<LoadedCollectorShared>,
@@ -252,18 +252,17 @@ struct Runs {
     stats: Arc<PluginStats>,
     deadline: Duration,
     interval: f64,
-    state: Mutex<Option<RunState>>,
-    idle: Arc<tokio::sync::Semaphore>,
+    state: Arc<tokio::sync::Mutex<RunState>>,
 }
 
 impl Runs {
     /// Runs one collection due at `due` (or skips it while the backoff
     /// lasts) on the calling blocking thread, with the state the last run
-    /// left, and keeps the backoff from its outcome. The caller holds
-    /// [`Runs::idle`]'s permit.
-    fn run(&self, due: f64) {
+    /// left, and keeps the backoff from its outcome. The instance is taken
+    /// out for the call: a panic on the way leaves none, and the next run
+    /// re-instantiates.
+    fn run(&self, s: &mut RunState, due: f64) {
         let _g = self.lc.ctx.span.enter();
-        let mut s = self.take();
         if s.instance.is_some() || wall_clock() >= s.retry_at {
             let outcome = collect_once(
                 &self.runtime,
@@ -274,9 +273,8 @@ impl Runs {
                 &self.router,
                 &self.stats,
             );
-            self.backoff(&mut s, outcome);
+            self.backoff(s, outcome);
         }
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
     }
 
     fn backoff(
@@ -307,24 +305,10 @@ impl Runs {
             }
         }
     }
-
-    /// The state for the next run. A run whose thread panicked left none:
-    /// the next run re-instantiates.
-    fn take(&self) -> RunState {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .unwrap_or(RunState {
-                instance: None,
-                failures: 1,
-                retry_at: 0.0,
-            })
-    }
 }
 
 /// A collector: its runs started by the [`Scheduler`]'s thread when due,
-/// each on the blocking pool with the collector's [`RunState`], not
+/// each on the blocking pool with the collector's [`RunState`] locked, not
 /// waited for — everything after the call (checks, publishing, logging,
 /// backoff) happens on that thread. A run costs one wake-up of the
 /// scheduler's thread and one of a blocking thread; no async worker. A
@@ -358,12 +342,11 @@ pub(super) async fn collector_task(
         stats,
         deadline,
         interval,
-        state: Mutex::new(Some(RunState {
+        state: Arc::new(tokio::sync::Mutex::new(RunState {
             instance: Some(first),
             failures: 0,
             retry_at: 0.0,
         })),
-        idle: Arc::new(tokio::sync::Semaphore::new(1)),
     });
     let blocking = tokio::runtime::Handle::current();
     let (first_wait, _) = schedule.next(wall_clock());
@@ -371,13 +354,10 @@ pub(super) async fn collector_task(
     let r = runs.clone();
     let job = move || {
         let _g = r.lc.ctx.span.enter();
-        match r.idle.clone().try_acquire_owned() {
-            Ok(permit) => {
+        match r.state.clone().try_lock_owned() {
+            Ok(mut state) => {
                 let (run, at) = (r.clone(), due);
-                blocking.spawn_blocking(move || {
-                    run.run(at);
-                    drop(permit);
-                });
+                blocking.spawn_blocking(move || run.run(&mut state, at));
             }
             Err(_) => {
                 // A run stuck in the host past its deadline (a hung mount
@@ -411,6 +391,6 @@ pub(super) async fn collector_task(
     scheduler.remove(entry);
     // A run in flight at the stop finishes (the agent's grace, then its
     // abort, bound it).
-    let _ = runs.idle.acquire().await;
+    drop(runs.state.lock().await);
     span.in_scope(|| tracing::info!("stopped"));
 }
