@@ -4,12 +4,20 @@
 //! neighbour's jitter (`--nocapture` to see it).
 
 mod common;
+#[path = "sandbox/disk.rs"]
+mod disk;
+#[path = "sandbox/dns.rs"]
+mod dns;
 #[path = "sandbox/exporter.rs"]
 mod exporter;
 #[path = "sandbox/holes.rs"]
 mod holes;
+#[path = "sandbox/paths.rs"]
+mod paths;
 #[path = "sandbox/python.rs"]
 mod python;
+#[path = "sandbox/spool.rs"]
+mod spool;
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -123,6 +131,24 @@ fn bad(mode: &str, extra: &str) -> String {
         "[collectors.bad]\nenabled = true\ncomponent = {:?}\nmode = {mode:?}\n{extra}",
         guest()
     )
+}
+
+/// The last value of `path` in the archive lines.
+fn last_value(lines: &[String], path: &str) -> Option<f64> {
+    lines
+        .iter()
+        .rfind(|l| l.starts_with(&format!("{path} ")))
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The sum of every value of `path` in the archive lines.
+fn sum_values(lines: &[String], path: &str) -> f64 {
+    lines
+        .iter()
+        .filter(|l| l.starts_with(&format!("{path} ")))
+        .filter_map(|l| l.split(' ').nth(1)?.parse::<f64>().ok())
+        .sum()
 }
 
 fn published(lines: &[String], collector_path: &str) -> Vec<String> {

@@ -3,9 +3,14 @@ routing (with a fake host): `python3 -m unittest discover -s python/tests`.
 """
 
 import errno
+import glob  # noqa: F401  (preloaded by the runtime; imports stop at install)
+import importlib
 import math
+import multiprocessing  # noqa: F401
 import os
 import sys
+import tempfile
+import time  # noqa: F401
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -356,6 +361,36 @@ class Sandbox(unittest.TestCase):
         with self.assertRaises(PermissionError) as e:
             os.fork()
         self.assertIn('subprocess', str(e.exception))
+
+    def test_a_granted_directory_is_real_for_every_call(self):
+        # open worked there while os.stat was sent to the host and denied.
+        d = tempfile.mkdtemp()
+        sandbox.set_directories([d])
+        path = os.path.join(d, 'state')
+        with open(path, 'w') as f:
+            f.write('x')
+        self.assertEqual(os.stat(path).st_size, 1)
+        self.assertEqual(os.lstat(path).st_size, 1)
+        self.assertTrue(os.path.isfile(path))
+        self.assertTrue(os.access(path, os.W_OK))
+        self.assertEqual(os.listdir(d), ['state'])
+        with os.scandir(d) as it:
+            self.assertEqual([e.name for e in it], ['state'])
+        self.assertFalse([c for c in self.host.calls if d in str(c)], self.host.calls)
+
+    def test_modules_are_never_imported_from_files(self):
+        # A script writes a module into its granted directory and imports
+        # it on its next run: the pin covers the script, not what it wrote.
+        d = tempfile.mkdtemp()
+        sandbox.set_directories([d])
+        with open(os.path.join(d, 'planted_mod.py'), 'w') as f:
+            f.write('PLANTED = 1\n')
+        sys.path.insert(0, d)
+        with self.assertRaises(ImportError):
+            import planted_mod  # noqa: F401
+        with self.assertRaises(ImportError):
+            importlib.import_module('planted_mod')
+        self.assertNotIn('planted_mod', sys.modules)
 
     def test_subprocess(self):
         import subprocess

@@ -311,6 +311,7 @@ impl Runtime {
                 .map_err(|e| anyhow!("opening granted directory {}: {e}", dir.display()))?;
         }
         let memory = ctx.limits.memory;
+        let disk = crate::host::disk::Budget::for_plugin(&ctx);
         let state = HostState {
             wasi: wasi.build(),
             table: wasmtime::component::ResourceTable::new(),
@@ -323,6 +324,7 @@ impl Runtime {
             held: Default::default(),
             deadline: None,
             abort: None,
+            disk,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);

@@ -245,6 +245,13 @@ impl Queue {
                         }
                         spool_dropped = dropped;
                     }
+                    Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                        // Larger than the whole quota: not on disk, and
+                        // not queued (no sequence number was taken).
+                        drop(q);
+                        self.count_dropped(chunk.len(), &e.to_string());
+                        return;
+                    }
                     Err(e) => {
                         tracing::error!(handler = %self.name, error = %e, spool = %spool.dir.display(), "cannot write the spool: these metrics are queued in memory only (lost if the agent stops before delivering them)");
                     }

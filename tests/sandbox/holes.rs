@@ -20,24 +20,6 @@ fn mkfifo(p: &Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
 }
 
-/// The last value of `path` in the archive lines.
-fn last_value(lines: &[String], path: &str) -> Option<f64> {
-    lines
-        .iter()
-        .filter(|l| l.starts_with(&format!("{path} ")))
-        .next_back()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
-fn sum_values(lines: &[String], path: &str) -> f64 {
-    lines
-        .iter()
-        .filter(|l| l.starts_with(&format!("{path} ")))
-        .filter_map(|l| l.split(' ').nth(1)?.parse::<f64>().ok())
-        .sum()
-}
-
 // ---------------------------------------------------------------------------
 // 1. Hangs: a guest that sleeps, wherever it sleeps.
 

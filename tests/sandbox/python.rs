@@ -169,3 +169,89 @@ async fn python_exit_and_runaway_recursion_end_the_run_not_the_agent() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_cannot_import_a_module_it_wrote_into_its_grant() {
+    // Before, a pinned script wrote a module into its directories grant
+    // and imported it on its next run. Now the module files are refused by
+    // the host (open, create, rename), and the import system reads no
+    // files even when the script puts the file finder back.
+    let dir = tempfile::tempdir().unwrap();
+    let o = beside_neighbour(
+        "python plants a module",
+        &hostile(
+            "plant",
+            &format!(
+                "arg = {:?}\n[collectors.py.grants]\ndirectories = [{:?}]\n",
+                dir.path().display().to_string(),
+                dir.path().display().to_string()
+            ),
+        ),
+        "py",
+    )
+    .await;
+    let mine = published(&o.lines, "hostile");
+    assert!(
+        mine.iter()
+            .any(|l| l.starts_with("servers.adv.hostile.alive 1 ")),
+        "{mine:?}"
+    );
+    assert!(
+        mine.iter()
+            .any(|l| l.starts_with("servers.adv.hostile.imported 0 ")),
+        "{mine:?}"
+    );
+    assert!(
+        !mine
+            .iter()
+            .any(|l| l.starts_with("servers.adv.hostile.imported ")
+                && !l.starts_with("servers.adv.hostile.imported 0 ")),
+        "a planted module ran: {mine:?}"
+    );
+    // .py, .pyc, .zip and the rename to .py: four refusals a run.
+    assert!(
+        mine.iter()
+            .any(|l| l.starts_with("servers.adv.hostile.plant_refused 4 ")),
+        "{mine:?}"
+    );
+    for name in [
+        "planted_mod.py",
+        "planted_mod.pyc",
+        "planted.zip",
+        "renamed_mod.py",
+    ] {
+        assert!(!dir.path().join(name).exists(), "{name} was written");
+    }
+    assert!(get(&o.bad.denials) >= 4 * 3);
+    assert_eq!(get(&o.bad.failures), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_stat_and_open_follow_one_rule_in_its_own_grant() {
+    // Before, open worked in its directories grant while os.stat there was
+    // sent to the host's `files` grants and denied.
+    let dir = tempfile::tempdir().unwrap();
+    let o = beside_neighbour(
+        "python stats its own files",
+        &hostile(
+            "statown",
+            &format!(
+                "arg = {:?}\n[collectors.py.grants]\ndirectories = [{:?}]\n",
+                dir.path().display().to_string(),
+                dir.path().display().to_string()
+            ),
+        ),
+        "py",
+    )
+    .await;
+    let mine = published(&o.lines, "hostile");
+    for want in ["stat_size 3 ", "writable 1 ", "listed 1 "] {
+        assert!(
+            mine.iter()
+                .any(|l| l.starts_with(&format!("servers.adv.hostile.{want}"))),
+            "{want}: {mine:?}"
+        );
+    }
+    assert_eq!(get(&o.bad.denials), 0);
+    assert_eq!(get(&o.bad.failures) + get(&o.bad.guest_errors), 0);
+}

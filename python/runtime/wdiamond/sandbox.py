@@ -203,20 +203,37 @@ def install(host):
     _patch(builtins, 'open', _open)
     _patch(io, 'open', _open)
 
+    # Under a granted directory every call is the real one (the host
+    # preopened it): one rule for open, stat, access and listing.
+    for name in ('stat', 'lstat', 'listdir', 'scandir', 'access'):
+        _real['os.' + name] = getattr(os, name, None)
+
+    def _own(path):
+        return (not isinstance(path, int) and _real['os.stat'] is not None
+                and _granted_directory(_absolute(_fspath(path))))
+
     def _stat_of(path, dir_fd=None, follow_symlinks=True):
+        if _own(path):
+            return _real['os.stat'](_fspath(path), follow_symlinks=follow_symlinks)
         kind, size, device, modified = host.metadata(_absolute(path))
         mode = _KIND_MODE.get(kind, _KIND_MODE['other'])
         return os.stat_result((mode, 0, device, 1, 0, 0, size, modified, modified, modified))
 
     def _listdir(path='.'):
+        if _own(path):
+            return _real['os.listdir'](_fspath(path))
         return [name for name, _ in host.list_dir(_absolute(path))]
 
     def _scandir(path='.'):
+        if _own(path):
+            return _real['os.scandir'](_fspath(path))
         directory = _fspath(path)
         return _ScandirIterator([_DirEntry(directory, n, k, host)
                                  for n, k in host.list_dir(_absolute(directory))])
 
     def _access(path, mode, dir_fd=None, effective_ids=False, follow_symlinks=True):
+        if _own(path):
+            return _real['os.access'](_fspath(path), mode)
         try:
             kind = host.metadata(_absolute(path))[0]
         except (OSError, ValueError):
@@ -245,8 +262,13 @@ def install(host):
         out = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE).stdout
         return io.BytesIO(out) if 'b' in mode else io.StringIO(out.decode('utf-8', 'replace'))
 
+    def _lstat_of(path, dir_fd=None):
+        if _own(path):
+            return _real['os.lstat'](_fspath(path))
+        return _stat_of(path)
+
     _patch(os, 'stat', _stat_of)
-    _patch(os, 'lstat', _stat_of)
+    _patch(os, 'lstat', _lstat_of)
     _patch(os, 'listdir', _listdir)
     _patch(os, 'scandir', _scandir)
     _patch(os, 'access', _access)
@@ -287,6 +309,7 @@ def install(host):
     mp.Pool = _unavailable('multiprocessing.Pool', 'a collector runs in one sandboxed instance')
     _patch_module('multiprocessing', mp)
     _no_threads()
+    _no_file_imports()
 
 
 def _patch_module(name, module):
@@ -322,6 +345,20 @@ def _guarded_write(real, what):
                 '%s: not granted (a collector changes files only under a directory of its '
                 'grants.directories): %s' % (what, e))
     return call
+
+
+def _no_file_imports():
+    """Imports come only from what the runtime holds (the preloaded
+    standard library, builtins, frozen modules), never from files: a
+    script may write under its grants.directories, and a module it wrote
+    there must not run on its next run (the pin covers the script, not
+    what it writes). The host refuses module files there too."""
+    import importlib.machinery
+    finders = [f for f in sys.meta_path if f is not importlib.machinery.PathFinder]
+    _patch(sys, 'meta_path', finders)
+    _patch(sys, 'path_hooks', [])
+    _patch(sys, 'path', [])
+    _patch(sys, 'path_importer_cache', {})
 
 
 def _no_threads():

@@ -5,7 +5,7 @@
 
 use super::load::err_at;
 use crate::bindings::types::Description;
-use crate::config::{ConfigError, PluginConfig};
+use crate::config::{CollectorConfig, ComponentRef, ConfigError, PluginConfig};
 
 /// Most options a plugin may describe.
 pub const MAX_OPTIONS: usize = 1000;
@@ -111,3 +111,41 @@ pub const BUILTIN_PATHS: &[&str] = &[
     "nginx",
     "ceph",
 ];
+
+/// Why a collector may not publish where its `describe` says, if it may
+/// not: a third-party plugin (a `.wasm` or a script) never takes a
+/// built-in's path, nor the agent's own health path (`[server]
+/// health_path`, or a path under which it lies), by its own say; the
+/// operator's `path`, or a tenant's prefix, settles it.
+pub(super) fn reserved_path(
+    c: &CollectorConfig,
+    in_tenant: bool,
+    default_path: &str,
+    health_path: &str,
+) -> Option<String> {
+    let p = &c.plugin;
+    if !matches!(p.component, ComponentRef::File(_) | ComponentRef::Python(_)) || c.path.is_some() {
+        return None;
+    }
+    let fix = format!(
+        "set `path` in [{}] to say where it publishes (`path = {default_path:?}` to publish there on purpose)",
+        p.section
+    );
+    if BUILTIN_PATHS.contains(&default_path) {
+        return Some(format!(
+            "{} is not built in, but describes itself as {default_path:?}, the path of a built-in collector: {fix}",
+            p.component
+        ));
+    }
+    let under_health = !health_path.is_empty()
+        && (health_path == default_path
+            || health_path.starts_with(&format!("{default_path}."))
+            || default_path.starts_with(&format!("{health_path}.")));
+    if under_health && !in_tenant {
+        return Some(format!(
+            "{} describes itself as {default_path:?}, where the agent publishes its own health ([server] health_path = {health_path:?}): its metrics would pass for the agent's; {fix}",
+            p.component
+        ));
+    }
+    None
+}

@@ -5,23 +5,33 @@
 //! checked ([`check_page`]) before a client sees it.
 //!
 //! Bounds, whoever the client is: [`MAX_REQUEST`] bytes of request head,
-//! read within [`READ_TIMEOUT`]; [`MAX_CONNECTIONS`] at once (more wait in
-//! the kernel's backlog); [`MAX_WAITING`] scrapes queued for the handler
-//! (more are answered 503 at once); a response written within
-//! [`WRITE_TIMEOUT`], and at most [`MAX_IN_FLIGHT`] bytes of pages being
-//! written at once. `Connection: close` on every response.
+//! read within [`READ_TIMEOUT`]; [`MAX_CONNECTIONS`] at once; [`MAX_WAITING`]
+//! scrapes queued for the handler (more are answered 503 at once); a
+//! response written within [`WRITE_TIMEOUT`], and at most [`MAX_IN_FLIGHT`]
+//! bytes of pages being written at once. `Connection: close` on every
+//! response.
+//!
+//! Slow clients cannot starve a fast one: every connection is accepted at
+//! once, and a new one arriving while [`MAX_CONNECTIONS`] are open closes
+//! the *oldest* that is not waiting for the plugin's render (a head still
+//! trickling in, an idle connection, a response read slowly). A scraper,
+//! which sends its head at once, is the newest and is served; a slowloris
+//! only pushes out its own connections ([`Connections`]).
 
 use std::io::Write as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch};
+
+mod connections;
 
 use crate::bindings::exposition::{Page, Scrape};
 use crate::config::Listen;
+use connections::{Connections, Registered};
 
 /// Most bytes of a request head (request line and headers).
 pub const MAX_REQUEST: usize = 8 << 10;
@@ -29,8 +39,7 @@ pub const MAX_REQUEST: usize = 8 << 10;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a response takes to write.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Connections served at once.
-pub const MAX_CONNECTIONS: usize = 16;
+pub use connections::MAX_CONNECTIONS;
 /// Scrapes waiting for the handler's turn.
 pub const MAX_WAITING: usize = 4;
 /// Largest page a plugin may return.
@@ -215,15 +224,13 @@ pub(super) async fn serve(
         }
     };
     tracing::info!(address = %listen.address, path = %listen.path, "serving the page");
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = Arc::new(Connections::default());
     let in_flight = Arc::new(AtomicUsize::new(0));
     let path = Arc::new(listen.path.clone());
     let mut warned: Option<std::time::Instant> = None;
+    let mut evicted_since: (usize, Option<std::time::Instant>) = (0, None);
+    let mut next_id = 0u64;
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = stop.changed() => return,
-        };
         let (conn, _) = tokio::select! {
             c = listener.accept() => match c {
                 Ok(c) => c,
@@ -239,15 +246,31 @@ pub(super) async fn serve(
             },
             _ = stop.changed() => return,
         };
+        next_id += 1;
+        let id = next_id;
+        let (rendering, evicted) = connections.admit(id);
+        if evicted > 0 {
+            evicted_since.0 += evicted;
+            // Many slow clients: said once a minute at most.
+            if evicted_since
+                .1
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+            {
+                tracing::warn!(address = %listen.address, closed = evicted_since.0, "more than {MAX_CONNECTIONS} connections open at once: the oldest idle or slow ones were closed to serve new ones");
+                evicted_since = (0, Some(std::time::Instant::now()));
+            }
+        }
         let (path, scrapes, in_flight) = (path.clone(), scrapes.clone(), in_flight.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
+        let registry = connections.clone();
+        let task = tokio::spawn(async move {
+            let _registered = Registered(&registry, id);
             let _ = tokio::time::timeout(
                 READ_TIMEOUT + wait + WRITE_TIMEOUT,
-                answer(conn, &path, &scrapes, wait, &in_flight),
+                answer(conn, &path, &scrapes, wait, &in_flight, &rendering),
             )
             .await;
         });
+        connections.started(id, task.abort_handle());
     }
 }
 
@@ -293,6 +316,7 @@ async fn answer(
     scrapes: &mpsc::Sender<ScrapeRequest>,
     wait: Duration,
     in_flight: &AtomicUsize,
+    rendering: &AtomicBool,
 ) {
     let mut out = match read_head(&mut conn).await {
         Err(0) => return,
@@ -314,7 +338,10 @@ async fn answer(
                 {
                     plain(503, "the handler is busy with other scrapes; try again")
                 } else {
-                    match tokio::time::timeout(wait, rx).await {
+                    rendering.store(true, Ordering::Relaxed);
+                    let reply = tokio::time::timeout(wait, rx).await;
+                    rendering.store(false, Ordering::Relaxed);
+                    match reply {
                         Ok(Ok(Reply::Page(page))) if r.gzip && page.body.len() > 256 => {
                             // Compressing is CPU work: off the async threads.
                             let ct = page.content_type;

@@ -4,7 +4,7 @@
 //! starts. Every problem is a configuration error, all reported at once.
 
 use super::capabilities::grants_for;
-use super::describe::{check_description, check_options, BUILTIN_PATHS};
+use super::describe::{check_description, check_options, reserved_path};
 use super::options::{collector_host_keys, overlay};
 use super::tenant::Tenant;
 use crate::bindings::collector::CollectorPlugin;
@@ -126,10 +126,20 @@ fn context(
     script: Option<Arc<python::Script>>,
     tls: Option<Arc<TlsSettings>>,
 ) -> Arc<PluginContext> {
+    let mut limits = p.limits.clone();
+    if !matches!(p.component, ComponentRef::Builtin(_)) {
+        // A third-party plugin's disk budget in its `directories` grants.
+        limits
+            .disk
+            .get_or_insert(crate::host::disk::DEFAULT_DISK_MB << 20);
+        limits
+            .disk_files
+            .get_or_insert(crate::host::disk::DEFAULT_DISK_FILES);
+    }
     Arc::new(PluginContext {
         name: name.to_string(),
         grants,
-        limits: p.limits.clone(),
+        limits,
         config,
         hostname,
         interval,
@@ -177,7 +187,8 @@ pub fn load(
     let mut collectors = Vec::new();
     for c in config.collectors.iter().filter(|c| c.enabled) {
         let tenant = c.tenant.as_ref().and_then(|t| tenants.get(t)).cloned();
-        match load_collector(runtime, c, &facts, tenant, &mut errors) {
+        let health = config.server.health_path.as_str();
+        match load_collector(runtime, c, &facts, tenant, health, &mut errors) {
             Some(l) => collectors.push(l),
             None => continue,
         }
@@ -360,6 +371,7 @@ fn load_collector(
     c: &CollectorConfig,
     facts: &HostFacts,
     tenant: Option<Arc<Tenant>>,
+    health_path: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Option<LoadedCollector> {
     let p = &c.plugin;
@@ -386,19 +398,8 @@ fn load_collector(
     } else {
         description.name.clone()
     };
-    // A third-party plugin never takes a built-in's paths by its own say.
-    if matches!(p.component, ComponentRef::File(_) | ComponentRef::Python(_))
-        && c.path.is_none()
-        && BUILTIN_PATHS.contains(&default_path.as_str())
-    {
-        errors.push(err_at(
-            p,
-            "component",
-            format!(
-                "{} is not built in, but describes itself as {default_path:?}, the path of a built-in collector: set `path` in [{}] to say where it publishes (`path = {default_path:?}` to publish there on purpose)",
-                p.component, p.section
-            ),
-        ));
+    if let Some(message) = reserved_path(c, tenant.is_some(), &default_path, health_path) {
+        errors.push(err_at(p, "component", message));
         return None;
     }
     let publication = Publication {

@@ -31,6 +31,12 @@ pub struct Limits {
     pub command_timeout: Duration,
     /// Longest a socket connect, send or receive may wait.
     pub socket_timeout: Duration,
+    /// Most bytes in its `directories` grants (`disk_mb`); `None`:
+    /// unbounded (a built-in's default; see `host::disk`).
+    pub disk: Option<u64>,
+    /// Most files and directories in its `directories` grants
+    /// (`disk_files`); `None`: unbounded.
+    pub disk_files: Option<u64>,
 }
 
 impl Default for Limits {
@@ -43,6 +49,8 @@ impl Default for Limits {
             max_read_bytes: 8 << 20,
             command_timeout: Duration::from_secs(10),
             socket_timeout: Duration::from_secs(10),
+            disk: None,
+            disk_files: None,
         }
     }
 }

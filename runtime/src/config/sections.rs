@@ -101,6 +101,8 @@ pub(super) const LIMIT_KEYS: &[&str] = &[
     "max_read_bytes",
     "command_timeout",
     "socket_timeout",
+    "disk_mb",
+    "disk_files",
 ];
 
 /// Sections merged in order, later wins: (doc, path to the table).
@@ -354,6 +356,24 @@ pub(super) fn read_limits(r: &mut Reader<'_>, pre: &[&str], t: &toml::Table, l: 
             "fuel" => {
                 if let Some(n) = r.count(&path, value) {
                     l.fuel = if n == 0 { None } else { Some(n) };
+                }
+            }
+            "disk_mb" => {
+                if let Some(n) = r.count(&path, value) {
+                    if n == 0 || n > 1 << 20 {
+                        r.err(&path, "must be between 1 and 1048576 (MiB)");
+                    } else {
+                        l.disk = Some(n << 20);
+                    }
+                }
+            }
+            "disk_files" => {
+                if let Some(n) = r.count(&path, value) {
+                    if n == 0 {
+                        r.err(&path, "must be at least 1");
+                    } else {
+                        l.disk_files = Some(n);
+                    }
                 }
             }
             "memory_mb" => {

@@ -6,14 +6,17 @@
 
 pub mod batches;
 pub mod config;
+pub mod disk;
 pub mod files;
 pub mod fs_stats;
 pub mod info;
 pub mod log;
 pub mod process;
+pub mod resolve;
 pub mod series;
 pub mod sockets;
 pub mod tls;
+mod wasi_fs;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -120,6 +123,9 @@ pub struct HostState {
     pub deadline: Option<std::time::Instant>,
     /// Set when the agent stops for good: a waiting host call returns.
     pub abort: Option<tokio::sync::watch::Receiver<bool>>,
+    /// What it may still write in its `directories` grants (`None`: no
+    /// grant, or no limit).
+    pub disk: Option<Arc<disk::Budget>>,
 }
 
 impl WasiView for HostState {
@@ -181,28 +187,12 @@ impl HostState {
 
 /// Links WASI p2 for async calls: a guest waiting in `wasi:io/poll` (a
 /// sleep, a stream) then waits in a future that the host drops at the
-/// call's deadline, instead of blocking the host thread.
-///
-/// One WASI function is replaced: `descriptor.symlink-at` fails with
-/// `not-permitted`, so a plugin cannot plant links in its `directories`
-/// grant (links pointing out of it would mislead other readers of that
-/// directory; the host's own `files` reader checks what it opened anyway).
+/// call's deadline, instead of blocking the host thread. The filesystem
+/// calls that could escape or fill a `directories` grant are replaced
+/// ([`wasi_fs`]).
 fn add_wasi(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    use wasmtime::component::Resource;
-    use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    linker.allow_shadowing(true);
-    linker.instance("wasi:filesystem/types@0.2.12")?.func_wrap(
-        "[method]descriptor.symlink-at",
-        |_,
-         (_dir, _old, _new): (
-            Resource<wasmtime_wasi::filesystem::Descriptor>,
-            String,
-            String,
-        )| { Ok((Err::<(), _>(ErrorCode::NotPermitted),)) },
-    )?;
-    linker.allow_shadowing(false);
-    Ok(())
+    wasi_fs::shadow(linker)
 }
 
 /// Adds WASI p2 and every wdiamond import of the collector world.

@@ -1,7 +1,8 @@
 //! `wdiamond:plugin/sockets`: TCP, UDP and Unix connections to granted
 //! peers, every operation with a timeout and every read capped.
 //!
-//! Names are resolved only when the name itself is granted. A call's
+//! Names are resolved only when the name itself is granted, and within
+//! the call's deadline (`host::resolve`). A call's
 //! timeout is the whole call's (a `send` to a slow reader ends at it, not
 //! at each `write(2)`'s), and never past the run's deadline: sockets are
 //! non-blocking and every wait is a `poll(2)` for the time left. A Unix
@@ -10,7 +11,7 @@
 //! `O_PATH` descriptor), so a symlink cannot lead to another.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -91,10 +92,14 @@ impl HostState {
         if let Err(d) = self.ctx.grants.check_connect_name(p, &host, port) {
             return Err(self.denied(d));
         }
-        let addrs: Vec<SocketAddr> = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| HostError::NotFound(format!("{host}: {e}")))?
-            .collect();
+        // The whole call — resolving, then connecting to each address —
+        // ends by one deadline.
+        let deadline = Instant::now() + t;
+        let abort = self.abort.clone();
+        let addrs = super::resolve::resolve(&self.ctx.name, &host, port, deadline, || {
+            abort.as_ref().is_some_and(|a| *a.borrow())
+        })
+        .map_err(|e| self.failed(e))?;
         let mut last = HostError::NotFound(format!("{host}: no addresses"));
         for addr in addrs {
             if let Err(d) = self.ctx.grants.check_connect_addr(p, &host, addr) {
@@ -103,8 +108,11 @@ impl HostState {
             }
             let r = match proto {
                 Protocol::Tcp => {
-                    let started = Instant::now();
-                    let tcp = TcpStream::connect_timeout(&addr, t).and_then(|s| {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(self.failed(HostError::TimedOut));
+                    }
+                    let tcp = TcpStream::connect_timeout(&addr, left).and_then(|s| {
                         s.set_nodelay(true).ok();
                         s.set_nonblocking(true)?;
                         Ok(s)
@@ -114,7 +122,7 @@ impl HostState {
                             // The handshake within what is left of the timeout;
                             // its failure is the call's, with the reason.
                             return tls
-                                .handshake(s, &host, started + t)
+                                .handshake(s, &host, deadline)
                                 .map(|s| Connection::Tls(Box::new(s)))
                                 .map_err(|e| self.failed(e));
                         }

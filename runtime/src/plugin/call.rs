@@ -188,12 +188,19 @@ impl<B> Instance<B> {
         self.store.data_mut().deadline = Some(at);
         self.store.data_mut().limiter.hit = false;
         self.store.data_mut().stats = Default::default();
+        if let Some(disk) = &self.store.data().disk {
+            disk.new_run();
+        }
         let span = self.store.data().ctx.span.clone();
         let start = Instant::now();
         let result =
             span.in_scope(|| drive(bounded(at, abort, f(&self.bindings, &mut self.store))));
         let elapsed = start.elapsed();
         self.store.data_mut().deadline = None;
+        // Writes refused past the disk budget are denials.
+        if let Some(refused) = self.store.data().disk.as_ref().map(|d| d.take_refused()) {
+            self.store.data_mut().stats.denials += refused;
+        }
         // Unmetered engines have no fuel to read: they used none.
         let used = match self.store.get_fuel() {
             Ok(left) => fuel.saturating_sub(left),

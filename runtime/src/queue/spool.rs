@@ -15,19 +15,28 @@
 //! `acked` at each group sync, so a restart neither loses nor (beyond the
 //! last sync) repeats. A damaged record (a torn write at a crash, a bad
 //! checksum) ends its segment's replay: counted and logged, never a reason
-//! not to start. Past `spool_max_mb` the oldest segments are dropped
-//! (counted). A lock file keeps a second agent out of the directory.
+//! not to start. A lock file keeps a second agent out of the directory.
+//!
+//! The quota (`spool_max_mb`, or the tenant's share of `max_spool_mb`) is
+//! kept *before* a byte is written: the spool counts its files as the disk
+//! holds them (whole 4 KiB blocks, and [`RESERVED`] for the lock and the
+//! delivered position), drops its oldest segments — the tail too — until
+//! the record fits, and refuses a record larger than the whole quota
+//! ([`Refused`]; the caller drops those metrics, counted).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use super::record::{decode, Reader};
 use crate::metric::Chunk;
+
+mod files;
+pub(super) use files::segment_path;
+use files::{on_disk, read_acked, read_segment, write_acked};
+pub use files::{Refused, RESERVED};
 
 /// A segment is sealed (and a new tail begun) past this size, or past an
 /// eighth of the spool's bound if smaller (so that dropping the oldest
@@ -37,9 +46,9 @@ pub const SEGMENT_BYTES: u64 = 1 << 20;
 pub const SYNC_BYTES: u64 = 4 << 20;
 
 /// Segments of one record per metric (earlier versions; still read).
-const MAGIC_V1: &[u8; 8] = b"WDSPOOL1";
+pub(super) const MAGIC_V1: &[u8; 8] = b"WDSPOOL1";
 /// Segments of one record per chunk: the chunk's columns as they are.
-const MAGIC: &[u8; 8] = b"WDSPOOL2";
+pub(super) const MAGIC: &[u8; 8] = b"WDSPOOL2";
 
 /// One segment of the log.
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +82,7 @@ struct SpoolInner {
     acked: u64,
     /// `acked` as last written to the `acked` file.
     acked_saved: u64,
+    /// Disk space of the segments ([`on_disk`] of each).
     bytes: u64,
     /// Bytes written since the last sync, and since when anything (bytes,
     /// a sealed segment, the delivered position) waits for one.
@@ -185,7 +195,7 @@ impl Spool {
                 }
             }
             inner.written = seg.end();
-            inner.bytes += bytes;
+            inner.bytes += on_disk(bytes);
             inner.segments.push_back(seg);
         }
         inner.acked_saved = inner.acked;
@@ -230,16 +240,18 @@ impl Spool {
         self.lock().acked
     }
 
-    /// Bytes on disk.
+    /// Disk space of the segments (whole blocks).
     pub fn bytes(&self) -> u64 {
         self.lock().bytes
     }
 
     /// Appends `items` to the tail (one write). Returns the sequence number
     /// of the first, and how many undelivered metrics were dropped from the
-    /// oldest segments to stay within the size bound. On a write error the
-    /// sequence numbers are used all the same (a hole: those metrics are
-    /// only in memory).
+    /// oldest segments to make room for it within the quota. A record
+    /// larger than the whole quota is not written and takes no sequence
+    /// numbers ([`Refused`], as an `io::Error` of kind `StorageFull`). On
+    /// a write error the sequence numbers are used all the same (a hole:
+    /// those metrics are only in memory).
     pub fn append(&self, items: &Chunk) -> std::io::Result<(u64, usize)> {
         // One record: [u32 length][u32 crc32][the chunk's columns].
         let mut buf = Vec::with_capacity(items.lines().len() + items.len() * 24 + 64);
@@ -249,13 +261,67 @@ impl Spool {
         let crc = crc32fast::hash(&buf[8..]);
         buf[..4].copy_from_slice(&len.to_le_bytes());
         buf[4..8].copy_from_slice(&crc.to_le_bytes());
+        let alone = on_disk(MAGIC.len() as u64 + buf.len() as u64);
+        if alone + RESERVED > self.max_bytes {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                Refused {
+                    metrics: items.len(),
+                    bytes: alone,
+                    quota: self.max_bytes,
+                },
+            ));
+        }
         let mut inner = self.lock();
         let first = inner.written;
         inner.written += items.len() as u64;
         let n = items.len() as u64;
-        let written = self.write_tail(&mut inner, &buf, first, n);
-        let dropped = self.enforce_bound(&mut inner);
-        written.map(|()| (first, dropped))
+        let dropped = self.make_room(&mut inner, buf.len() as u64);
+        self.write_tail(&mut inner, &buf, first, n)
+            .map(|()| (first, dropped))
+    }
+
+    /// Whether a record of `len` bytes goes to a new segment.
+    fn needs_new_segment(&self, inner: &SpoolInner, len: u64) -> bool {
+        inner.tail.is_none()
+            || inner
+                .segments
+                .back()
+                .is_some_and(|s| s.bytes + len > self.segment_bytes && s.count > 0)
+    }
+
+    /// Drops the oldest segments (the tail too, if need be) until a record
+    /// of `len` bytes fits in the quota. Returns the undelivered metrics
+    /// dropped.
+    fn make_room(&self, inner: &mut SpoolInner, len: u64) -> usize {
+        let mut dropped = 0;
+        loop {
+            let growth = if self.needs_new_segment(inner, len) {
+                on_disk(MAGIC.len() as u64 + len)
+            } else {
+                let tail = inner.segments.back().map_or(0, |s| s.bytes);
+                on_disk(tail + len) - on_disk(tail)
+            };
+            if inner.bytes + growth + RESERVED <= self.max_bytes {
+                return dropped;
+            }
+            let Some(old) = inner.segments.pop_front() else {
+                return dropped;
+            };
+            if inner.segments.is_empty() {
+                // The tail itself: later records begin a new one.
+                inner.tail = None;
+            }
+            let _ = std::fs::remove_file(segment_path(&self.dir, old.id));
+            inner.bytes -= on_disk(old.bytes);
+            if old.end() > inner.acked {
+                dropped += (old.end() - inner.acked.max(old.first)) as usize;
+                inner.acked = old.end();
+            }
+            if inner.loaded.as_ref().is_some_and(|(id, _)| *id == old.id) {
+                inner.loaded = None;
+            }
+        }
     }
 
     fn write_tail(
@@ -265,11 +331,7 @@ impl Spool {
         first: u64,
         n: u64,
     ) -> std::io::Result<()> {
-        let full = inner
-            .segments
-            .back()
-            .is_some_and(|s| s.bytes + buf.len() as u64 > self.segment_bytes && s.count > 0);
-        if inner.tail.is_some() && full {
+        if inner.tail.is_some() && self.needs_new_segment(inner, buf.len() as u64) {
             self.seal(inner);
         }
         if inner.tail.is_none() {
@@ -286,7 +348,7 @@ impl Spool {
                 count: 0,
                 bytes: MAGIC.len() as u64,
             });
-            inner.bytes += MAGIC.len() as u64;
+            inner.bytes += on_disk(MAGIC.len() as u64);
             inner.tail = Some(f);
             // The new file's name must survive a power loss too.
             if let Ok(d) = File::open(&self.dir) {
@@ -303,8 +365,10 @@ impl Spool {
             if seg.first + seg.count == first {
                 seg.count += n;
             }
+            let before = on_disk(seg.bytes);
             seg.bytes += buf.len() as u64;
-            inner.bytes += buf.len() as u64;
+            let grown = on_disk(seg.bytes) - before;
+            inner.bytes += grown;
             inner.unsynced += buf.len() as u64;
             inner.unsynced_since.get_or_insert_with(Instant::now);
         } else {
@@ -321,24 +385,6 @@ impl Spool {
             inner.unsynced_sealed.push(f);
             inner.unsynced_since.get_or_insert_with(Instant::now);
         }
-    }
-
-    /// Drops the oldest segments while the spool is over its bound.
-    fn enforce_bound(&self, inner: &mut SpoolInner) -> usize {
-        let mut dropped = 0;
-        while inner.bytes > self.max_bytes && inner.segments.len() > 1 {
-            let old = inner.segments.pop_front().expect("len > 1");
-            let _ = std::fs::remove_file(segment_path(&self.dir, old.id));
-            inner.bytes -= old.bytes;
-            if old.end() > inner.acked {
-                dropped += (old.end() - inner.acked.max(old.first)) as usize;
-                inner.acked = old.end();
-            }
-            if inner.loaded.as_ref().is_some_and(|(id, _)| *id == old.id) {
-                inner.loaded = None;
-            }
-        }
-        dropped
     }
 
     /// Up to `n` metrics from disk starting at sequence `from` (or the
@@ -389,7 +435,7 @@ impl Spool {
                 break;
             }
             inner.segments.pop_front();
-            inner.bytes -= s.bytes;
+            inner.bytes -= on_disk(s.bytes);
             let _ = std::fs::remove_file(segment_path(&self.dir, s.id));
             if inner.loaded.as_ref().is_some_and(|(id, _)| *id == s.id) {
                 inner.loaded = None;
@@ -418,7 +464,7 @@ impl Spool {
                 // begun and deleted per sync while the backend keeps up).
                 i.tail = None;
                 while let Some(s) = i.segments.pop_front() {
-                    i.bytes -= s.bytes;
+                    i.bytes -= on_disk(s.bytes);
                     let _ = std::fs::remove_file(segment_path(&self.dir, s.id));
                 }
                 i.loaded = None;
@@ -444,70 +490,4 @@ impl Spool {
         }
         Ok(())
     }
-}
-
-pub(super) fn segment_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(format!("{id:016}.spool"))
-}
-
-/// The saved delivered position: (segment id, metrics delivered in it).
-fn read_acked(dir: &Path) -> Option<(u64, u64)> {
-    let b = std::fs::read(dir.join("acked")).ok()?;
-    if b.len() != 20 || crc32fast::hash(&b[..16]).to_le_bytes() != b[16..20] {
-        return None;
-    }
-    let id = u64::from_le_bytes(b[0..8].try_into().ok()?);
-    let k = u64::from_le_bytes(b[8..16].try_into().ok()?);
-    Some((id, k))
-}
-
-fn write_acked(dir: &Path, id: u64, k: u64) -> std::io::Result<()> {
-    let mut b = Vec::with_capacity(20);
-    b.extend_from_slice(&id.to_le_bytes());
-    b.extend_from_slice(&k.to_le_bytes());
-    let crc = crc32fast::hash(&b);
-    b.extend_from_slice(&crc.to_le_bytes());
-    // One 20-byte write in place: a torn one fails its checksum and the
-    // next start re-delivers its segment (duplicates, never a loss).
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("acked"))?;
-    f.write_all_at(&b, 0)?;
-    f.sync_data()
-}
-
-/// Reads a segment; `true` when it ended in a damaged record.
-fn read_segment(path: &Path) -> (Chunk, bool) {
-    let Ok(data) = std::fs::read(path) else {
-        return (Chunk::default(), true);
-    };
-    let per_chunk = data.starts_with(MAGIC);
-    if !per_chunk && !data.starts_with(MAGIC_V1) {
-        return (Chunk::default(), !data.is_empty());
-    }
-    let mut r = Reader(&data[MAGIC.len()..]);
-    let mut out = Chunk::default();
-    let mut last = None;
-    while !r.0.is_empty() {
-        let Some((len, crc)) = r.u32().zip(r.u32()) else {
-            return (out, true);
-        };
-        let Some(rec) = r.take(len as usize) else {
-            return (out, true);
-        };
-        if crc32fast::hash(rec) != crc {
-            return (out, true);
-        }
-        if per_chunk {
-            match Chunk::decode(rec) {
-                Some(c) => out.extend_range(&c, 0..c.len()),
-                None => return (out, true),
-            }
-        } else if decode(rec, &mut last, &mut out).is_none() {
-            return (out, true);
-        }
-    }
-    (out, false)
 }

@@ -237,6 +237,61 @@ fn the_spool_is_bounded_and_drops_the_oldest() {
     );
 }
 
+/// Bytes the files of `dir` take on disk (whole blocks, as `du`).
+fn disk_usage(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().unwrap().blocks() * 512)
+        .sum()
+}
+
+#[test]
+fn the_spool_never_holds_more_than_its_quota_on_disk() {
+    // Before, the newest segment was never dropped and a record was
+    // written whole before the bound was looked at: one record past the
+    // quota held the disk past it.
+    let dir = tempfile::tempdir().unwrap();
+    let stats = Arc::new(PluginStats::default());
+    let quota = 300 << 10;
+    let q = Queue::new("h", 4, stats.clone(), Some(spool(dir.path(), quota)));
+    // Records of ~20 to ~200 KB: each fits, together they do not.
+    for k in 0..40u64 {
+        let n = 300 + (k % 7) * 400;
+        q.push(&chunk(k * 10_000..k * 10_000 + n));
+        let used = disk_usage(dir.path());
+        assert!(
+            used <= quota,
+            "{used} bytes on disk past a {quota} byte quota after record {k}"
+        );
+        assert!(q.spool().unwrap().bytes() + super::spool::RESERVED <= quota);
+    }
+    assert!(stats.dropped.load(Ordering::Relaxed) > 0);
+    // A record larger than the whole quota is refused, not written: the
+    // disk keeps what it had; its metrics are dropped, counted.
+    let before = disk_usage(dir.path());
+    let written = q.spool().unwrap().written();
+    let huge = chunk(1_000_000..1_010_000);
+    match q.spool().unwrap().append(&huge) {
+        Err(e) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::StorageFull);
+            assert!(e.to_string().contains("quota"), "{e}");
+        }
+        Ok(_) => panic!("a record past the whole quota was written"),
+    }
+    assert_eq!(disk_usage(dir.path()), before);
+    assert_eq!(q.spool().unwrap().written(), written, "no sequence taken");
+    let (dropped, queued) = (stats.dropped.load(Ordering::Relaxed), q.len());
+    q.push(&huge);
+    assert_eq!(stats.dropped.load(Ordering::Relaxed), dropped + 10_000);
+    assert_eq!(q.len(), queued);
+    assert!(disk_usage(dir.path()) <= quota);
+    // And what follows is queued and spooled as before.
+    q.push(&chunk(2_000_000..2_000_010));
+    assert_eq!(q.spool().unwrap().written(), written + 10);
+}
+
 #[test]
 fn a_memory_queue_is_bounded_in_bytes_too() {
     let stats = Arc::new(PluginStats::default());

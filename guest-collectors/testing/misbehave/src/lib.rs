@@ -28,6 +28,13 @@
 //! `count` bytes of stdin), `alias-argv` (calls
 //! `process.run` through the raw import with `count` argv strings that all
 //! alias one 1 MiB buffer: what a hostile non-Rust guest can do).
+//!
+//! Modes that fill a `directories` grant (the disk budget): `fill` (writes
+//! `count` MiB to the file `arg`, 1 MiB at a time), `grow` (sets the file
+//! `arg`'s size to `count` MiB), `files` (creates `count` empty files in
+//! the directory `arg`), `mkdirs` (creates `count` directories there);
+//! each publishes how far it got (`written_mb`, `created`), and `ok` 1
+//! when it ended without an error, `refused` 1 when a call failed.
 
 use wdiamond_sdk::bindings::wdiamond::plugin::{process, sockets};
 use wdiamond_sdk::{
@@ -215,6 +222,39 @@ impl Collector for Misbehave {
                 for i in 0..self.count {
                     println!("line {i} {}", "z".repeat(1000));
                 }
+            }
+            "fill" => {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&self.arg).map_err(|e| e.to_string())?;
+                let chunk = vec![b'x'; 1 << 20];
+                let mut done = 0;
+                let r = (0..self.count).try_for_each(|_| {
+                    f.write_all(&chunk)?;
+                    done += 1;
+                    Ok::<(), std::io::Error>(())
+                });
+                out.gauge("written_mb", done as f64, 0);
+                out.gauge(if r.is_ok() { "ok" } else { "refused" }, 1.0, 0);
+            }
+            "grow" => {
+                let f = std::fs::File::create(&self.arg).map_err(|e| e.to_string())?;
+                let r = f.set_len(self.count << 20);
+                out.gauge(if r.is_ok() { "ok" } else { "refused" }, 1.0, 0);
+            }
+            "files" | "mkdirs" => {
+                let mut done = 0;
+                let r = (0..self.count).try_for_each(|i| {
+                    let p = format!("{}/{}-{}-{i}", self.arg, self.mode, self.runs);
+                    if self.mode == "files" {
+                        std::fs::File::create(p)?;
+                    } else {
+                        std::fs::create_dir(p)?;
+                    }
+                    done += 1;
+                    Ok::<(), std::io::Error>(())
+                });
+                out.gauge("created", done as f64, 0);
+                out.gauge(if r.is_ok() { "ok" } else { "refused" }, 1.0, 0);
             }
             "symlink" => {
                 // WASI's symlink-at, through std: a link out of the

@@ -1,0 +1,79 @@
+//! Paths a plugin may not take by its own say: a built-in collector's
+//! (`cpu`, …) and the agent's own health path (`[server] health_path`).
+//! Before, a third-party collector describing itself as `wdiamond`
+//! published `servers.adv.wdiamond.collectors.neighbour.runs 424242`
+//! beside the agent's own health metric.
+
+use super::*;
+
+/// Loads a config whose `[collectors.x]` section is `section` (health
+/// path `health`), returning the configuration errors.
+fn load_errors(health: &str, section: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = [\"archive\"]\nplugin_cache_dir = {:?}\nhealth_path = {health:?}\n[handlers.archive]\nlog_file = {:?}\ntenants = \"*\"\n[tenants.t]\n{section}",
+            common::cache_dir(),
+            dir.path().join("archive.log")
+        ),
+    );
+    let config = wdiamond::config::load(&conf).unwrap_or_else(|e| panic!("{e}"));
+    match wdiamond::agent::load(&common::runtime(), &config, &HostFacts::default()) {
+        Ok(_) => vec![],
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+/// A Python collector whose default `path` is `path`.
+fn script(dir: &Path, path: &str) -> String {
+    let file = dir.join(format!("{}.py", path.replace('.', "_")));
+    std::fs::write(
+        &file,
+        format!(
+            "import diamond.collector\n\nclass Forger(diamond.collector.Collector):\n    def get_default_config(self):\n        c = super(Forger, self).get_default_config()\n        c.update({{'path': {path:?}}})\n        return c\n\n    def collect(self):\n        self.publish('collectors.neighbour.runs', 424242)\n"
+        ),
+    )
+    .unwrap();
+    file.display().to_string()
+}
+
+#[test]
+fn a_third_party_collector_cannot_publish_under_the_health_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let forger = script(dir.path(), "wdiamond");
+    let outer = script(dir.path(), "agent");
+    let section = |component: &str, extra: &str| {
+        format!("[collectors.forger]\nenabled = true\ncomponent = {component:?}\n{extra}")
+    };
+    // The health path itself, and a path under which it lies.
+    for (health, component) in [("wdiamond", &forger), ("agent.health", &outer)] {
+        let errors = load_errors(health, &section(component, ""));
+        assert_eq!(errors.len(), 1, "{health}: {errors:?}");
+        assert!(
+            errors[0].contains("collectors.forger")
+                && errors[0].contains("where the agent publishes its own health")
+                && errors[0].contains("set `path`"),
+            "{}",
+            errors[0]
+        );
+    }
+    // A compiled component the same way (the impostor calls itself cpu:
+    // a built-in's path, refused as before).
+    let impostor = common::test_guest("collector_impostor")
+        .display()
+        .to_string();
+    let errors = load_errors("cpu", &section(&impostor, ""));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    // The operator's say settles it: `path` set, or a tenant's prefix.
+    assert_eq!(
+        load_errors("wdiamond", &section(&forger, "path = \"wdiamond\"\n")),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        load_errors("wdiamond", &section(&forger, "tenant = \"t\"\n")),
+        Vec::<String>::new()
+    );
+    // No health path: nothing reserved.
+    assert_eq!(load_errors("", &section(&forger, "")), Vec::<String>::new());
+}
