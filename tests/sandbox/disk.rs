@@ -177,11 +177,20 @@ async fn a_python_script_writing_past_the_budget_gets_an_oserror() {
     let (bytes, _) = usage(dir.path());
     assert!(bytes <= 4 << 20, "{bytes} bytes past a 4 MiB budget");
     let mine = published(&o.lines, "hostile");
-    assert!(
-        mine.iter()
-            .any(|l| l.starts_with("servers.adv.hostile.fill_refused 1 ")),
-        "the script saw an OSError: {mine:?}"
-    );
+    for refused in ["fill_refused", "pwrite_refused", "truncate_refused"] {
+        assert!(
+            mine.iter()
+                .any(|l| l.starts_with(&format!("servers.adv.hostile.{refused} 1 "))),
+            "{refused}: the script saw an OSError: {mine:?}"
+        );
+    }
+    // A write 1 TiB past the end grew no file (the gap is charged first).
+    for f in ["big.pwrite", "big.truncate"] {
+        let len = std::fs::metadata(dir.path().join(f))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len <= 4 << 20, "{f} grew to {len} bytes");
+    }
     assert!(get(&o.bad.denials) >= 3);
     assert_eq!(get(&o.bad.failures), 0);
 }

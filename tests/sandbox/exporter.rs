@@ -255,6 +255,11 @@ async fn slow_and_idle_clients_cannot_starve_a_scraper() {
     let agent = common::start_agent(&conf);
     let latencies = tokio::task::block_in_place(|| {
         let start = Instant::now();
+        // Up: the address is bound once the handler task runs.
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(15), "never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         loop {
             let (status, _, body) = get(port, "/metrics", "");
             if status == 200 && String::from_utf8_lossy(&body).contains("loadavg") {

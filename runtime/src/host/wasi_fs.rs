@@ -138,6 +138,28 @@ fn budgeted(
     Ok((Ok(state.table.push(wrapped)?),))
 }
 
+/// Charges the bytes between a file's end and `offset`, where a write
+/// at `offset` would begin (nothing when it begins within the file).
+async fn charge_gap<T>(
+    state: &mut HostState,
+    budget: &Budget,
+    fd: &Resource<Descriptor>,
+    offset: u64,
+) -> Result<(), Res<T>> {
+    if offset == 0 {
+        return Ok(());
+    }
+    let size = match state.filesystem().stat(again(fd)).await {
+        Ok(st) => st.size,
+        Err(e) => return Err(code(Err(e))),
+    };
+    let gap = offset.saturating_sub(size);
+    if gap > 0 && budget.charge(gap).is_err() {
+        return Err(no_space());
+    }
+    Ok(())
+}
+
 /// Replaces the WASI filesystem calls above (after WASI is linked).
 pub(super) fn shadow(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
@@ -148,12 +170,21 @@ pub(super) fn shadow(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             Ok((Err::<(), _>(ErrorCode::NotPermitted),))
         },
     )?;
-    types.func_wrap(
+    types.func_wrap_async(
         "[method]descriptor.write-via-stream",
         |mut store: StoreContextMut<'_, HostState>, (fd, offset): (Resource<Descriptor>, u64)| {
-            let state = store.data_mut();
-            let r = HostDescriptor::write_via_stream(&mut state.filesystem(), fd, offset);
-            budgeted(state, r)
+            Box::new(async move {
+                let state = store.data_mut();
+                // A stream that starts past the end grows the file (sparse,
+                // but every reader sees its size): that growth is charged.
+                if let Some(budget) = state.disk.clone() {
+                    if let Err(r) = charge_gap(state, &budget, &fd, offset).await {
+                        return r;
+                    }
+                }
+                let r = HostDescriptor::write_via_stream(&mut state.filesystem(), fd, offset);
+                budgeted(state, r)
+            })
         },
     )?;
     types.func_wrap(
@@ -173,6 +204,10 @@ pub(super) fn shadow(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 let Some(budget) = state.disk.clone() else {
                     return code(state.filesystem().write(fd, buf, offset).await);
                 };
+                // Past the end, the gap grows the file too.
+                if let Err(r) = charge_gap(state, &budget, &fd, offset).await {
+                    return r;
+                }
                 // A short write past the budget's room, as POSIX allows.
                 buf.truncate(budget.room().max(1));
                 let charged = buf.len() as u64;
