@@ -717,3 +717,50 @@ fn exporter_settings_are_checked_naming_the_line_and_the_fix() {
         out(&o)
     );
 }
+
+#[test]
+fn run_writes_its_pidfile_and_a_second_agent_is_refused() {
+    // Diamond's `-p`: the agent's own pid, for init scripts and
+    // `kill -HUP $(cat FILE)`; before, there was no such option.
+    let dir = tempfile::tempdir().unwrap();
+    let conf = config(
+        dir.path(),
+        "[collectors.loadavg]\nenabled = true\ninterval = 1\n",
+    );
+    let pidfile = dir.path().join("run/wdiamond.pid");
+    std::fs::create_dir(dir.path().join("run")).unwrap();
+    let pid_arg = pidfile.to_str().unwrap();
+    let child = Command::new(BIN)
+        .args(["run", &conf, "--pidfile", pid_arg])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let pid = loop {
+        if let Some(p) = wdiamond::pidfile::read_pid(&pidfile) {
+            break p;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no pidfile");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(pid, child.id(), "the agent's own pid");
+    // A second agent with the same pidfile is refused, naming the first.
+    let o = wdiamond(&["run", &conf, "--pidfile", pid_arg]);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains(&format!("another wdiamond (pid {pid})")),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(wdiamond::pidfile::read_pid(&pidfile), Some(pid));
+    // The pid in the file reloads it, then stops it.
+    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(1500));
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    let log = err(&o);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("Reload"), "the SIGHUP reloaded: {log}");
+    assert!(!pidfile.exists(), "removed at the stop");
+}

@@ -9,6 +9,8 @@
 mod common;
 #[path = "handlers/prometheus.rs"]
 mod prometheus;
+#[path = "handlers/refusals.rs"]
+mod refusals;
 #[path = "handlers/tls.rs"]
 mod tls;
 

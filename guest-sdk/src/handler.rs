@@ -42,6 +42,7 @@ pub struct Batch {
     host: Option<std::rc::Rc<HostBatch>>,
     len: usize,
     columns: std::cell::OnceCell<Columns>,
+    refused: std::cell::Cell<bool>,
 }
 
 impl Batch {
@@ -51,6 +52,7 @@ impl Batch {
             len: handle.len() as usize,
             host: Some(std::rc::Rc::new(handle)),
             columns: std::cell::OnceCell::new(),
+            refused: std::cell::Cell::new(false),
         }
     }
 
@@ -65,6 +67,7 @@ impl Batch {
             host: None,
             len: c.len(),
             columns: std::cell::OnceCell::from(c),
+            refused: std::cell::Cell::new(false),
         }
     }
 
@@ -76,6 +79,21 @@ impl Batch {
     /// Whether the batch is empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Says the receiver refused these metrics for good (sending them
+    /// again cannot succeed): return `Ok` from `process` and the host counts
+    /// them as dropped, not delivered, logging `reason`. Contract 0.1.3.
+    pub fn refuse(&self, reason: &str) {
+        if let Some(h) = &self.host {
+            h.refuse(reason);
+        }
+        self.refused.set(true);
+    }
+
+    /// Whether [`Batch::refuse`] was called.
+    pub fn refused(&self) -> bool {
+        self.refused.get()
     }
 
     /// The host's handle, for host calls that take the batch (`None` for

@@ -331,23 +331,51 @@ impl HttpResponse {
     }
 }
 
+#[cfg(feature = "handler")]
 impl HttpResponse {
-    /// A handler's verdict on a POST of `metrics` metrics: `Ok` for a 2xx;
-    /// `Err` (the host keeps the batch and retries) for a 5xx, a 429 or
-    /// anything else; for another 4xx — the receiver refuses these metrics
-    /// for good, so a retry would block the queue for ever — a warning with
-    /// the receiver's reason and `Ok` (the batch is dropped, said so).
-    pub fn delivered(&self, what: &str, metrics: usize) -> Result<(), String> {
+    /// A handler's verdict on a POST of `batch`: `Ok` for a 2xx. `Err`
+    /// (the host keeps the batch and retries) for a 5xx, and for a 4xx the
+    /// operator fixes ([`fixable`]: a wrong path or URL — a Prometheus
+    /// without `--web.enable-remote-write-receiver` answers 404 —,
+    /// credentials, a rate limit), with what to check. For another 4xx the
+    /// receiver refuses these metrics for good, so a retry would block the
+    /// queue for ever: the batch is refused ([`crate::Batch::refuse`]:
+    /// counted as dropped by the host, with the receiver's reason) and
+    /// `Ok` releases it.
+    pub fn delivered(&self, what: &str, batch: &crate::Batch) -> Result<(), String> {
         match self.status {
-            400..=499 if self.status != 429 => {
+            200..=299 => Ok(()),
+            s if fixable(s) => {
                 let reason = self.success(what).err().unwrap_or_default();
-                crate::host::warn(&format!(
-                    "{reason}; {metrics} metrics dropped (the receiver refuses them; retrying would not help)"
+                Err(format!("{reason} — {}; the metrics are kept and retried", fix_hint(s)))
+            }
+            400..=499 => {
+                let reason = self.success(what).err().unwrap_or_default();
+                batch.refuse(&format!(
+                    "{reason}; {} metrics dropped (the receiver refuses them; retrying would not help)",
+                    batch.len()
                 ));
                 Ok(())
             }
             _ => self.success(what),
         }
+    }
+}
+
+/// The 4xx statuses that say the request, not the metrics, is wrong: the
+/// operator can fix them (the URL, credentials, the receiver's setup), so
+/// the batch is kept and retried.
+pub fn fixable(status: u16) -> bool {
+    matches!(status, 401 | 403 | 404 | 405 | 407 | 408 | 421 | 426 | 429)
+}
+
+#[cfg(feature = "handler")]
+fn fix_hint(status: u16) -> &'static str {
+    match status {
+        404 | 405 => "the receiver has no such endpoint: check `url` (a Prometheus receives remote-write only with --web.enable-remote-write-receiver; an InfluxDB answers 404 for a database that does not exist)",
+        401 | 403 | 407 => "the receiver refuses the credentials: check the handler's authentication keys",
+        408 | 429 => "the receiver is busy",
+        _ => "the receiver refuses the request as sent: check `url`",
     }
 }
 
@@ -461,6 +489,51 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "handler")]
+    #[test]
+    fn http_verdicts_keep_refuse_or_release_a_batch() {
+        let resp = |status| HttpResponse {
+            status,
+            content_type: String::new(),
+            body: b"why".to_vec(),
+        };
+        let batch = || -> crate::Batch {
+            [crate::PublishedMetric {
+                path: "a.b",
+                value: 1.0,
+                precision: 0,
+                kind: crate::MetricKind::Gauge,
+                timestamp: 7,
+                raw_value: None,
+                host: "h",
+                collector: "c",
+                tenant: None,
+                ttl: 20,
+            }]
+            .into_iter()
+            .collect()
+        };
+        let ok = batch();
+        assert!(resp(204).delivered("POST /w", &ok).is_ok());
+        assert!(!ok.refused());
+        // A missing endpoint is the operator's to fix: kept and retried.
+        let missing = batch();
+        let e = resp(404).delivered("POST /w", &missing).unwrap_err();
+        assert!(e.contains("--web.enable-remote-write-receiver") && e.contains("retried"), "{e}");
+        assert!(!missing.refused());
+        for s in [401, 403, 405, 408, 429, 500, 503] {
+            let b = batch();
+            assert!(resp(s).delivered("POST /w", &b).is_err(), "{s}");
+            assert!(!b.refused(), "{s}");
+        }
+        // Metrics the receiver refuses: released, and refused (dropped).
+        for s in [400, 413, 422] {
+            let b = batch();
+            assert!(resp(s).delivered("POST /w", &b).is_ok(), "{s}");
+            assert!(b.refused(), "{s}");
+        }
+    }
 
     #[test]
     fn urls() {

@@ -423,6 +423,14 @@ impl Agent {
         self.collectors.get(name).map(|r| r.stats.clone())
     }
 
+    /// Metrics a running handler still has queued (memory, or spool).
+    pub fn handler_queue_len(&self, name: &str) -> Option<usize> {
+        self.handlers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, h)| h.queue.len())
+    }
+
     /// Statistics of a running handler (delivered, dropped, failures).
     pub fn handler_stats(&self, name: &str) -> Option<Arc<PluginStats>> {
         self.handlers

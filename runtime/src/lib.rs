@@ -45,10 +45,14 @@
 //!   `plugin/python.rs`, Python collectors (the shared Python runtime
 //!   component and the script each instance runs).
 //! - [`queue`]: a handler's bounded queue of shared columnar chunks;
-//!   `queue/spool.rs`, its on-disk spool; `queue/record.rs`, the records.
+//!   `queue/spool.rs`, its on-disk spool (`queue/spool/files.rs`, its files
+//!   and their share of the quota); `queue/record.rs`, the records.
 //! - [`host`]: the host side of each WIT import (files, fs-stats, process,
 //!   sockets, series, batches, log, host-info, config), one module per
-//!   capability; `host/tls.rs`, TLS on a plugin's TCP connections.
+//!   capability; `host/tls.rs`, TLS on a plugin's TCP connections;
+//!   `host/resolve.rs`, name resolution bounded by the call;
+//!   `host/wasi_fs.rs`, the WASI filesystem calls the host replaces, and
+//!   `host/disk.rs`, the disk budget they charge in `directories` grants.
 //! - [`grants`]: the typed, deny-by-default allow-lists those imports check,
 //!   parsed once at load (`grants/parse.rs`).
 //! - [`metric`]: `metric/name.rs` (checks on guest output), `path.rs`
@@ -70,6 +74,7 @@
 //!   rate-limited).
 //! - [`schedule`]: Diamond's aligned, staggered collection windows.
 //! - [`hostname`]: Diamond's `hostname_method`s.
+//! - [`pidfile`]: `run --pidfile`.
 //! - `bindings`: the `bindgen!` of the WIT worlds (the exporter world's
 //!   `exposition` export beside the collector's and handler's).
 #![deny(missing_docs)]
@@ -85,6 +90,7 @@ pub mod logging;
 pub mod memory;
 pub mod metric;
 pub mod once;
+pub mod pidfile;
 pub mod plugin;
 pub mod queue;
 pub mod review;

@@ -30,6 +30,11 @@ enum Command {
     Run {
         /// The configuration file.
         config: PathBuf,
+        /// Write the agent's process id to this file once it runs (and its
+        /// signal handlers are in place); refused while another live
+        /// wdiamond holds it; removed at a clean stop.
+        #[arg(long)]
+        pidfile: Option<PathBuf>,
         #[command(flatten)]
         log: LogArgs,
     },
@@ -203,7 +208,11 @@ fn main() -> ExitCode {
             format,
             log,
         } => once(&config, &collectors, wait, format, &log),
-        Command::Run { config, log } => run(&config, &log),
+        Command::Run {
+            config,
+            pidfile,
+            log,
+        } => run(&config, pidfile.as_deref(), &log),
     };
     result.unwrap_or_else(|code| code)
 }
@@ -339,13 +348,23 @@ fn once(
     })
 }
 
-fn run(config: &std::path::Path, log: &LogArgs) -> Result<ExitCode, ExitCode> {
+fn run(
+    config: &std::path::Path,
+    pidfile: Option<&std::path::Path>,
+    log: &LogArgs,
+) -> Result<ExitCode, ExitCode> {
     if let Err(e) = init_logging(&log.log_level, log.log_format) {
         eprintln!("error: {e:#}");
         return Err(ExitCode::from(2));
     }
     let rt = tokio_runtime()?;
     let code = rt.block_on(async move {
+        // Signal handlers first: a SIGHUP sent as soon as the pidfile
+        // exists must reload, not kill.
+        let Some(signals) = Signals::install() else {
+            eprintln!("error: cannot install the signal handlers");
+            return ExitCode::FAILURE;
+        };
         let (c, runtime, mut loaded) = match tokio::task::block_in_place(|| load(config)) {
             Ok(x) => x,
             Err(code) => return code,
@@ -365,12 +384,19 @@ fn run(config: &std::path::Path, log: &LogArgs) -> Result<ExitCode, ExitCode> {
                 tracing::info!(plugin = %ctx.name, "may write in {}", dir.display());
             }
         }
-        tracing::info!(config = %config.display(), collectors = loaded.collectors.len(), handlers = loaded.handlers.len(), "wdiamond {} started", env!("CARGO_PKG_VERSION"));
+        let _pidfile = match pidfile.map(wdiamond::pidfile::PidFile::create).transpose() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(config = %config.display(), collectors = loaded.collectors.len(), handlers = loaded.handlers.len(), pid = std::process::id(), "wdiamond {} started", env!("CARGO_PKG_VERSION"));
         let agent = Agent::start(runtime, HostFacts::default(), config, &c, loaded);
         let released = wdiamond::memory::release_startup_pages();
         tracing::debug!(mapped = released, "start-up pages released");
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(signals(tx));
+        tokio::spawn(signals.forward(tx));
         agent.run(rx).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
@@ -398,37 +424,52 @@ fn watchdog() {
         });
 }
 
-async fn signals(tx: tokio::sync::mpsc::Sender<Control>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    loop {
-        let c = tokio::select! {
-            _ = term.recv() => Control::Shutdown,
-            _ = int.recv() => Control::Shutdown,
-            _ = hup.recv() => Control::Reload,
-        };
-        tracing::info!(?c, "signal received");
-        if c == Control::Shutdown {
-            watchdog();
-            let _ = tx.send(c).await;
-            break;
-        }
-        if tx.send(c).await.is_err() {
-            return;
-        }
+/// The agent's signal streams, installed before anything else.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Option<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Some(Signals {
+            term: signal(SignalKind::terminate()).ok()?,
+            int: signal(SignalKind::interrupt()).ok()?,
+            hup: signal(SignalKind::hangup()).ok()?,
+        })
     }
-    // A second SIGTERM or SIGINT during the stop: exit at once.
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+
+    /// Turns signals into the agent's controls until the stop.
+    async fn forward(self, tx: tokio::sync::mpsc::Sender<Control>) {
+        let Signals {
+            mut term,
+            mut int,
+            mut hup,
+        } = self;
+        loop {
+            let c = tokio::select! {
+                _ = term.recv() => Control::Shutdown,
+                _ = int.recv() => Control::Shutdown,
+                _ = hup.recv() => Control::Reload,
+            };
+            tracing::info!(?c, "signal received");
+            if c == Control::Shutdown {
+                watchdog();
+                let _ = tx.send(c).await;
+                break;
+            }
+            if tx.send(c).await.is_err() {
+                return;
+            }
+        }
+        // A second SIGTERM or SIGINT during the stop: exit at once.
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!("wdiamond: second stop signal; exiting now");
+        std::process::exit(1);
     }
-    eprintln!("wdiamond: second stop signal; exiting now");
-    std::process::exit(1);
 }

@@ -14,9 +14,9 @@ use super::{eventually, run_with, same};
 
 /// A real Prometheus (Debian's) with the remote-write receiver on a free
 /// port; killed on drop.
-struct Prometheus {
+pub(super) struct Prometheus {
     child: Child,
-    port: u16,
+    pub(super) port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -31,6 +31,16 @@ impl Prometheus {
     /// Started with the remote-write receiver, and scraping
     /// `127.0.0.1:PORT/metrics` every second when `scrape` names a port.
     fn start(scrape: Option<u16>) -> Prometheus {
+        Self::start_with(scrape, true)
+    }
+
+    /// Started as many are by mistake: without the remote-write receiver
+    /// (its `/api/v1/write` answers 404).
+    pub(super) fn start_without_receiver() -> Prometheus {
+        Self::start_with(None, false)
+    }
+
+    fn start_with(scrape: Option<u16>, receiver: bool) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let conf = dir.path().join("prometheus.yml");
@@ -44,7 +54,11 @@ impl Prometheus {
                 &format!("--config.file={}", conf.display()),
                 &format!("--storage.tsdb.path={}", dir.path().join("data").display()),
                 &format!("--web.listen-address=127.0.0.1:{port}"),
-                "--web.enable-remote-write-receiver",
+                &if receiver {
+                    "--web.enable-remote-write-receiver".to_string()
+                } else {
+                    "--web.enable-lifecycle".to_string()
+                },
                 "--log.level=warn",
             ])
             .stdout(Stdio::null())

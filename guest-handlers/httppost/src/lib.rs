@@ -92,7 +92,7 @@ impl Handler for HttpPost {
         let r = self
             .url
             .post(&[("Content-Type", ctype)], body.as_bytes(), self.timeout_ms)?;
-        r.success(&format!("POST {}", self.url.path))
+        r.delivered(&format!("POST {}", self.url.path), batch)
     }
 
     fn flush(&mut self) -> Result<(), String> {

@@ -127,7 +127,7 @@ impl Handler for Influx {
             lines(&batch).as_bytes(),
             self.timeout_ms,
         )?;
-        r.success("influxdb")
+        r.delivered("influxdb", batch)
     }
 
     fn flush(&mut self) -> Result<(), String> {

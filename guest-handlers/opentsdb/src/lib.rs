@@ -112,7 +112,7 @@ impl Handler for Tsdb {
             body(&batch, &self.prefix, &self.tags).as_bytes(),
             self.timeout_ms,
         )?;
-        r.success("OpenTSDB")
+        r.delivered("OpenTSDB", batch)
     }
 
     fn flush(&mut self) -> Result<(), String> {

@@ -5,7 +5,8 @@
 //! host, dots kept); gauges as gauges, counters as monotonic cumulative
 //! sums of the raw counter (Diamond's rate when there is none, as a
 //! gauge). Encoded by hand (`proto`). Delivery is the host's: a failed POST
-//! (connection, 5xx, 429) is retried; another 4xx is logged and dropped.
+//! (connection, 5xx, and the 4xx an operator fixes: 404, 401/403, 429) is retried;
+//! another 4xx is refused: dropped and counted as such by the host.
 
 pub mod proto;
 
@@ -131,7 +132,7 @@ impl Handler for Otlp {
             &body,
             self.timeout_ms,
         )?;
-        r.delivered(&format!("POST {}", self.url.path), batch.len())
+        r.delivered(&format!("POST {}", self.url.path), batch)
     }
 
     fn flush(&mut self) -> Result<(), String> {

@@ -3,9 +3,11 @@
 //! `--web.enable-remote-write-receiver`, Mimir, VictoriaMetrics, Thanos
 //! receive), graphite paths mapped to series by `mappings` (see
 //! [`mapping`]). Delivery is the host's: a failed POST (connection, 5xx,
-//! 429) keeps the batch and is retried; a 4xx other than 429 (the receiver
-//! refuses these samples, e.g. out of order) would fail the same way for
-//! ever, so it is logged with the receiver's reason and the batch dropped.
+//! and the 4xx an operator fixes — 404 for a receiver that is off, 401/403,
+//! 429) keeps the batch and is retried; another 4xx (the receiver refuses
+//! these samples, e.g. out of order) would fail the same way for ever, so
+//! the batch is refused: dropped and counted as such by the host, with the
+//! receiver's reason (`HttpResponse::delivered`).
 
 pub use wdiamond_sdk::prometheus as mapping;
 pub mod proto;
@@ -198,7 +200,7 @@ impl Handler for RemoteWrite {
             &body,
             self.timeout_ms,
         )?;
-        r.delivered(&format!("POST {}", self.url.path), batch.len())
+        r.delivered(&format!("POST {}", self.url.path), batch)
     }
 
     fn flush(&mut self) -> Result<(), String> {

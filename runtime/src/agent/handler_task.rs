@@ -218,13 +218,18 @@ pub(super) async fn handler_task(
             let (started, mut batch, mut delivered) = (Instant::now(), batch, 0);
             loop {
                 let n = batch.len();
-                let r = inst.process(batch, deadline).0;
+                let (r, usage) = inst.process(batch, deadline);
                 if !matches!(r, Ok(Ok(()))) {
                     return (inst, r, delivered, false);
                 }
                 q.commit(taken);
-                st.metrics.fetch_add(n as u64, Ordering::Relaxed);
-                delivered += n;
+                // What the receiver refused for good is dropped, not
+                // delivered (it may be an older batch's: never below 0).
+                let refused = usage.calls.refused as usize;
+                st.dropped.fetch_add(refused as u64, Ordering::Relaxed);
+                st.metrics
+                    .fetch_add(n.saturating_sub(refused) as u64, Ordering::Relaxed);
+                delivered += n.saturating_sub(refused);
                 if started.elapsed() >= DRAIN_SLICE {
                     return (inst, r, delivered, false);
                 }

@@ -27,6 +27,8 @@ pub struct HeldBatch {
     batch: Option<Batch>,
     /// How many metrics it had (still answered once released).
     len: u32,
+    /// The handler said the receiver refused it for good (`refuse`).
+    refused: bool,
 }
 
 impl HeldBatch {
@@ -49,6 +51,7 @@ impl HostState {
         let r = self.table.push(HeldBatch {
             batch: Some(batch),
             len,
+            refused: false,
         })?;
         self.held.push_back(r.rep());
         while self.held.len() > MAX_HANDLES {
@@ -95,6 +98,26 @@ impl HostBatch for HostState {
             .get(&this)?
             .batch()
             .map(|b| b.to_chunk().into_batch()))
+    }
+
+    fn refuse(&mut self, this: Resource<HeldBatch>, reason: String) {
+        let Ok(b) = self.table.get_mut(&this) else {
+            return;
+        };
+        if std::mem::replace(&mut b.refused, true) {
+            return;
+        }
+        let n = u64::from(b.len);
+        self.stats.refused += n;
+        if let Some(suppressed) = self.ctx.log_limit.admit(crate::logging::Kind::GuestError) {
+            let _g = self.ctx.span.enter();
+            tracing::warn!(
+                dropped = n,
+                suppressed,
+                reason = %crate::logging::guest_text(&reason),
+                "the receiver refused a batch for good (a retry would not help): its metrics are dropped"
+            );
+        }
     }
 
     fn drop(&mut self, this: Resource<HeldBatch>) -> wasmtime::Result<()> {

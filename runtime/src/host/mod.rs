@@ -92,6 +92,9 @@ pub struct CallStats {
     pub logs_dropped: u64,
     /// Log lines written.
     pub logs: u64,
+    /// Metrics of batches the handler said the receiver refused for good
+    /// (`batch.refuse`): dropped, not delivered.
+    pub refused: u64,
 }
 
 /// How long before the run's deadline a waiting host call gives up.

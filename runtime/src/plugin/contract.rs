@@ -272,11 +272,11 @@ mod tests {
     #[test]
     fn versions_parse_strictly() {
         assert_eq!(
-            v("0.1.2"),
+            v("0.1.3"),
             Version {
                 major: 0,
                 minor: 1,
-                patch: 2
+                patch: 3
             }
         );
         for bad in [
