@@ -7,6 +7,8 @@
 //! backends is in `handlers/tls.rs`.
 
 mod common;
+#[path = "handlers/mqtt.rs"]
+mod mqtt;
 #[path = "handlers/prometheus.rs"]
 mod prometheus;
 #[path = "handlers/refusals.rs"]
@@ -754,115 +756,6 @@ async fn nats_reconnects_after_the_server_restarts() {
     }
     let _ = server.kill();
     let _ = server.wait();
-}
-
-/// Debian's mosquitto on 127.0.0.1:`port`.
-fn mosquitto(port: u16) -> Child {
-    Command::new("mosquitto")
-        .args(["-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto (Debian's mosquitto package)")
-}
-
-fn mqtt_packet(r: &mut impl Read) -> Option<(u8, Vec<u8>)> {
-    let mut h = [0u8; 1];
-    r.read_exact(&mut h).ok()?;
-    let (mut len, mut shift) = (0usize, 0);
-    loop {
-        let mut b = [0u8; 1];
-        r.read_exact(&mut b).ok()?;
-        len |= ((b[0] & 0x7f) as usize) << shift;
-        if b[0] & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-    }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).ok()?;
-    Some((h[0], body))
-}
-
-/// A subscriber to `servers/#` at QoS 1 (waits until subscribed): every
-/// `(topic, payload)` received lands in the vector.
-fn mqtt_subscribe(port: u16) -> Arc<Mutex<Vec<(String, String)>>> {
-    let start = Instant::now();
-    let mut s = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(_) if start.elapsed() < Duration::from_secs(20) => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-            Err(e) => panic!("mosquitto on {port}: {e}"),
-        }
-    };
-    // CONNECT (3.1.1, clean session, client id "sub"), then SUBSCRIBE.
-    s.write_all(b"\x10\x0f\x00\x04MQTT\x04\x02\x00\x3c\x00\x03sub")
-        .unwrap();
-    assert_eq!(mqtt_packet(&mut s).unwrap().0 >> 4, 2, "CONNACK");
-    s.write_all(b"\x82\x0e\x00\x01\x00\x09servers/#\x01")
-        .unwrap();
-    assert_eq!(mqtt_packet(&mut s).unwrap().0 >> 4, 9, "SUBACK");
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    std::thread::spawn(move || {
-        while let Some((h, body)) = mqtt_packet(&mut s) {
-            if h >> 4 != 3 {
-                continue;
-            }
-            let qos = (h >> 1) & 3;
-            let n = u16::from_be_bytes([body[0], body[1]]) as usize;
-            let topic = String::from_utf8(body[2..2 + n].to_vec()).unwrap();
-            let mut at = 2 + n;
-            if qos > 0 {
-                let _ = s.write_all(&[0x40, 0x02, body[at], body[at + 1]]);
-                at += 2;
-            }
-            let payload = String::from_utf8(body[at..].to_vec()).unwrap();
-            sink.lock().unwrap().push((topic, payload));
-        }
-    });
-    got
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mqtt_publishes_every_metric_on_its_topic() {
-    for qos in [0, 1] {
-        let port = free_port();
-        let mut broker = mosquitto(port);
-        let got = mqtt_subscribe(port);
-        let want = run_with(
-            "mqtt",
-            &format!("[handlers.mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nqos = {qos}\n"),
-            3.5,
-        )
-        .await;
-        eventually(|| {
-            let mut have: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
-            for (topic, payload) in got.lock().unwrap().iter() {
-                let (v, t) = payload
-                    .split_once(' ')
-                    .ok_or(format!("payload {payload:?}"))?;
-                have.entry(topic.replace('/', "."))
-                    .or_default()
-                    .push((t.parse().unwrap(), v.parse().unwrap()));
-            }
-            for (path, points) in &want {
-                for (t, v) in points {
-                    if !have
-                        .get(path)
-                        .is_some_and(|p| p.iter().any(|(t2, v2)| t2 == t && same(*v2, *v)))
-                    {
-                        return Err(format!("qos {qos}: {path} {v} {t} not received"));
-                    }
-                }
-            }
-            Ok(())
-        });
-        let _ = broker.kill();
-        let _ = broker.wait();
-    }
 }
 
 /// The OTLP messages, decoded for real by prost (opentelemetry-proto v1

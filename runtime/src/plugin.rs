@@ -325,6 +325,7 @@ impl Runtime {
             deadline: None,
             abort: None,
             disk,
+            stopping: false,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);

@@ -8,6 +8,7 @@
 //! operator meets, each named in the log: an unknown CA, a wrong name, a
 //! missing client certificate; and the config errors.
 
+use super::mqtt::mqtt_subscribe;
 use super::*;
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,10 @@
 //! an MQTT broker (3.1.1) on the topic made from its path (`.` becomes `/`,
 //! `#` and `+` become `&`, under `prefix`), its payload `value timestamp`
 //! (or the value alone with `timestamp = false`), with Diamond's last will
-//! on `clients/diamond/<hostname>`.
+//! on `clients/diamond/<hostname>`. A clean stop (or a reload that replaces
+//! the handler) ends the session with DISCONNECT, so the broker publishes
+//! the will only when the agent dies. The client id is `client_id`, or by
+//! default one two agents cannot share ([`client_id`]).
 //!
 //! With `qos = 1` every PUBLISH of a batch must be acknowledged (PUBACK)
 //! before `process` returns; with `qos = 0` the broker's answer to a
@@ -21,6 +24,20 @@ use wdiamond_sdk::net::host_port;
 use wdiamond_sdk::{
     export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
 };
+
+/// DISCONNECT: the session ends cleanly (no last will).
+pub const DISCONNECT: [u8; 2] = [0xe0, 0x00];
+
+/// The client id: the configured one, or `wdiamond-<host>-<nonce>`
+/// (host cut to 40 characters; the nonce random per instance), so that two
+/// agents with one host name do not knock each other off the broker.
+pub fn client_id(configured: &str, host: &str, nonce: u32) -> String {
+    if configured.is_empty() {
+        format!("wdiamond-{}-{nonce:08x}", host.chars().take(40).collect::<String>())
+    } else {
+        configured.to_string()
+    }
+}
 
 /// The MQTT topic of a metric path (Diamond's rule).
 pub fn topic(prefix: &str, path: &str) -> String {
@@ -152,6 +169,7 @@ pub struct Mqtt {
     qos: u8,
     timestamp: bool,
     timeout_ms: u32,
+    client_id: String,
     conn: Option<Connection>,
     next_id: u16,
 }
@@ -189,9 +207,8 @@ impl Mqtt {
         let c = Connection::open(Protocol::Tcp, &self.address, self.timeout_ms)
             .map_err(|e| format!("connecting to {}: {}", self.address, describe_error(&e)))?;
         let host = host_info::hostname();
-        let id = format!("wdiamond_{}", host.chars().take(40).collect::<String>());
         c.send(
-            &connect_packet(&id, &format!("clients/diamond/{host}"), b"Adios!"),
+            &connect_packet(&self.client_id, &format!("clients/diamond/{host}"), b"Adios!"),
             self.timeout_ms,
         )
         .map_err(|e| {
@@ -280,6 +297,7 @@ impl Handler for Mqtt {
                 option("prefix", ConfigValue::Text(String::new()), "Topic prefix (e.g. some/pre/fix)"),
                 option("timestamp", ConfigValue::Boolean(true), "Payload `value timestamp`; false: the value alone"),
                 option("timeout", ConfigValue::Integer(15), "Seconds to wait for a connect, a send or the broker's answer"),
+                option("client_id", ConfigValue::Text(String::new()), "MQTT client id (default: wdiamond-<hostname>-<random>, unique per agent)"),
             ],
             capabilities: vec![Capability::Connect("tcp:{host}:{port}".into())],
         }
@@ -297,6 +315,16 @@ impl Handler for Mqtt {
             qos,
             timestamp: config.bool("timestamp")?,
             timeout_ms: config.timeout_ms("timeout")?,
+            client_id: {
+                let configured = config.text("client_id")?;
+                if configured.len() > 65535 {
+                    return Err("`client_id` is longer than MQTT allows (65535 bytes)".into());
+                }
+                use std::hash::{BuildHasher, Hasher};
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write_u64(host_info::now().to_bits());
+                client_id(&configured, &host_info::hostname(), h.finish() as u32)
+            },
             conn: None,
             next_id: 0,
         })
@@ -314,6 +342,12 @@ impl Handler for Mqtt {
     }
 
     fn flush(&mut self) -> Result<(), String> {
+        // The last call of this instance: end the session cleanly.
+        if host_info::stopping() {
+            if let Some(c) = self.conn.take() {
+                let _ = c.send(&DISCONNECT, self.timeout_ms);
+            }
+        }
         Ok(())
     }
 }
@@ -323,6 +357,14 @@ export_handler!(Mqtt);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_ids_are_the_configured_one_or_unique() {
+        assert_eq!(client_id("mine", "h", 7), "mine");
+        assert_eq!(client_id("", "web1", 0xab), "wdiamond-web1-000000ab");
+        assert_ne!(client_id("", "web1", 1), client_id("", "web1", 2));
+        assert_eq!(client_id("", &"h".repeat(100), 0).len(), "wdiamond--00000000".len() + 40);
+    }
 
     #[test]
     fn topics_are_diamond_s() {

@@ -131,7 +131,7 @@ pub(super) async fn handler_task(
         }
         rendered_last = scrape.is_some();
         stats.wakeups.fetch_add(1, Ordering::Relaxed);
-        let inst = match instance.take() {
+        let mut inst = match instance.take() {
             Some(i) => i,
             None => {
                 let (rt, comp, c) = (runtime.clone(), component.clone(), ctx.clone());
@@ -203,6 +203,7 @@ pub(super) async fn handler_task(
         // same hand-off as the delivery: one blocking hop, not two.
         let flush_after = last_flush.elapsed() >= flush_every;
         let (q, st) = (queue.clone(), stats.clone());
+        inst.set_stopping(stopping);
         let (inst, outcome, delivered, flushing) = match tokio::task::spawn_blocking(move || {
             if sync_now {
                 q.sync();

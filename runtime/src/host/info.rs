@@ -42,6 +42,10 @@ impl Host for HostState {
         self.ctx.interval
     }
 
+    fn stopping(&mut self) -> bool {
+        self.stopping
+    }
+
     fn get_limits(&mut self) -> Limits {
         let l = &self.ctx.limits;
         Limits {

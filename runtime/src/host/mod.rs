@@ -129,6 +129,9 @@ pub struct HostState {
     /// What it may still write in its `directories` grants (`None`: no
     /// grant, or no limit).
     pub disk: Option<Arc<disk::Budget>>,
+    /// The agent is stopping this (handler) instance for good: what
+    /// `host-info.stopping` answers.
+    pub stopping: bool,
 }
 
 impl WasiView for HostState {

@@ -155,6 +155,12 @@ pub struct Instance<B> {
 }
 
 impl<B> Instance<B> {
+    /// Tells the instance that the agent stops it for good (its next
+    /// `flush` is its last call): `host-info.stopping` answers it.
+    pub fn set_stopping(&mut self, stopping: bool) {
+        self.store.data_mut().stopping = stopping;
+    }
+
     /// Makes every later call of this instance end at once when `abort`
     /// turns true (the agent stopping for good), wherever the guest is.
     pub fn set_abort(&mut self, abort: tokio::sync::watch::Receiver<bool>) {
