@@ -424,3 +424,45 @@ fn a_second_agent_on_the_same_spool_is_refused() {
     );
     stop_agent(first);
 }
+
+#[test]
+fn a_reload_that_fixes_a_handler_delivers_its_backlog() {
+    // The handler points at a port where nothing listens: its metrics
+    // queue (in memory, no spool). The operator fixes the port and sends
+    // SIGHUP: the new handler takes the old one's queue over. Before, the
+    // old handler drained for its grace and dropped it (`undelivered=305`,
+    // the first seconds missing in whisper).
+    let dir = tempfile::tempdir().unwrap();
+    let mut carbon = Carbon::new(&dir.path().join("carbon"));
+    carbon.start();
+    let dead = common::free_port();
+    let conf = config(dir.path(), dead, false);
+    let agent = start_agent(&conf);
+    std::thread::sleep(Duration::from_secs(4));
+    let before = published(&dir.path().join("archive.log")).len();
+    assert!(
+        before >= 2 * 9,
+        "published {before} points while the port was wrong"
+    );
+    std::fs::write(
+        &conf,
+        std::fs::read_to_string(&conf).unwrap().replace(
+            &format!("port = {dead}\n"),
+            &format!("port = {}\n", carbon.port),
+        ),
+    )
+    .unwrap();
+    signal(&agent, libc::SIGHUP);
+    std::thread::sleep(Duration::from_secs(3));
+    let log = stop_agent(agent);
+    assert!(log.contains("takes over its queue"), "{log}");
+    let want = published(&dir.path().join("archive.log"));
+    let miss = missing(&carbon, &want);
+    assert!(
+        miss.is_empty(),
+        "{} of {} points missing, e.g. {:?}\n{log}",
+        miss.len(),
+        want.len(),
+        &miss[..miss.len().min(5)]
+    );
+}

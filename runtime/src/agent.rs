@@ -227,6 +227,32 @@ impl Agent {
                 },
             ));
         }
+        // Handlers that are gone drain their queue and stop.
+        for (name, h) in old {
+            let shared = h.queue.spool().is_some_and(|s| {
+                new_handlers
+                    .iter()
+                    .any(|(_, n)| n.queue.spool().is_some_and(|t| Arc::ptr_eq(s, t)))
+            });
+            let successor = new_handlers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, n)| n.queue.clone());
+            if shared {
+                // Everything it queued is in the spool, which its successor
+                // delivers: it stops without delivering (no duplicates).
+                tracing::info!(handler = %name, "handler changed: the new one takes over its spool; stopping the old one");
+                h.queue.hand_over();
+            } else if let (Some(next), None) = (successor, h.queue.spool()) {
+                // Its memory queue goes to its successor, before anything new.
+                let moved = h.queue.hand_over_to(&next);
+                tracing::info!(handler = %name, moved, "handler changed: the new one takes over its queue; stopping the old one");
+            } else {
+                tracing::info!(handler = %name, "handler removed or changed: draining and stopping the old one");
+            }
+            let _ = h.running.stop.send(true);
+        }
+        // Routed only now: what the old handlers held goes first.
         *self.router.write().unwrap_or_else(|p| p.into_inner()) = new_handlers
             .iter()
             .map(|(n, h)| Route {
@@ -236,23 +262,6 @@ impl Agent {
             })
             .collect();
         self.handlers = new_handlers;
-        // Handlers that are gone drain their queue and stop.
-        for (name, h) in old {
-            let shared = h.queue.spool().is_some_and(|s| {
-                self.handlers
-                    .iter()
-                    .any(|(_, n)| n.queue.spool().is_some_and(|t| Arc::ptr_eq(s, t)))
-            });
-            if shared {
-                // Everything it queued is in the spool, which its successor
-                // delivers: it stops without delivering (no duplicates).
-                tracing::info!(handler = %name, "handler changed: the new one takes over its spool; stopping the old one");
-                h.queue.hand_over();
-            } else {
-                tracing::info!(handler = %name, "handler removed or changed: draining and stopping the old one");
-            }
-            let _ = h.running.stop.send(true);
-        }
 
         let mut keep = HashMap::new();
         for lc in loaded.collectors {

@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use crate::metric::{Batch, Chunk, MAX_LINES};
 use crate::stats::PluginStats;
 
+mod hand_over;
 mod record;
 mod spool;
 
@@ -63,8 +64,12 @@ pub struct Queue {
     full_at: std::sync::atomic::AtomicUsize,
     stats: Arc<PluginStats>,
     spool: Option<Arc<Spool>>,
-    /// Its spool was handed to a successor: nothing more to deliver here.
+    /// Its spool or its contents were handed to a successor: nothing more
+    /// to deliver here.
     handed_over: std::sync::atomic::AtomicBool,
+    /// The queue of the handler that replaced this one (a reload), which
+    /// takes what this one still spills.
+    successor: Mutex<Option<Arc<Queue>>>,
 }
 
 /// Queued metrics: the chunks collectors published (shared with the other
@@ -182,16 +187,8 @@ impl Queue {
             stats,
             spool,
             handed_over: Default::default(),
+            successor: Mutex::new(None),
         })
-    }
-
-    /// Hands the spool to the handler replacing this one (same spool):
-    /// this queue then holds nothing to deliver.
-    pub fn hand_over(&self) {
-        self.handed_over.store(true, Ordering::Relaxed);
-        let mut q = self.lock();
-        let n = q.len;
-        q.drop_front(n);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -227,6 +224,10 @@ impl Queue {
     pub fn push(&self, chunk: &Arc<Chunk>) {
         if chunk.is_empty() {
             return;
+        }
+        if let Some(next) = self.successor() {
+            // Handed over (a reload): routed here a moment longer.
+            return next.push(chunk);
         }
         // The spool's order and the memory queue's must be the same (their
         // sequence numbers are one): the append and the push happen under
@@ -296,6 +297,11 @@ impl Queue {
     /// spool they are counted as dropped, logging `why`. Returns how many
     /// were spooled.
     pub fn spill(&self, items: Chunk, why: &str) -> usize {
+        if let Some(s) = self.successor() {
+            let n = items.len();
+            s.push(&Arc::new(items));
+            return n;
+        }
         let n = items.len();
         match &self.spool {
             Some(spool) => match spool.append(&items) {

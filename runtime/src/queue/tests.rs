@@ -318,3 +318,35 @@ fn without_a_spool_overflow_is_dropped_and_counted() {
         "the newest are kept"
     );
 }
+
+#[test]
+fn a_replaced_handlers_queue_goes_to_its_successor_in_order() {
+    // Before, a reload that changed a handler left its memory queue with
+    // the old one, which drained it for its grace and then dropped it.
+    let stats = Arc::new(PluginStats::default());
+    let old = Queue::new("h", 1000, stats.clone(), None);
+    old.push(&chunk(0..5));
+    old.push(&chunk(5..9));
+    // The old handler delivered the first three.
+    let (t, b) = old.peek(3).unwrap();
+    assert_eq!(b.len(), 3);
+    old.commit(t);
+    let next = Arc::new(Queue::new(
+        "h",
+        1000,
+        Arc::new(PluginStats::default()),
+        None,
+    ));
+    assert_eq!(old.hand_over_to(&next), 6);
+    assert_eq!((old.len(), next.len()), (0, 6));
+    assert!(
+        old.peek(10).is_none(),
+        "the old handler delivers nothing more"
+    );
+    // Published to the old queue a moment longer, and spilled by it at its
+    // stop (a sent batch not yet confirmed): both reach the successor.
+    old.push(&chunk(9..10));
+    assert_eq!(old.spill(Chunk::clone(&chunk(10..12)), "test"), 2);
+    assert_eq!(drain(&next, 4), rows(&chunk(3..12)));
+    assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
+}
