@@ -571,8 +571,14 @@ fn graphite_over_udp_sends_a_batch_as_one_datagram() {
 
 /// Debian's nats-server on 127.0.0.1:`port`.
 fn nats_server(port: u16) -> Child {
+    nats_server_with(port, &[])
+}
+
+/// The same, with `extra` arguments (authentication).
+fn nats_server_with(port: u16, extra: &[&str]) -> Child {
     Command::new("nats-server")
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -583,6 +589,12 @@ fn nats_server(port: u16) -> Child {
 /// server runs and the subscription is active): every message's
 /// `(subject, payload)` lands in the vector.
 fn nats_subscribe(port: u16) -> Arc<Mutex<Vec<(String, String)>>> {
+    nats_subscribe_as(port, "")
+}
+
+/// The same, with `auth` (JSON fields such as `"user":"u","pass":"p"`) in
+/// its CONNECT.
+fn nats_subscribe_as(port: u16, auth: &str) -> Arc<Mutex<Vec<(String, String)>>> {
     let start = Instant::now();
     let s = loop {
         match TcpStream::connect(("127.0.0.1", port)) {
@@ -598,8 +610,12 @@ fn nats_subscribe(port: u16) -> Arc<Mutex<Vec<(String, String)>>> {
     let mut line = String::new();
     r.read_line(&mut line).unwrap();
     assert!(line.starts_with("INFO "), "{line}");
-    w.write_all(b"CONNECT {\"verbose\":false}\r\nSUB metrics.> 1\r\nPING\r\n")
-        .unwrap();
+    let comma = if auth.is_empty() { "" } else { "," };
+    w.write_all(
+        format!("CONNECT {{\"verbose\":false{comma}{auth}}}\r\nSUB metrics.> 1\r\nPING\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
     loop {
         line.clear();
         r.read_line(&mut line).unwrap();
@@ -700,6 +716,43 @@ async fn nats_publishes_every_metric_on_its_subject() {
 /// The server restarted under a running agent: the handler reconnects and
 /// what was published while it was down is delivered after (the host kept
 /// the batches and retried them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_authenticates_with_a_password_or_a_token() {
+    // Fleets run NATS with authentication; before, the handler had no keys
+    // for it and a server with auth refused every batch.
+    for (server, subscriber, keys) in [
+        (
+            vec!["--user", "wd", "--pass", "s3cret"],
+            r#""user":"wd","pass":"s3cret""#,
+            "user = \"wd\"\npassword = \"s3cret\"\n",
+        ),
+        (
+            vec!["--auth", "tok3n"],
+            r#""auth_token":"tok3n""#,
+            "token = \"tok3n\"\n",
+        ),
+    ] {
+        let port = free_port();
+        let mut nats = nats_server_with(port, &server);
+        let got = nats_subscribe_as(port, subscriber);
+        let want = run_with(
+            "nats",
+            &format!("[handlers.nats]\nhost = \"127.0.0.1\"\nport = {port}\n{keys}"),
+            3.5,
+        )
+        .await;
+        eventually(|| {
+            let have = nats_points(&got, "metrics.host.hnd", false);
+            match want.keys().find(|p| !have.contains_key(*p)) {
+                Some(p) => Err(format!("{keys}: {p} not delivered")),
+                None => Ok(()),
+            }
+        });
+        let _ = nats.kill();
+        let _ = nats.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_reconnects_after_the_server_restarts() {
     let port = free_port();

@@ -158,7 +158,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     }
 
     // Handlers: [handlers.default] < [handlers.NAME], for those [server] uses.
-    let active = active_handlers(&server.handlers, &tenants);
+    let active = active_handlers(&server.handlers, &tenants, handlers_t);
     check_unused_handlers(&doc, handlers_t, &active, &mut errors);
     let handler_default: Layers<'_> = match handlers_t.get("default") {
         Some(Value::Table(t)) => vec![(&doc, vec!["handlers".into(), "default".into()], t)],
@@ -177,7 +177,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     }
 
     check_tenants(&collectors, &tenants, &mut errors);
-    bind_tenant_handlers(&mut handlers, &tenants, &mut errors);
+    bind_tenant_handlers(&mut handlers, &server.handlers, &tenants, &mut errors);
     let defaults = read_collector("wdiamond", &default_layers, &config_dir, &mut errors);
     // [collectors.default] is read once per collector: report its errors once.
     let mut seen = std::collections::HashSet::new();

@@ -9,7 +9,9 @@
 //! drops the connection and returns it, so the host keeps the batch and
 //! retries it on a new connection. Delivery to the server is at least once;
 //! core NATS itself delivers to the subscribers connected at that moment.
-//! The building of subjects and payloads is pure ([`publications`]).
+//! The building of subjects and payloads is pure ([`publications`]), and
+//! so is the CONNECT line with its credentials ([`connect_line`]: `user` and
+//! `password`, or `token`; NKeys and JWTs are not supported).
 
 use wdiamond_sdk::bindings::wdiamond::plugin::sockets::{Connection, Protocol};
 use wdiamond_sdk::host::describe_error;
@@ -22,6 +24,41 @@ use wdiamond_sdk::{
 pub const MAX_PAYLOAD: usize = 512 << 10;
 /// Most bytes read while waiting for the server's answer.
 const MAX_ANSWER: usize = 64 << 10;
+
+/// A JSON string literal of `s`.
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The CONNECT line, with `user`/`password` or `token` when set.
+pub fn connect_line(user: &str, password: &str, token: &str) -> Vec<u8> {
+    let mut fields = vec![
+        r#""verbose":false"#.to_string(),
+        r#""pedantic":false"#.to_string(),
+        r#""name":"wdiamond""#.to_string(),
+        r#""lang":"wasm""#.to_string(),
+        r#""version":"1""#.to_string(),
+    ];
+    if !user.is_empty() {
+        fields.push(format!(r#""user":{}"#, json_str(user)));
+        fields.push(format!(r#""pass":{}"#, json_str(password)));
+    }
+    if !token.is_empty() {
+        fields.push(format!(r#""auth_token":{}"#, json_str(token)));
+    }
+    format!("CONNECT {{{}}}\r\n", fields.join(",")).into_bytes()
+}
 
 /// A NATS subject token from a name: NATS separates tokens with `.` and
 /// reserves `*`, `>` and white space.
@@ -136,6 +173,7 @@ pub struct Nats {
     subject: String,
     json: bool,
     timeout_ms: u32,
+    connect: Vec<u8>,
     conn: Option<Connection>,
 }
 
@@ -150,10 +188,7 @@ impl Nats {
         if !info.starts_with(b"INFO ") {
             return Err(format!("{} is not a NATS server (no INFO)", self.address));
         }
-        c.send(
-            b"CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"wdiamond\",\"lang\":\"wasm\",\"version\":\"1\"}\r\n",
-            self.timeout_ms,
-        )
+        c.send(&self.connect, self.timeout_ms)
         .map_err(|e| format!("sending CONNECT to {}: {}", self.address, describe_error(&e)))?;
         Ok(c)
     }
@@ -210,6 +245,9 @@ impl Handler for Nats {
                 option("port", ConfigValue::Integer(4222), "Port of the NATS server"),
                 option("subject", ConfigValue::Text("metrics".into()), "First token(s) of every subject"),
                 option("format", ConfigValue::Text("lines".into()), "lines (graphite plaintext) or json (one object per line)"),
+                option("user", ConfigValue::Text(String::new()), "User name, for a server with user/password authentication"),
+                option("password", ConfigValue::Text(String::new()), "Password of `user`"),
+                option("token", ConfigValue::Text(String::new()), "Token, for a server with token authentication"),
                 option("timeout", ConfigValue::Integer(15), "Seconds to wait for a connect, a send or the server's answer"),
             ],
             capabilities: vec![Capability::Connect("tcp:{host}:{port}".into())],
@@ -234,10 +272,19 @@ impl Handler for Nats {
             "json" => true,
             other => return Err(format!("`format` must be lines or json, not {other:?}")),
         };
+        let (user, password, token) = (
+            config.text("user")?,
+            config.text("password")?,
+            config.text("token")?,
+        );
+        if user.is_empty() && !password.is_empty() {
+            return Err("`password` is set without `user`".into());
+        }
         Ok(Nats {
             address: host_port(&host, port),
             subject,
             json,
+            connect: connect_line(&user, &password, &token),
             timeout_ms: config.timeout_ms("timeout")?,
             conn: None,
         })
@@ -278,6 +325,18 @@ export_handler!(Nats);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connect_carries_the_credentials_as_json() {
+        let plain = String::from_utf8(connect_line("", "", "")).unwrap();
+        assert!(plain.starts_with("CONNECT {") && plain.ends_with("}\r\n"), "{plain}");
+        assert!(!plain.contains("user") && !plain.contains("auth_token"));
+        let up = String::from_utf8(connect_line("wd", "p\"a\\s\n", "")).unwrap();
+        assert!(up.contains(r#""user":"wd","pass":"p\"a\\s\u000a""#), "{up}");
+        let t = String::from_utf8(connect_line("", "", "s3cret")).unwrap();
+        assert!(t.contains(r#""auth_token":"s3cret""#), "{t}");
+        assert_eq!(up.matches("\r\n").count(), 1, "one line whatever the password holds");
+    }
 
     fn item<'a>(path: &'a str, line: &'a str, tenant: Option<&'a str>) -> Item<'a> {
         Item {

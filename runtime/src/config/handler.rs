@@ -156,14 +156,26 @@ pub(super) fn read_handler(
 }
 
 /// The handler instances that run: `[server] handlers`, then those the
-/// tenants name, each once.
-pub(super) fn active_handlers(server: &[String], tenants: &[TenantConfig]) -> Vec<String> {
+/// tenants name, then the sections that say whose metrics they receive
+/// (`tenant = "T"`, `tenants = "*"`): each once.
+pub(super) fn active_handlers(
+    server: &[String],
+    tenants: &[TenantConfig],
+    sections: &toml::Table,
+) -> Vec<String> {
     let mut out = server.to_vec();
-    for t in tenants {
-        for h in &t.handlers {
-            if !out.contains(h) {
-                out.push(h.clone());
-            }
+    let named = tenants.iter().flat_map(|t| t.handlers.iter().cloned());
+    let receiving = sections
+        .iter()
+        .filter(|(name, t)| {
+            *name != "default"
+                && t.as_table()
+                    .is_some_and(|t| t.contains_key("tenant") || t.contains_key("tenants"))
+        })
+        .map(|(name, _)| name.clone());
+    for h in named.chain(receiving) {
+        if !out.contains(&h) {
+            out.push(h);
         }
     }
     out
@@ -175,6 +187,7 @@ pub(super) fn active_handlers(server: &[String], tenants: &[TenantConfig]) -> Ve
 /// evenly among its handlers.
 pub(super) fn bind_tenant_handlers(
     handlers: &mut [HandlerConfig],
+    server: &[String],
     tenants: &[TenantConfig],
     errors: &mut Vec<ConfigError>,
 ) {
@@ -184,6 +197,13 @@ pub(super) fn bind_tenant_handlers(
                 continue;
             };
             match &h.receives {
+                // The host's handler too: taking it for the tenant would
+                // silently stop the host's metrics reaching it.
+                Receives::Host if server.contains(name) => errors.push(ConfigError {
+                    location: t.location.clone(),
+                    key: format!("tenants.{}.handlers", t.name),
+                    message: format!("handler {name:?} is named here and in [server] handlers: a handler receives the host's metrics or one tenant's, not both; give the tenant a handler of its own ([handlers.{name}_{0}] with component = \"…\" and tenant = \"{0}\"), or `tenants = \"*\"` on [handlers.{name}] for everyone's", t.name),
+                }),
                 Receives::Host => h.receives = Receives::Tenant(t.name.clone()),
                 Receives::Tenant(x) if *x == t.name => {}
                 other => errors.push(ConfigError {
@@ -221,8 +241,8 @@ pub(super) fn bind_tenant_handlers(
     }
 }
 
-/// A `[handlers.NAME]` section that `[server] handlers` does not name is a
-/// mistake (a typo, or a handler the operator meant to enable).
+/// A `[handlers.NAME]` section that nothing uses ([`active_handlers`]) is
+/// a mistake (a typo, or a handler the operator meant to enable).
 pub(super) fn check_unused_handlers(
     doc: &Doc,
     handlers_t: &toml::Table,
@@ -235,7 +255,7 @@ pub(super) fn check_unused_handlers(
                 location: doc.at(&["handlers", key]),
                 key: format!("handlers.{key}"),
                 message: format!(
-                    "configured but not used: add {key:?} to [server] handlers (or to a tenant's `handlers`), or remove the section"
+                    "configured but not used: add {key:?} to [server] handlers (or to a tenant's `handlers`, or set `tenant`/`tenants` in it), or remove the section"
                 ),
             });
         }

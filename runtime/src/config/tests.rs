@@ -139,6 +139,36 @@ fn unused_handler_sections_are_errors() {
 }
 
 #[test]
+fn a_handler_that_says_whose_metrics_it_receives_runs_unlisted() {
+    // Before, `tenant = "acme"` or `tenants = "*"` alone was refused as
+    // "configured but not used", though the README said such a handler runs.
+    let c = load_str(
+        "[server]\nhandlers = []\n[handlers.mine]\ncomponent = \"archive\"\ntenant = \"acme\"\n[handlers.all]\ncomponent = \"archive\"\ntenants = \"*\"\n[tenants.acme]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let h = |n: &str| c.handlers.iter().find(|h| h.plugin.name == n).unwrap();
+    assert_eq!(h("mine").receives, Receives::Tenant("acme".into()));
+    assert_eq!(h("all").receives, Receives::All);
+}
+
+#[test]
+fn the_host_s_handler_named_by_a_tenant_is_refused() {
+    // Before, it silently stopped receiving the host's metrics.
+    let errs = load_str(
+        "[server]\nhandlers = [\"graphite\"]\n[handlers.graphite]\nhost = \"x\"\n[tenants.acme]\nhandlers = [\"graphite\"]\n",
+    )
+    .unwrap_err();
+    assert_eq!(errs.0.len(), 1, "{errs}");
+    let e = errs.0[0].to_string();
+    assert!(
+        e.contains("tenants.acme.handlers")
+            && e.contains("[server] handlers")
+            && e.contains("graphite_acme"),
+        "{e}"
+    );
+}
+
+#[test]
 fn collector_paths_and_filters_follow_the_config() {
     let c = load_str("[collectors.cpu]\n").unwrap();
     let p = c.collectors[0].paths(Some("web1"), "cpu");
