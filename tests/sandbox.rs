@@ -541,7 +541,7 @@ async fn health_metrics_tell_what_each_plugin_did() {
 }
 
 /// A handler that keeps every batch handle (`handler_hoard`): the host
-/// keeps the metrics of only its 4 most recent batches (an older one
+/// keeps the metrics of only its MAX_KEPT (8) most recent batches (an older one
 /// reads as released), and deletes handles past 1,024 (reading one traps).
 #[test]
 fn a_handler_hoarding_batches_holds_only_bounded_host_memory() {

@@ -52,6 +52,16 @@ pub fn exchange(
 /// one value per series and timestamp, so a repeat is harmless. A payload
 /// sent with [`LineSender::send_batch`] is kept as its batch handle (the
 /// lines stay in the host), one sent with [`LineSender::send`] as bytes.
+///
+/// A receiver that crashes loses what it had read but not yet written,
+/// though the connection was alive when the next payload went out (so
+/// those payloads counted as confirmed). With a replay window
+/// ([`LineSender::with_replay`]) the payloads confirmed in its last seconds
+/// are kept too, and sent again first on the connection that follows a
+/// failure (a closed peer, a failed send): a crash costs nothing of what
+/// was sent within the window. Bounded: [`MAX_REPLAY`] payloads and
+/// [`MAX_REPLAY_BYTES`] of byte payloads; a batch whose lines the host no
+/// longer keeps is skipped.
 pub struct LineSender {
     address: String,
     proto: Protocol,
@@ -59,9 +69,41 @@ pub struct LineSender {
     conn: Option<Connection>,
     unconfirmed: Option<Payload>,
     keepalive: Option<u32>,
+    replay_secs: f64,
+    /// Payloads confirmed within the replay window: (sent at, payload).
+    recent: std::collections::VecDeque<(f64, Payload)>,
+    /// The last connection failed: the next one replays `recent` first.
+    broken: bool,
 }
 
+/// The `replay` option of a handler that sends over a [`LineSender`]
+/// (default 10 s).
+#[cfg(feature = "handler")]
+pub fn replay_option() -> crate::ConfigOption {
+    crate::option(
+        "replay",
+        crate::ConfigValue::Integer(10),
+        "Seconds of what was sent that go again on the connection after a failure (a receiver that crashed loses what it had read but not written; carbon keeps one value per series and second, so a repeat is harmless); 0: off",
+    )
+}
+
+/// Reads `replay` (0 to 300 seconds).
+#[cfg(feature = "handler")]
+pub fn replay_secs(config: &crate::Config) -> Result<f64, String> {
+    let r = config.f64("replay")?;
+    if !(0.0..=300.0).contains(&r) {
+        return Err(format!("`replay` must be between 0 and 300 seconds, not {r}"));
+    }
+    Ok(r)
+}
+
+/// Most payloads kept for a replay.
+pub const MAX_REPLAY: usize = 64;
+/// Most bytes of byte payloads kept for a replay.
+pub const MAX_REPLAY_BYTES: usize = 16 << 20;
+
 /// What a send carries.
+#[derive(Clone)]
 enum Payload {
     Bytes(Vec<u8>),
     #[cfg(feature = "handler")]
@@ -69,6 +111,15 @@ enum Payload {
 }
 
 impl Payload {
+    /// Bytes it holds in the guest (a batch's lines stay in the host).
+    fn bytes(&self) -> usize {
+        match self {
+            Payload::Bytes(b) => b.len(),
+            #[cfg(feature = "handler")]
+            Payload::Lines(_) => 0,
+        }
+    }
+
     fn send(&self, conn: &Connection, timeout_ms: u32) -> Result<u64, crate::HostError> {
         match self {
             Payload::Bytes(b) => conn.send(b, timeout_ms),
@@ -88,6 +139,34 @@ impl LineSender {
             conn: None,
             unconfirmed: None,
             keepalive: None,
+            replay_secs: 0.0,
+            recent: std::collections::VecDeque::new(),
+            broken: false,
+        }
+    }
+
+    /// Keeps what was confirmed in the last `secs` seconds and sends it
+    /// again on the connection that follows a failure (0: off).
+    pub fn with_replay(mut self, secs: f64) -> Self {
+        self.replay_secs = secs.max(0.0);
+        self
+    }
+
+    /// Keeps a confirmed payload for a replay, within the bounds.
+    fn remember(&mut self, p: Payload) {
+        if self.replay_secs <= 0.0 {
+            return;
+        }
+        let now = crate::bindings::wdiamond::plugin::host_info::now();
+        self.recent.push_back((now, p));
+        let mut bytes: usize = self.recent.iter().map(|(_, p)| p.bytes()).sum();
+        while let Some((t, p)) = self.recent.front() {
+            let stale = now - t > self.replay_secs;
+            if !(stale || self.recent.len() > MAX_REPLAY || bytes > MAX_REPLAY_BYTES) {
+                break;
+            }
+            bytes -= p.bytes();
+            self.recent.pop_front();
         }
     }
 
@@ -135,6 +214,7 @@ impl LineSender {
             if stream && Self::peer_closed(c) {
                 // The previous payload may not have arrived: resent below.
                 self.conn = None;
+                self.broken = true;
             } else if payload.is_none() {
                 // A check (a flush) on a live connection: the last payload
                 // stays unconfirmed until a later send finds the peer still
@@ -142,8 +222,8 @@ impl LineSender {
                 // a stop a dead peer's payload must still be resent (or
                 // left to the host to spool).
                 return Ok(());
-            } else {
-                self.unconfirmed = None;
+            } else if let Some(p) = self.unconfirmed.take() {
+                self.remember(p);
             }
         }
         if payload.is_none() && self.unconfirmed.is_none() {
@@ -160,26 +240,51 @@ impl LineSender {
             self.conn = Some(c);
         }
         let conn = self.conn.as_ref().expect("connected above");
-        // The unconfirmed payload first (again), then the new one.
-        let sent = self
-            .unconfirmed
-            .iter()
-            .chain(&payload)
-            .try_for_each(|p| p.send(conn, self.timeout_ms).map(|_| ()));
+        // After a failure, what the window holds first (the receiver may
+        // have lost it); a batch the host no longer keeps is skipped.
+        let replay = if self.broken && !self.recent.is_empty() {
+            let now = crate::bindings::wdiamond::plugin::host_info::now();
+            self.recent
+                .iter()
+                .filter(|(t, _)| now - t <= self.replay_secs)
+                .try_for_each(|(_, p)| match p.send(conn, self.timeout_ms) {
+                    Ok(_) | Err(crate::HostError::Invalid(_)) => Ok(()),
+                    Err(e) => Err(e),
+                })
+        } else {
+            Ok(())
+        };
+        // The unconfirmed payload next (again), then the new one.
+        let sent = replay.and_then(|()| {
+            self.unconfirmed
+                .iter()
+                .chain(&payload)
+                .try_for_each(|p| p.send(conn, self.timeout_ms).map(|_| ()))
+        });
         if let Err(e) = sent {
-            // The old payload stays unconfirmed; the new one is the host's
-            // to retry.
+            // The old payloads stay kept; the new one is the host's to retry.
             self.conn = None;
+            self.broken = true;
             return Err(format!(
                 "sending to {}: {}",
                 self.address,
                 describe_error(&e)
             ));
         }
+        self.broken = false;
         // Both went out: only the newest needs confirming (the old one was
         // sent again on this connection before it).
         self.unconfirmed = if stream {
-            payload.or(self.unconfirmed.take())
+            match (payload, self.unconfirmed.take()) {
+                // The old one is confirmed by the new one behind it only
+                // when the connection proves alive later: until then both
+                // stay in the window.
+                (Some(p), Some(old)) => {
+                    self.remember(old);
+                    Some(p)
+                }
+                (p, old) => p.or(old),
+            }
         } else {
             None
         };

@@ -6,7 +6,9 @@
 //! returns an error: the host keeps the batch and retries it with backoff,
 //! reconnecting. A batch that may have gone to a peer that had just closed
 //! is sent again ([`LineSender`]): delivery is at least once, and carbon
-//! keeps one value per series and second, so a repeat is harmless.
+//! keeps one value per series and second, so a repeat is harmless. After a
+//! failure, what went out in the last `replay` seconds is sent again too:
+//! a carbon that crashed loses what it had read but not yet written.
 
 use wdiamond_sdk::net::{host_port, LineSender};
 use wdiamond_sdk::{
@@ -29,7 +31,9 @@ pub fn sender(config: &Config) -> Result<LineSender, String> {
     } else {
         None
     };
-    Ok(LineSender::new(proto, host_port(&host, port), timeout_ms).with_keepalive(keepalive))
+    Ok(LineSender::new(proto, host_port(&host, port), timeout_ms)
+        .with_keepalive(keepalive)
+        .with_replay(wdiamond_sdk::net::replay_secs(config)?))
 }
 
 impl Handler for Graphite {
@@ -46,6 +50,7 @@ impl Handler for Graphite {
                 option("batch", ConfigValue::Integer(1), "Accepted for compatibility: the host batches metrics (batch_size)"),
                 option("keepalive", ConfigValue::Boolean(false), "Enable TCP keepalive on the connection to carbon"),
                 option("keepaliveinterval", ConfigValue::Integer(10), "Seconds between keepalive probes"),
+                wdiamond_sdk::net::replay_option(),
             ],
             capabilities: vec![Capability::Connect("{proto}:{host}:{port}".into())],
         }

@@ -96,6 +96,7 @@ impl Handler for Pickle {
                     ConfigValue::Integer(1),
                     "Accepted for compatibility: the host batches metrics (batch_size)",
                 ),
+                wdiamond_sdk::net::replay_option(),
             ],
             capabilities: vec![Capability::Connect("tcp:{host}:{port}".into())],
         }
@@ -106,7 +107,8 @@ impl Handler for Pickle {
         let port = config.port("port")?;
         let timeout_ms = config.timeout_ms("timeout")?;
         Ok(Pickle {
-            sender: LineSender::new(Protocol::Tcp, host_port(&host, port), timeout_ms),
+            sender: LineSender::new(Protocol::Tcp, host_port(&host, port), timeout_ms)
+                .with_replay(wdiamond_sdk::net::replay_secs(config)?),
         })
     }
 

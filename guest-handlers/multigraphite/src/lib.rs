@@ -25,6 +25,7 @@ impl Handler for MultiGraphite {
                 option("proto", ConfigValue::Text("tcp".into()), "tcp or udp"),
                 option("timeout", ConfigValue::Integer(15), "Seconds to wait for a connect or a send"),
                 option("batch", ConfigValue::Integer(1), "Accepted for compatibility"),
+                wdiamond_sdk::net::replay_option(),
             ],
             capabilities: vec![Capability::Connect("{proto}:{host}:{port}".into())],
         }
@@ -34,6 +35,7 @@ impl Handler for MultiGraphite {
         let port = config.port("port")?;
         let proto = config.protocol("proto")?;
         let timeout = config.timeout_ms("timeout")?;
+        let replay = wdiamond_sdk::net::replay_secs(config)?;
         let hosts = config.list("host");
         if hosts.is_empty() {
             return Err("`host` must list at least one host".into());
@@ -50,7 +52,7 @@ impl Handler for MultiGraphite {
                 } else {
                     wdiamond_sdk::net::host_port(h, port)
                 };
-                LineSender::new(proto, addr, timeout)
+                LineSender::new(proto, addr, timeout).with_replay(replay)
             })
             .collect();
         Ok(MultiGraphite { senders })

@@ -15,7 +15,7 @@ use crate::metric::Batch;
 
 /// Batches whose metrics the host keeps for a handler: older ones it still
 /// holds are emptied.
-pub const MAX_KEPT: usize = 4;
+pub const MAX_KEPT: usize = 8;
 /// Batch handles a handler may hold: past it the oldest are deleted.
 pub const MAX_HANDLES: usize = 1024;
 
