@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::common::{self, free_port};
@@ -93,6 +95,29 @@ impl Prometheus {
         Ok((status, body.to_string()))
     }
 
+    /// An instant PromQL query: the value of each series it returns.
+    fn query(&self, promql: &str) -> Vec<f64> {
+        let q: String = promql
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let (status, body) = self.get(&format!("/api/v1/query?query={q}")).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+        j["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["value"][1].as_str().unwrap().parse().unwrap())
+            .collect()
+    }
+
     /// The raw samples of a PromQL selector over the last 10 minutes:
     /// timestamp (s) -> value.
     fn samples(&self, selector: &str) -> BTreeMap<u64, f64> {
@@ -122,9 +147,36 @@ impl Prometheus {
     }
 }
 
+/// Opens TCP connections to `port` (ten a second) until `stop`: the
+/// host's `ActiveOpens` counter grows, so a `rate()` of it is positive.
+fn open_connections(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let _ = TcpStream::connect(("127.0.0.1", port));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+}
+
+/// `rate()` of the host's `ActiveOpens` counter, as Prometheus computes it
+/// from what it received (waits until it can).
+fn active_opens_rate(prom: &Prometheus) -> f64 {
+    let mut rate = Vec::new();
+    eventually(|| {
+        rate = prom.query(r#"rate(tcp_active_opens_total{host="hnd"}[1m])"#);
+        match rate.first() {
+            Some(r) if *r > 0.0 => Ok(()),
+            other => Err(format!("rate(tcp_active_opens_total): {other:?}")),
+        }
+    });
+    rate[0]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_remote_write_into_a_real_prometheus() {
     let prom = Prometheus::start(None);
+    let stop = Arc::new(AtomicBool::new(false));
+    let opener = open_connections(prom.port, stop.clone());
     let want = run_with(
         "prometheus_remote_write",
         &format!(
@@ -144,10 +196,6 @@ async fn prometheus_remote_write_into_a_real_prometheus() {
         (
             "servers.hnd.loadavg.15",
             r#"load{host="hnd",window="15",env="test"}"#,
-        ),
-        (
-            "servers.hnd.tcp.ActiveOpens",
-            r#"tcp_active_opens{host="hnd",env="test"}"#,
         ),
     ] {
         let points = &want[path];
@@ -184,6 +232,29 @@ async fn prometheus_remote_write_into_a_real_prometheus() {
             Ok(())
         });
     }
+    stop.store(true, Ordering::Relaxed);
+    opener.join().unwrap();
+    // A counter goes as its count, named `_total`, one sample per run: the
+    // count never decreases, and Prometheus's rate() of it is positive.
+    let runs = want["servers.hnd.tcp.ActiveOpens"].len();
+    let counts = prom.samples(r#"tcp_active_opens_total{host="hnd",env="test"}"#);
+    assert!(
+        counts.len() + 1 >= runs,
+        "{} counts for {runs} runs",
+        counts.len()
+    );
+    let values: Vec<f64> = counts.values().copied().collect();
+    assert!(values.windows(2).all(|w| w[1] >= w[0]), "{values:?}");
+    assert!(
+        values.last() > values.first(),
+        "the connections opened: {values:?}"
+    );
+    let rate = active_opens_rate(&prom);
+    println!("remote-write: rate(tcp_active_opens_total[1m]) = {rate}");
+    assert!(
+        prom.samples(r#"tcp_active_opens{host="hnd"}"#).is_empty(),
+        "no rate series without _total"
+    );
 }
 
 /// `GET path` from the agent's endpoint: (status, headers, body), the body
@@ -249,6 +320,8 @@ fn promtool(page: &[u8]) -> (bool, String) {
 async fn prometheus_scrapes_the_exposition_endpoint() {
     let port = free_port();
     let prom = Prometheus::start(Some(port));
+    let stop = Arc::new(AtomicBool::new(false));
+    let opener = open_connections(prom.port, stop.clone());
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("archive.log");
     let conf = common::write_config(
@@ -279,8 +352,13 @@ async fn prometheus_scrapes_the_exposition_endpoint() {
         let (status, head, zipped) = http_get(port, "/metrics", "Accept-Encoding: gzip\r\n");
         assert_eq!(status, 200);
         assert!(head.contains("Content-Encoding: gzip"), "{head}");
+        // A counter end to end: scraped as its count, rate() of it positive.
+        let rate = active_opens_rate(&prom);
+        println!("scrape: rate(tcp_active_opens_total[1m]) = {rate}");
         (page, zipped)
     });
+    stop.store(true, Ordering::Relaxed);
+    opener.join().unwrap();
     agent.shutdown().await;
     let text = String::from_utf8(page.clone()).unwrap();
     let (ok, lint) = promtool(&page);

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use wdiamond_sdk::net::{url_option, Url};
 use wdiamond_sdk::{
     export_handler, option, Batch, Capability, Config, ConfigValue, Description, Handler,
+    MetricKind,
 };
 
 use mapping::Rule;
@@ -63,7 +64,7 @@ pub const MAX_CACHED_SERIES: usize = 200_000;
 /// the same at every run).
 #[derive(Default)]
 pub struct SeriesCache {
-    ids: std::collections::HashMap<(String, String), u32>,
+    ids: std::collections::HashMap<(String, String, bool), u32>,
     labels: Vec<Vec<u8>>,
 }
 
@@ -73,34 +74,48 @@ impl SeriesCache {
         &mut self,
         path: &str,
         host: &str,
+        counter: bool,
         rules: &[Rule],
         extra: &[(String, String)],
     ) -> u32 {
-        if let Some(id) = self.ids.get(&(host.to_string(), path.to_string())) {
+        let key = (host.to_string(), path.to_string(), counter);
+        if let Some(id) = self.ids.get(&key) {
             return *id;
         }
         if self.labels.len() >= MAX_CACHED_SERIES {
             self.ids.clear();
             self.labels.clear();
         }
-        let s = &series_of(std::iter::once((path, host, 0.0, 0)), rules, extra)[0];
+        let mut s = series_of(std::iter::once((path, host, 0.0, 0)), rules, extra).remove(0);
+        if counter {
+            // A counter is its count, named as Prometheus names counters.
+            if let Some(n) = s.labels.iter_mut().find(|(k, _)| k == "__name__") {
+                if !n.1.ends_with("_total") {
+                    n.1.push_str("_total");
+                }
+            }
+        }
         let id = self.labels.len() as u32;
         self.labels.push(proto::labels(&s.labels));
-        self.ids.insert((host.to_string(), path.to_string()), id);
+        self.ids.insert(key, id);
         id
     }
 
-    /// The encoded `WriteRequest` of `metrics` (path, host, value, seconds).
+    /// The encoded `WriteRequest` of `metrics` (path, host, value,
+    /// seconds, and for a counter its count: then the series is
+    /// `NAME_total` and the value the count, as the exposition page has it,
+    /// so that `rate()` works on it).
     pub fn write_request<'a>(
         &mut self,
-        metrics: impl Iterator<Item = (&'a str, &'a str, f64, u64)>,
+        metrics: impl Iterator<Item = (&'a str, &'a str, f64, u64, Option<f64>)>,
         rules: &[Rule],
         extra: &[(String, String)],
     ) -> Vec<u8> {
         let mut samples: Vec<(u32, i64, f64)> = metrics
-            .map(|(path, host, value, t)| {
+            .map(|(path, host, value, t, count)| {
+                let value = count.unwrap_or(value);
                 (
-                    self.id(path, host, rules, extra),
+                    self.id(path, host, count.is_some(), rules, extra),
                     (t as i64).saturating_mul(1000),
                     value,
                 )
@@ -184,7 +199,10 @@ impl Handler for RemoteWrite {
             return Ok(());
         }
         let request = self.cache.write_request(
-            batch.iter().map(|m| (m.path, m.host, m.value, m.timestamp)),
+            batch.iter().map(|m| {
+                let count = m.raw_value.filter(|_| m.kind == MetricKind::Counter);
+                (m.path, m.host, m.value, m.timestamp, count)
+            }),
             &self.rules,
             &self.labels,
         );
@@ -238,9 +256,44 @@ mod tests {
         // The cached encoder gives the same bytes.
         let mut cache = SeriesCache::default();
         assert_eq!(
-            cache.write_request(metrics.iter().copied(), &[], &extra),
+            cache.write_request(
+                metrics.iter().map(|&(p, h, v, t)| (p, h, v, t, None)),
+                &[],
+                &extra
+            ),
             proto::write_request(&s)
         );
         assert_eq!(cache.labels.len(), 2);
+    }
+
+    #[test]
+    fn a_counter_goes_as_its_count_named_total() {
+        let mut cache = SeriesCache::default();
+        let out = cache.write_request(
+            [
+                ("servers.h.tcp.ActiveOpens", "h", 0.5, 10, Some(1234.0)),
+                ("servers.h.loadavg.01", "h", 0.4, 10, None),
+            ]
+            .into_iter(),
+            &[],
+            &[],
+        );
+        let want = proto::write_request(&[
+            proto::Series {
+                labels: vec![
+                    ("__name__".into(), "tcp_active_opens_total".into()),
+                    ("host".into(), "h".into()),
+                ],
+                samples: vec![(1234.0, 10_000)],
+            },
+            proto::Series {
+                labels: vec![
+                    ("__name__".into(), "loadavg_01".into()),
+                    ("host".into(), "h".into()),
+                ],
+                samples: vec![(0.4, 10_000)],
+            },
+        ]);
+        assert_eq!(out, want);
     }
 }
