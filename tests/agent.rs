@@ -343,15 +343,30 @@ fn sighup_applies_changed_options_and_a_bad_reload_keeps_the_running_config() {
     );
 
     write("false");
+    let reloaded_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     // SAFETY: plain kill(2) of our own child.
     unsafe { libc::kill(pid, libc::SIGHUP) };
-    std::thread::sleep(Duration::from_millis(500));
-    let at_reload = common::file_lines(&archive).len();
+    // The runs of the windows after the reload's (the old instance may
+    // finish the run it was in).
+    let after_reload = |l: &[String]| -> Vec<String> {
+        l.iter()
+            .filter(|x| {
+                x.rsplit(' ')
+                    .next()
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .is_some_and(|t| t >= reloaded_at + 2)
+            })
+            .cloned()
+            .collect()
+    };
     assert!(
-        wait_for(&|l| l.len() > at_reload + 20),
+        wait_for(&|l| after_reload(l).len() > 20),
         "still collecting after the reload"
     );
-    let after: Vec<String> = common::file_lines(&archive)[at_reload..].to_vec();
+    let after: Vec<String> = after_reload(&common::file_lines(&archive));
     assert!(after.iter().any(|x| x.contains(".cpu.total.")), "{after:?}");
     assert!(
         !after.iter().any(|x| x.contains(".cpu.cpu0.")),

@@ -155,8 +155,9 @@ fn run_case(collector: &str, case: &Path, guest: Guest) -> Vec<String> {
         .unwrap_or_default();
     let root = tempfile::tempdir().unwrap();
 
-    // The wdiamond config for the case: Diamond's keys as the test passes them.
-    let mut text = format!("[server]\nhandlers = []\nplugin_cache_dir = {:?}\n\n[collectors.{collector}]\nenabled = true\n", common::cache_dir());
+    // The wdiamond config for the case: Diamond's keys as the test passes
+    // them, and Diamond's first 0 for a counter's first sample.
+    let mut text = format!("[server]\nhandlers = []\nplugin_cache_dir = {:?}\n\n[collectors.{collector}]\nenabled = true\npublish_first_rate = true\n", common::cache_dir());
     for (k, v) in &cfg {
         if k != "mock" {
             text.push_str(&format!("{k} = {}\n", toml_value(v)));

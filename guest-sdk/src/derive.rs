@@ -3,7 +3,13 @@
 //! Diamond keeps the previous sample of every counter per metric path and
 //! returns `float(new - old) / interval`; the first sample returns 0, a
 //! counter that went backwards is treated as a rollover at `max_value`, and a
-//! negative result becomes 0 unless negatives are allowed. Counters are
+//! negative result becomes 0 unless negatives are allowed.
+//!
+//! That first 0 is not a measurement: every backend shows a fake 0 % idle
+//! (or 0 bytes/s) point at each start. So a first sample gives `None` —
+//! the collector publishes nothing for it, as Telegraf and collectd do —
+//! unless the collector's section sets the host key `publish_first_rate =
+//! true` (Diamond's 0; [`Derivative::for_config`]). Counters are
 //! integers in Diamond (Python ints), so samples are kept as `i128` here and
 //! the subtraction is exact before the one conversion to `f64`.
 
@@ -27,15 +33,45 @@ pub enum Per {
 pub struct Derivative {
     last: HashMap<String, i128>,
     last_f64: HashMap<String, f64>,
+    /// A first sample gives `Some(0.0)` (Diamond's), not `None`.
+    publish_first: bool,
 }
 
+/// The host key that keeps Diamond's first 0.
+pub const PUBLISH_FIRST_RATE: &str = "publish_first_rate";
+
 impl Derivative {
-    /// An empty set: every counter's first sample yields 0.
+    /// An empty set: every counter's first sample yields `None`.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// The rate of counter `key`, now at `new`.
+    /// An empty set whose first samples yield `Some(0.0)`, as Diamond.
+    pub fn diamond() -> Self {
+        Derivative {
+            publish_first: true,
+            ..Self::default()
+        }
+    }
+
+    /// An empty set as the collector's configuration says: Diamond's first
+    /// 0 when `publish_first_rate` is true, else nothing (also when the
+    /// host is older and passes no such key).
+    #[cfg(any(feature = "collector", feature = "handler"))]
+    pub fn for_config(config: &crate::Config) -> Self {
+        match config.get(PUBLISH_FIRST_RATE) {
+            Some(crate::ConfigValue::Boolean(true)) => Self::diamond(),
+            _ => Self::new(),
+        }
+    }
+
+    /// What a first sample yields.
+    fn first(&self) -> Option<f64> {
+        self.publish_first.then_some(0.0)
+    }
+
+    /// The rate of counter `key`, now at `new`; `None` for a first sample
+    /// (see the module docs).
     ///
     /// `max_value` is where the counter wraps (0: no rollover handling, as
     /// Diamond's default), `per` what to divide by, `allow_negative` whether
@@ -47,7 +83,7 @@ impl Derivative {
         max_value: i128,
         per: Per,
         allow_negative: bool,
-    ) -> f64 {
+    ) -> Option<f64> {
         let previous = match self.last.get_mut(key) {
             Some(slot) => Some(std::mem::replace(slot, new)),
             None => {
@@ -56,7 +92,7 @@ impl Derivative {
             }
         };
         let Some(mut old) = previous else {
-            return 0.0;
+            return self.first();
         };
         if new < old {
             old -= max_value;
@@ -67,11 +103,11 @@ impl Derivative {
             Per::Sample => 1.0,
         };
         let result = dx / dy;
-        if result < 0.0 && !allow_negative {
+        Some(if result < 0.0 && !allow_negative {
             0.0
         } else {
             result
-        }
+        })
     }
 
     /// The same for a counter Diamond holds as a float (e.g. diskusage's
@@ -83,7 +119,7 @@ impl Derivative {
         max_value: f64,
         per: Per,
         allow_negative: bool,
-    ) -> f64 {
+    ) -> Option<f64> {
         let previous = match self.last_f64.get_mut(key) {
             Some(slot) => Some(std::mem::replace(slot, new)),
             None => {
@@ -92,7 +128,7 @@ impl Derivative {
             }
         };
         let Some(mut old) = previous else {
-            return 0.0;
+            return self.first();
         };
         if new < old {
             old -= max_value;
@@ -102,11 +138,11 @@ impl Derivative {
             Per::Sample => 1.0,
         };
         let result = (new - old) / dy;
-        if result < 0.0 && !allow_negative {
+        Some(if result < 0.0 && !allow_negative {
             0.0
         } else {
             result
-        }
+        })
     }
 
     /// Forget every previous sample (as a restarted Diamond collector).
@@ -127,20 +163,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_sample_is_zero_then_rate_per_interval() {
+    fn first_sample_is_none_then_rate_per_interval() {
         let mut d = Derivative::new();
-        assert_eq!(
-            d.rate("a", 100, MAX_COUNTER, Per::Seconds(10.0), false),
-            0.0
-        );
-        assert_eq!(
-            d.rate("a", 150, MAX_COUNTER, Per::Seconds(10.0), false),
-            5.0
-        );
-        assert_eq!(
-            d.rate("a", 150, MAX_COUNTER, Per::Seconds(10.0), false),
-            0.0
-        );
+        let mut rate = |v| d.rate("a", v, MAX_COUNTER, Per::Seconds(10.0), false);
+        assert_eq!(rate(100), None);
+        assert_eq!(rate(150), Some(5.0));
+        assert_eq!(rate(150), Some(0.0));
+        // Diamond's: the first sample is 0.
+        let mut d = Derivative::diamond();
+        assert_eq!(d.rate("a", 100, MAX_COUNTER, Per::Sample, false), Some(0.0));
+        assert_eq!(d.rate_f64("b", 1.0, 0.0, Per::Sample, false), Some(0.0));
     }
 
     #[test]
@@ -148,11 +180,11 @@ mod tests {
         let mut d = Derivative::new();
         d.rate("c", 10, 0, Per::Sample, false);
         // max_value 0: a counter going backwards gives a negative change -> 0
-        assert_eq!(d.rate("c", 5, 0, Per::Sample, false), 0.0);
-        assert_eq!(d.rate("c", 1, 0, Per::Sample, true), -4.0);
+        assert_eq!(d.rate("c", 5, 0, Per::Sample, false), Some(0.0));
+        assert_eq!(d.rate("c", 1, 0, Per::Sample, true), Some(-4.0));
         let mut d = Derivative::new();
         d.rate("c", 250, 256, Per::Sample, false);
-        assert_eq!(d.rate("c", 4, 256, Per::Sample, false), 10.0);
+        assert_eq!(d.rate("c", 4, 256, Per::Sample, false), Some(10.0));
     }
 
     #[test]
@@ -160,15 +192,15 @@ mod tests {
         let mut d = Derivative::new();
         let big = (1i128 << 62) + 1;
         d.rate("x", big, MAX_COUNTER, Per::Sample, false);
-        assert_eq!(d.rate("x", big + 3, MAX_COUNTER, Per::Sample, false), 3.0);
+        assert_eq!(d.rate("x", big + 3, MAX_COUNTER, Per::Sample, false), Some(3.0));
     }
 
     #[test]
     fn float_counters() {
         let mut d = Derivative::new();
-        assert_eq!(d.rate_f64("f", 1.5, 0.0, Per::Sample, false), 0.0);
-        assert_eq!(d.rate_f64("f", 4.0, 0.0, Per::Sample, false), 2.5);
-        assert_eq!(d.rate_f64("f", 3.0, 0.0, Per::Sample, false), 0.0);
+        assert_eq!(d.rate_f64("f", 1.5, 0.0, Per::Sample, false), None);
+        assert_eq!(d.rate_f64("f", 4.0, 0.0, Per::Sample, false), Some(2.5));
+        assert_eq!(d.rate_f64("f", 3.0, 0.0, Per::Sample, false), Some(0.0));
     }
 
     #[test]

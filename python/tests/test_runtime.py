@@ -90,6 +90,20 @@ class Derivative(unittest.TestCase):
         m = c.published[-1]
         self.assertEqual((m.value, m.raw_value, m.precision, m.counter), (10.0, 200.0, 2, True))
 
+    def test_a_first_sample_is_not_published_unless_asked(self):
+        # Diamond publishes 0 for a counter's first sample: a fake point at
+        # every start. It is left out unless publish_first_rate is true.
+        c = self.collector()
+        c.publish('x', c.derivative('x', 100))
+        c.publish_counter('y', 5)
+        self.assertEqual(c.published, [])
+        c.publish('x', c.derivative('x', 150))
+        self.assertEqual([m.value for m in c.published], [5.0])
+        d = Collector(config={'interval': 10, 'publish_first_rate': 'true'})
+        d.publish('x', d.derivative('x', 100))
+        d.publish_counter('y', 5)
+        self.assertEqual([(m.value, m.raw_value) for m in d.published], [(0.0, None), (0.0, 5.0)])
+
 
 class Publish(unittest.TestCase):
     def test_values_and_checks(self):

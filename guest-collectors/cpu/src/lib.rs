@@ -107,13 +107,16 @@ impl Cpu {
             }
             for (field, value) in FIELDS.iter().zip(&line.values) {
                 let name = format!("{}.{}", line.name, field);
-                let rate = self.derivative.rate(
+                // A first sample has no rate: nothing is published for it.
+                let Some(rate) = self.derivative.rate(
                     &name,
                     *value,
                     MAX_COUNTER,
                     Per::Seconds(self.interval),
                     false,
-                );
+                ) else {
+                    continue;
+                };
                 let rate = if self.normalize && line.name == "total" && stat.ncpus > 0 {
                     rate / stat.ncpus as f64
                 } else {
@@ -202,7 +205,7 @@ impl Collector for Cpu {
             simple: config.bool("simple")?,
             interval: config.f64("interval")?,
             xenfix,
-            derivative: Derivative::new(),
+            derivative: Derivative::for_config(config),
             last_simple: None,
         })
     }
@@ -255,10 +258,16 @@ mod tests {
     }
 
     #[test]
-    fn rates_per_interval_and_first_sample_zero() {
+    fn rates_per_interval_and_nothing_for_a_first_sample() {
         let mut c = cpu(false);
         let first = c.compute(&parse_proc_stat("cpu 100 200 300 400").unwrap(), || false);
-        assert!(first.iter().all(|(_, v)| *v == 0.0));
+        assert_eq!(first, vec![("cpu_count".to_string(), 0.0)]);
+        // Diamond's first 0 on request.
+        c.derivative = Derivative::diamond();
+        let first = c.compute(&parse_proc_stat("cpu 100 200 300 400").unwrap(), || false);
+        assert!(first.len() > 1 && first.iter().skip(1).all(|(_, v)| *v == 0.0));
+        c.derivative = Derivative::new();
+        c.compute(&parse_proc_stat("cpu 100 200 300 400").unwrap(), || false);
         let second = c.compute(&parse_proc_stat("cpu 110 220 330 440").unwrap(), || false);
         let user = second.iter().find(|(n, _)| n == "total.user").unwrap().1;
         assert_eq!(user, 1.0);

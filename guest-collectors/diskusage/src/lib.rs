@@ -100,6 +100,8 @@ impl DiskUsage {
                 continue;
             }
             let mut m: BTreeMap<String, f64> = BTreeMap::new();
+            // A device's first sample has no rates: nothing of it goes out.
+            let mut first = false;
             for (key, value) in COLUMNS.iter().zip(d.values) {
                 let mut value = value;
                 for (u, unit) in &self.units {
@@ -117,13 +119,15 @@ impl DiskUsage {
                     let v = if key == "io_in_progress" {
                         value
                     } else {
-                        self.derivative.rate_f64(
+                        let rate = self.derivative.rate_f64(
                             &format!("{}.{key}", d.device),
                             value,
                             max,
                             Per::Sample,
                             false,
-                        )
+                        );
+                        first |= rate.is_none();
+                        rate.unwrap_or(0.0)
                     };
                     m.insert(key, v);
                 }
@@ -200,7 +204,7 @@ impl DiskUsage {
                 "concurrent_io".into(),
                 (g(&m, "reads_per_second") + g(&m, "writes_per_second")) * (service / 1000.0),
             );
-            if io > 0.0 || self.send_zero {
+            if !first && (io > 0.0 || self.send_zero) {
                 for (k, v) in m {
                     out.push((format!("{}.{k}", d.device).replace('/', "_"), v));
                 }
@@ -278,7 +282,7 @@ impl Collector for DiskUsage {
             interval: config.f64("interval")?,
             send_zero: config.bool("send_zero")?,
             last_time: None,
-            derivative: Derivative::new(),
+            derivative: Derivative::for_config(config),
         })
     }
 

@@ -56,27 +56,37 @@ impl Interrupt {
                 let Some(v) = parse_counter(data[1]) else {
                     continue;
                 };
-                let rate =
+                if let Some(rate) =
                     self.derivative
-                        .rate(&name, v, MAX_COUNTER, Per::Seconds(self.interval), false);
-                out.push((name, rate));
+                        .rate(&name, v, MAX_COUNTER, Per::Seconds(self.interval), false)
+                {
+                    out.push((name, rate));
+                }
                 continue;
             }
             let name = line_name(&data, n);
-            let mut total = 0.0;
+            let mut total = Some(0.0);
             let mut values = Vec::new();
             for (index, v) in data.iter().enumerate().skip(1).take(n) {
                 let Some(v) = parse_counter(v) else { break };
                 let node = format!("{name}CPU{}", index - 1);
-                let rate = self
+                // A first sample has no rate; nor has a total it is part of.
+                match self
                     .derivative
                     .rate(&node, v, MAX_COUNTER, Per::Seconds(self.interval), false)
-                    .trunc();
-                total += rate;
-                values.push((node, rate));
+                {
+                    Some(rate) => {
+                        let rate = rate.trunc();
+                        total = total.map(|t| t + rate);
+                        values.push((node, rate));
+                    }
+                    None => total = None,
+                }
             }
             out.extend(values);
-            out.push((format!("{name}total"), total));
+            if let Some(total) = total {
+                out.push((format!("{name}total"), total));
+            }
         }
         out
     }
@@ -97,7 +107,7 @@ impl Collector for Interrupt {
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(Interrupt {
             interval: config.f64("interval")?,
-            derivative: Derivative::new(),
+            derivative: Derivative::for_config(config),
         })
     }
 

@@ -118,7 +118,7 @@ impl Collector for Memcached {
             servers: config.list("hosts").iter().map(|h| parse_host(h)).collect(),
             publish: config.list("publish"),
             interval: config.f64("interval")?,
-            derivative: Derivative::new(),
+            derivative: Derivative::for_config(config),
         })
     }
 
@@ -157,14 +157,15 @@ impl Collector for Memcached {
                 if GAUGES.contains(&stat.as_str()) {
                     out.gauge(name, *v, 0);
                 } else {
-                    let rate = self.derivative.rate_f64(
+                    if let Some(rate) = self.derivative.rate_f64(
                         &name,
                         *v,
                         0.0,
                         Per::Seconds(self.interval),
                         false,
-                    );
-                    out.counter_raw(name, rate, *v, 0);
+                    ) {
+                        out.counter_raw(name, rate, *v, 0);
+                    }
                 }
             }
         }

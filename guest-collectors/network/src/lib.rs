@@ -73,9 +73,12 @@ impl Network {
                     continue;
                 };
                 let name = format!("{device}.{field}");
-                let rate =
+                let Some(rate) =
                     self.derivative
-                        .rate(&name, v, MAX_COUNTER, Per::Seconds(self.interval), false);
+                        .rate(&name, v, MAX_COUNTER, Per::Seconds(self.interval), false)
+                else {
+                    continue;
+                };
                 if *field == "rx_bytes" || *field == "tx_bytes" {
                     let bits = Unit::parse("byte").expect("byte").to_bits(rate);
                     for (u, unit) in &self.units {
@@ -119,7 +122,7 @@ impl Collector for Network {
             regex,
             units,
             interval: config.f64("interval")?,
-            derivative: Derivative::new(),
+            derivative: Derivative::for_config(config),
         })
     }
 

@@ -128,7 +128,7 @@ impl Collector for Nginx {
             host_header: header,
             path,
             interval: config.f64("interval")?,
-            derivative: Derivative::new(),
+            derivative: Derivative::for_config(config),
         })
     }
 
@@ -156,10 +156,12 @@ impl Collector for Nginx {
             match kind {
                 Kind::Gauge => out.gauge(name, v, p),
                 Kind::Counter => {
-                    let rate =
+                    if let Some(rate) =
                         self.derivative
-                            .rate_f64(name, v, 0.0, Per::Seconds(self.interval), false);
-                    out.counter_raw(name, rate, v, p);
+                            .rate_f64(name, v, 0.0, Per::Seconds(self.interval), false)
+                    {
+                        out.counter_raw(name, rate, v, p);
+                    }
                 }
             }
         }

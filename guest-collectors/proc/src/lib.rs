@@ -26,7 +26,7 @@ impl Collector for Proc {
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(Proc {
             interval: config.f64("interval")?,
-            derivative: Derivative::new(),
+            derivative: Derivative::for_config(config),
         })
     }
 
@@ -43,10 +43,12 @@ impl Collector for Proc {
                 continue;
             };
             if line.starts_with("ctxt") || line.starts_with("processes") {
-                let rate =
+                if let Some(rate) =
                     self.derivative
-                        .rate(name, v, MAX_COUNTER, Per::Seconds(self.interval), false);
-                out.gauge(name, rate.trunc(), 0);
+                        .rate(name, v, MAX_COUNTER, Per::Seconds(self.interval), false)
+                {
+                    out.gauge(name, rate.trunc(), 0);
+                }
             }
             if line.starts_with("procs_") || line.starts_with("btime") {
                 out.gauge(name, v as f64, 0);

@@ -28,7 +28,7 @@ impl Collector for Softirq {
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(Softirq {
             interval: config.f64("interval")?,
-            derivative: Derivative::new(),
+            derivative: Derivative::for_config(config),
         })
     }
 
@@ -45,10 +45,12 @@ impl Collector for Softirq {
                 };
                 let v = parse_counter(v)
                     .ok_or_else(|| format!("{PROC}: softirq: not a number: {v:?}"))?;
-                let rate =
+                if let Some(rate) =
                     self.derivative
-                        .rate(&name, v, MAX_COUNTER, Per::Seconds(self.interval), false);
-                out.gauge(name, rate.trunc(), 0);
+                        .rate(&name, v, MAX_COUNTER, Per::Seconds(self.interval), false)
+                {
+                    out.gauge(name, rate.trunc(), 0);
+                }
             }
         }
         Ok(())

@@ -64,7 +64,7 @@ impl Collector for Tcp {
             allowed: config.list("allowed_names"),
             gauges: config.list("gauges"),
             interval: config.f64("interval")?,
-            derivative: Derivative::new(),
+            derivative: Derivative::for_config(config),
         })
     }
 
@@ -86,10 +86,12 @@ impl Collector for Tcp {
             if self.gauges.contains(&name) {
                 out.gauge(name, v as f64, 0);
             } else {
-                let rate = self
+                if let Some(rate) = self
                     .derivative
-                    .rate(&name, v, 0, Per::Seconds(self.interval), false);
-                out.counter_raw(name, rate, v as f64, 0);
+                    .rate(&name, v, 0, Per::Seconds(self.interval), false)
+                {
+                    out.counter_raw(name, rate, v as f64, 0);
+                }
             }
         }
         Ok(())

@@ -39,7 +39,7 @@ impl Collector for Udp {
         Ok(Udp {
             allowed: config.list("allowed_names"),
             interval: config.f64("interval")?,
-            derivative: Derivative::new(),
+            derivative: Derivative::for_config(config),
         })
     }
 
@@ -58,10 +58,12 @@ impl Collector for Udp {
             let Some(v) = parse_counter(&value) else {
                 continue;
             };
-            let rate = self
+            if let Some(rate) = self
                 .derivative
-                .rate(&name, v, 0, Per::Seconds(self.interval), false);
-            out.gauge(name, rate, 0);
+                .rate(&name, v, 0, Per::Seconds(self.interval), false)
+            {
+                out.gauge(name, rate, 0);
+            }
         }
         Ok(())
     }

@@ -52,7 +52,7 @@ impl Collector for Vmstat {
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(Vmstat {
             interval: config.f64("interval")?,
-            derivative: Derivative::new(),
+            derivative: Derivative::for_config(config),
         })
     }
 
@@ -61,10 +61,12 @@ impl Collector for Vmstat {
             return Ok(());
         };
         for (name, v) in parse(&text) {
-            let rate =
+            if let Some(rate) =
                 self.derivative
-                    .rate(name, v, MAX_COUNTER, Per::Seconds(self.interval), false);
-            out.gauge(name, rate, 2);
+                    .rate(name, v, MAX_COUNTER, Per::Seconds(self.interval), false)
+            {
+                out.gauge(name, rate, 2);
+            }
         }
         Ok(())
     }

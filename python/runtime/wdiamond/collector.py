@@ -22,7 +22,14 @@ HOST_KEYS = frozenset([
     'instance_prefix', 'hostname', 'hostname_method', 'metrics_whitelist',
     'metrics_blacklist', 'byte_unit', 'measure_collector_time',
     'ttl_multiplier', 'stagger_collection', 'splay', 'method',
+    'publish_first_rate',
 ])
+
+
+class _FirstSample(float):
+    """Diamond's 0 for a counter's first sample: ``publish`` leaves it
+    out (it is not a measurement) unless ``publish_first_rate`` is true.
+    Arithmetic on it gives a plain float."""
 
 # Largest precision the wire format takes.
 MAX_PRECISION = 255
@@ -181,6 +188,8 @@ class Collector(object):
         """Publishes metric ``name`` (relative to the collector's path)."""
         if value is None:
             raise ValueError('metric %r has no value' % (name,))
+        if isinstance(value, _FirstSample):
+            return
         if metric_type not in ('GAUGE', 'COUNTER'):
             raise ValueError('metric %r: metric_type must be GAUGE or COUNTER, not %r'
                              % (name, metric_type))
@@ -236,13 +245,16 @@ class Collector(object):
                    interval=None, allow_negative=False, instance=None):
         """The change of counter ``name`` since the last sample, per second
         of ``interval`` (the configured one unless given; per sample when
-        ``time_delta`` is false). The first sample gives 0; a counter that
-        went backwards wrapped at ``max_value``; a negative rate is 0
-        unless ``allow_negative``."""
+        ``time_delta`` is false). The first sample gives 0 (Diamond's), which
+        ``publish`` leaves out unless ``publish_first_rate`` is true; a
+        counter that went backwards wrapped at ``max_value``; a negative
+        rate is 0 unless ``allow_negative``."""
         key = (name, instance)
         if key not in self.last_values:
             self.last_values[key] = new
-            return 0
+            if str_to_bool(self.config.get('publish_first_rate', False)):
+                return 0
+            return _FirstSample(0)
         old = self.last_values[key]
         self.last_values[key] = new
         if new < old:

@@ -29,7 +29,7 @@ pub fn overlay(
 
 /// The host's keys of a collector's configuration: Diamond's `interval`,
 /// `path_prefix`, `byte_unit` (`["byte"]` unless the plugin has its own
-/// default) and `path` when set.
+/// default), `publish_first_rate`, and `path` when set.
 pub(super) fn collector_host_keys(
     c: &CollectorConfig,
     d: &Description,
@@ -39,6 +39,10 @@ pub(super) fn collector_host_keys(
         (
             "path_prefix".to_string(),
             ConfigValue::Text(c.path_prefix.clone()),
+        ),
+        (
+            "publish_first_rate".to_string(),
+            ConfigValue::Boolean(c.publish_first_rate),
         ),
     ];
     match &c.byte_unit {

@@ -148,6 +148,9 @@ pub struct CollectorConfig {
     pub byte_unit: Option<Vec<String>>,
     /// `measure_collector_time`: publish `collector_time_ms`.
     pub measure_collector_time: bool,
+    /// `publish_first_rate`: a counter's first sample gives Diamond's 0
+    /// (default: nothing is published for it).
+    pub publish_first_rate: bool,
     /// `ttl_multiplier`: a metric's ttl is this times the interval.
     pub ttl_multiplier: u32,
     /// `tenant`: the tenant it belongs to.

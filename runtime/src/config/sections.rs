@@ -47,6 +47,7 @@ pub(super) const COLLECTOR_KEYS: &[&str] = &[
     "metrics_blacklist",
     "byte_unit",
     "measure_collector_time",
+    "publish_first_rate",
     "ttl_multiplier",
     "tenant",
     "component",
@@ -431,6 +432,7 @@ pub(super) fn read_collector(
         blacklist: None,
         byte_unit: None,
         measure_collector_time: false,
+        publish_first_rate: false,
         ttl_multiplier: 2,
         tenant: None,
     };
@@ -469,6 +471,7 @@ pub(super) fn read_collector(
             "measure_collector_time" => {
                 c.measure_collector_time = r.boolean(path, v).unwrap_or(false)
             }
+            "publish_first_rate" => c.publish_first_rate = r.boolean(path, v).unwrap_or(false),
             "ttl_multiplier" => {
                 c.ttl_multiplier = r.count(path, v).unwrap_or(2).min(u32::MAX as u64) as u32
             }
