@@ -97,16 +97,7 @@ impl Prometheus {
 
     /// An instant PromQL query: the value of each series it returns.
     fn query(&self, promql: &str) -> Vec<f64> {
-        let q: String = promql
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
+        let q = url_encode(promql);
         let (status, body) = self.get(&format!("/api/v1/query?query={q}")).unwrap();
         assert_eq!(status, 200, "{body}");
         let j: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -121,16 +112,7 @@ impl Prometheus {
     /// The raw samples of a PromQL selector over the last 10 minutes:
     /// timestamp (s) -> value.
     fn samples(&self, selector: &str) -> BTreeMap<u64, f64> {
-        let q: String = format!("{selector}[10m]")
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
+        let q = url_encode(&format!("{selector}[10m]"));
         let (status, body) = self.get(&format!("/api/v1/query?query={q}")).unwrap();
         assert_eq!(status, 200, "{body}");
         let j: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -145,6 +127,19 @@ impl Prometheus {
         }
         out
     }
+}
+
+/// `text` percent-encoded for a URL's query.
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Opens TCP connections to `port` (ten a second) until `stop`: the

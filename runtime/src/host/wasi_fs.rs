@@ -138,6 +138,22 @@ fn budgeted(
     Ok((Ok(state.table.push(wrapped)?),))
 }
 
+/// Runs `op`, a call that creates one entry, with the entry charged to
+/// the budget first (refused past it) and given back if the call fails.
+async fn with_entry<T>(
+    budget: Option<Arc<Budget>>,
+    op: impl std::future::Future<Output = Result<T, FsError>>,
+) -> Res<T> {
+    if budget.as_ref().is_some_and(|b| b.charge_entry().is_err()) {
+        return no_space();
+    }
+    let r = op.await;
+    if let (Err(_), Some(b)) = (&r, budget) {
+        b.refund_entry();
+    }
+    code(r)
+}
+
 /// Charges the bytes between a file's end and `offset`, where a write
 /// at `offset` would begin (nothing when it begins within the file).
 async fn charge_gap<T>(
@@ -297,14 +313,8 @@ pub(super) fn shadow(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             Box::new(async move {
                 let state = store.data_mut();
                 let budget = state.disk.clone();
-                if budget.as_ref().is_some_and(|b| b.charge_entry().is_err()) {
-                    return no_space();
-                }
-                let r = state.filesystem().create_directory_at(fd, path).await;
-                if let (Err(_), Some(b)) = (&r, budget) {
-                    b.refund_entry();
-                }
-                code(r)
+                let mut fs = state.filesystem();
+                with_entry(budget, fs.create_directory_at(fd, path)).await
             })
         },
     )?;
@@ -324,17 +334,12 @@ pub(super) fn shadow(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     return not_permitted();
                 }
                 let budget = state.disk.clone();
-                if budget.as_ref().is_some_and(|b| b.charge_entry().is_err()) {
-                    return no_space();
-                }
-                let r = state
-                    .filesystem()
-                    .link_at(fd, old_flags, old_path, new_fd, new_path)
-                    .await;
-                if let (Err(_), Some(b)) = (&r, budget) {
-                    b.refund_entry();
-                }
-                code(r)
+                let mut fs = state.filesystem();
+                with_entry(
+                    budget,
+                    fs.link_at(fd, old_flags, old_path, new_fd, new_path),
+                )
+                .await
             })
         },
     )?;
