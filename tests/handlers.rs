@@ -570,19 +570,21 @@ fn graphite_over_udp_sends_a_batch_as_one_datagram() {
 }
 
 /// Debian's nats-server on 127.0.0.1:`port`.
-fn nats_server(port: u16) -> Child {
+fn nats_server(port: u16) -> common::Killed {
     nats_server_with(port, &[])
 }
 
 /// The same, with `extra` arguments (authentication).
-fn nats_server_with(port: u16, extra: &[&str]) -> Child {
-    Command::new("nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server (Debian's nats-server package)")
+fn nats_server_with(port: u16, extra: &[&str]) -> common::Killed {
+    common::Killed(
+        Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (Debian's nats-server package)"),
+    )
 }
 
 /// A subscriber to `metrics.>` on the server at `port` (waits until the

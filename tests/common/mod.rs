@@ -115,3 +115,28 @@ pub fn file_lines(path: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// A server the test started, killed when dropped — also when the test
+/// panics before its own cleanup, so a failed run leaves no server (nor a
+/// pipe held open) behind.
+pub struct Killed(pub std::process::Child);
+
+impl std::ops::Deref for Killed {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Killed {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

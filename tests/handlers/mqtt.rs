@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,13 +14,15 @@ use super::common::{self, free_port};
 use super::{eventually, run_with, same};
 
 /// Debian's mosquitto on 127.0.0.1:`port`.
-fn mosquitto(port: u16) -> Child {
-    Command::new("mosquitto")
-        .args(["-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto (Debian's mosquitto package)")
+fn mosquitto(port: u16) -> common::Killed {
+    common::Killed(
+        Command::new("mosquitto")
+            .args(["-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto (Debian's mosquitto package)"),
+    )
 }
 
 fn mqtt_packet(r: &mut impl Read) -> Option<(u8, Vec<u8>)> {
