@@ -3,12 +3,15 @@
 //! and the ceph command collector against a stand-in `ceph` executable.
 
 mod common;
+#[path = "services/page.rs"]
+mod page;
+#[path = "services/servers.rs"]
+mod servers;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use wdiamond::bindings::types::MetricKind;
@@ -20,40 +23,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A server process, killed when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(program: &str, args: &[&str], port: u16) -> Server {
-    let path = ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
-        .iter()
-        .map(|d| Path::new(d).join(program))
-        .find(|p| p.exists());
-    let path = path.unwrap_or_else(|| panic!("{program} is not installed (.ci/run installs it: apt-get install redis-server memcached nginx-light)"));
-    let child = Command::new(path)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{program} did not start listening on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
 }
 
 /// Metrics of a collector's runs, by name relative to `servers.svc.<path>.`.
@@ -116,24 +85,7 @@ fn redis_cmd(port: u16, cmd: &str) -> String {
 
 #[test]
 fn redis_info_from_a_real_server() {
-    let port = free_port();
-    let p = port.to_string();
-    let _server = start(
-        "redis-server",
-        &[
-            "--port",
-            &p,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--maxmemory",
-            "64mb",
-        ],
-        port,
-    );
+    let (_server, port) = servers::redis();
     for k in 0..5 {
         assert!(redis_cmd(port, &format!("SET key{k} value{k}")).starts_with("+OK"));
     }
@@ -185,35 +137,7 @@ fn redis_info_from_a_real_server() {
 
 #[test]
 fn memcached_stats_from_a_real_server() {
-    let port = free_port();
-    let p = port.to_string();
-    let _server = start(
-        "memcached",
-        &[
-            "-p",
-            &p,
-            "-l",
-            "127.0.0.1",
-            "-U",
-            "0",
-            "-u",
-            "root",
-            "-m",
-            "16",
-        ],
-        port,
-    );
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    for k in 0..3 {
-        s.write_all(format!("set k{k} 0 0 5\r\nhello\r\n").as_bytes())
-            .unwrap();
-    }
-    let mut buf = [0u8; 64];
-    let mut got = String::new();
-    while got.matches("STORED").count() < 3 {
-        let n = s.read(&mut buf).unwrap();
-        got.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let (_server, port) = servers::memcached();
     let section = format!("[collectors.memcached]\nenabled = true\nhosts = [\"cache@127.0.0.1:{port}\"]\n[collectors.memcached.grants]\nconnect = [\"tcp:127.0.0.1:{port}\"]\n");
     let c = run_collector(&section, 2, Duration::from_millis(1100));
     assert!(c.errors.is_empty(), "{:?}", c.errors);
@@ -231,29 +155,8 @@ fn memcached_stats_from_a_real_server() {
 
 #[test]
 fn nginx_stub_status_from_a_real_server() {
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  server {{\n    listen 127.0.0.1:{port};\n    location /nginx_status {{ stub_status; }}\n    location = / {{ return 200 \"ok\\n\"; }}\n    location / {{ return 404; }}\n  }}\n}}\n"
-        ),
-    )
-    .unwrap();
-    let _server = start(
-        "nginx",
-        &["-c", conf.to_str().unwrap(), "-g", "daemon off;"],
-        port,
-    );
-    for _ in 0..4 {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut b = Vec::new();
-        s.read_to_end(&mut b).unwrap();
-    }
+    let (_server, port) = servers::nginx(dir.path());
     let section = format!(
         "[collectors.nginx]\nenabled = true\nreq_host = \"127.0.0.1\"\nreq_port = {port}\n"
     );

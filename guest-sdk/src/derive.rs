@@ -192,7 +192,10 @@ mod tests {
         let mut d = Derivative::new();
         let big = (1i128 << 62) + 1;
         d.rate("x", big, MAX_COUNTER, Per::Sample, false);
-        assert_eq!(d.rate("x", big + 3, MAX_COUNTER, Per::Sample, false), Some(3.0));
+        assert_eq!(
+            d.rate("x", big + 3, MAX_COUNTER, Per::Sample, false),
+            Some(3.0)
+        );
     }
 
     #[test]

@@ -92,7 +92,9 @@ pub fn replay_option() -> crate::ConfigOption {
 pub fn replay_secs(config: &crate::Config) -> Result<f64, String> {
     let r = config.f64("replay")?;
     if !(0.0..=300.0).contains(&r) {
-        return Err(format!("`replay` must be between 0 and 300 seconds, not {r}"));
+        return Err(format!(
+            "`replay` must be between 0 and 300 seconds, not {r}"
+        ));
     }
     Ok(r)
 }
@@ -452,7 +454,10 @@ impl HttpResponse {
             200..=299 => Ok(()),
             s if fixable(s) => {
                 let reason = self.success(what).err().unwrap_or_default();
-                Err(format!("{reason} — {}; the metrics are kept and retried", fix_hint(s)))
+                Err(format!(
+                    "{reason} — {}; the metrics are kept and retried",
+                    fix_hint(s)
+                ))
             }
             400..=499 => {
                 let reason = self.success(what).err().unwrap_or_default();
@@ -625,7 +630,10 @@ mod tests {
         // A missing endpoint is the operator's to fix: kept and retried.
         let missing = batch();
         let e = resp(404).delivered("POST /w", &missing).unwrap_err();
-        assert!(e.contains("--web.enable-remote-write-receiver") && e.contains("retried"), "{e}");
+        assert!(
+            e.contains("--web.enable-remote-write-receiver") && e.contains("retried"),
+            "{e}"
+        );
         assert!(!missing.refused());
         for s in [401, 403, 405, 408, 429, 500, 503] {
             let b = batch();

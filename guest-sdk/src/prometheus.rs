@@ -6,6 +6,16 @@
 //! other invalid characters as `_`, with the host as the `host` label
 //! (`servers.web1.memory.MemFree` -> `memory_mem_free{host="web1"}`).
 //! Also the text exposition format's escaping and the `labels` option.
+//!
+//! [`Mapper`] is what both handlers use: the operator's rules, then the
+//! built-in collectors' default mappings ([`defaults`]: cpu core and mode,
+//! disk, interface and mount as labels, no `_total` on a gauge, seconds
+//! for milliseconds), then the path; a counter named `_total`.
+
+pub mod defaults;
+mod mapper;
+
+pub use mapper::{Mapped, Mapper};
 
 /// One mapping rule.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +23,7 @@ pub struct Rule {
     pattern: Vec<String>,
     name: String,
     labels: Vec<(String, String)>,
+    scale: f64,
 }
 
 /// A metric name or label name as Prometheus takes it: `[a-zA-Z_:]`, then
@@ -37,12 +48,30 @@ pub fn sanitize(name: &str, colons: bool) -> String {
     out
 }
 
-/// Parses `PATTERN NAME{label="value",...}` (labels optional).
+/// Parses `PATTERN NAME{label="value",...} [* FACTOR]` (labels and factor
+/// optional). A `*` in the pattern is one path segment, a `**` (at most
+/// one) is one or more; `$N` is the Nth of them, a `**`'s segments joined
+/// by `.`. The factor multiplies the value (`* 0.001`: milliseconds as
+/// seconds).
 pub fn parse_rule(text: &str) -> Result<Rule, String> {
     let (pattern, target) = text
         .trim()
         .split_once(char::is_whitespace)
         .ok_or_else(|| format!("{text:?}: expected `PATTERN NAME{{labels}}`"))?;
+    let (target, scale) = match target.rsplit_once('*') {
+        Some((t, f)) if !f.contains(['"', '}']) => {
+            let f = f.trim();
+            match f.parse::<f64>() {
+                Ok(v) if v.is_finite() && v != 0.0 => (t, v),
+                _ => {
+                    return Err(format!(
+                        "{text:?}: `* {f}` is not a factor (a number, not 0)"
+                    ))
+                }
+            }
+        }
+        _ => (target, 1.0),
+    };
     let target = target.trim();
     let (name, labels) = match target.split_once('{') {
         Some((n, rest)) => {
@@ -75,7 +104,10 @@ pub fn parse_rule(text: &str) -> Result<Rule, String> {
         return Err(format!("{text:?}: no metric name"));
     }
     let pattern: Vec<String> = pattern.split('.').map(str::to_string).collect();
-    let stars = pattern.iter().filter(|s| *s == "*").count();
+    if pattern.iter().filter(|s| *s == "**").count() > 1 {
+        return Err(format!("{text:?}: at most one `**` in a pattern"));
+    }
+    let stars = pattern.iter().filter(|s| *s == "*" || *s == "**").count();
     let refs = name.matches('$').count()
         + labels
             .iter()
@@ -88,11 +120,12 @@ pub fn parse_rule(text: &str) -> Result<Rule, String> {
         pattern,
         name: name.to_string(),
         labels,
+        scale,
     })
 }
 
 /// `template` with `$1`…`$9` replaced by the captured segments.
-fn fill(template: &str, captures: &[&str]) -> String {
+pub(crate) fn fill(template: &str, captures: &[&str]) -> String {
     let mut out = String::with_capacity(template.len());
     let mut chars = template.chars().peekable();
     while let Some(c) = chars.next() {
@@ -113,45 +146,97 @@ fn fill(template: &str, captures: &[&str]) -> String {
 impl Rule {
     /// The series of `path` when this rule matches it.
     pub fn apply(&self, path: &str) -> Option<(String, Vec<(String, String)>)> {
+        let captures = self.captures(path)?;
+        let name = sanitize(&fill(&self.name, &captures), true);
+        Some((name, self.labels_of(&captures)))
+    }
+
+    /// The factor the value is multiplied by (1 unless `* FACTOR`).
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    /// The labels filled with `captures`.
+    pub(crate) fn labels_of(&self, captures: &[&str]) -> Vec<(String, String)> {
+        self.labels
+            .iter()
+            .map(|(k, v)| (k.clone(), fill(v, captures)))
+            .collect()
+    }
+
+    /// The segments `path` gives this rule's `*`s and `**`, when it matches.
+    pub(crate) fn captures<'p>(&self, path: &'p str) -> Option<Vec<&'p str>> {
         let segments: Vec<&str> = path.split('.').collect();
-        if segments.len() != self.pattern.len() {
+        let n = self.pattern.len();
+        let wide = self.pattern.iter().position(|p| p == "**");
+        let fits = match wide {
+            Some(_) => segments.len() >= n,
+            None => segments.len() == n,
+        };
+        if !fits {
             return None;
         }
         let mut captures = Vec::new();
-        for (p, s) in self.pattern.iter().zip(&segments) {
-            if p == "*" {
-                captures.push(*s);
-            } else if p != s {
+        // Byte offset of segment i in `path`, for a `**`'s slice.
+        let mut starts = Vec::with_capacity(segments.len() + 1);
+        let mut at = 0;
+        for s in &segments {
+            starts.push(at);
+            at += s.len() + 1;
+        }
+        starts.push(at);
+        let extra = segments.len() - n;
+        for (i, p) in self.pattern.iter().enumerate() {
+            let j = match wide {
+                Some(w) if i > w => i + extra,
+                _ => i,
+            };
+            if Some(i) == wide {
+                captures.push(&path[starts[j]..starts[j + extra + 1] - 1]);
+            } else if p == "*" {
+                captures.push(segments[j]);
+            } else if p != segments[j] {
                 return None;
             }
         }
-        let name = sanitize(&fill(&self.name, &captures), true);
-        let labels = self
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), fill(v, &captures)))
-            .collect();
-        Some((name, labels))
+        Some(captures)
     }
 }
 
-/// The series of a metric: the first rule that matches, else the default.
+/// The series of a metric: the first rule that matches, else the path
+/// after the host (no default mappings: see [`Mapper`] for those).
 pub fn series(path: &str, host: &str, rules: &[Rule]) -> (String, Vec<(String, String)>) {
     for r in rules {
         if let Some(s) = r.apply(path) {
             return s;
         }
     }
-    let marker = format!(".{host}.");
-    let rest = match path.find(&marker) {
-        Some(i) if !host.is_empty() => &path[i + marker.len()..],
-        _ => path,
-    };
-    let mut labels = Vec::new();
-    if !host.is_empty() {
-        labels.push(("host".to_string(), host.to_string()));
+    (
+        snake_case(&sanitize(after_host(path, host), true)),
+        host_label(host),
+    )
+}
+
+/// The part of `path` after its host name (all of it when the host is not
+/// in it).
+pub fn after_host<'p>(path: &'p str, host: &str) -> &'p str {
+    if host.is_empty() {
+        return path;
     }
-    (snake_case(&sanitize(rest, true)), labels)
+    let marker = format!(".{host}.");
+    match path.find(&marker) {
+        Some(i) => &path[i + marker.len()..],
+        None => path,
+    }
+}
+
+/// `host="…"`, or nothing for an empty host.
+pub(crate) fn host_label(host: &str) -> Vec<(String, String)> {
+    if host.is_empty() {
+        Vec::new()
+    } else {
+        vec![("host".to_string(), host.to_string())]
+    }
 }
 
 /// `MemFree` -> `mem_free`, `HTTPServer` -> `http_server`, `cpu0` stays: a `_`
@@ -292,5 +377,24 @@ mod tests {
         assert!(parse_rule("nospace").is_err());
         assert!(parse_rule("a.b name{x=1}").is_err());
         assert!(parse_rule("a.b name_$1").is_err());
+    }
+
+    #[test]
+    fn a_double_star_takes_one_or_more_segments_and_a_factor_scales() {
+        let r = parse_rule(r#"a.**.* n{x="$1",y="$2"} * 0.5"#).unwrap();
+        assert_eq!(r.scale(), 0.5);
+        assert_eq!(
+            r.apply("a.b.c.d").unwrap().1,
+            vec![("x".into(), "b.c".into()), ("y".into(), "d".into())]
+        );
+        assert_eq!(r.apply("a.b.d").unwrap().1[0].1, "b");
+        assert_eq!(r.apply("a.d"), None);
+        assert_eq!(r.apply("b.c.d"), None);
+        let r = parse_rule(r#"x.** n{v="$1*2"}"#).unwrap();
+        assert_eq!(r.scale(), 1.0);
+        assert_eq!(r.apply("x.y.z").unwrap().1[0].1, "y.z*2");
+        assert!(parse_rule("a.**.** n").is_err());
+        assert!(parse_rule("a.b n * zero").is_err());
+        assert!(parse_rule("a.b n * 0").is_err());
     }
 }

@@ -140,3 +140,24 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// `promtool check metrics` on a page: its output, and whether it passed.
+pub fn promtool(page: &[u8]) -> (bool, String) {
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package)");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), page).unwrap();
+    let o = child.wait_with_output().unwrap();
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}

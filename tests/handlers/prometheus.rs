@@ -175,7 +175,7 @@ async fn prometheus_remote_write_into_a_real_prometheus() {
     let want = run_with(
         "prometheus_remote_write",
         &format!(
-            "[handlers.prometheus_remote_write]\nurl = \"http://127.0.0.1:{}/api/v1/write\"\nlabels = [\"env=test\"]\nmappings = ['servers.*.loadavg.* load{{host=\"$1\",window=\"$2\"}}']\n",
+            "[handlers.prometheus_remote_write]\nurl = \"http://127.0.0.1:{}/api/v1/write\"\nlabels = [\"env=test\"]\nmappings = ['servers.*.loadavg.01 load{{host=\"$1\",window=\"01\"}}', 'servers.*.loadavg.15 load{{host=\"$1\",window=\"15\"}}']\n",
             prom.port
         ),
         3.5,
@@ -250,6 +250,13 @@ async fn prometheus_remote_write_into_a_real_prometheus() {
         prom.samples(r#"tcp_active_opens{host="hnd"}"#).is_empty(),
         "no rate series without _total"
     );
+    // The default mappings, as on the page: a gauge keeps no `_total`.
+    let runs = want["servers.hnd.loadavg.processes_total"].len();
+    let gauge = prom.samples(r#"loadavg_processes{host="hnd",env="test"}"#);
+    assert!(gauge.len() + 1 >= runs, "{gauge:?} for {runs} runs");
+    assert!(prom
+        .samples(r#"loadavg_processes_total{host="hnd"}"#)
+        .is_empty());
 }
 
 /// `GET path` from the agent's endpoint: (status, headers, body), the body
@@ -288,27 +295,6 @@ pub fn try_get(port: u16, path: &str, extra: &str) -> Result<(u16, String, Vec<u
         body = plain;
     }
     Ok((status, head, body))
-}
-
-/// `promtool check metrics` on a page: its output, and whether it passed.
-fn promtool(page: &[u8]) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian's prometheus package)");
-    child.stdin.take().unwrap().write_all(page).unwrap();
-    let o = child.wait_with_output().unwrap();
-    (
-        o.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,7 +342,7 @@ async fn prometheus_scrapes_the_exposition_endpoint() {
     opener.join().unwrap();
     agent.shutdown().await;
     let text = String::from_utf8(page.clone()).unwrap();
-    let (ok, lint) = promtool(&page);
+    let (ok, lint) = common::promtool(&page);
     assert!(ok, "promtool check metrics: {lint}\n{text}");
     // The page: a family per name, typed; counters by their count, named _total.
     for want in [

@@ -33,7 +33,10 @@ pub const DISCONNECT: [u8; 2] = [0xe0, 0x00];
 /// agents with one host name do not knock each other off the broker.
 pub fn client_id(configured: &str, host: &str, nonce: u32) -> String {
     if configured.is_empty() {
-        format!("wdiamond-{}-{nonce:08x}", host.chars().take(40).collect::<String>())
+        format!(
+            "wdiamond-{}-{nonce:08x}",
+            host.chars().take(40).collect::<String>()
+        )
     } else {
         configured.to_string()
     }
@@ -208,7 +211,11 @@ impl Mqtt {
             .map_err(|e| format!("connecting to {}: {}", self.address, describe_error(&e)))?;
         let host = host_info::hostname();
         c.send(
-            &connect_packet(&self.client_id, &format!("clients/diamond/{host}"), b"Adios!"),
+            &connect_packet(
+                &self.client_id,
+                &format!("clients/diamond/{host}"),
+                b"Adios!",
+            ),
             self.timeout_ms,
         )
         .map_err(|e| {
@@ -363,7 +370,10 @@ mod tests {
         assert_eq!(client_id("mine", "h", 7), "mine");
         assert_eq!(client_id("", "web1", 0xab), "wdiamond-web1-000000ab");
         assert_ne!(client_id("", "web1", 1), client_id("", "web1", 2));
-        assert_eq!(client_id("", &"h".repeat(100), 0).len(), "wdiamond--00000000".len() + 40);
+        assert_eq!(
+            client_id("", &"h".repeat(100), 0).len(),
+            "wdiamond--00000000".len() + 40
+        );
     }
 
     #[test]

@@ -188,8 +188,13 @@ impl Nats {
         if !info.starts_with(b"INFO ") {
             return Err(format!("{} is not a NATS server (no INFO)", self.address));
         }
-        c.send(&self.connect, self.timeout_ms)
-        .map_err(|e| format!("sending CONNECT to {}: {}", self.address, describe_error(&e)))?;
+        c.send(&self.connect, self.timeout_ms).map_err(|e| {
+            format!(
+                "sending CONNECT to {}: {}",
+                self.address,
+                describe_error(&e)
+            )
+        })?;
         Ok(c)
     }
 
@@ -329,13 +334,20 @@ mod tests {
     #[test]
     fn connect_carries_the_credentials_as_json() {
         let plain = String::from_utf8(connect_line("", "", "")).unwrap();
-        assert!(plain.starts_with("CONNECT {") && plain.ends_with("}\r\n"), "{plain}");
+        assert!(
+            plain.starts_with("CONNECT {") && plain.ends_with("}\r\n"),
+            "{plain}"
+        );
         assert!(!plain.contains("user") && !plain.contains("auth_token"));
         let up = String::from_utf8(connect_line("wd", "p\"a\\s\n", "")).unwrap();
         assert!(up.contains(r#""user":"wd","pass":"p\"a\\s\u000a""#), "{up}");
         let t = String::from_utf8(connect_line("", "", "s3cret")).unwrap();
         assert!(t.contains(r#""auth_token":"s3cret""#), "{t}");
-        assert_eq!(up.matches("\r\n").count(), 1, "one line whatever the password holds");
+        assert_eq!(
+            up.matches("\r\n").count(),
+            1,
+            "one line whatever the password holds"
+        );
     }
 
     fn item<'a>(path: &'a str, line: &'a str, tenant: Option<&'a str>) -> Item<'a> {

@@ -9,7 +9,7 @@
 pub mod page;
 
 use wdiamond_sdk::bindings::wdiamond::plugin::host_info;
-use wdiamond_sdk::prometheus::{parse_labels, parse_rule};
+use wdiamond_sdk::prometheus::Mapper;
 use wdiamond_sdk::{
     export_exporter, option, Batch, Config, ConfigValue, Description, Exporter, Handler,
     MetricKind, Page, Scrape,
@@ -30,28 +30,18 @@ impl Handler for Prometheus {
             name: "prometheus".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             summary: "Prometheus scrape endpoint: the latest value of each series, served by the agent on `listen` (text format 0.0.4).".into(),
-            options: vec![
-                option(
-                    "mappings",
-                    ConfigValue::TextList(Vec::new()),
-                    "Rules `PATTERN NAME{label=\"$1\",...}` (a `*` is one path segment); unmatched paths: the path after the host in snake_case, `.` as `_`, labelled host",
-                ),
-                option("labels", ConfigValue::TextList(Vec::new()), "Labels added to every series, `name=value`"),
-                option("ttl", ConfigValue::Integer(0), "Seconds a value stays on the page; 0: the metric's own (Diamond's ttl: interval x ttl_multiplier)"),
+            options: [
+                Mapper::options(),
+                vec![option("ttl", ConfigValue::Integer(0), "Seconds a value stays on the page; 0: the metric's own (Diamond's ttl: interval x ttl_multiplier)"),
                 option("max_series", ConfigValue::Integer(200_000), "Most series on the page; metrics of further series are dropped and counted"),
                 option("timestamps", ConfigValue::Boolean(false), "Write each value's collection time on the page (else Prometheus uses the scrape's)"),
-            ],
+            ]].concat(),
             capabilities: Vec::new(),
         }
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
-        let rules = config
-            .list("mappings")
-            .iter()
-            .map(|r| parse_rule(r).map_err(|e| format!("`mappings`: {e}")))
-            .collect::<Result<_, _>>()?;
-        let extra = parse_labels(&config.list("labels"))?;
+        let mapper = Mapper::from_config(config)?;
         let ttl = match config.f64("ttl")? {
             t if t < 0.0 || t > u32::MAX as f64 => return Err("`ttl` is seconds, 0 or more".into()),
             t if t == 0.0 => None,
@@ -62,7 +52,7 @@ impl Handler for Prometheus {
             _ => return Err("`max_series` is 1 to 10000000".into()),
         };
         Ok(Prometheus {
-            store: Store::new(rules, extra, ttl, max_series),
+            store: Store::new(mapper, ttl, max_series),
             timestamps: config.bool("timestamps")?,
             reported: 0,
         })

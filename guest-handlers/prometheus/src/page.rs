@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::rc::Rc;
 
-use wdiamond_sdk::prometheus::{escape_help, escape_label_value, series, Rule};
+use wdiamond_sdk::prometheus::{escape_help, escape_label_value, Mapper};
 
 /// One published metric, as the store takes it.
 #[derive(Debug, Clone, Copy)]
@@ -45,14 +45,13 @@ struct Family {
 /// The series the page shows: a family per metric name, each series by its
 /// rendered label set.
 pub struct Store {
-    rules: Vec<Rule>,
-    extra: Vec<(String, String)>,
+    mapper: Mapper,
     ttl: Option<u32>,
     max_series: usize,
     families: BTreeMap<Rc<str>, Family>,
-    /// host -> path -> (family, labels): mapping a path is most of the
-    /// work, and the same at every run (looked up without allocating).
-    names: HashMap<String, HashMap<String, (Rc<str>, Rc<str>)>>,
+    /// host -> path -> (family, labels, factor): mapping a path is most of
+    /// the work, and the same at every run (looked up without allocating).
+    names: HashMap<String, HashMap<String, Name>>,
     mapped: usize,
     series: usize,
     /// Metrics not kept: past `max_series`, or a name already used by
@@ -60,21 +59,18 @@ pub struct Store {
     pub dropped: u64,
 }
 
+/// A path's family, rendered labels and value factor.
+type Name = (Rc<str>, Rc<str>, f64);
+
 /// Most mapped paths remembered (the map starts over past it).
 const MAX_NAMES: usize = 400_000;
 
 impl Store {
-    /// An empty store: `rules` and `extra` labels map paths; `ttl`
-    /// overrides each metric's own; at most `max_series` series.
-    pub fn new(
-        rules: Vec<Rule>,
-        extra: Vec<(String, String)>,
-        ttl: Option<u32>,
-        max_series: usize,
-    ) -> Store {
+    /// An empty store: `mapper` names the series; `ttl` overrides each
+    /// metric's own; at most `max_series` series.
+    pub fn new(mapper: Mapper, ttl: Option<u32>, max_series: usize) -> Store {
         Store {
-            rules,
-            extra,
+            mapper,
             ttl,
             max_series,
             families: BTreeMap::new(),
@@ -95,21 +91,12 @@ impl Store {
         self.series == 0
     }
 
-    fn name_of(&mut self, path: &str, host: &str, counter: bool) -> (Rc<str>, Rc<str>) {
+    fn name_of(&mut self, path: &str, host: &str, counter: bool) -> Name {
         if let Some(n) = self.names.get(host).and_then(|m| m.get(path)) {
             return n.clone();
         }
-        let (mut name, mut labels) = series(path, host, &self.rules);
-        if counter && !name.ends_with("_total") {
-            name.push_str("_total");
-        }
-        for (k, v) in &self.extra {
-            if !labels.iter().any(|(l, _)| l == k) {
-                labels.push((k.clone(), v.clone()));
-            }
-        }
-        labels.sort();
-        labels.dedup_by(|a, b| a.0 == b.0);
+        let mapped = self.mapper.map(path, host, counter);
+        let labels = mapped.labels;
         let mut rendered = String::new();
         for (i, (k, v)) in labels.iter().enumerate() {
             rendered.push(if i == 0 { '{' } else { ',' });
@@ -125,7 +112,7 @@ impl Store {
             self.names.clear();
             self.mapped = 0;
         }
-        let n: (Rc<str>, Rc<str>) = (name.into(), rendered.into());
+        let n: Name = (mapped.name.into(), rendered.into(), mapped.scale);
         self.names
             .entry(host.to_string())
             .or_default()
@@ -137,12 +124,13 @@ impl Store {
     /// Keeps `m` as its series' latest value (an older point than the one
     /// held is ignored).
     pub fn update(&mut self, m: Update<'_>) {
-        let (name, labels) = self.name_of(m.path, m.host, m.counter);
-        let value = if m.counter {
-            m.raw_value.unwrap_or(m.value)
-        } else {
-            m.value
-        };
+        let (name, labels, scale) = self.name_of(m.path, m.host, m.counter);
+        let value = scale
+            * if m.counter {
+                m.raw_value.unwrap_or(m.value)
+            } else {
+                m.value
+            };
         let expires = m
             .timestamp
             .saturating_add(u64::from(self.ttl.unwrap_or(m.ttl)));
@@ -237,7 +225,8 @@ mod tests {
 
     #[test]
     fn the_page_holds_the_latest_value_of_each_series() {
-        let mut s = Store::new(Vec::new(), vec![("env".into(), "a\"b".into())], None, 100);
+        let mapper = Mapper::new(Vec::new(), vec![("env".into(), "a\"b".into())], true);
+        let mut s = Store::new(mapper, None, 100);
         s.update(m("servers.web1.loadavg.01", 0.5, 10));
         s.update(m("servers.web1.loadavg.01", 0.7, 20));
         s.update(m("servers.web1.loadavg.01", 0.1, 15)); // older: ignored
@@ -252,9 +241,9 @@ mod tests {
             "# HELP loadavg_01 servers.web1.loadavg.01 (collector c)\n\
              # TYPE loadavg_01 gauge\n\
              loadavg_01{env=\"a\\\"b\",host=\"web1\"} 0.7\n\
-             # HELP network_eth0_rx_byte_total servers.web1.network.eth0.rx_byte (collector c)\n\
-             # TYPE network_eth0_rx_byte_total counter\n\
-             network_eth0_rx_byte_total{env=\"a\\\"b\",host=\"web1\"} 12345\n"
+             # HELP network_rx_byte_total servers.web1.network.eth0.rx_byte (collector c)\n\
+             # TYPE network_rx_byte_total counter\n\
+             network_rx_byte_total{env=\"a\\\"b\",host=\"web1\",interface=\"eth0\"} 12345\n"
         );
         assert!(s.render(true).contains("} 0.7 20000\n"));
         assert_eq!(s.len(), 2);
@@ -267,7 +256,7 @@ mod tests {
                 parse_rule(r#"servers.*.cpu.*.* cpu_percent{host="$1",cpu="$2",mode="$3"}"#)
                     .unwrap(),
             ];
-        let mut s = Store::new(rules, Vec::new(), None, 100);
+        let mut s = Store::new(Mapper::new(rules, Vec::new(), true), None, 100);
         s.update(m("servers.web1.cpu.cpu0.idle", 90.0, 100));
         s.update(m("servers.web1.cpu.cpu1.idle", 80.0, 110));
         let page = s.render(false);
@@ -286,7 +275,7 @@ mod tests {
 
     #[test]
     fn series_are_bounded_and_kinds_do_not_mix() {
-        let mut s = Store::new(Vec::new(), Vec::new(), Some(5), 2);
+        let mut s = Store::new(Mapper::new(Vec::new(), Vec::new(), true), Some(5), 2);
         s.update(m("servers.web1.a", 1.0, 1));
         s.update(m("servers.web1.b", 1.0, 1));
         s.update(m("servers.web1.c", 1.0, 1));
@@ -298,7 +287,7 @@ mod tests {
             parse_rule("servers.*.x same").unwrap(),
             parse_rule("servers.*.y same_total").unwrap(),
         ];
-        let mut s = Store::new(rules, Vec::new(), None, 10);
+        let mut s = Store::new(Mapper::new(rules, Vec::new(), true), None, 10);
         s.update(m("servers.web1.y", 1.0, 1));
         s.update(Update {
             counter: true,
@@ -306,5 +295,21 @@ mod tests {
         });
         assert_eq!(s.dropped, 1);
         assert!(s.render(false).contains("# TYPE same_total gauge"));
+    }
+
+    #[test]
+    fn a_factor_scales_the_value() {
+        let mut s = Store::new(Mapper::new(Vec::new(), Vec::new(), true), None, 10);
+        s.update(m("servers.web1.uptime.minutes", 2.5, 1));
+        s.update(m("servers.web1.iostat.vda.reads_milliseconds", 250.0, 1));
+        let page = s.render(false);
+        assert!(
+            page.contains("uptime_seconds{host=\"web1\"} 150\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("iostat_read_seconds{device=\"vda\",host=\"web1\"} 0.25\n"),
+            "{page}"
+        );
     }
 }

@@ -20,30 +20,23 @@ use wdiamond_sdk::{
     MetricKind,
 };
 
-use mapping::Rule;
+use mapping::Mapper;
 use proto::Series;
 
 /// The series of a batch: metrics grouped by their labels (`__name__`
-/// first, then the rest sorted by name), samples sorted by time.
+/// first, then the rest sorted by name), samples sorted by time; metrics
+/// are (path, host, value, seconds, a counter's count).
 pub fn series_of<'a>(
-    metrics: impl Iterator<Item = (&'a str, &'a str, f64, u64)>,
-    rules: &[Rule],
-    extra: &[(String, String)],
+    metrics: impl Iterator<Item = (&'a str, &'a str, f64, u64, Option<f64>)>,
+    mapper: &Mapper,
 ) -> Vec<Series> {
     let mut by_labels: BTreeMap<Vec<(String, String)>, Vec<(f64, i64)>> = BTreeMap::new();
-    for (path, host, value, timestamp) in metrics {
-        let (name, mut labels) = mapping::series(path, host, rules);
-        for (k, v) in extra {
-            if !labels.iter().any(|(l, _)| l == k) {
-                labels.push((k.clone(), v.clone()));
-            }
-        }
-        labels.push(("__name__".into(), name));
-        labels.sort();
-        by_labels
-            .entry(labels)
-            .or_default()
-            .push((value, (timestamp as i64).saturating_mul(1000)));
+    for (path, host, value, timestamp, count) in metrics {
+        let (labels, scale) = labels_of(mapper, path, host, count.is_some());
+        by_labels.entry(labels).or_default().push((
+            scale * count.unwrap_or(value),
+            (timestamp as i64).saturating_mul(1000),
+        ));
     }
     by_labels
         .into_iter()
@@ -55,29 +48,37 @@ pub fn series_of<'a>(
         .collect()
 }
 
+/// A series' labels, `__name__` among them, sorted, and its value factor.
+/// A counter is its count, named as Prometheus names counters (`_total`).
+fn labels_of(
+    mapper: &Mapper,
+    path: &str,
+    host: &str,
+    counter: bool,
+) -> (Vec<(String, String)>, f64) {
+    let mapped = mapper.map(path, host, counter);
+    let mut labels = mapped.labels;
+    labels.push(("__name__".into(), mapped.name));
+    labels.sort();
+    (labels, mapped.scale)
+}
+
 /// Most series whose encoded labels are kept (past it, the cache starts
 /// over: a plugin's memory stays bounded whatever the paths).
 pub const MAX_CACHED_SERIES: usize = 200_000;
 
 /// The series seen so far: `host` + path -> id, and each id's encoded
-/// labels (mapping a path and encoding its labels is most of the work, and
-/// the same at every run).
+/// labels and value factor (mapping a path and encoding its labels is most
+/// of the work, and the same at every run).
 #[derive(Default)]
 pub struct SeriesCache {
     ids: std::collections::HashMap<(String, String, bool), u32>,
-    labels: Vec<Vec<u8>>,
+    labels: Vec<(Vec<u8>, f64)>,
 }
 
 impl SeriesCache {
     /// The id of the series of `path` (published by `host`).
-    pub fn id(
-        &mut self,
-        path: &str,
-        host: &str,
-        counter: bool,
-        rules: &[Rule],
-        extra: &[(String, String)],
-    ) -> u32 {
+    pub fn id(&mut self, path: &str, host: &str, counter: bool, mapper: &Mapper) -> u32 {
         let key = (host.to_string(), path.to_string(), counter);
         if let Some(id) = self.ids.get(&key) {
             return *id;
@@ -86,17 +87,9 @@ impl SeriesCache {
             self.ids.clear();
             self.labels.clear();
         }
-        let mut s = series_of(std::iter::once((path, host, 0.0, 0)), rules, extra).remove(0);
-        if counter {
-            // A counter is its count, named as Prometheus names counters.
-            if let Some(n) = s.labels.iter_mut().find(|(k, _)| k == "__name__") {
-                if !n.1.ends_with("_total") {
-                    n.1.push_str("_total");
-                }
-            }
-        }
+        let (labels, scale) = labels_of(mapper, path, host, counter);
         let id = self.labels.len() as u32;
-        self.labels.push(proto::labels(&s.labels));
+        self.labels.push((proto::labels(&labels), scale));
         self.ids.insert(key, id);
         id
     }
@@ -108,16 +101,15 @@ impl SeriesCache {
     pub fn write_request<'a>(
         &mut self,
         metrics: impl Iterator<Item = (&'a str, &'a str, f64, u64, Option<f64>)>,
-        rules: &[Rule],
-        extra: &[(String, String)],
+        mapper: &Mapper,
     ) -> Vec<u8> {
         let mut samples: Vec<(u32, i64, f64)> = metrics
             .map(|(path, host, value, t, count)| {
-                let value = count.unwrap_or(value);
+                let id = self.id(path, host, count.is_some(), mapper);
                 (
-                    self.id(path, host, count.is_some(), rules, extra),
+                    id,
                     (t as i64).saturating_mul(1000),
-                    value,
+                    self.labels[id as usize].1 * count.unwrap_or(value),
                 )
             })
             .collect();
@@ -134,7 +126,7 @@ impl SeriesCache {
                 run.push((samples[i].2, samples[i].1));
                 i += 1;
             }
-            proto::timeseries(&mut out, &self.labels[id as usize], &run);
+            proto::timeseries(&mut out, &self.labels[id as usize].0, &run);
         }
         out
     }
@@ -143,8 +135,7 @@ impl SeriesCache {
 /// The handler's state.
 pub struct RemoteWrite {
     url: Url,
-    rules: Vec<Rule>,
-    labels: Vec<(String, String)>,
+    mapper: Mapper,
     timeout_ms: u32,
     cache: SeriesCache,
 }
@@ -155,40 +146,25 @@ impl Handler for RemoteWrite {
             name: "prometheus_remote_write".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             summary: "Prometheus remote-write: batches as snappy-compressed protobuf to a remote-write receiver.".into(),
-            options: vec![
-                option(
+            options: [
+                vec![option(
                     "url",
                     ConfigValue::Text("http://localhost:9090/api/v1/write".into()),
                     "The receiver's remote-write URL (https:// with `tls = true`)",
-                ),
-                option(
-                    "mappings",
-                    ConfigValue::TextList(Vec::new()),
-                    "Rules `PATTERN NAME{label=\"$1\",...}` (a `*` is one path segment); unmatched paths: the path after the host, `.` as `_`, labelled host",
-                ),
-                option(
-                    "labels",
-                    ConfigValue::TextList(Vec::new()),
-                    "Labels added to every series, `name=value`",
-                ),
-                option("timeout", ConfigValue::Integer(10), "Seconds to wait for the receiver"),
-            ],
+                )],
+                Mapper::options(),
+                vec![option("timeout", ConfigValue::Integer(10), "Seconds to wait for the receiver")],
+            ]
+            .concat(),
             capabilities: vec![Capability::Connect("tcp:{url|hostport}".into())],
         }
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
         let url = url_option(config, "url")?;
-        let rules = config
-            .list("mappings")
-            .iter()
-            .map(|r| mapping::parse_rule(r).map_err(|e| format!("`mappings`: {e}")))
-            .collect::<Result<_, _>>()?;
-        let labels = mapping::parse_labels(&config.list("labels"))?;
         Ok(RemoteWrite {
             url,
-            rules,
-            labels,
+            mapper: Mapper::from_config(config)?,
             timeout_ms: config.timeout_ms("timeout")?,
             cache: SeriesCache::default(),
         })
@@ -203,8 +179,7 @@ impl Handler for RemoteWrite {
                 let count = m.raw_value.filter(|_| m.kind == MetricKind::Counter);
                 (m.path, m.host, m.value, m.timestamp, count)
             }),
-            &self.rules,
-            &self.labels,
+            &self.mapper,
         );
         let body = snap::raw::Encoder::new()
             .compress_vec(&request)
@@ -240,8 +215,15 @@ mod tests {
             ("servers.h.loadavg.05", "h", 0.3, 10),
             ("servers.h.loadavg.01", "h", 0.4, 10),
         ];
-        let extra = vec![("env".to_string(), "test".to_string())];
-        let s = series_of(metrics.iter().copied(), &[], &extra);
+        let mapper = Mapper::new(
+            Vec::new(),
+            vec![("env".to_string(), "test".to_string())],
+            true,
+        );
+        let s = series_of(
+            metrics.iter().map(|&(p, h, v, t)| (p, h, v, t, None)),
+            &mapper,
+        );
         assert_eq!(s.len(), 2);
         assert_eq!(
             s[0].labels,
@@ -258,8 +240,7 @@ mod tests {
         assert_eq!(
             cache.write_request(
                 metrics.iter().map(|&(p, h, v, t)| (p, h, v, t, None)),
-                &[],
-                &extra
+                &mapper
             ),
             proto::write_request(&s)
         );
@@ -273,10 +254,10 @@ mod tests {
             [
                 ("servers.h.tcp.ActiveOpens", "h", 0.5, 10, Some(1234.0)),
                 ("servers.h.loadavg.01", "h", 0.4, 10, None),
+                ("servers.h.uptime.minutes", "h", 2.0, 10, None),
             ]
             .into_iter(),
-            &[],
-            &[],
+            &Mapper::new(Vec::new(), Vec::new(), true),
         );
         let want = proto::write_request(&[
             proto::Series {
@@ -292,6 +273,13 @@ mod tests {
                     ("host".into(), "h".into()),
                 ],
                 samples: vec![(0.4, 10_000)],
+            },
+            proto::Series {
+                labels: vec![
+                    ("__name__".into(), "uptime_seconds".into()),
+                    ("host".into(), "h".into()),
+                ],
+                samples: vec![(120.0, 10_000)],
             },
         ]);
         assert_eq!(out, want);

@@ -1,0 +1,113 @@
+//! Debian's redis-server, memcached and nginx, started on free ports on
+//! 127.0.0.1 (in temp dirs) and killed when their handle is dropped.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{self, Killed};
+
+/// Starts `program` with `args` and waits until it listens on `port`.
+fn start(program: &str, args: &[&str], port: u16) -> Killed {
+    let path = ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.exists());
+    let path = path.unwrap_or_else(|| panic!("{program} is not installed (.ci/run installs it: apt-get install redis-server memcached nginx-light)"));
+    let child = Command::new(path)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Killed(child);
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{program} did not start listening on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+/// A redis-server that saves nothing, and its port.
+pub fn redis() -> (Killed, u16) {
+    let port = common::free_port();
+    let p = port.to_string();
+    let args = [
+        "--port",
+        &p,
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--maxmemory",
+        "64mb",
+    ];
+    (start("redis-server", &args, port), port)
+}
+
+/// A memcached holding three items (`k0`…`k2`), and its port.
+pub fn memcached() -> (Killed, u16) {
+    let port = common::free_port();
+    let p = port.to_string();
+    let args = [
+        "-p",
+        &p,
+        "-l",
+        "127.0.0.1",
+        "-U",
+        "0",
+        "-u",
+        "root",
+        "-m",
+        "16",
+    ];
+    let server = start("memcached", &args, port);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for k in 0..3 {
+        s.write_all(format!("set k{k} 0 0 5\r\nhello\r\n").as_bytes())
+            .unwrap();
+    }
+    let mut buf = [0u8; 64];
+    let mut got = String::new();
+    while got.matches("STORED").count() < 3 {
+        let n = s.read(&mut buf).unwrap();
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    (server, port)
+}
+
+/// An nginx with `stub_status` on `/nginx_status` (its files in `dir`),
+/// after four requests to it, and its port.
+pub fn nginx(dir: &Path) -> (Killed, u16) {
+    let port = common::free_port();
+    let d = dir.display();
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  server {{\n    listen 127.0.0.1:{port};\n    location /nginx_status {{ stub_status; }}\n    location = / {{ return 200 \"ok\\n\"; }}\n    location / {{ return 404; }}\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let server = start(
+        "nginx",
+        &["-c", conf.to_str().unwrap(), "-g", "daemon off;"],
+        port,
+    );
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut b = Vec::new();
+        s.read_to_end(&mut b).unwrap();
+    }
+    (server, port)
+}
