@@ -14,10 +14,10 @@ PRELOADED = (
     'difflib enum errno fnmatch fractions functools glob gzip hashlib heapq hmac '
     'html html.parser http http.client io ipaddress itertools json keyword locale '
     'logging logging.handlers math numbers operator os os.path pathlib platform '
-    'pprint queue random re shlex shutil signal string struct stat statistics '
+    'pickle posixpath pprint queue random re shlex shutil signal string struct stat statistics '
     'textwrap threading time timeit traceback types typing unicodedata urllib '
-    'urllib.parse urllib.request uuid warnings weakref xml xml.etree.ElementTree '
-    'xml.dom.minidom zlib'
+    'urllib.error urllib.parse urllib.request uuid warnings weakref xml xml.etree.ElementTree '
+    'xml.dom.minidom xmlrpc xmlrpc.client zlib'
 ).split()
 
 import importlib
@@ -39,6 +39,8 @@ import wdiamond.collector  # noqa: E402,F401
 import wdiamond.convertor  # noqa: E402,F401
 import diamond.collector  # noqa: E402,F401
 import diamond.convertor  # noqa: E402,F401
+import diamond.error  # noqa: E402,F401
+import diamond.metric  # noqa: E402,F401
 
 HOST = _host.Host()
 sandbox.install(HOST)

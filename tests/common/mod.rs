@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use wdiamond::plugin::Runtime;
 
 pub mod carbon;
+pub mod diamond;
 
 /// One engine for the whole test binary (components compile once).
 pub fn runtime() -> Arc<Runtime> {

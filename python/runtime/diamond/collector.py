@@ -1,2 +1,3 @@
 """``diamond.collector``: see ``wdiamond.collector``."""
-from wdiamond.collector import Collector, ProcessCollector, str_to_bool  # noqa: F401
+from wdiamond.collector import (  # noqa: F401
+    MAX_COUNTER, Collector, ProcessCollector, get_hostname, str_to_bool)

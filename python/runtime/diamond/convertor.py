@@ -1,2 +1,2 @@
 """``diamond.convertor``: see ``wdiamond.convertor``."""
-from wdiamond.convertor import binary, camelcase_to_underscore  # noqa: F401
+from wdiamond.convertor import binary, camelcase_to_underscore, time  # noqa: F401

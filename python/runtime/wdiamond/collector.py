@@ -34,6 +34,16 @@ class _FirstSample(float):
 # Largest precision the wire format takes.
 MAX_PRECISION = 255
 
+# Diamond's largest counter value (`derivative`'s default wrap for 64-bit
+# counters, as Diamond's collectors pass it).
+MAX_COUNTER = (2 ** 64) - 1
+
+
+def get_hostname(config, method=None):
+    """Diamond's module-level ``get_hostname``: the host name the agent
+    resolved (the agent applies ``hostname``/``hostname_method``)."""
+    return config.get('hostname') or ''
+
 
 def str_to_bool(value):
     """Diamond's truth values: ``true, t, yes, y`` and ``false, f, no, n``
@@ -172,6 +182,8 @@ class Collector(object):
     def get_metric_path(self, name, instance=None):
         """The full path of metric ``name``, as the host will build it."""
         path = self.config.get('path') or self.name
+        if path == '.':
+            path = ''
         if instance is not None:
             prefix = self.config.get('instance_prefix', 'instances')
             return '.'.join(x for x in (prefix, str(instance), path, name) if x)
@@ -219,8 +231,18 @@ class Collector(object):
             None if instance is None else str(instance)))
 
     def publish_metric(self, metric):
-        """Publishes a :class:`Metric` built by hand."""
-        self.published.append(metric)
+        """Publishes a :class:`Metric` built by hand, or Diamond's
+        ``diamond.metric.Metric`` (its full path under this collector's,
+        as ``get_metric_path`` gives it)."""
+        if isinstance(metric, Metric):
+            self.published.append(metric)
+            return
+        path = str(metric.path)
+        prefix = self.get_metric_path('') + '.'
+        name = path[len(prefix):] if path.startswith(prefix) else path
+        return self.publish(name, metric.value, raw_value=metric.raw_value,
+                            precision=metric.precision, metric_type=metric.metric_type,
+                            timestamp=metric.timestamp)
 
     def publish_gauge(self, name, value, precision=0, instance=None):
         """``publish`` of a gauge."""

@@ -18,6 +18,7 @@ import time
 import traceback
 import types
 
+from . import py2
 from .collector import HOST_KEYS, Collector, ProcessCollector
 
 # Longest error text handed to the host.
@@ -52,13 +53,21 @@ def error_text(exc, filename=None):
 
 
 def load(source, filename):
-    """The collector class of a script (its source text)."""
+    """The collector class of a script (its source text). Python 2 code
+    (:func:`py2.translate.is_python2`) runs through the bridge."""
     module = types.ModuleType('wdiamond_script')
     module.__file__ = filename
+    python2 = py2.translate.is_python2(source)
     try:
-        code = compile(source, filename, 'exec')
+        if python2:
+            code = py2.translate.translate(source, filename)
+        else:
+            code = compile(source, filename, 'exec')
     except SyntaxError as e:
         raise ScriptError(error_text(e, filename))
+    py2.modules.install_missing()
+    if python2:
+        py2.prepare(module)
     sys.modules['wdiamond_script'] = module
     # Its lines for tracebacks, without reading the file again (mtime None:
     # never checked against the disk).
@@ -116,8 +125,12 @@ def describe(cls, filename):
     summary = ' '.join(paragraph.split()) or '%s (%s)' % (cls.__name__, filename)
     if len(summary) > 400:
         summary = summary[:397] + '...'
+    # `byte_unit` is the host's key, but a script's own default beats the
+    # host's generic one (network's ['bit', 'byte']), as in Diamond.
+    base_unit = Collector.get_default_config(instance).get('byte_unit')
     options = [(str(k), _value(v), str(help.get(k, '')))
-               for k, v in defaults.items() if k not in HOST_KEYS]
+               for k, v in defaults.items()
+               if k not in HOST_KEYS or (k == 'byte_unit' and v != base_unit)]
     asks = []
     for item in getattr(cls, 'WDIAMOND_CAPABILITIES', None) or ():
         kind, value = item
@@ -129,7 +142,15 @@ def describe(cls, filename):
 
 
 def configure(cls, config):
-    """A collector instance with ``config`` (dict of the merged keys)."""
+    """A collector instance with ``config`` (dict of the merged keys). An
+    option the script defaults to ``None`` stays ``None`` unless the
+    operator gave it a value (the host's text for it is empty): scripts test
+    ``is None`` (Diamond's cpu ``xenfix``)."""
+    defaults = cls().get_default_config() or {}
+    config = dict(config)
+    for k, v in defaults.items():
+        if v is None and config.get(k) == '':
+            config[k] = None
     return cls(config=config)
 
 

@@ -259,7 +259,7 @@ def install(host):
         import subprocess
         if mode not in ('r', 'rb'):
             raise PermissionError(errno.EPERM, 'os.popen: only reading a command is available')
-        out = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE).stdout
+        out = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, text=False).stdout
         return io.BytesIO(out) if 'b' in mode else io.StringIO(out.decode('utf-8', 'replace'))
 
     def _lstat_of(path, dir_fd=None):
@@ -277,6 +277,13 @@ def install(host):
     _patch(os, 'getloadavg', _getloadavg)
     _patch(os, 'cpu_count', lambda: host.cpu_count())
     _patch(os, 'system', _system)
+    # Linux's dev_t encoding (WASI's os lacks these pure functions).
+    if not hasattr(os, 'major'):
+        _patch(os, 'major', lambda dev: ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff))
+        _patch(os, 'minor', lambda dev: (dev & 0xff) | ((dev >> 12) & ~0xff))
+        _patch(os, 'makedev', lambda major, minor: (
+            ((major & 0xfff) << 8) | ((major & ~0xfff) << 32) |
+            (minor & 0xff) | ((minor & ~0xff) << 12)))
     _patch(os, 'popen', _popen)
     for name in ('fork', 'forkpty', 'execv', 'execve', 'execl', 'execle', 'execlp',
                  'execlpe', 'execvp', 'execvpe', 'spawnv', 'spawnve', 'spawnl',

@@ -10,6 +10,17 @@ import io
 
 host = None  # set by sandbox.install
 
+# Python 2 scripts (the bridge sets it): `recv` gives text and `send` takes
+# it, as Python 2's str was both (UTF-8, bytes that are not kept as
+# surrogates, so that they go back out unchanged).
+TEXT = False
+
+
+def _out(data):
+    if isinstance(data, str) and TEXT:
+        return data.encode('utf-8', 'surrogateescape')
+    return bytes(data)
+
 AF_UNIX = 1
 AF_INET = 2
 AF_INET6 = 10
@@ -85,7 +96,7 @@ class _Reader(io.RawIOBase):
         return True
 
     def readinto(self, buf):
-        data = self._sock.recv(len(buf))
+        data = self._sock._recv(len(buf))
         buf[:len(data)] = data
         return len(data)
 
@@ -143,7 +154,7 @@ class socket(object):
         return self._conn
 
     def send(self, data, flags=0):
-        return self._connected().send(bytes(data), _ms(self._timeout))
+        return self._connected().send(_out(data), _ms(self._timeout))
 
     def sendall(self, data, flags=0):
         self.send(data)
@@ -155,11 +166,15 @@ class socket(object):
             self.connect(address)
         return self.send(data)
 
-    def recv(self, bufsize, flags=0):
+    def _recv(self, bufsize):
         return self._connected().receive(max(0, int(bufsize)), _ms(self._timeout))
 
+    def recv(self, bufsize, flags=0):
+        data = self._recv(bufsize)
+        return data.decode('utf-8', 'surrogateescape') if TEXT else data
+
     def recv_into(self, buf, nbytes=0, flags=0):
-        data = self.recv(nbytes or len(buf))
+        data = self._recv(nbytes or len(buf))
         buf[:len(data)] = data
         return len(data)
 

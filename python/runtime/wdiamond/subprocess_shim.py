@@ -97,16 +97,28 @@ def _timeout_ms(timeout):
     return max(1, min(2 ** 31 - 1, int(timeout * 1000)))
 
 
+# Python 2 scripts (the bridge sets it): output is text unless asked
+# otherwise, as Python 2's str was both.
+TEXT = False
+
+
+def _text(text, universal_newlines, encoding, errors):
+    if text is None and universal_newlines is None and TEXT:
+        return True
+    return bool(text or universal_newlines or encoding or errors)
+
+
 def _decode(data, text, encoding, errors):
     if data is None or not text:
         return data
-    return data.decode(encoding or 'utf-8', errors or 'strict').replace('\r\n', '\n')
+    errors = errors or ('surrogateescape' if TEXT else 'strict')
+    return data.decode(encoding or 'utf-8', errors).replace('\r\n', '\n')
 
 
 def _execute(args, input, timeout, shell):
     """(returncode, stdout, stderr) of one command, run by the host."""
     if isinstance(input, str):
-        input = input.encode('utf-8')
+        input = input.encode('utf-8', 'surrogateescape' if TEXT else 'strict')
     argv = _argv(args, shell)
     try:
         status, signal, out, err, truncated = host.run(argv, input or b'', _timeout_ms(timeout))
@@ -127,7 +139,7 @@ def run(args, stdin=None, input=None, stdout=None, stderr=None, capture_output=F
     """Runs a command and waits for it (``subprocess.run``)."""
     if capture_output:
         stdout = stderr = PIPE
-    text = bool(text or universal_newlines or encoding or errors)
+    text = _text(text, universal_newlines, encoding, errors)
     code, out, err = _execute(args, input, timeout, shell)
     if stderr == STDOUT:
         out = out + err
@@ -184,7 +196,7 @@ class Popen(object):
         self.args = args
         self._shell = shell
         self._pipes = (stdin, stdout, stderr)
-        self._text = bool(text or universal_newlines or encoding or errors)
+        self._text = _text(text, universal_newlines, encoding, errors)
         self._encoding = encoding
         self._errors = errors
         self.returncode = None

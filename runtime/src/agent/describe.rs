@@ -17,9 +17,11 @@ pub const MAX_SUMMARY: usize = 8192;
 /// Checks what a (possibly hostile) plugin said about itself.
 pub fn check_description(d: &Description) -> Result<(), String> {
     let shown = |s: &str| format!("{:?}", s.chars().take(40).collect::<String>());
-    if crate::metric::check_name(&d.name).is_err() || d.name.contains('.') {
+    // Its name is its default path, as Diamond's `path`: one segment,
+    // several (`aws.s3`), or `.` (no segment of its own).
+    if d.name != "." && crate::metric::check_name(&d.name).is_err() {
         return Err(format!(
-            "its name {} is not a metric path segment (letters, digits, _ -)",
+            "its name {} is not a metric path: segments of letters, digits, _ - joined by `.`, or `.` alone",
             shown(&d.name)
         ));
     }
@@ -131,7 +133,14 @@ pub(super) fn reserved_path(
         "set `path` in [{}] to say where it publishes (`path = {default_path:?}` to publish there on purpose)",
         p.section
     );
-    if BUILTIN_PATHS.contains(&default_path) {
+    if default_path == "." && !in_tenant {
+        return Some(format!(
+            "{} describes its path as \".\" (Diamond's: its metrics directly under the host name), where it could publish any path, a built-in's or the agent's own: {fix}",
+            p.component
+        ));
+    }
+    let first = default_path.split('.').next().unwrap_or_default();
+    if BUILTIN_PATHS.contains(&first) {
         return Some(format!(
             "{} is not built in, but describes itself as {default_path:?}, the path of a built-in collector: {fix}",
             p.component
