@@ -11,7 +11,8 @@ library is not on any filesystem at run time (``PRELOADED``).
 PRELOADED = (
     'abc argparse array ast base64 binascii bisect calendar codecs collections '
     'collections.abc configparser contextlib copy csv dataclasses datetime decimal '
-    'difflib enum errno fnmatch fractions functools glob gzip hashlib heapq hmac '
+    'difflib encodings.ascii encodings.idna encodings.latin_1 enum errno fnmatch fractions '
+    'functools glob gzip hashlib heapq hmac '
     'html html.parser http http.client io ipaddress itertools json keyword locale '
     'logging logging.handlers math numbers operator os os.path pathlib platform '
     'pickle posixpath pprint queue random re shlex shutil signal string struct stat statistics '
@@ -45,13 +46,18 @@ import diamond.metric  # noqa: E402,F401
 HOST = _host.Host()
 sandbox.install(HOST)
 # Modules that bound `socket`/`subprocess` before the sandbox replaced them
-# import them again, so that they use the host's.
-for _name in ('http.client', 'urllib.request'):
-    if _name in sys.modules:
-        try:
-            importlib.reload(sys.modules[_name])
-        except Exception:
-            pass
+# (http.client, urllib.request, xmlrpc.client…) get the sandbox's: their
+# connections and commands then go to the host's grants like the script's
+# own. (A reload cannot do it: there is no filesystem to read them from.)
+_SHIMS = {_n: sys.modules[_n] for _n in ('socket', 'subprocess')}
+for _module in list(sys.modules.values()):
+    if getattr(_module, '__name__', '').startswith('wdiamond'):
+        continue
+    for _n, _shim in _SHIMS.items():
+        _old = getattr(_module, _n, None)
+        if _old is not _shim and getattr(_old, '__name__', None) == _n and \
+                type(_old) is type(sys):
+            setattr(_module, _n, _shim)
 
 # What `describe` returns when the script cannot be loaded: the agent shows
 # the summary after this marker as the configuration error.

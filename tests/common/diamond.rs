@@ -19,7 +19,11 @@ pub fn collectors() -> PathBuf {
 /// A Diamond collector script, `DIR/FILE.py` under [`collectors`].
 pub fn script(relative: &str) -> PathBuf {
     let path = collectors().join(relative);
-    assert!(path.is_file(), "{} is not in Diamond {VERSION}", path.display());
+    assert!(
+        path.is_file(),
+        "{} is not in Diamond {VERSION}",
+        path.display()
+    );
     path
 }
 

@@ -255,3 +255,47 @@ async fn python_stat_and_open_follow_one_rule_in_its_own_grant() {
     assert_eq!(get(&o.bad.denials), 0);
     assert_eq!(get(&o.bad.failures) + get(&o.bad.guest_errors), 0);
 }
+
+/// A script in Python 2 (the bridge): urllib2, httplib, `file()`,
+/// `commands`, `os.popen` and a socket sending text all meet the grants --
+/// each a PermissionError in the script and a denial the agent counts --
+/// while Python 2's meaning holds (`7 / 2` is 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_2_names_meet_the_same_grants() {
+    // A port something listens on, not granted: only the grant stops it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = common::repo().join("tests/fixtures/python/hostile2.py");
+    let section = format!(
+        "[collectors.py2]\nenabled = true\ncomponent = {:?}\nport = \"{port}\"\n[collectors.py2.limits]\ntimeout = 5\n",
+        script.display().to_string()
+    );
+    let o = beside_neighbour("python 2 names", &section, "py2").await;
+    let mine = published(&o.lines, "hostile2");
+    assert!(mine.iter().all(|l| !l.contains("escaped")), "{mine:?}");
+    assert!(
+        mine.iter()
+            .any(|l| l.starts_with("servers.adv.hostile2.denied 1 ")),
+        "{mine:?}"
+    );
+    assert!(
+        mine.iter()
+            .any(|l| l.starts_with("servers.adv.hostile2.half 3 ")),
+        "{mine:?}"
+    );
+    let runs = get(&o.bad.runs);
+    assert!(runs >= 3, "{runs} runs");
+    // Six ways out a run, each denied by the host (and counted).
+    assert!(
+        get(&o.bad.denials) >= 6 * runs,
+        "{} denials in {runs} runs",
+        get(&o.bad.denials)
+    );
+    assert_eq!(
+        get(&o.bad.failures) + get(&o.bad.guest_errors),
+        0,
+        "{:?}",
+        o.bad
+    );
+    drop(listener);
+}

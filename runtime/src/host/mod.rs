@@ -11,12 +11,15 @@ pub mod files;
 pub mod fs_stats;
 pub mod info;
 pub mod log;
+mod output;
 pub mod process;
 pub mod resolve;
 pub mod series;
 pub mod sockets;
 pub mod tls;
 mod wasi_fs;
+
+pub use output::{GuestOutput, MAX_GUEST_OUTPUT};
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -227,62 +230,6 @@ pub fn io_error(path: &str, e: std::io::Error) -> HostError {
         std::io::ErrorKind::NotFound => HostError::NotFound(path.to_string()),
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => HostError::TimedOut,
         _ => HostError::Io(format!("{path}: {e}")),
-    }
-}
-
-/// A guest's stdout/stderr: kept up to a cap (the rest dropped, never an
-/// error the guest could trip over), drained and logged after each run.
-#[derive(Clone, Default)]
-pub struct GuestOutput {
-    buf: Arc<Mutex<Vec<u8>>>,
-}
-
-/// Most bytes of guest output kept per run.
-pub const MAX_GUEST_OUTPUT: usize = 16 << 10;
-
-impl GuestOutput {
-    /// Takes what the guest wrote since the last call.
-    pub fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.buf.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-impl wasmtime_wasi::cli::IsTerminal for GuestOutput {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl wasmtime_wasi::cli::StdoutStream for GuestOutput {
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-}
-
-impl tokio::io::AsyncWrite for GuestOutput {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        data: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
-        let room = MAX_GUEST_OUTPUT.saturating_sub(buf.len());
-        buf.extend_from_slice(&data[..data.len().min(room)]);
-        std::task::Poll::Ready(Ok(data.len()))
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
     }
 }
 
