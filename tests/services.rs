@@ -3,6 +3,8 @@
 //! and the ceph command collector against a stand-in `ceph` executable.
 
 mod common;
+#[path = "services/diamond.rs"]
+mod diamond;
 #[path = "services/page.rs"]
 mod page;
 #[path = "services/servers.rs"]

@@ -33,7 +33,12 @@ IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 TCP_NODELAY = 1
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
-_GLOBAL_DEFAULT_TIMEOUT = object()
+try:
+    # The same sentinel as the real module's: http.client and urllib.request
+    # took it as a default argument before the sandbox replaced `socket`.
+    from socket import _GLOBAL_DEFAULT_TIMEOUT
+except ImportError:  # natively, in tests, without it
+    _GLOBAL_DEFAULT_TIMEOUT = object()
 
 error = OSError
 timeout = TimeoutError
@@ -244,7 +249,7 @@ SocketType = socket
 def create_connection(address, timeout=_GLOBAL_DEFAULT_TIMEOUT, source_address=None, **other):
     """A connected TCP socket (``socket.create_connection``)."""
     s = socket(AF_INET, SOCK_STREAM)
-    if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
+    if timeout is None or isinstance(timeout, (int, float)):
         s.settimeout(timeout)
     s.connect(address)
     return s

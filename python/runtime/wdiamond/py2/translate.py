@@ -17,6 +17,7 @@ The names the result calls (``wdiamond_py2_div`` and the rest) are in
 import ast
 import copy
 import re
+import warnings
 
 # Names only Python 2 code uses (as a name, an attribute or an import).
 _PY2_MODULES = frozenset([
@@ -48,7 +49,9 @@ def is_python2(source):
     if m:
         return m.group(1) == '2'
     try:
-        tree = ast.parse(source)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', SyntaxWarning)
+            tree = ast.parse(source)
     except SyntaxError:
         return True
     for node in ast.walk(tree):
@@ -373,7 +376,10 @@ def translate(source, filename):
     Python 2's meaning. A ``SyntaxError`` names the original line (pass 1
     keeps line numbers)."""
     text = fix_text(source)
-    tree = ast.parse(text, filename)
-    tree = _Python2(_true_division(tree)).visit(tree)
-    ast.fix_missing_locations(tree)
-    return compile(tree, filename, 'exec')
+    with warnings.catch_warnings():
+        # Python 2 took `'\d'` as it is, without a word.
+        warnings.simplefilter('ignore', SyntaxWarning)
+        tree = ast.parse(text, filename)
+        tree = _Python2(_true_division(tree)).visit(tree)
+        ast.fix_missing_locations(tree)
+        return compile(tree, filename, 'exec')

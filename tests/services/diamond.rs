@@ -1,0 +1,83 @@
+//! Diamond's own collector scripts (released 4.0.515, fetched from PyPI,
+//! run unchanged through the Python 2 bridge) against the real servers,
+//! beside the Rust ports on the same server: the same metric names.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use wdiamond::bindings::types::MetricKind;
+
+use super::{run_collector, servers, Collected};
+use crate::common;
+
+/// A section running Diamond's `script` as collector `name`, publishing at
+/// `path` (a built-in's path: the operator says so), allowed to connect
+/// to `port` on 127.0.0.1, with `extra` keys.
+fn diamond_section(name: &str, script: &str, path: &str, port: u16, extra: &str) -> String {
+    format!(
+        "[collectors.{name}]\nenabled = true\ncomponent = {:?}\npath = {path:?}\n{extra}[collectors.{name}.grants]\nconnect = [\"tcp:127.0.0.1:{port}\"]\n",
+        common::diamond::script(script).display().to_string()
+    )
+}
+
+fn names(c: &Collected, run: usize) -> BTreeSet<String> {
+    c.runs[run].keys().cloned().collect()
+}
+
+#[test]
+fn diamond_memcached_script_against_a_real_memcached() {
+    let (_server, port) = servers::memcached();
+    let hosts = format!("hosts = [\"cache@127.0.0.1:{port}\"]\n");
+    let diamond = run_collector(
+        &diamond_section(
+            "memcached",
+            "memcached/memcached.py",
+            "memcached",
+            port,
+            &hosts,
+        ),
+        2,
+        Duration::from_millis(1100),
+    );
+    assert!(diamond.errors.is_empty(), "{:?}", diamond.errors);
+    // Diamond's script reads /proc/<pid>/cmdline for the connection limit,
+    // with the pid it has just skipped (`/proc/None/cmdline`): a denial a
+    // run, which it ignores, as Diamond's ENOENT.
+    assert!(diamond.denials <= 2, "{} denials", diamond.denials);
+    let second = &diamond.runs[1];
+    // Text on a socket, as Python 2 wrote it: `sock.send('stats\n')`.
+    assert_eq!(second["cache.curr_items"], (3.0, 0, MetricKind::Gauge));
+    assert_eq!(second["cache.cmd_set"].2, MetricKind::Counter);
+    // A counter's first sample publishes nothing (no rate yet).
+    assert!(!diamond.runs[0].contains_key("cache.cmd_set"));
+    let rust = run_collector(
+        &format!("[collectors.memcached]\nenabled = true\n{hosts}[collectors.memcached.grants]\nconnect = [\"tcp:127.0.0.1:{port}\"]\n"),
+        2,
+        Duration::from_millis(1100),
+    );
+    assert_eq!(names(&diamond, 1), names(&rust, 1));
+}
+
+#[test]
+fn diamond_nginx_script_against_a_real_nginx() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = servers::nginx(dir.path());
+    let keys = format!("req_host = \"127.0.0.1\"\nreq_port = {port}\n");
+    let diamond = run_collector(
+        &diamond_section("nginx", "nginx/nginx.py", "nginx", port, &keys),
+        2,
+        Duration::from_millis(1100),
+    );
+    assert!(diamond.errors.is_empty(), "{:?}", diamond.errors);
+    assert_eq!(diamond.denials, 0);
+    // urllib2 through the host's socket, a str regex over the body's lines.
+    let m = &diamond.runs[1];
+    assert!(m["active_connections"].0 >= 1.0, "{m:?}");
+    assert_eq!(m["conn_accepted"].2, MetricKind::Counter);
+    let rust = run_collector(
+        &format!("[collectors.nginx]\nenabled = true\n{keys}"),
+        2,
+        Duration::from_millis(1100),
+    );
+    assert_eq!(names(&diamond, 1), names(&rust, 1));
+}
