@@ -137,6 +137,18 @@ impl std::ops::DerefMut for Killed {
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        // SIGTERM first, so that a server with workers (nginx, apache2)
+        // stops them; SIGKILL if it is still there after 3 s.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(3) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

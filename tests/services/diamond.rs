@@ -81,3 +81,41 @@ fn diamond_nginx_script_against_a_real_nginx() {
     );
     assert_eq!(names(&diamond, 1), names(&rust, 1));
 }
+
+#[test]
+fn diamond_haproxy_script_against_a_real_haproxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = servers::haproxy(dir.path());
+    let url = format!("url = \"http://127.0.0.1:{port}/haproxy?stats;csv\"\n");
+    let c = run_collector(
+        &diamond_section("haproxy", "haproxy/haproxy.py", "haproxy", port, &url),
+        1,
+        Duration::ZERO,
+    );
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    assert_eq!(c.denials, 0);
+    // The stats CSV through urllib2 and csv: a row per proxy and server.
+    let m = &c.runs[0];
+    assert!(m["web.frontend.slim"].0 == 64.0, "{m:?}");
+    assert!(m.contains_key("web.frontend.scur"), "{m:?}");
+    assert!(m.contains_key("app.s1.weight"), "{m:?}");
+}
+
+#[test]
+fn diamond_httpd_script_against_a_real_apache2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = servers::apache2(dir.path());
+    let urls = format!("urls = [\"local http://127.0.0.1:{port}/server-status?auto\"]\n");
+    let c = run_collector(
+        &diamond_section("httpd", "httpd/httpd.py", "httpd", port, &urls),
+        2,
+        Duration::from_millis(300),
+    );
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    assert_eq!(c.denials, 0);
+    // mod_status's ?auto page: the collector's own requests are counted.
+    let (first, second) = (&c.runs[0], &c.runs[1]);
+    assert!(second["local.TotalAccesses"].0 > first["local.TotalAccesses"].0);
+    assert!(second["local.BusyWorkers"].0 >= 1.0, "{second:?}");
+    assert!(second.contains_key("local.IdleWorkers"), "{second:?}");
+}

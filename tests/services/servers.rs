@@ -15,7 +15,7 @@ fn start(program: &str, args: &[&str], port: u16) -> Killed {
         .iter()
         .map(|d| Path::new(d).join(program))
         .find(|p| p.exists());
-    let path = path.unwrap_or_else(|| panic!("{program} is not installed (.ci/run installs it: apt-get install redis-server memcached nginx-light)"));
+    let path = path.unwrap_or_else(|| panic!("{program} is not installed (.ci/run installs it: apt-get install redis-server memcached nginx-light haproxy apache2)"));
     let child = Command::new(path)
         .args(args)
         .stdout(Stdio::null())
@@ -110,4 +110,46 @@ pub fn nginx(dir: &Path) -> (Killed, u16) {
         s.read_to_end(&mut b).unwrap();
     }
     (server, port)
+}
+
+/// An haproxy whose frontend serves its stats on `/haproxy` (CSV with
+/// `;csv`), its config in `dir`, and its port.
+pub fn haproxy(dir: &Path) -> (Killed, u16) {
+    let port = common::free_port();
+    let conf = dir.join("haproxy.cfg");
+    std::fs::write(
+        &conf,
+        format!(
+            "global\n  maxconn 64\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\nfrontend web\n  bind 127.0.0.1:{port}\n  stats enable\n  stats uri /haproxy\n  default_backend app\nbackend app\n  server s1 127.0.0.1:9\n"
+        ),
+    )
+    .unwrap();
+    (
+        start("haproxy", &["-f", conf.to_str().unwrap(), "-db"], port),
+        port,
+    )
+}
+
+/// An apache2 with `mod_status` on `/server-status` (ExtendedStatus on),
+/// its files in `dir`, and its port.
+pub fn apache2(dir: &Path) -> (Killed, u16) {
+    let port = common::free_port();
+    let d = dir.display();
+    let m = "/usr/lib/apache2/modules";
+    let conf = dir.join("httpd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "ServerRoot {d}\nServerName localhost\nListen 127.0.0.1:{port}\nPidFile {d}/httpd.pid\nErrorLog {d}/error.log\nUser daemon\nGroup daemon\nLoadModule mpm_event_module {m}/mod_mpm_event.so\nLoadModule authz_core_module {m}/mod_authz_core.so\nLoadModule status_module {m}/mod_status.so\nExtendedStatus On\n<Location /server-status>\n  SetHandler server-status\n</Location>\n"
+        ),
+    )
+    .unwrap();
+    (
+        start(
+            "apache2",
+            &["-f", conf.to_str().unwrap(), "-DFOREGROUND"],
+            port,
+        ),
+        port,
+    )
 }
