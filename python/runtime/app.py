@@ -35,7 +35,7 @@ from componentize_py_types import Err  # noqa: E402
 from wit_world import exports  # noqa: E402
 from wit_world.imports import config as host_config, host_info, types  # noqa: E402
 
-from wdiamond import host as _host, loader, metricset, sandbox  # noqa: E402
+from wdiamond import host as _host, importer, loader, metricset, sandbox  # noqa: E402
 import wdiamond.collector  # noqa: E402,F401
 import wdiamond.convertor  # noqa: E402,F401
 import diamond.collector  # noqa: E402,F401
@@ -104,6 +104,8 @@ def _load():
     dirs = host_config.get('wdiamond:directories')
     HOST.directories = list(dirs.value) if isinstance(dirs, types.ConfigValue_TextList) else []
     sandbox.set_directories(HOST.directories)
+    path = host_config.get('wdiamond:python-path')
+    importer.install(list(path.value) if isinstance(path, types.ConfigValue_TextList) else [])
     source = _text('wdiamond:script')
     STATE.filename = _text('wdiamond:script-name') or '<script>'
     if source is None:

@@ -93,12 +93,16 @@ pub fn toml_value(v: &ConfigValue) -> String {
     }
 }
 
-/// A context with nothing granted and the default limits: what `describe`
-/// runs under (it may call no import).
+/// A context with nothing granted (but a script's imports of `.py` files
+/// beside it) and the default limits: what `describe` runs under.
 fn probe(name: &str, script: Option<Arc<python::Script>>) -> Arc<PluginContext> {
+    let mut grants = Grants::for_section("inspect");
+    if let Some(s) = &script {
+        s.grant_imports(&mut grants);
+    }
     Arc::new(PluginContext {
         name: name.to_string(),
-        grants: Grants::for_section("inspect"),
+        grants,
         limits: Limits::default(),
         config: Vec::new(),
         hostname: String::new(),
@@ -129,7 +133,9 @@ pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, String> {
     // A Python collector script: its own digest and size; the component
     // is the Python runtime that runs it.
     let (sha256, size, component, script) = if python::is_script(&path.to_string_lossy()) {
-        let script = python::read_script(path, None).map_err(|e| format!("{e:#}"))?;
+        let script = python::read_script(path, None)
+            .map_err(|e| format!("{e:#}"))?
+            .with_python_path(&[]);
         let component = runtime
             .python(Metering::None)
             .map_err(|e| format!("{shown}: {e:#}"))?;

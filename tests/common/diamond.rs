@@ -1,6 +1,7 @@
-//! Diamond's released collectors (`diamond` 4.0.515 on PyPI, MIT), fetched
-//! once by `pip download` into `target/diamond-4.0.515/` and unpacked there:
-//! the tests run Diamond's own scripts, never committed here.
+//! Diamond's released collectors (`diamond` 4.0.515 on PyPI, MIT), and the
+//! pure-Python packages its scripts import, fetched once by `pip download`
+//! into `target/pypi/` and unpacked there: the tests run Diamond's own
+//! scripts, never committed here.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -28,29 +29,36 @@ pub fn script(relative: &str) -> PathBuf {
 }
 
 fn fetch() -> PathBuf {
-    let base = super::repo().join(format!("target/diamond-{VERSION}"));
+    let unpacked = pypi("diamond", VERSION);
+    [
+        format!("diamond-{VERSION}.data/data/share/diamond/collectors"),
+        format!("diamond-{VERSION}/src/collectors"),
+    ]
+    .iter()
+    .map(|p| unpacked.join(p))
+    .find(|p| p.join("cpu/cpu.py").is_file())
+    .expect("no collectors in Diamond's archive")
+}
+
+/// A release of a pure-Python package from PyPI, downloaded once (`pip
+/// download --no-deps`) into `target/pypi/NAME-VERSION/` and unpacked
+/// there: the directory it was unpacked into (a wheel's root is a
+/// `site-packages`).
+pub fn pypi(name: &str, version: &str) -> PathBuf {
+    let base = super::repo().join(format!("target/pypi/{name}-{version}"));
     let unpacked = base.join("unpacked");
-    let found = |root: &PathBuf| -> Option<PathBuf> {
-        [
-            format!("diamond-{VERSION}.data/data/share/diamond/collectors"),
-            format!("diamond-{VERSION}/src/collectors"),
-        ]
-        .iter()
-        .map(|p| root.join(p))
-        .find(|p| p.join("cpu/cpu.py").is_file())
-    };
-    if let Some(dir) = found(&unpacked) {
-        return dir;
+    if unpacked.is_dir() {
+        return unpacked;
     }
     let download = base.join("download");
     std::fs::create_dir_all(&download).unwrap();
     let pip = Command::new("python3")
         .args(["-m", "pip", "download", "--no-deps", "--quiet", "-d"])
         .arg(&download)
-        .arg(format!("diamond=={VERSION}"))
+        .arg(format!("{name}=={version}"))
         .status()
         .expect("python3 -m pip (scripts/test installs it)");
-    assert!(pip.success(), "pip download diamond=={VERSION} failed");
+    assert!(pip.success(), "pip download {name}=={version} failed");
     let archive = std::fs::read_dir(&download)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -75,9 +83,8 @@ fn fetch() -> PathBuf {
         .status()
         .unwrap();
     assert!(unpack.success(), "unpacking {} failed", archive.display());
-    let _ = std::fs::remove_dir_all(&unpacked);
     if std::fs::rename(&partial, &unpacked).is_err() {
         let _ = std::fs::remove_dir_all(&partial); // another test binary won
     }
-    found(&unpacked).expect("no collectors in Diamond's archive")
+    unpacked
 }

@@ -299,3 +299,71 @@ async fn python_2_names_meet_the_same_grants() {
     );
     drop(listener);
 }
+
+/// `python_path`: `.py` files under it are importable, nothing else there
+/// is readable, and a compiled extension is refused by name.
+#[test]
+fn python_path_imports_only_pure_python() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    std::fs::write(lib.join("helper.py"), "def value():\n    return 42\n").unwrap();
+    std::fs::write(lib.join("secret.txt"), "not for plugins").unwrap();
+    std::fs::write(
+        lib.join("fastlib.cpython-311-x86_64-linux-gnu.so"),
+        b"\x7fELF",
+    )
+    .unwrap();
+    let script = dir.path().join("uses.py");
+    std::fs::write(
+        &script,
+        format!(
+            "import diamond.collector\nimport helper\n\nclass UsesCollector(diamond.collector.Collector):\n    def get_default_config(self):\n        c = super(UsesCollector, self).get_default_config()\n        c.update({{'path': 'uses'}})\n        return c\n\n    def collect(self):\n        self.publish('value', helper.value())\n        try:\n            open({:?}).read()\n            self.publish('escaped', 1)\n        except PermissionError:\n            self.publish('denied', 1)\n        try:\n            import fastlib\n        except ImportError as e:\n            self.log.info('fastlib: %s', e)\n            self.publish('refused', int('compiled extension' in str(e)))\n",
+            lib.join("secret.txt").display().to_string()
+        ),
+    )
+    .unwrap();
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = []\nplugin_cache_dir = {:?}\n[collectors.uses]\nenabled = true\ncomponent = {:?}\npython_path = [{:?}]\n",
+            common::cache_dir(),
+            script.display().to_string(),
+            lib.display().to_string()
+        ),
+    );
+    let config = wdiamond::config::load(&conf).unwrap_or_else(|e| panic!("{e}"));
+    let rt = common::runtime();
+    let mut loaded =
+        agent::load(&rt, &config, &HostFacts::default()).unwrap_or_else(|e| panic!("{e}"));
+    let lc = &mut loaded.collectors[0];
+    let (r, usage) = lc.instance.collect(Duration::from_secs(10));
+    let metrics = lc.publication.publish(r.unwrap().unwrap(), 0);
+    let got: Vec<(String, f64)> = metrics
+        .published
+        .iter()
+        .map(|m| (m.path.rsplit('.').next().unwrap().to_string(), m.value))
+        .collect();
+    assert!(got.contains(&("value".into(), 42.0)), "{got:?}");
+    assert!(got.contains(&("denied".into(), 1.0)), "{got:?}");
+    assert!(got.contains(&("refused".into(), 1.0)), "{got:?}");
+    assert!(!got.iter().any(|m| m.0 == "escaped"), "{got:?}");
+    assert!(usage.calls.denials >= 1);
+    // `python_path` on a collector that is not a script: an error naming it.
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = []\nplugin_cache_dir = {:?}\n[collectors.loadavg]\nenabled = true\npython_path = [\"/tmp\"]\n",
+            common::cache_dir()
+        ),
+    );
+    let config = wdiamond::config::load(&conf).unwrap();
+    let err = match agent::load(&rt, &config, &HostFacts::default()) {
+        Ok(_) => panic!("python_path accepted on a Rust collector"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("`python_path` is for Python collectors"),
+        "{err}"
+    );
+}

@@ -119,3 +119,38 @@ fn diamond_httpd_script_against_a_real_apache2() {
     assert!(second["local.BusyWorkers"].0 >= 1.0, "{second:?}");
     assert!(second.contains_key("local.IdleWorkers"), "{second:?}");
 }
+
+/// Diamond's `redisstat` imports redis-py: a pure-Python package from
+/// PyPI, unpacked into a directory its section's `python_path` names.
+#[test]
+fn diamond_redisstat_script_with_redis_py_from_its_python_path() {
+    let (_server, port) = servers::redis();
+    let site = common::diamond::pypi("redis", "3.5.3");
+    let keys = format!(
+        "python_path = [{:?}]\nhost = \"127.0.0.1\"\nport = {port}\n",
+        site.display().to_string()
+    );
+    let c = run_collector(
+        &diamond_section("redisstat", "redisstat/redisstat.py", "redis", port, &keys),
+        1,
+        Duration::ZERO,
+    );
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    assert_eq!(c.denials, 0);
+    let m = &c.runs[0];
+    let get = |k: &str| {
+        m.get(&format!("{port}.{k}"))
+            .unwrap_or_else(|| panic!("{port}.{k} not in {:?}", m.keys().collect::<Vec<_>>()))
+            .0
+    };
+    assert!(get("clients.connected") >= 1.0);
+    assert!(get("process.uptime") >= 0.0);
+    // Without the python path the script's `import redis` fails (it says
+    // so in its log) and it publishes nothing.
+    let c = run_collector(
+        &diamond_section("redisstat", "redisstat/redisstat.py", "redis", port, ""),
+        1,
+        Duration::ZERO,
+    );
+    assert!(c.runs[0].is_empty(), "{:?}", c.runs[0]);
+}

@@ -8,16 +8,16 @@ connects; there is no listening, no raw socket and no ``select``.
 import errno
 import io
 
+from . import callers
+
 host = None  # set by sandbox.install
 
-# Python 2 scripts (the bridge sets it): `recv` gives text and `send` takes
-# it, as Python 2's str was both (UTF-8, bytes that are not kept as
-# surrogates, so that they go back out unchanged).
-TEXT = False
 
 
-def _out(data):
-    if isinstance(data, str) and TEXT:
+def _out(data, text):
+    """What goes out: a Python 2 caller's text as UTF-8 (bytes it read
+    that were not UTF-8 kept as surrogates, so they go back unchanged)."""
+    if isinstance(data, str) and text:
         return data.encode('utf-8', 'surrogateescape')
     return bytes(data)
 
@@ -124,6 +124,8 @@ class socket(object):
         self._timeout = _default_timeout
         self._conn = None
         self._keepalive = False
+        # Opened by Python 2 code: `recv` gives text and `send` takes it.
+        self._text = callers.python2()
 
     # -- connection ----------------------------------------------------
 
@@ -159,7 +161,7 @@ class socket(object):
         return self._conn
 
     def send(self, data, flags=0):
-        return self._connected().send(_out(data), _ms(self._timeout))
+        return self._connected().send(_out(data, self._text), _ms(self._timeout))
 
     def sendall(self, data, flags=0):
         self.send(data)
@@ -176,7 +178,7 @@ class socket(object):
 
     def recv(self, bufsize, flags=0):
         data = self._recv(bufsize)
-        return data.decode('utf-8', 'surrogateescape') if TEXT else data
+        return data.decode('utf-8', 'surrogateescape') if self._text else data
 
     def recv_into(self, buf, nbytes=0, flags=0):
         data = self._recv(nbytes or len(buf))

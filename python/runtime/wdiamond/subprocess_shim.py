@@ -8,6 +8,8 @@ streaming); ``Popen`` keeps the familiar shape for Diamond collectors.
 import errno
 import io
 
+from . import callers
+
 host = None  # set by sandbox.install
 
 PIPE = -1
@@ -97,28 +99,27 @@ def _timeout_ms(timeout):
     return max(1, min(2 ** 31 - 1, int(timeout * 1000)))
 
 
-# Python 2 scripts (the bridge sets it): output is text unless asked
-# otherwise, as Python 2's str was both.
-TEXT = False
-
-
 def _text(text, universal_newlines, encoding, errors):
-    if text is None and universal_newlines is None and TEXT:
-        return True
+    """Whether output is text: as asked, else when Python 2 code asks (its
+    ``str`` was both), else bytes."""
+    if text is None and universal_newlines is None and encoding is None and errors is None:
+        return 'python2' if callers.python2() else False
     return bool(text or universal_newlines or encoding or errors)
 
 
 def _decode(data, text, encoding, errors):
     if data is None or not text:
         return data
-    errors = errors or ('surrogateescape' if TEXT else 'strict')
+    # For Python 2 code, bytes that are not UTF-8 are kept as surrogates:
+    # its str took any bytes.
+    errors = errors or ('surrogateescape' if text == 'python2' else 'strict')
     return data.decode(encoding or 'utf-8', errors).replace('\r\n', '\n')
 
 
 def _execute(args, input, timeout, shell):
     """(returncode, stdout, stderr) of one command, run by the host."""
     if isinstance(input, str):
-        input = input.encode('utf-8', 'surrogateescape' if TEXT else 'strict')
+        input = input.encode('utf-8', 'surrogateescape')
     argv = _argv(args, shell)
     try:
         status, signal, out, err, truncated = host.run(argv, input or b'', _timeout_ms(timeout))

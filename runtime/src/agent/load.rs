@@ -126,6 +126,10 @@ fn context(
     script: Option<Arc<python::Script>>,
     tls: Option<Arc<TlsSettings>>,
 ) -> Arc<PluginContext> {
+    let mut grants = grants;
+    if let Some(s) = &script {
+        s.grant_imports(&mut grants);
+    }
     let mut limits = p.limits.clone();
     if !matches!(p.component, ComponentRef::Builtin(_)) {
         // A third-party plugin's disk budget in its `directories` grants.
@@ -228,7 +232,7 @@ fn load_plugin<W: World>(
     // component is the Python runtime.
     let script = match &p.component {
         ComponentRef::Python(path) => match python::read_script(path, p.sha256.as_deref()) {
-            Ok(s) => Some(Arc::new(s)),
+            Ok(s) => Some(Arc::new(s.with_python_path(&p.python_path))),
             Err(e @ ComponentError::DigestMismatch { .. }) => {
                 errors.push(err_at(p, "sha256", e.to_string()));
                 return None;
@@ -238,6 +242,11 @@ fn load_plugin<W: World>(
                 return None;
             }
         },
+        _ if !p.python_path.is_empty() => {
+            let why = "`python_path` is for Python collectors (`component = \"FILE.py\"`)";
+            errors.push(err_at(p, "python_path", why.into()));
+            return None;
+        }
         _ => None,
     };
     let pinned = match &p.component {
@@ -259,10 +268,13 @@ fn load_plugin<W: World>(
         errors.push(err_at(p, "component", format!("{}: {e}", p.component)));
         return None;
     }
+    // `describe` runs the script's `__init__` and `process_config`: what
+    // they check (`os.access` of a granted file) the operator's grants
+    // allow, and a denial names the section.
     let probe = context(
         &p.name,
         "probe",
-        Default::default(),
+        p.grants.clone(),
         p,
         Vec::new(),
         String::new(),

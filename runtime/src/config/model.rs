@@ -115,6 +115,9 @@ pub struct PluginConfig {
     pub options: Vec<(String, ConfigValue)>,
     /// Where each of those keys (and `component`, `sha256`) was written.
     pub option_locations: HashMap<String, Location>,
+    /// `python_path` (a Python collector's): directories it imports `.py`
+    /// modules and packages from, beside its own directory.
+    pub python_path: Vec<PathBuf>,
     /// Where the section starts.
     pub location: Location,
 }

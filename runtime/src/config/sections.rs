@@ -48,6 +48,7 @@ pub(super) const COLLECTOR_KEYS: &[&str] = &[
     "byte_unit",
     "measure_collector_time",
     "publish_first_rate",
+    "python_path",
     "ttl_multiplier",
     "tenant",
     "component",
@@ -265,6 +266,7 @@ pub(super) fn read_plugin(
         tls: (tls_on == Some(true)).then_some(tls),
         options,
         option_locations,
+        python_path: Vec::new(),
         location: location.unwrap_or(Location {
             file: PathBuf::new(),
             line: 0,
@@ -476,6 +478,10 @@ pub(super) fn read_collector(
                 c.ttl_multiplier = r.count(path, v).unwrap_or(2).min(u32::MAX as u64) as u32
             }
             "tenant" => c.tenant = r.string(path, v),
+            "python_path" => {
+                let dirs = r.strings(path, v).unwrap_or_default();
+                c.plugin.python_path = dirs.iter().map(|d| resolve(config_dir, d)).collect();
+            }
             _ => {}
         }
     });

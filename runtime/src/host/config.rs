@@ -15,6 +15,12 @@ impl Host for HostState {
             if key == python::SCRIPT_NAME_KEY {
                 return Some(ConfigValue::Text(script.path.display().to_string()));
             }
+            if key == python::PYTHON_PATH_KEY {
+                let dirs = script.python_path.iter();
+                return Some(ConfigValue::TextList(
+                    dirs.map(|d| d.to_string_lossy().into_owned()).collect(),
+                ));
+            }
             if key == python::DIRECTORIES_KEY {
                 let dirs = self.ctx.grants.directories.iter();
                 return Some(ConfigValue::TextList(

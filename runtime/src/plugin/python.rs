@@ -32,6 +32,9 @@ pub const SCRIPT_NAME_KEY: &str = "wdiamond:script-name";
 /// (`grants.directories`, preopened): the script's `open` uses the real
 /// filesystem there.
 pub const DIRECTORIES_KEY: &str = "wdiamond:directories";
+/// The `config` key whose text-list value is the directories the script
+/// imports `.py` modules from: its own, then its section's `python_path`.
+pub const PYTHON_PATH_KEY: &str = "wdiamond:python-path";
 /// What the runtime's `describe` puts before the reason when the script
 /// cannot be loaded (the rest of its summary is the error).
 pub const ERROR_MARK: &str = "wdiamond-python: ";
@@ -51,6 +54,30 @@ pub struct Script {
     pub source: String,
     /// SHA-256 of its bytes, lowercase hex.
     pub sha256: String,
+    /// Where it imports `.py` modules from: its own directory, then its
+    /// section's `python_path` ([`Script::with_python_path`]).
+    pub python_path: Vec<PathBuf>,
+}
+
+impl Script {
+    /// The script importing from its own directory and `dirs`.
+    pub fn with_python_path(mut self, dirs: &[PathBuf]) -> Script {
+        let own = self.path.parent().map(Path::to_path_buf);
+        self.python_path = own.into_iter().chain(dirs.iter().cloned()).collect();
+        self
+    }
+
+    /// What importing needs: reading the `.py` files under each directory
+    /// of its python path (nothing else there; compiled extensions never).
+    pub fn grant_imports(&self, grants: &mut crate::grants::Grants) {
+        for dir in &self.python_path {
+            let escaped = glob::Pattern::escape(&dir.to_string_lossy());
+            let escaped = escaped.trim_end_matches('/');
+            // A directory whose name no glob can hold is not granted.
+            let _ = grants.allow_files(&format!("{escaped}/**/*.py"));
+            let _ = grants.allow_files(&format!("{escaped}/*.py"));
+        }
+    }
 }
 
 /// Reads the script at `path` (at most [`MAX_SCRIPT_BYTES`], UTF-8) and
@@ -95,6 +122,7 @@ pub fn read_script(path: &Path, pin: Option<&str>) -> Result<Script, ComponentEr
         path: path.to_path_buf(),
         source,
         sha256,
+        python_path: Vec::new(),
     })
 }
 

@@ -267,8 +267,7 @@ def install_missing():
 
 def install():
     """Registers the modules (once) and Python 2's additions to Python 3
-    modules that keep their name, and turns text mode on for sockets and
-    commands."""
+    modules that keep their name."""
     global _installed
     if _installed:
         return
@@ -298,6 +297,3 @@ def install():
         setattr(re, name, _lenient(getattr(re, name)))
     sys.maxint = sys.maxsize
     os.getcwdu = os.getcwd
-    from .. import socket_shim, subprocess_shim
-    socket_shim.TEXT = True
-    subprocess_shim.TEXT = True

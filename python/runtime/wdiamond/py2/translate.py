@@ -39,12 +39,13 @@ _OPS = ('**=', '//=', '>>=', '<<=', '<>', '!=', '==', '<=', '>=', '**', '//',
         '>>', '<<', '+=', '-=', '*=', '/=', '%=', '&=', '|=', '^=', '->')
 
 
-def is_python2(source):
+def is_python2(source, syntax_only=False):
     """Whether ``source`` is Python 2 code: a ``# wdiamond: python2`` (or
     ``python3``) comment decides; else it is when Python 3 cannot compile
-    it, when its ``except`` clauses bind a name with a comma, or when it
-    uses a name only Python 2 has (``iteritems``, ``xrange``, ``long``,
-    ``urllib2``…)."""
+    it, when its ``except`` clauses bind a name with a comma, or (unless
+    ``syntax_only``: a library written for both, which takes its Python 3
+    branch) when it uses a name only Python 2 has (``iteritems``,
+    ``xrange``, ``long``, ``urllib2``…)."""
     m = _MARKER.search(source)
     if m:
         return m.group(1) == '2'
@@ -55,6 +56,8 @@ def is_python2(source):
     except SyntaxError:
         return True
     for node in ast.walk(tree):
+        if syntax_only and not isinstance(node, ast.ExceptHandler):
+            continue
         if isinstance(node, ast.Import):
             if any(a.name.split('.')[0] in _PY2_MODULES for a in node.names):
                 return True
