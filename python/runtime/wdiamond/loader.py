@@ -11,6 +11,7 @@ host (pure; the component's ``app`` wraps it in the contract's types).
   script's file and line.
 """
 
+import json
 import linecache
 import logging
 import sys
@@ -106,6 +107,9 @@ def _value(v):
         return 'float', v
     if isinstance(v, (list, tuple)):
         return 'text-list', [str(x) for x in v]
+    if isinstance(v, dict):
+        # Diamond's configobj sub-section: a TOML table, given as JSON.
+        return 'text', json.dumps(v, default=str)
     if v is None:
         return 'text', ''
     return 'text', str(v)
@@ -151,6 +155,16 @@ def configure(cls, config):
     for k, v in defaults.items():
         if v is None and config.get(k) == '':
             config[k] = None
+        elif isinstance(v, dict) and isinstance(config.get(k), str):
+            # A sub-section (a TOML table) arrives as JSON text.
+            try:
+                value = json.loads(config[k]) if config[k].strip() else {}
+            except ValueError as e:
+                raise ValueError('`%s` is a table of options (in TOML: [collectors.NAME.%s.'
+                                 'ITEM]): %s' % (k, k, e))
+            if not isinstance(value, dict):
+                raise ValueError('`%s` is a table of options, not %r' % (k, value))
+            config[k] = value
     return cls(config=config)
 
 

@@ -257,8 +257,17 @@ pub(super) fn option_value(r: &mut Reader<'_>, path: &[&str], v: &Value) -> Opti
         Value::Float(f) => ConfigValue::Float(*f),
         Value::Boolean(b) => ConfigValue::Boolean(*b),
         Value::Array(_) => ConfigValue::TextList(r.strings(path, v)?),
+        // A table (Diamond's configobj sub-section, `[collectors.portstat.port.web]`)
+        // reaches the plugin as its JSON text.
+        Value::Table(t) => match serde_json::to_string(t) {
+            Ok(json) => ConfigValue::Text(json),
+            Err(e) => {
+                r.err(path, format!("this table cannot be given to the plugin: {e}"));
+                return None;
+            }
+        },
         other => {
-            r.err(path, format!("plugin options must be strings, numbers, booleans or lists of strings, found {}", other.type_str()));
+            r.err(path, format!("plugin options must be strings, numbers, booleans, lists of strings or tables, found {}", other.type_str()));
             return None;
         }
     })
