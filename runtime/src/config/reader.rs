@@ -262,7 +262,10 @@ pub(super) fn option_value(r: &mut Reader<'_>, path: &[&str], v: &Value) -> Opti
         Value::Table(t) => match serde_json::to_string(t) {
             Ok(json) => ConfigValue::Text(json),
             Err(e) => {
-                r.err(path, format!("this table cannot be given to the plugin: {e}"));
+                r.err(
+                    path,
+                    format!("this table cannot be given to the plugin: {e}"),
+                );
                 return None;
             }
         },
