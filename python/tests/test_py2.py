@@ -120,3 +120,15 @@ class Detection(unittest.TestCase):
 
 if __name__ == '__main__':
     unittest.main()
+
+
+class Modules(unittest.TestCase):
+    def test_base64_speaks_text_to_python_2_only(self):
+        from wdiamond.py2 import modules
+        import base64
+        modules.install()
+        g = run('import base64\nx = base64.b64encode("guest:guest")\n'
+                'y = base64.b64decode(x)\nz = base64.encodestring("a")\n')
+        self.assertEqual((g['x'], g['y'], g['z']), ('Z3Vlc3Q6Z3Vlc3Q=', 'guest:guest', 'YQ==\n'))
+        # Python 3 code keeps bytes.
+        self.assertEqual(base64.b64encode(b'a'), b'YQ==')

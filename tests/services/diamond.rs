@@ -154,3 +154,33 @@ fn diamond_redisstat_script_with_redis_py_from_its_python_path() {
     );
     assert!(c.runs[0].is_empty(), "{:?}", c.runs[0]);
 }
+
+#[test]
+fn diamond_rabbitmq_script_against_a_real_rabbitmq() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = servers::rabbitmq(dir.path());
+    let host = format!("host = \"127.0.0.1:{port}\"\n");
+    // The API answers before every part of the node is up: a few tries.
+    let mut c = run_collector(
+        &diamond_section("rabbitmq", "rabbitmq/rabbitmq.py", "rabbitmq", port, &host),
+        1,
+        Duration::ZERO,
+    );
+    for _ in 0..20 {
+        if c.runs[0].contains_key("object_totals.exchanges") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        c = run_collector(
+            &diamond_section("rabbitmq", "rabbitmq/rabbitmq.py", "rabbitmq", port, &host),
+            1,
+            Duration::ZERO,
+        );
+    }
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    assert_eq!(c.denials, 0);
+    // urllib2 with Python 2's base64 of a str (basic auth), JSON bodies.
+    let m = &c.runs[0];
+    assert!(m["object_totals.exchanges"].0 >= 7.0, "{m:?}");
+    assert!(m.contains_key("health.fd_used"), "{m:?}");
+}

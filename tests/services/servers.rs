@@ -153,3 +153,44 @@ pub fn apache2(dir: &Path) -> (Killed, u16) {
         port,
     )
 }
+
+/// A RabbitMQ node with the management plugin (its files in `dir`, the
+/// default `guest` user, loopback only), and the management API's port.
+pub fn rabbitmq(dir: &Path) -> (Killed, u16) {
+    let (amqp, api, dist) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
+    std::fs::write(dir.join("enabled_plugins"), "[rabbitmq_management].\n").unwrap();
+    std::fs::write(
+        dir.join("rabbitmq.conf"),
+        format!("listeners.tcp.default = 127.0.0.1:{amqp}\nmanagement.tcp.port = {api}\nmanagement.tcp.ip = 127.0.0.1\n"),
+    )
+    .unwrap();
+    let d = |p: &str| dir.join(p).to_string_lossy().into_owned();
+    let child = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+        .env("HOME", dir)
+        .env("RABBITMQ_NODENAME", format!("wdtest{amqp}@localhost"))
+        .env("RABBITMQ_DIST_PORT", dist.to_string())
+        .env("RABBITMQ_MNESIA_BASE", d("mnesia"))
+        .env("RABBITMQ_LOG_BASE", d("log"))
+        .env("RABBITMQ_CONFIG_FILE", d("rabbitmq"))
+        .env("RABBITMQ_ENABLED_PLUGINS_FILE", d("enabled_plugins"))
+        .env("RABBITMQ_PID_FILE", d("pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rabbitmq-server (.ci/run installs it)");
+    let server = Killed(child);
+    // The management API is the last to listen (30 s: a slow machine).
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", api)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "rabbitmq's management API did not listen on {api}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (server, api)
+}

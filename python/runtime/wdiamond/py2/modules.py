@@ -7,6 +7,7 @@ data, a command's output) is text here.
 
 import builtins
 import configparser
+import functools
 import html.parser
 import http.client
 import io
@@ -203,6 +204,23 @@ def _unescape(m):
     return m.group(0) if letter in 'AbBdDsSwWZafnrtvxuUN0123456789gP' else letter
 
 
+def _base64_text(function, bytes_in=True):
+    """A ``base64`` function as Python 2 code calls it: text in, text out
+    (Python 3 callers keep bytes: they are told apart by the caller)."""
+    from .. import callers
+
+    @functools.wraps(function)
+    def call(data, *args, **kwargs):
+        python2 = callers.python2()
+        if python2 and bytes_in and isinstance(data, str):
+            data = data.encode('utf-8', 'surrogateescape')
+        out = function(data, *args, **kwargs)
+        if python2 and isinstance(out, bytes):
+            return out.decode('utf-8', 'surrogateescape')
+        return out
+    return call
+
+
 def _modules():
     """Name -> module of everything registered."""
     urllib2 = _module('urllib2', 'Python 2 urllib2 over urllib.request', dict(
@@ -295,5 +313,12 @@ def install():
     for name in ('compile', 'match', 'search', 'sub', 'subn', 'split', 'findall',
                  'finditer', 'fullmatch'):
         setattr(re, name, _lenient(getattr(re, name)))
+    import base64
+    for name in ('b64encode', 'b64decode', 'standard_b64encode', 'standard_b64decode',
+                 'urlsafe_b64encode', 'urlsafe_b64decode', 'b32encode', 'b32decode',
+                 'b16encode', 'b16decode', 'encodebytes', 'decodebytes'):
+        setattr(base64, name, _base64_text(getattr(base64, name)))
+    base64.encodestring = base64.encodebytes
+    base64.decodestring = base64.decodebytes
     sys.maxint = sys.maxsize
     os.getcwdu = os.getcwd
