@@ -367,3 +367,41 @@ fn python_path_imports_only_pure_python() {
         "{err}"
     );
 }
+
+/// What a script checks while it is described (`__init__`,
+/// `process_config`: Diamond's ntp, unbound, scribe check their binary or
+/// file there) its section's grants allow: the probe that describes it has
+/// them too.
+#[test]
+fn a_granted_file_is_readable_while_the_script_is_described() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("checks.py");
+    std::fs::write(
+        &script,
+        "import diamond.collector\n\nclass ChecksCollector(diamond.collector.Collector):\n    def get_default_config(self):\n        c = super(ChecksCollector, self).get_default_config()\n        c.update({'path': 'checks'})\n        return c\n\n    def process_config(self):\n        super(ChecksCollector, self).process_config()\n        self.load = open('/proc/loadavg').read().split()[0]\n\n    def collect(self):\n        self.publish('load', float(self.load))\n",
+    )
+    .unwrap();
+    let section = |grants: &str| {
+        common::write_config(
+            dir.path(),
+            &format!(
+                "[server]\nhandlers = []\nplugin_cache_dir = {:?}\n[collectors.checks]\nenabled = true\ncomponent = {:?}\n{grants}",
+                common::cache_dir(),
+                script.display().to_string()
+            ),
+        )
+    };
+    let rt = common::runtime();
+    let granted = wdiamond::config::load(&section(
+        "[collectors.checks.grants]\nfiles = [\"/proc/loadavg\"]\n",
+    ))
+    .unwrap();
+    agent::load(&rt, &granted, &HostFacts::default()).unwrap_or_else(|e| panic!("{e}"));
+    // Not granted: refused, the denial naming the section to add it to.
+    let bare = wdiamond::config::load(&section("")).unwrap();
+    let err = match agent::load(&rt, &bare, &HostFacts::default()) {
+        Ok(_) => panic!("read /proc/loadavg without a grant"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("[collectors.checks.grants] files"), "{err}");
+}

@@ -178,11 +178,24 @@ impl HostState {
     /// per plugin, guest-chosen parts cut) and turns it into the guest's
     /// error result.
     pub fn denied(&mut self, d: Denial) -> HostError {
+        self.denied_because(d, None)
+    }
+
+    /// [`HostState::denied`], with a `hint` for the operator's log only
+    /// (never the guest's error: what the host knows stays the host's).
+    pub fn denied_because(&mut self, d: Denial, hint: Option<&str>) -> HostError {
         self.stats.denials += 1;
         let text = d.to_string();
         if let Some(suppressed) = self.ctx.log_limit.admit(crate::logging::Kind::Denial) {
             let _g = self.ctx.span.enter();
-            tracing::warn!(denial = %crate::logging::guest_text(&text), suppressed, "host call denied");
+            match hint {
+                Some(hint) => {
+                    tracing::warn!(denial = %crate::logging::guest_text(&text), hint, suppressed, "host call denied")
+                }
+                None => {
+                    tracing::warn!(denial = %crate::logging::guest_text(&text), suppressed, "host call denied")
+                }
+            }
         }
         HostError::Denied(crate::logging::cut(&text, crate::logging::MAX_GUEST_TEXT).into_owned())
     }

@@ -18,6 +18,8 @@
 //!   writes stdin and reads stdout and stderr; the pipes are closed when
 //!   the call returns, whoever else still held them.
 
+mod hint;
+
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -385,7 +387,8 @@ pub fn run_command(
 impl Host for HostState {
     fn run(&mut self, cmd: GuestCommand) -> Result<CommandOutput, HostError> {
         if let Err(d) = self.ctx.grants.check_command(&cmd.argv) {
-            return Err(self.denied(d));
+            let hint = hint::missing_program(&cmd.argv);
+            return Err(self.denied_because(d, hint.as_deref()));
         }
         let limits = &self.ctx.limits;
         let timeout = self.within_deadline(
