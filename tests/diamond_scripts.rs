@@ -42,7 +42,6 @@ const NOT_LOADING: &[&str] = &[
     "snmpinterface",    // the same
     "snmpraw",          // the same
     "snmp",             // needs pysnmp
-    "numa",             // a regex Python 3 refuses, no Python 2 mark
     "cpuacct_cgroup",   // its path is a filesystem path
     "collectd_network", // a helper module, not a collector
 ];

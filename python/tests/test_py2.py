@@ -8,6 +8,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'runtime'))
 
+import diamond  # noqa: E402,F401
 from wdiamond.py2 import names, translate  # noqa: E402
 
 
@@ -132,3 +133,21 @@ class Modules(unittest.TestCase):
         self.assertEqual((g['x'], g['y'], g['z']), ('Z3Vlc3Q6Z3Vlc3Q=', 'guest:guest', 'YQ==\n'))
         # Python 3 code keeps bytes.
         self.assertEqual(base64.b64encode(b'a'), b'YQ==')
+
+
+class SecondTry(unittest.TestCase):
+    def test_a_script_that_fails_as_python_3_runs_as_python_2(self):
+        from wdiamond import loader
+        # Python 3 parses it and finds no Python 2 name; it fails there.
+        src = ('import diamond.collector\n'
+               'ORDER = sorted([2, 1], cmp=lambda a, b: a - b)\n'
+               'class NumaCollector(diamond.collector.Collector):\n'
+               '    def collect(self):\n'
+               '        self.publish("x", 7 / 2)\n')
+        self.assertFalse(translate.is_python2(src))
+        cls = loader.load(src, 'numa.py')
+        self.assertEqual(cls.__name__, 'NumaCollector')
+        # Marked Python 3: no second try, the first error stands.
+        with self.assertRaises(loader.ScriptError) as e:
+            loader.load('# wdiamond: python3\n' + src, 'numa.py')
+        self.assertIn("'cmp' is an invalid keyword", str(e.exception))

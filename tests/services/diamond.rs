@@ -166,8 +166,11 @@ fn diamond_rabbitmq_script_against_a_real_rabbitmq() {
         1,
         Duration::ZERO,
     );
-    for _ in 0..20 {
-        if c.runs[0].contains_key("object_totals.exchanges") {
+    for _ in 0..40 {
+        // The node's own stats (`health.*`) come a little after the rest.
+        if c.runs[0].contains_key("object_totals.exchanges")
+            && c.runs[0].contains_key("health.fd_used")
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(500));

@@ -32,6 +32,9 @@ CAPABILITIES = ('read-files', 'filesystem-stats', 'run-command', 'connect', 'wri
 class ScriptError(Exception):
     """The script cannot be used; the text says why, with its file and line."""
 
+    # Whether executing it as Python 2 may succeed where Python 3 failed.
+    retry = False
+
 
 def error_text(exc, filename=None):
     """``Type: message (at FILE:LINE in FUNCTION)``, cut to ``MAX_ERROR``."""
@@ -55,10 +58,31 @@ def error_text(exc, filename=None):
 
 def load(source, filename):
     """The collector class of a script (its source text). Python 2 code
-    (:func:`py2.translate.is_python2`) runs through the bridge."""
+    (:func:`py2.translate.is_python2`) runs through the bridge; a script
+    taken for Python 3 that fails while it is executed (a regex only Python
+    2 accepted, a Python 2 name) is given a second try as Python 2, unless a
+    ``# wdiamond: python3`` comment says otherwise."""
+    python2 = py2.translate.is_python2(source)
+    py2.modules.install_missing()
+    # Its lines for tracebacks, without reading the file again (mtime None:
+    # never checked against the disk).
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    try:
+        module = _execute(source, filename, python2)
+    except ScriptError as first:
+        if python2 or not first.retry or py2.translate.marked(source):
+            raise
+        try:
+            module = _execute(source, filename, True)
+        except ScriptError:
+            raise first
+    return _collector_of(module, filename)
+
+
+def _execute(source, filename, python2):
+    """The script's module, executed (as Python 2 when ``python2``)."""
     module = types.ModuleType('wdiamond_script')
     module.__file__ = filename
-    python2 = py2.translate.is_python2(source)
     try:
         if python2:
             code = py2.translate.translate(source, filename)
@@ -66,13 +90,9 @@ def load(source, filename):
             code = compile(source, filename, 'exec')
     except SyntaxError as e:
         raise ScriptError(error_text(e, filename))
-    py2.modules.install_missing()
     if python2:
         py2.prepare(module)
     sys.modules['wdiamond_script'] = module
-    # Its lines for tracebacks, without reading the file again (mtime None:
-    # never checked against the disk).
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     try:
         exec(code, module.__dict__)
     except ScriptError:
@@ -80,7 +100,15 @@ def load(source, filename):
     except BaseException as e:
         if isinstance(e, MemoryError):
             raise
-        raise ScriptError('%s: running the script failed: %s' % (filename, error_text(e, filename)))
+        error = ScriptError('%s: running the script failed: %s' % (filename, error_text(e, filename)))
+        # Worth a try as Python 2: not a stop, a cap, or a missing module.
+        error.retry = isinstance(e, Exception) and not isinstance(e, ImportError)
+        raise error
+    return module
+
+
+def _collector_of(module, filename):
+    """The one collector class the script defines."""
     found = [v for v in module.__dict__.values()
              if isinstance(v, type) and issubclass(v, Collector)
              and v not in (Collector, ProcessCollector)

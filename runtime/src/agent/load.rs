@@ -270,11 +270,14 @@ fn load_plugin<W: World>(
     }
     // `describe` runs the script's `__init__` and `process_config`: what
     // they check (`os.access` of a granted file) the operator's grants
-    // allow, and a denial names the section.
+    // allow, and a denial names the section. (No directory: it writes
+    // nothing, and a granted one is created only after.)
+    let mut probe_grants = p.grants.clone();
+    probe_grants.directories.clear();
     let probe = context(
         &p.name,
         "probe",
-        p.grants.clone(),
+        probe_grants,
         p,
         Vec::new(),
         String::new(),

@@ -39,6 +39,11 @@ _OPS = ('**=', '//=', '>>=', '<<=', '<>', '!=', '==', '<=', '>=', '**', '//',
         '>>', '<<', '+=', '-=', '*=', '/=', '%=', '&=', '|=', '^=', '->')
 
 
+def marked(source):
+    """Whether a ``# wdiamond: python2``/``python3`` comment decides."""
+    return _MARKER.search(source) is not None
+
+
 def is_python2(source, syntax_only=False):
     """Whether ``source`` is Python 2 code: a ``# wdiamond: python2`` (or
     ``python3``) comment decides; else it is when Python 3 cannot compile
