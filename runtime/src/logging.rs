@@ -67,9 +67,11 @@ pub enum Kind {
     Output,
     /// Lines of the `log` import.
     Log,
+    /// Metrics a handler's queue dropped (full, or past its spool quota).
+    Drop,
 }
 
-const KINDS: usize = 5;
+const KINDS: usize = 6;
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Window {

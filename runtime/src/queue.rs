@@ -70,6 +70,8 @@ pub struct Queue {
     /// The queue of the handler that replaced this one (a reload), which
     /// takes what this one still spills.
     successor: Mutex<Option<Arc<Queue>>>,
+    /// Drop warnings, rate-limited (the totals are in every line logged).
+    log_limit: crate::logging::LogLimit,
 }
 
 /// Queued metrics: the chunks collectors published (shared with the other
@@ -188,6 +190,7 @@ impl Queue {
             spool,
             handed_over: Default::default(),
             successor: Mutex::new(None),
+            log_limit: Default::default(),
         })
     }
 
@@ -330,7 +333,9 @@ impl Queue {
 
     fn count_dropped(&self, n: usize, what: &str) {
         let total = self.stats.dropped.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-        tracing::warn!(handler = %self.name, dropped = n, total_dropped = total, capacity = self.capacity, "{what}");
+        if let Some(suppressed) = self.log_limit.admit(crate::logging::Kind::Drop) {
+            tracing::warn!(handler = %self.name, dropped = n, total_dropped = total, capacity = self.capacity, suppressed, "{what}");
+        }
     }
 
     /// Up to `n` of the oldest metrics, as slices of the queued chunks
