@@ -72,6 +72,8 @@ pub struct LineSender {
     replay_secs: f64,
     /// Payloads confirmed within the replay window: (sent at, payload).
     recent: std::collections::VecDeque<(f64, Payload)>,
+    /// Bytes of the payloads in `recent`.
+    recent_bytes: usize,
     /// The last connection failed: the next one replays `recent` first.
     broken: bool,
 }
@@ -143,6 +145,7 @@ impl LineSender {
             keepalive: None,
             replay_secs: 0.0,
             recent: std::collections::VecDeque::new(),
+            recent_bytes: 0,
             broken: false,
         }
     }
@@ -160,14 +163,15 @@ impl LineSender {
             return;
         }
         let now = crate::bindings::wdiamond::plugin::host_info::now();
+        self.recent_bytes += p.bytes();
         self.recent.push_back((now, p));
-        let mut bytes: usize = self.recent.iter().map(|(_, p)| p.bytes()).sum();
         while let Some((t, p)) = self.recent.front() {
             let stale = now - t > self.replay_secs;
-            if !(stale || self.recent.len() > MAX_REPLAY || bytes > MAX_REPLAY_BYTES) {
+            let over = self.recent.len() > MAX_REPLAY || self.recent_bytes > MAX_REPLAY_BYTES;
+            if !(stale || over) {
                 break;
             }
-            bytes -= p.bytes();
+            self.recent_bytes -= p.bytes();
             self.recent.pop_front();
         }
     }
