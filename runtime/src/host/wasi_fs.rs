@@ -154,16 +154,17 @@ async fn with_entry<T>(
     code(r)
 }
 
-/// Charges the bytes between a file's end and `offset`, where a write
-/// at `offset` would begin (nothing when it begins within the file).
+/// Charges the bytes between a file's end and `offset` (where a write at
+/// `offset` would begin, or the size it is set to): what was charged,
+/// nothing when `offset` is within the file.
 async fn charge_gap<T>(
     state: &mut HostState,
     budget: &Budget,
     fd: &Resource<Descriptor>,
     offset: u64,
-) -> Result<(), Res<T>> {
+) -> Result<u64, Res<T>> {
     if offset == 0 {
-        return Ok(());
+        return Ok(0);
     }
     let size = match state.filesystem().stat(again(fd)).await {
         Ok(st) => st.size,
@@ -173,7 +174,7 @@ async fn charge_gap<T>(
     if gap > 0 && budget.charge(gap).is_err() {
         return Err(no_space());
     }
-    Ok(())
+    Ok(gap)
 }
 
 /// Replaces the WASI filesystem calls above (after WASI is linked).
@@ -244,14 +245,10 @@ pub(super) fn shadow(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 let Some(budget) = state.disk.clone() else {
                     return code(state.filesystem().set_size(fd, size).await);
                 };
-                let now = match state.filesystem().stat(again(&fd)).await {
-                    Ok(st) => st.size,
-                    Err(e) => return code(Err(e)),
+                let growth = match charge_gap(state, &budget, &fd, size).await {
+                    Ok(growth) => growth,
+                    Err(r) => return r,
                 };
-                let growth = size.saturating_sub(now);
-                if growth > 0 && budget.charge(growth).is_err() {
-                    return no_space();
-                }
                 let r = state.filesystem().set_size(fd, size).await;
                 if r.is_err() {
                     budget.refund(growth);
