@@ -304,6 +304,15 @@ pub fn escape_help(v: &str, out: &mut String) {
     }
 }
 
+/// `[(name, value)]` as owned label pairs (the tests' shorthand).
+#[cfg(test)]
+pub(crate) fn label_pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

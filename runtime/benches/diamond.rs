@@ -15,6 +15,9 @@ use wdiamond::agent;
 use wdiamond::host::HostFacts;
 use wdiamond::plugin::{Metering, Runtime};
 
+mod common;
+use common::{median, thread_cpu};
+
 const RUNS: usize = 200;
 const ROUNDS: usize = 5;
 const COLLECTORS: &[(&str, &str)] = &[
@@ -24,21 +27,6 @@ const COLLECTORS: &[(&str, &str)] = &[
     ("tcp", "tcp/tcp.py"),
     ("interrupt", "interrupt/interrupt.py"),
 ];
-
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 fn collectors_dir() -> PathBuf {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -20,14 +20,12 @@ use wdiamond::agent;
 use wdiamond::host::HostFacts;
 use wdiamond::plugin::Runtime;
 
+mod common;
+use common::median;
+
 const METRICS: usize = 10_000;
 const BATCH: usize = 2_000;
 const ROUNDS: usize = 15;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 /// A TCP sink that reads and drops everything.
 fn tcp_sink() -> u16 {

@@ -16,23 +16,11 @@ use wdiamond::bindings::collector::CollectorPlugin;
 use wdiamond::host::{HostFacts, PluginContext};
 use wdiamond::plugin::{python, Metering, Runtime};
 
+mod common;
+use common::{median, thread_cpu};
+
 const RUNS: usize = 400;
 const ROUNDS: usize = 5;
-
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 fn kb(file: &str, key: &str) -> u64 {
     std::fs::read_to_string(file)

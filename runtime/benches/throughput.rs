@@ -22,13 +22,11 @@ use wdiamond::agent;
 use wdiamond::host::HostFacts;
 use wdiamond::plugin::Runtime;
 
+mod common;
+use common::median;
+
 const BATCH: usize = 100_000;
 const ROUNDS: usize = 7;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 fn sink() -> (u16, Arc<AtomicU64>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();

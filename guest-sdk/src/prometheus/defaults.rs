@@ -90,12 +90,7 @@ mod tests {
         map(rest).unwrap_or_else(|| panic!("{rest}: no default"))
     }
 
-    fn l(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use super::super::label_pairs as l;
 
     #[test]
     fn every_rule_parses() {

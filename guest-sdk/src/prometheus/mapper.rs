@@ -127,12 +127,7 @@ mod tests {
     use super::super::parse_rule;
     use super::*;
 
-    fn l(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use super::super::label_pairs as l;
 
     #[test]
     fn rules_then_defaults_then_the_path() {
