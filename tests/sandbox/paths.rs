@@ -27,7 +27,11 @@ fn load_errors(health: &str, section: &str) -> Vec<String> {
 
 /// A Python collector whose default `path` is `path`.
 fn script(dir: &Path, path: &str) -> String {
-    let file = dir.join(format!("{}.py", path.replace('.', "_")));
+    let stem: String = path
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let file = dir.join(format!("{stem}.py"));
     std::fs::write(
         &file,
         format!(
@@ -76,4 +80,47 @@ fn a_third_party_collector_cannot_publish_under_the_health_path() {
     );
     // No health path: nothing reserved.
     assert_eq!(load_errors("", &section(&forger, "")), Vec::<String>::new());
+}
+
+/// Diamond's paths: a script may describe a dotted path (`aws.s3`), but
+/// not one under a built-in's (`cpu.x`), and `.` (its metrics right under
+/// the host name, where it could publish any path) only with the
+/// operator's `path` or a tenant's prefix.
+#[test]
+fn dotted_and_dot_paths_are_diamonds_but_the_host_name_space_is_the_operators() {
+    let dir = tempfile::tempdir().unwrap();
+    let section = |component: &str, extra: &str| {
+        format!("[collectors.forger]\nenabled = true\ncomponent = {component:?}\n{extra}")
+    };
+    let dotted = script(dir.path(), "aws.s3");
+    assert_eq!(load_errors("", &section(&dotted, "")), Vec::<String>::new());
+    let under_cpu = script(dir.path(), "cpu.x");
+    let errors = load_errors("", &section(&under_cpu, ""));
+    assert!(
+        errors.len() == 1 && errors[0].contains("the path of a built-in collector"),
+        "{errors:?}"
+    );
+    let dot = script(dir.path(), ".");
+    let errors = load_errors("", &section(&dot, ""));
+    assert!(
+        errors.len() == 1
+            && errors[0].contains("directly under the host")
+            && errors[0].contains("set `path`"),
+        "{errors:?}"
+    );
+    assert_eq!(
+        load_errors("", &section(&dot, "path = \".\"\n")),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        load_errors("", &section(&dot, "tenant = \"t\"\n")),
+        Vec::<String>::new()
+    );
+    // Not a path at all: refused as before.
+    let slashes = script(dir.path(), "/sys/fs/x");
+    let errors = load_errors("", &section(&slashes, ""));
+    assert!(
+        errors.len() == 1 && errors[0].contains("is not a metric path"),
+        "{errors:?}"
+    );
 }
