@@ -151,3 +151,23 @@ class SecondTry(unittest.TestCase):
         with self.assertRaises(loader.ScriptError) as e:
             loader.load('# wdiamond: python3\n' + src, 'numa.py')
         self.assertIn("'cmp' is an invalid keyword", str(e.exception))
+
+
+class TableOptions(unittest.TestCase):
+    def test_a_table_arrives_as_the_dict_diamond_gave(self):
+        from wdiamond import loader
+        cls = loader.load(
+            'import diamond.collector\n'
+            'class PortCollector(diamond.collector.Collector):\n'
+            '    def get_default_config(self):\n'
+            '        c = super(PortCollector, self).get_default_config()\n'
+            '        c.update({"path": "port", "port": {}, "xenfix": None})\n'
+            '        return c\n', 'port.py')
+        options = dict((k, v) for k, v, _ in loader.describe(cls, 'port.py')[3])
+        self.assertEqual(options['port'], ('text', '{}'))
+        c = loader.configure(cls, {'port': '{"ssh": {"number": "22"}}', 'xenfix': ''})
+        self.assertEqual(c.config['port'], {'ssh': {'number': '22'}})
+        self.assertIsNone(c.config['xenfix'])
+        with self.assertRaises(ValueError) as e:
+            loader.configure(cls, {'port': '[1, 2]'})
+        self.assertIn('is a table of options', str(e.exception))

@@ -160,26 +160,21 @@ fn diamond_rabbitmq_script_against_a_real_rabbitmq() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, port) = servers::rabbitmq(dir.path());
     let host = format!("host = \"127.0.0.1:{port}\"\n");
-    // The API answers before every part of the node is up: a few tries.
-    let mut c = run_collector(
-        &diamond_section("rabbitmq", "rabbitmq/rabbitmq.py", "rabbitmq", port, &host),
-        1,
-        Duration::ZERO,
-    );
-    for _ in 0..40 {
-        // The node's own stats (`health.*`) come a little after the rest.
-        if c.runs[0].contains_key("object_totals.exchanges")
-            && c.runs[0].contains_key("health.fd_used")
+    // The API answers before every part of the node is up (its own stats,
+    // `health.*`, come last): a few tries.
+    let section = diamond_section("rabbitmq", "rabbitmq/rabbitmq.py", "rabbitmq", port, &host);
+    let mut tries = 0;
+    let c = loop {
+        let c = run_collector(&section, 1, Duration::ZERO);
+        tries += 1;
+        let m = &c.runs[0];
+        if tries == 40
+            || (m.contains_key("object_totals.exchanges") && m.contains_key("health.fd_used"))
         {
-            break;
+            break c;
         }
         std::thread::sleep(Duration::from_millis(500));
-        c = run_collector(
-            &diamond_section("rabbitmq", "rabbitmq/rabbitmq.py", "rabbitmq", port, &host),
-            1,
-            Duration::ZERO,
-        );
-    }
+    };
     assert!(c.errors.is_empty(), "{:?}", c.errors);
     assert_eq!(c.denials, 0);
     // urllib2 with Python 2's base64 of a str (basic auth), JSON bodies.

@@ -65,11 +65,12 @@ class SourceLoader(importlib.abc.Loader):
 
     def exec_module(self, module):
         module.__file__ = self.filename
-        if py2.translate.is_python2(self.source, self.syntax_only):
+        python2, tree = py2.translate.detect(self.source, self.syntax_only)
+        if python2:
             code = py2.translate.translate(self.source, self.filename)
             py2.prepare(module)
         else:
-            code = compile(self.source, self.filename, 'exec')
+            code = compile(tree if tree is not None else self.source, self.filename, 'exec')
         exec(code, module.__dict__)
 
 

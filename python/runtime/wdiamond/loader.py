@@ -62,32 +62,33 @@ def load(source, filename):
     taken for Python 3 that fails while it is executed (a regex only Python
     2 accepted, a Python 2 name) is given a second try as Python 2, unless a
     ``# wdiamond: python3`` comment says otherwise."""
-    python2 = py2.translate.is_python2(source)
+    python2, tree = py2.translate.detect(source)
     py2.modules.install_missing()
     # Its lines for tracebacks, without reading the file again (mtime None:
     # never checked against the disk).
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     try:
-        module = _execute(source, filename, python2)
+        module = _execute(source, filename, python2, tree)
     except ScriptError as first:
         if python2 or not first.retry or py2.translate.marked(source):
             raise
         try:
-            module = _execute(source, filename, True)
+            module = _execute(source, filename, True, None)
         except ScriptError:
             raise first
     return _collector_of(module, filename)
 
 
-def _execute(source, filename, python2):
-    """The script's module, executed (as Python 2 when ``python2``)."""
+def _execute(source, filename, python2, tree):
+    """The script's module, executed (as Python 2 when ``python2``; else
+    from ``tree``, its Python 3 syntax tree, when detection made one)."""
     module = types.ModuleType('wdiamond_script')
     module.__file__ = filename
     try:
         if python2:
             code = py2.translate.translate(source, filename)
         else:
-            code = compile(source, filename, 'exec')
+            code = compile(tree if tree is not None else source, filename, 'exec')
     except SyntaxError as e:
         raise ScriptError(error_text(e, filename))
     if python2:
@@ -173,12 +174,22 @@ def describe(cls, filename):
     return name, version, summary, options, asks
 
 
+def _defaults(cls):
+    """The class's default configuration, without running its ``__init__``
+    (and ``process_config``) a second time; a ``get_default_config`` that
+    needs them gets them."""
+    try:
+        return cls.__new__(cls).get_default_config() or {}
+    except Exception:
+        return cls().get_default_config() or {}
+
+
 def configure(cls, config):
     """A collector instance with ``config`` (dict of the merged keys). An
     option the script defaults to ``None`` stays ``None`` unless the
     operator gave it a value (the host's text for it is empty): scripts test
     ``is None`` (Diamond's cpu ``xenfix``)."""
-    defaults = cls().get_default_config() or {}
+    defaults = _defaults(cls)
     config = dict(config)
     for k, v in defaults.items():
         if v is None and config.get(k) == '':

@@ -212,3 +212,18 @@ fn a_tenant_s_handlers_belong_to_it_and_share_its_quotas() {
     assert!(!Receives::Tenant("acme".into()).accepts(None));
     assert!(!Receives::Host.accepts(Some("acme")));
 }
+
+#[test]
+fn a_table_option_reaches_the_plugin_as_json_and_python_path_is_read() {
+    let c = load_str("[collectors.portstat]\ncomponent = \"/opt/portstat.py\"\npython_path = [\"/opt/lib\", \"rel\"]\n[collectors.portstat.port.ssh]\nnumber = \"22\"\n").unwrap();
+    let p = &c.collectors[0].plugin;
+    assert_eq!(
+        p.options,
+        vec![(
+            "port".into(),
+            ConfigValue::Text(r#"{"ssh":{"number":"22"}}"#.into())
+        )]
+    );
+    assert_eq!(p.python_path[0], PathBuf::from("/opt/lib"));
+    assert!(p.python_path[1].is_absolute() && p.python_path[1].ends_with("rel"));
+}

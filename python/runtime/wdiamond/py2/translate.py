@@ -45,21 +45,32 @@ def marked(source):
 
 
 def is_python2(source, syntax_only=False):
-    """Whether ``source`` is Python 2 code: a ``# wdiamond: python2`` (or
-    ``python3``) comment decides; else it is when Python 3 cannot compile
-    it, when its ``except`` clauses bind a name with a comma, or (unless
-    ``syntax_only``: a library written for both, which takes its Python 3
-    branch) when it uses a name only Python 2 has (``iteritems``,
-    ``xrange``, ``long``, ``urllib2``…)."""
+    """Whether ``source`` is Python 2 code (see :func:`detect`)."""
+    return detect(source, syntax_only)[0]
+
+
+def detect(source, syntax_only=False):
+    """(whether ``source`` is Python 2 code, its Python 3 syntax tree when
+    it has one: compile that, not the text again). A ``# wdiamond:
+    python2`` (or ``python3``) comment decides; else it is Python 2 when
+    Python 3 cannot parse it, when its ``except`` clauses bind a name with
+    a comma, or (unless ``syntax_only``: a library written for both, which
+    takes its Python 3 branch) when it uses a name only Python 2 has
+    (``iteritems``, ``xrange``, ``long``, ``urllib2``…)."""
     m = _MARKER.search(source)
-    if m:
-        return m.group(1) == '2'
+    if m and m.group(1) == '2':
+        return True, None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', SyntaxWarning)
             tree = ast.parse(source)
     except SyntaxError:
-        return True
+        return not m, None
+    return (not m and _python2_nodes(tree, syntax_only)), tree
+
+
+def _python2_nodes(tree, syntax_only):
+    """Whether the tree holds a Python 2 mark (:func:`detect`)."""
     for node in ast.walk(tree):
         if syntax_only and not isinstance(node, ast.ExceptHandler):
             continue
