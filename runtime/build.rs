@@ -34,6 +34,7 @@ const BUILTINS: &[(&str, &str, &str)] = &[
     ("redis", "guest-collectors", "collector_redis"),
     ("memcached", "guest-collectors", "collector_memcached"),
     ("nginx", "guest-collectors", "collector_nginx"),
+    ("zookeeper", "guest-collectors", "collector_zookeeper"),
     ("ceph", "guest-collectors", "collector_ceph"),
     ("archive", "guest-handlers", "handler_archive"),
     ("graphite", "guest-handlers", "handler_graphite"),

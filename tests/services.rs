@@ -1,5 +1,5 @@
 //! Service collectors against real servers (Debian's redis-server, memcached
-//! and nginx, started here on free ports on 127.0.0.1 and stopped after),
+//! nginx and zookeeper, started here on free ports on 127.0.0.1 and stopped after),
 //! and the ceph command collector against a stand-in `ceph` executable.
 
 mod common;
@@ -153,6 +153,33 @@ fn memcached_stats_from_a_real_server() {
     assert_eq!(second["cache.cmd_set"].2, MetricKind::Counter);
     assert!(second["cache.total_connections"].0 >= 0.0);
     assert!(!second.contains_key("cache.pid") && !second.contains_key("cache.version"));
+}
+
+/// ZooKeeper 3.8 answers `mntr` with some 16 KB: the port reads it whole.
+#[test]
+fn zookeeper_mntr_from_a_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = servers::zookeeper(dir.path());
+    let section = format!("[collectors.zookeeper]\nenabled = true\nhosts = [\"zk@127.0.0.1:{port}\"]\n[collectors.zookeeper.grants]\nconnect = [\"tcp:127.0.0.1:{port}\"]\n");
+    let c = run_collector(&section, 1, Duration::ZERO);
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    let m = &c.runs[0];
+    // The tree's own znodes (/, /zookeeper, its quota and config nodes).
+    assert!(m["zk.zk_znode_count"].0 >= 4.0, "{m:?}");
+    assert_eq!(m["zk.zk_num_alive_connections"].2, MetricKind::Gauge);
+    assert!(m["zk.zk_num_alive_connections"].0 >= 1.0);
+    // Every numeric line, far past the first 4 KB; never version or state.
+    assert!(m.len() > 300, "{} metrics", m.len());
+    assert!(!m
+        .keys()
+        .any(|k| k.contains("zk_version") || k.contains("zk_server_state")));
+    // No alias: the stats under their own names, as Diamond names them;
+    // `publish` keeps the keys it lists.
+    let section = format!("[collectors.zookeeper]\nenabled = true\nhosts = [\"127.0.0.1:{port}\"]\npublish = [\"zk_znode_count\", \"zk_watch_count\"]\n[collectors.zookeeper.grants]\nconnect = [\"tcp:127.0.0.1:{port}\"]\n");
+    let c = run_collector(&section, 1, Duration::ZERO);
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    let names: Vec<&String> = c.runs[0].keys().collect();
+    assert_eq!(names, ["zk_watch_count", "zk_znode_count"]);
 }
 
 #[test]

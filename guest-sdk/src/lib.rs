@@ -17,17 +17,19 @@
 //! - [`config`]: typed access to the merged configuration, with Diamond's
 //!   `str_to_bool` and list rules.
 //! - [`host`]: thin wrappers over the host imports (files, log).
+//! - [`hosts`]: Diamond's `[alias@]host[:port]` entries.
 //! - [`net`]: request/response and HTTP/1.1 GET over granted sockets.
 //! - [`prometheus`]: graphite paths as Prometheus series (mapping rules,
 //!   snake_case, the exposition format's escaping).
 //!
-//! The pure modules ([`derive`], [`units`], [`format`], [`prometheus`]) do not touch the bindings and
+//! The pure modules ([`derive`], [`units`], [`format`], [`hosts`], [`prometheus`]) do not touch the bindings and
 //! are unit-tested on the host target.
 #![deny(missing_docs)]
 
 pub use wdiamond_wire::columns;
 pub mod derive;
 pub mod format;
+pub mod hosts;
 pub mod prometheus;
 pub mod protobuf;
 pub mod text;

@@ -107,7 +107,15 @@ pub fn parse_rule(text: &str) -> Result<Rule, String> {
     if pattern.iter().filter(|s| *s == "**").count() > 1 {
         return Err(format!("{text:?}: at most one `**` in a pattern"));
     }
-    let stars = pattern.iter().filter(|s| *s == "*" || *s == "**").count();
+    if let Some(bad) = pattern
+        .iter()
+        .find(|s| *s != "**" && s.matches('*').count() > 1)
+    {
+        return Err(format!(
+            "{text:?}: segment {bad:?} has more than one `*` (write `*`, `**` or PREFIX*SUFFIX)"
+        ));
+    }
+    let stars = pattern.iter().filter(|s| s.contains('*')).count();
     let refs = name.matches('$').count()
         + labels
             .iter()
@@ -195,6 +203,14 @@ impl Rule {
                 captures.push(&path[starts[j]..starts[j + extra + 1] - 1]);
             } else if p == "*" {
                 captures.push(segments[j]);
+            } else if let Some((prefix, suffix)) = p.split_once('*') {
+                // `PREFIX*SUFFIX`: the part of one segment between them.
+                let s = segments[j];
+                let middle = s
+                    .strip_prefix(prefix)
+                    .and_then(|m| m.strip_suffix(suffix))
+                    .filter(|m| !m.is_empty())?;
+                captures.push(middle);
             } else if p != segments[j] {
                 return None;
             }
@@ -405,5 +421,18 @@ mod tests {
         assert!(parse_rule("a.**.** n").is_err());
         assert!(parse_rule("a.b n * zero").is_err());
         assert!(parse_rule("a.b n * 0").is_err());
+    }
+
+    #[test]
+    fn a_star_inside_a_segment_takes_what_lies_between_prefix_and_suffix() {
+        let r = parse_rule(r#"zk.*.zk_*_ms t_$2{s="$1"}"#).unwrap();
+        assert_eq!(
+            r.apply("zk.a.zk_max_latency_ms").unwrap().0,
+            "t_max_latency"
+        );
+        assert_eq!(r.apply("zk.a.zk_ms"), None);
+        assert_eq!(r.apply("zk.a.zk_count"), None);
+        assert_eq!(r.apply("zk.a.x_zk_c_ms"), None);
+        assert!(parse_rule("a.*_*_ms n").is_err());
     }
 }

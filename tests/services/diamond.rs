@@ -182,3 +182,45 @@ fn diamond_rabbitmq_script_against_a_real_rabbitmq() {
     assert!(m["object_totals.exchanges"].0 >= 7.0, "{m:?}");
     assert!(m.contains_key("health.fd_used"), "{m:?}");
 }
+
+/// Diamond's zookeeper script reads `mntr` with one `recv(4096)`; ZooKeeper
+/// 3.8 (Debian's) answers with some 16 KB. As under Diamond, the script sees
+/// the first 4 KB: the line cut there raises IndexError (a cut key), or it
+/// publishes only what came before. The Rust port reads the whole answer.
+#[test]
+fn diamond_zookeeper_script_against_a_real_zookeeper() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = servers::zookeeper(dir.path());
+    let hosts = format!("hosts = [\"zk@127.0.0.1:{port}\"]\n");
+    let diamond = run_collector(
+        &diamond_section(
+            "zookeeper",
+            "zookeeper/zookeeper.py",
+            "zookeeper",
+            port,
+            &hosts,
+        ),
+        1,
+        Duration::ZERO,
+    );
+    // The script reads /proc/None/cmdline for a limit (ignored, as Diamond).
+    assert!(diamond.denials <= 1, "{} denials", diamond.denials);
+    let rust = run_collector(
+        &format!("[collectors.zookeeper]\nenabled = true\n{hosts}[collectors.zookeeper.grants]\nconnect = [\"tcp:127.0.0.1:{port}\"]\n"),
+        1,
+        Duration::ZERO,
+    );
+    assert!(rust.errors.is_empty(), "{:?}", rust.errors);
+    assert!(rust.runs[0].len() > 300, "{}", rust.runs[0].len());
+    if diamond.errors.is_empty() {
+        let d = names(&diamond, 0);
+        assert!(!d.is_empty() && d.len() < 150, "{d:?}");
+        assert!(d.is_subset(&names(&rust, 0)), "{d:?}");
+    } else {
+        assert!(
+            diamond.errors.iter().any(|e| e.contains("IndexError")),
+            "{:?}",
+            diamond.errors
+        );
+    }
+}

@@ -1,8 +1,9 @@
 //! Every built-in collector on one Prometheus page: the host's own (cpu,
-//! disks, interfaces, interrupts…), memcached, nginx and redis against the
-//! real servers, ceph through its stand-in command. With the default
-//! mappings the page is idiomatic (core, mode, device, interface, mount,
-//! irq and server as labels) and `promtool check metrics` finds nothing.
+//! disks, interfaces, interrupts…), memcached, nginx, redis and zookeeper
+//! against the real servers, ceph through its stand-in command. With the
+//! default mappings the page is idiomatic (core, mode, device, interface,
+//! mount, irq and server as labels) and `promtool check metrics` finds
+//! nothing.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -61,6 +62,9 @@ async fn every_built_in_collector_on_one_page_passes_promtool() {
     let nginx_dir = dir.path().join("nginx");
     std::fs::create_dir(&nginx_dir).unwrap();
     let (_nginx, nginx) = servers::nginx(&nginx_dir);
+    let zk_dir = dir.path().join("zookeeper");
+    std::fs::create_dir(&zk_dir).unwrap();
+    let (_zookeeper, zookeeper) = servers::zookeeper(&zk_dir);
     let sockets = dir.path().join("ceph");
     std::fs::create_dir(&sockets).unwrap();
     std::fs::write(sockets.join("ceph-osd.0.asok"), b"").unwrap();
@@ -78,6 +82,8 @@ async fn every_built_in_collector_on_one_page_passes_promtool() {
          [collectors.memcached.grants]\nconnect = [\"tcp:127.0.0.1:{memcached}\"]\n\
          [collectors.nginx]\nenabled = true\nreq_host = \"127.0.0.1\"\nreq_port = {nginx}\n\
          [collectors.redis]\nenabled = true\nhost = \"127.0.0.1\"\nport = {redis}\n\
+         [collectors.zookeeper]\nenabled = true\nhosts = [\"zk@127.0.0.1:{zookeeper}\"]\n\
+         [collectors.zookeeper.grants]\nconnect = [\"tcp:127.0.0.1:{zookeeper}\"]\n\
          [collectors.ceph]\nenabled = true\nsocket_path = {sockets:?}\nceph_binary = {ceph:?}\n"
     ));
     let conf = common::write_config(dir.path(), &conf);
@@ -111,6 +117,8 @@ async fn every_built_in_collector_on_one_page_passes_promtool() {
         "nginx_active_connections",
         "nginx_conn_accepted_total",
         "redis_clients_connected",
+        "zookeeper_znode_count_value",
+        "zookeeper_avg_latency",
         "ceph_osd_op",
     ];
     let start = Instant::now();
@@ -138,6 +146,7 @@ async fn every_built_in_collector_on_one_page_passes_promtool() {
         "cpu_percent{cpu=\"cpu0\",host=\"all\",mode=\"idle\"} ",
         "cpu_total_percent{host=\"all\",mode=\"user\"} ",
         "memcached_curr_items{host=\"all\",server=\"cache\"} 3\n",
+        "zookeeper_znode_count_value{host=\"all\",server=\"zk\"} ",
         "ceph_osd_op{cluster=\"ceph\",daemon=\"osd\",host=\"all\",id=\"0\"} 5129\n",
         &format!("redis_clients_connected{{host=\"all\",server=\"{redis}\"}} "),
     ] {

@@ -1,5 +1,6 @@
-//! Debian's redis-server, memcached and nginx, started on free ports on
-//! 127.0.0.1 (in temp dirs) and killed when their handle is dropped.
+//! Debian's redis-server, memcached, nginx, haproxy, apache2, rabbitmq and
+//! zookeeper, started on free ports on 127.0.0.1 (in temp dirs) and killed
+//! when their handle is dropped.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -193,4 +194,48 @@ pub fn rabbitmq(dir: &Path) -> (Killed, u16) {
         std::thread::sleep(Duration::from_millis(100));
     }
     (server, api)
+}
+
+/// A standalone ZooKeeper (Debian's 3.8, its data in `dir`) that answers
+/// the `mntr` four-letter command, and its client port.
+pub fn zookeeper(dir: &Path) -> (Killed, u16) {
+    let port = common::free_port();
+    let conf = dir.join("zoo.cfg");
+    std::fs::write(
+        &conf,
+        format!(
+            "dataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=mntr\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("java")
+        .args(["-Xmx128m", "-cp", "/usr/share/java/zookeeper.jar"])
+        .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("java and zookeeper (.ci/run installs them: apt-get install zookeeper)");
+    let server = Killed(child);
+    // A JVM on a busy machine: up to 60 s until it serves (it listens
+    // before, answering "not currently serving requests").
+    let start = Instant::now();
+    let serving = || -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let mut answer = String::new();
+        s.write_all(b"mntr\n").is_ok()
+            && s.read_to_string(&mut answer).is_ok()
+            && answer.contains("zk_server_state")
+    };
+    while !serving() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "zookeeper did not serve on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (server, port)
 }

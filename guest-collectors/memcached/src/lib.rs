@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use wdiamond_sdk::bindings::wdiamond::plugin::sockets::Protocol;
 use wdiamond_sdk::derive::{Derivative, Per};
+use wdiamond_sdk::hosts::parse_host_spec;
 use wdiamond_sdk::net::exchange;
 use wdiamond_sdk::{
     export_collector, host, option, Capability, Collector, Config, ConfigValue, Description,
@@ -52,7 +53,8 @@ pub fn parse_stats(text: &str) -> BTreeMap<String, f64> {
     stats
 }
 
-/// One server: alias, address, unix socket?
+/// One server: its metric prefix (the alias, or the host) and where to
+/// connect.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Server {
     /// Metric name prefix.
@@ -63,23 +65,13 @@ pub struct Server {
     pub unix: bool,
 }
 
-/// Diamond's `hosts` syntax: `[alias@]host[:port]`; no port means a Unix socket path.
+/// Diamond's `hosts` syntax; without an alias the host names the metrics.
 pub fn parse_host(spec: &str) -> Server {
-    let (alias, rest) = match spec.split_once('@') {
-        Some((a, r)) => (Some(a), r),
-        None => (None, spec),
-    };
-    match rest.rsplit_once(':') {
-        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty() => Server {
-            alias: alias.unwrap_or(h).to_string(),
-            address: format!("{h}:{p}"),
-            unix: false,
-        },
-        _ => Server {
-            alias: alias.unwrap_or(rest).to_string(),
-            address: rest.to_string(),
-            unix: true,
-        },
+    let h = parse_host_spec(spec);
+    Server {
+        alias: h.alias.unwrap_or(h.host),
+        address: h.address,
+        unix: h.unix,
     }
 }
 
@@ -157,13 +149,10 @@ impl Collector for Memcached {
                 if GAUGES.contains(&stat.as_str()) {
                     out.gauge(name, *v, 0);
                 } else {
-                    if let Some(rate) = self.derivative.rate_f64(
-                        &name,
-                        *v,
-                        0.0,
-                        Per::Seconds(self.interval),
-                        false,
-                    ) {
+                    if let Some(rate) =
+                        self.derivative
+                            .rate_f64(&name, *v, 0.0, Per::Seconds(self.interval), false)
+                    {
                         out.counter_raw(name, rate, *v, 0);
                     }
                 }

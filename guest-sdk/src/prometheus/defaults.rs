@@ -43,6 +43,11 @@ pub const RULES: &[&str] = &[
     r#"memcached.*.time_in_listen_disabled_us memcached_time_in_listen_disabled_seconds{server="$1"} * 0.000001"#,
     r#"memcached.*.* memcached_$2{server="$1"}"#,
     r#"redis.*.** redis_$2{server="$1"}"#,
+    // zookeeper: `zk_` dropped, the host's alias a label, `_ms` as seconds.
+    r#"zookeeper.*.zk_*_ms zookeeper_$2_seconds{server="$1"} * 0.001"#,
+    r#"zookeeper.*.zk_* zookeeper_$2{server="$1"}"#,
+    r#"zookeeper.zk_*_ms zookeeper_$1_seconds * 0.001"#,
+    r#"zookeeper.zk_* zookeeper_$1"#,
     // ceph: `ceph.CLUSTER.DAEMON.ID.…` (from the socket `CLUSTER-DAEMON.ID.asok`).
     r#"ceph.*.*.*.** ceph_$4{cluster="$1",daemon="$2",id="$3"}"#,
 ];
@@ -187,6 +192,18 @@ mod tests {
                 l(&[("cluster", "ceph"), ("daemon", "osd"), ("id", "0")]),
                 1.0
             )
+        );
+        assert_eq!(
+            m("zookeeper.zk.zk_avg_jvm_pause_time_ms"),
+            (
+                "zookeeper_avg_jvm_pause_time_seconds".into(),
+                l(&[("server", "zk")]),
+                0.001
+            )
+        );
+        assert_eq!(
+            m("zookeeper.zk_znode_count"),
+            ("zookeeper_znode_count".into(), vec![], 1.0)
         );
         assert_eq!(
             gauge_name("ceph_osd_op_latency_sum".into()),

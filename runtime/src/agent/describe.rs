@@ -111,6 +111,7 @@ pub const BUILTIN_PATHS: &[&str] = &[
     "redis",
     "memcached",
     "nginx",
+    "zookeeper",
     "ceph",
 ];
 
