@@ -37,6 +37,24 @@ pub fn parse_host_spec(spec: &str) -> HostSpec {
     }
 }
 
+impl HostSpec {
+    /// The metric prefix Diamond's memcached collector gives the entry: its
+    /// alias, else its host.
+    pub fn alias_or_host(&self) -> &str {
+        self.alias.as_deref().unwrap_or(&self.host)
+    }
+}
+
+/// The stats to publish: those `publish` lists (in its order), or every
+/// one `available` when it lists none.
+pub fn wanted<'a>(publish: &[String], available: impl Iterator<Item = &'a String>) -> Vec<String> {
+    if publish.is_empty() {
+        available.cloned().collect()
+    } else {
+        publish.to_vec()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +74,9 @@ mod tests {
         assert!(h.unix);
         assert_eq!(h.address, "/run/zk.sock");
         assert!(parse_host_spec("host:port").unix);
+        assert_eq!(parse_host_spec("db:11211").alias_or_host(), "db");
+        let all = ["a".to_string(), "b".to_string()];
+        assert_eq!(wanted(&[], all.iter()), all);
+        assert_eq!(wanted(&["b".into()], all.iter()), ["b"]);
     }
 }

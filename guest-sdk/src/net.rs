@@ -3,6 +3,7 @@
 
 use crate::bindings::wdiamond::plugin::sockets::{Connection, Protocol};
 use crate::host::describe_error;
+use crate::hosts::HostSpec;
 
 /// Most bytes one exchange reads.
 pub const MAX_RESPONSE: usize = 4 << 20;
@@ -39,6 +40,22 @@ pub fn exchange(
         }
     }
     Ok(response)
+}
+
+/// [`exchange`] with one of Diamond's `hosts` entries: TCP to its
+/// `host:port`, or its Unix socket.
+pub fn exchange_host(
+    spec: &HostSpec,
+    request: &[u8],
+    timeout_ms: u32,
+    done: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<u8>, String> {
+    let proto = if spec.unix {
+        Protocol::Unix
+    } else {
+        Protocol::Tcp
+    };
+    exchange(proto, &spec.address, request, timeout_ms, done)
 }
 
 /// A connection to a line-oriented receiver that never answers (carbon's

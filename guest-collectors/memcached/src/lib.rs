@@ -4,10 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use wdiamond_sdk::bindings::wdiamond::plugin::sockets::Protocol;
 use wdiamond_sdk::derive::{Derivative, Per};
-use wdiamond_sdk::hosts::parse_host_spec;
-use wdiamond_sdk::net::exchange;
+use wdiamond_sdk::hosts::{parse_host_spec, wanted, HostSpec};
+use wdiamond_sdk::net::exchange_host;
 use wdiamond_sdk::{
     export_collector, host, option, Capability, Collector, Config, ConfigValue, Description,
     Publisher,
@@ -53,31 +52,9 @@ pub fn parse_stats(text: &str) -> BTreeMap<String, f64> {
     stats
 }
 
-/// One server: its metric prefix (the alias, or the host) and where to
-/// connect.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Server {
-    /// Metric name prefix.
-    pub alias: String,
-    /// `host:port` or a socket path.
-    pub address: String,
-    /// Unix socket?
-    pub unix: bool,
-}
-
-/// Diamond's `hosts` syntax; without an alias the host names the metrics.
-pub fn parse_host(spec: &str) -> Server {
-    let h = parse_host_spec(spec);
-    Server {
-        alias: h.alias.unwrap_or(h.host),
-        address: h.address,
-        unix: h.unix,
-    }
-}
-
 /// The collector's state.
 pub struct Memcached {
-    servers: Vec<Server>,
+    servers: Vec<HostSpec>,
     publish: Vec<String>,
     interval: f64,
     derivative: Derivative,
@@ -107,7 +84,11 @@ impl Collector for Memcached {
 
     fn configure(config: &Config) -> Result<Self, String> {
         Ok(Memcached {
-            servers: config.list("hosts").iter().map(|h| parse_host(h)).collect(),
+            servers: config
+                .list("hosts")
+                .iter()
+                .map(|h| parse_host_spec(h))
+                .collect(),
             publish: config.list("publish"),
             interval: config.f64("interval")?,
             derivative: Derivative::for_config(config),
@@ -117,14 +98,7 @@ impl Collector for Memcached {
     fn collect(&mut self, out: &mut Publisher) -> Result<(), String> {
         let mut failed = 0;
         for s in &self.servers {
-            let proto = if s.unix {
-                Protocol::Unix
-            } else {
-                Protocol::Tcp
-            };
-            let raw = match exchange(proto, &s.address, b"stats\r\n", 3000, |b| {
-                b.ends_with(b"END\r\n")
-            }) {
+            let raw = match exchange_host(s, b"stats\r\n", 3000, |b| b.ends_with(b"END\r\n")) {
                 Ok(r) => r,
                 Err(e) => {
                     host::warn(&format!("Failed to get stats from {}: {e}", s.address));
@@ -133,19 +107,14 @@ impl Collector for Memcached {
                 }
             };
             let stats = parse_stats(&String::from_utf8_lossy(&raw));
-            let wanted: Vec<String> = if self.publish.is_empty() {
-                stats.keys().cloned().collect()
-            } else {
-                self.publish.clone()
-            };
-            for stat in wanted {
+            for stat in wanted(&self.publish, stats.keys()) {
                 let Some(v) = stats.get(&stat) else {
                     host::warn(&format!(
                         "No such key '{stat}' available, issue 'stats' for a full list"
                     ));
                     continue;
                 };
-                let name = format!("{}.{stat}", s.alias);
+                let name = format!("{}.{stat}", s.alias_or_host());
                 if GAUGES.contains(&stat.as_str()) {
                     out.gauge(name, *v, 0);
                 } else {
@@ -172,19 +141,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_stats_and_hosts() {
+    fn parses_stats() {
         let s = parse_stats("STAT pid 1\r\nSTAT curr_items 3\r\nSTAT rusage_user 0.5\r\nSTAT version 1.6\r\nEND\r\n");
         assert_eq!(s.len(), 2);
         assert_eq!(s["rusage_user"], 0.5);
-        assert_eq!(
-            parse_host("localhost:11211"),
-            Server {
-                alias: "localhost".into(),
-                address: "localhost:11211".into(),
-                unix: false
-            }
-        );
-        assert_eq!(parse_host("c1@10.0.0.1:11212").alias, "c1");
-        assert!(parse_host("/run/memcached.sock").unix);
+        assert_eq!(parse_host_spec("c1@10.0.0.1:11212").alias_or_host(), "c1");
     }
 }

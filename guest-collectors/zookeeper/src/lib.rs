@@ -11,9 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use wdiamond_sdk::bindings::wdiamond::plugin::sockets::Protocol;
-use wdiamond_sdk::hosts::{parse_host_spec, HostSpec};
-use wdiamond_sdk::net::exchange;
+use wdiamond_sdk::hosts::{parse_host_spec, wanted, HostSpec};
+use wdiamond_sdk::net::exchange_host;
 use wdiamond_sdk::{
     export_collector, host, option, Capability, Collector, Config, ConfigValue, Description,
     Publisher,
@@ -94,13 +93,7 @@ impl Collector for Zookeeper {
     fn collect(&mut self, out: &mut Publisher) -> Result<(), String> {
         let mut failed = 0;
         for s in &self.servers {
-            let proto = if s.unix {
-                Protocol::Unix
-            } else {
-                Protocol::Tcp
-            };
-            // The server closes the connection after its answer.
-            let raw = match exchange(proto, &s.address, b"mntr\n", 3000, |_| false) {
+            let raw = match exchange_host(s, b"mntr\n", 3000, |_| false) {
                 Ok(r) => r,
                 Err(e) => {
                     host::warn(&format!("Failed to get stats from {}: {e}", s.address));
@@ -121,12 +114,7 @@ impl Collector for Zookeeper {
                 failed += 1;
                 continue;
             }
-            let wanted: Vec<String> = if self.publish.is_empty() {
-                stats.keys().cloned().collect()
-            } else {
-                self.publish.clone()
-            };
-            for stat in wanted {
+            for stat in wanted(&self.publish, stats.keys()) {
                 match stats.get(&stat) {
                     Some(v) => out.gauge(metric_name(s, &stat), *v, 0),
                     None => host::warn(&format!(
