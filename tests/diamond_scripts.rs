@@ -42,7 +42,6 @@ const NOT_LOADING: &[&str] = &[
     "snmpinterface",    // the same
     "snmpraw",          // the same
     "snmp",             // needs pysnmp
-    "cpuacct_cgroup",   // its path is a filesystem path
     "collectd_network", // a helper module, not a collector
 ];
 
@@ -123,4 +122,37 @@ fn diamond_collectors_publish_on_this_host() {
     ] {
         assert!(published.contains(must), "{must} published nothing");
     }
+}
+
+/// Diamond put every collector's directory on its import path; here a
+/// script that imports a sibling collector's module is told the
+/// `python_path` line to add, and loads with it.
+#[test]
+fn a_sibling_collector_import_names_the_python_path_that_loads_it() {
+    let rt = common::runtime();
+    let collectors = common::diamond::collectors();
+    let (script, sibling) = (
+        collectors.join("cephstats/cephstats.py"),
+        collectors.join("ceph"),
+    );
+    let e = wdiamond::inspect::inspect(&rt, &script).unwrap_err();
+    let line = format!("python_path = [{:?}]", sibling.display().to_string());
+    assert!(
+        e.contains("No module named 'ceph'") && e.contains(&line),
+        "{e}"
+    );
+    // The script's path once, not twice.
+    assert_eq!(e.matches("cephstats.py:").count(), 2, "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = []\nplugin_cache_dir = {:?}\n[collectors.cephstats]\nenabled = true\ncomponent = {:?}\n{line}\n",
+            common::cache_dir(),
+            script.display().to_string()
+        ),
+    );
+    let config = wdiamond::config::load(&conf).unwrap();
+    let loaded = wdiamond::agent::load(&rt, &config, &HostFacts::default());
+    assert!(loaded.is_ok(), "{:?}", loaded.err());
 }

@@ -171,3 +171,23 @@ class TableOptions(unittest.TestCase):
         with self.assertRaises(ValueError) as e:
             loader.configure(cls, {'port': '[1, 2]'})
         self.assertIn('is a table of options', str(e.exception))
+
+
+class FilesystemPath(unittest.TestCase):
+    def test_a_directory_as_path_stays_the_scripts_and_the_file_names_the_metrics(self):
+        # Diamond's cpuacct_cgroup: `path` is the directory it walks.
+        from wdiamond import loader
+        cls = loader.load(
+            'import diamond.collector\n'
+            'class CpuAcctCgroupCollector(diamond.collector.Collector):\n'
+            '    def get_default_config(self):\n'
+            '        c = super(CpuAcctCgroupCollector, self).get_default_config()\n'
+            '        c.update({"path": "/sys/fs/cgroup/cpuacct/"})\n'
+            '        return c\n', '/c/cpuacct_cgroup/cpuacct_cgroup.py')
+        name = loader.describe(cls, '/c/cpuacct_cgroup/cpuacct_cgroup.py')[0]
+        self.assertEqual(name, 'cpuacct_cgroup')
+        c = loader.configure(cls, {'path': 'cpuacct_cgroup'})
+        self.assertEqual(c.config['path'], '/sys/fs/cgroup/cpuacct/')
+        # A metric path (dotted, or '.') is the agent's as before.
+        for path in ('aws.s3', '.', 'cpu'):
+            self.assertFalse(loader._not_a_metric_path(path), path)

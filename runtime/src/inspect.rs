@@ -151,14 +151,14 @@ pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, String> {
             .map_err(|e| format!("{e:#}"))?;
         (sha256, size, component, None)
     };
-    let is_script = script.is_some();
     let c = contract::read(&component).map_err(|e| format!("{shown}: {e}"))?;
     let d = match c.world {
-        "collector" => describe_as::<CollectorPlugin>(runtime, &component, script),
-        _ => describe_as::<Handler>(runtime, &component, script),
+        "collector" => describe_as::<CollectorPlugin>(runtime, &component, script.clone()),
+        _ => describe_as::<Handler>(runtime, &component, script.clone()),
     }
-    .and_then(|d| match python::load_error(&d) {
-        Some(why) if is_script => Err(why.chars().take(2000).collect()),
+    .and_then(|d| match (python::load_error(&d), &script) {
+        // The runtime's reason starts with the script's path already.
+        (Some(why), Some(s)) => Err(python::load_failure(s, why)),
         _ => Ok(d),
     })
     .and_then(|d| {
@@ -166,7 +166,13 @@ pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, String> {
             .map(|_| d)
             .map_err(|e| format!("it describes itself badly: {e}"))
     })
-    .map_err(|e| format!("{shown}: {e}"))?;
+    .map_err(|e| {
+        if e.starts_with(&shown.to_string()) {
+            e
+        } else {
+            format!("{shown}: {e}")
+        }
+    })?;
     let compiled_size = component.serialize().map(|b| b.len() as u64).unwrap_or(0);
     let defaults: Vec<_> = d
         .options

@@ -14,6 +14,8 @@ host (pure; the component's ``app`` wraps it in the contract's types).
 import json
 import linecache
 import logging
+import os
+import re
 import sys
 import time
 import traceback
@@ -144,6 +146,17 @@ def _value(v):
     return 'text', str(v)
 
 
+# What the agent takes as a collector's metric path (Diamond's `path`).
+_METRIC_PATH = re.compile(r'\.|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\Z')
+
+
+def _not_a_metric_path(default):
+    """A script's default ``path`` that is not a metric path: Diamond's
+    cpuacct_cgroup uses the key for the directory it walks (and Diamond
+    published under it, slashes and all)."""
+    return isinstance(default, str) and bool(default) and not _METRIC_PATH.match(default)
+
+
 def describe(cls, filename):
     """(name, version, summary, options, capabilities) of a collector
     class; options are (key, (type, default), help)."""
@@ -151,6 +164,10 @@ def describe(cls, filename):
     defaults = instance.get_default_config() or {}
     help = instance.get_default_config_help() or {}
     name = str(defaults.get('path') or cls.__name__)
+    if _not_a_metric_path(defaults.get('path')):
+        # Published under the script's file name; `path` keeps its default
+        # for the script (see configure).
+        name = os.path.splitext(os.path.basename(filename))[0]
     module = sys.modules.get('wdiamond_script')
     version = str(getattr(cls, 'VERSION', None) or getattr(module, '__version__', None) or '0')
     doc = (cls.__doc__ or (module.__doc__ if module else None) or '').strip()
@@ -191,6 +208,8 @@ def configure(cls, config):
     ``is None`` (Diamond's cpu ``xenfix``)."""
     defaults = _defaults(cls)
     config = dict(config)
+    if _not_a_metric_path(defaults.get('path')):
+        config['path'] = defaults['path']
     for k, v in defaults.items():
         if v is None and config.get(k) == '':
             config[k] = None

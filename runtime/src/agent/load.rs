@@ -290,8 +290,8 @@ fn load_plugin<W: World>(
         .instance::<W>(&component, probe)
         .map_err(|e| format!("{e:#}"))
         .and_then(|mut i| i.describe().map_err(|e| e.to_string()))
-        .and_then(|d| match python::load_error(&d) {
-            Some(why) if script.is_some() => Err(why.chars().take(2000).collect()),
+        .and_then(|d| match (python::load_error(&d), &script) {
+            (Some(why), Some(s)) => Err(python::load_failure(s, why)),
             _ => Ok(d),
         })
         .and_then(|d| {

@@ -177,6 +177,45 @@ pub fn load_error(d: &Description) -> Option<&str> {
     d.summary.strip_prefix(ERROR_MARK)
 }
 
+/// Why `script` could not be loaded, for the operator (from its
+/// runtime's [`load_error`]): at most 2,000 characters, and when the script
+/// imports a module that Diamond's layout keeps in a sibling collector's
+/// directory (`cephstats` importing `ceph`), the `python_path` line that
+/// lets it import that module.
+pub fn load_failure(script: &Script, why: &str) -> String {
+    let mut text: String = why.chars().take(2000).collect();
+    if let Some(hint) = sibling_hint(script, why) {
+        text.push_str(&hint);
+    }
+    text
+}
+
+/// Diamond put every collector's directory on its import path; here a
+/// script imports from its own directory and its `python_path` only.
+fn sibling_hint(script: &Script, why: &str) -> Option<String> {
+    let rest = why.split("ModuleNotFoundError: No module named '").nth(1)?;
+    let module = rest.split(['\'', '.']).next()?;
+    if module.is_empty()
+        || !module
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return None;
+    }
+    let dir = script.path.parent()?.parent()?.join(module);
+    let file = dir.join(format!("{module}.py"));
+    if !file.is_file() || script.python_path.contains(&dir) {
+        return None;
+    }
+    Some(format!(
+        "; Diamond's collector module `{module}` is {}: add `python_path = [{:?}]` to this \
+         collector's section (Diamond put every collector's directory on the import path; \
+         here each is granted by name, its .py files then readable to this script)",
+        file.display(),
+        dir.display().to_string()
+    ))
+}
+
 /// Whether a configured component names a Python script.
 pub fn is_script(name: &str) -> bool {
     name.ends_with(".py")
