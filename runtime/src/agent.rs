@@ -29,8 +29,10 @@ mod handler_task;
 mod health;
 mod load;
 mod options;
+mod outcome;
 mod route;
 mod scheduler;
+mod sink;
 mod tenant;
 
 pub use crate::stats::PluginStats;

@@ -31,7 +31,12 @@
 //!   - `agent/collector_task.rs`, `agent/handler_task.rs`: the two tasks
 //!     (a collector's runs start on the blocking pool from
 //!     `agent/scheduler.rs`, the one thread that sleeps until the next
-//!     run is due);
+//!     run is due); a handler's loop is a state struct over a
+//!     `agent/sink.rs` (so its timing is tested with paused time), with
+//!     `handler_task/drain.rs` (a delivery's hand-off) and
+//!     `handler_task/scrape.rs` (an exporter's page in its turn);
+//!   - `agent/outcome.rs`: a call that did not succeed, one event,
+//!     counted and logged in one place;
 //!   - `agent/exposition.rs`: an exporter's page, served by the host over
 //!     HTTP (bounded requests; the page checked), rendered in its
 //!     handler's turn;

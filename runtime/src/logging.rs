@@ -86,6 +86,12 @@ pub struct LogLimit {
     windows: Mutex<[Window; KINDS]>,
 }
 
+impl AsRef<LogLimit> for LogLimit {
+    fn as_ref(&self) -> &LogLimit {
+        self
+    }
+}
+
 impl LogLimit {
     /// Whether a line of `kind` may be logged now: `Some(n)` with the number
     /// of lines of that kind suppressed since the last one admitted, `None`

@@ -116,11 +116,21 @@ fn dotted_and_dot_paths_are_diamonds_but_the_host_name_space_is_the_operators() 
         load_errors("", &section(&dot, "tenant = \"t\"\n")),
         Vec::<String>::new()
     );
-    // Not a path at all: refused as before.
+    // Not a metric path at all (Diamond's cpuacct_cgroup keeps a directory
+    // in `path`): published under the script's file name, which is checked
+    // as any path is: never a built-in's.
     let slashes = script(dir.path(), "/sys/fs/x");
-    let errors = load_errors("", &section(&slashes, ""));
+    assert_eq!(
+        load_errors("", &section(&slashes, "")),
+        Vec::<String>::new()
+    );
+    let cpu = dir.path().join("cpu");
+    std::fs::create_dir(&cpu).unwrap();
+    let named_cpu = cpu.join("cpu.py");
+    std::fs::copy(&slashes, &named_cpu).unwrap();
+    let errors = load_errors("", &section(&named_cpu.display().to_string(), ""));
     assert!(
-        errors.len() == 1 && errors[0].contains("is not a metric path"),
+        errors.len() == 1 && errors[0].contains("the path of a built-in collector"),
         "{errors:?}"
     );
 }

@@ -4,13 +4,13 @@
 //! failed instance replaced with backoff.
 
 use super::load::{configured_collector, LoadedCollector};
+use super::outcome::{Call, CallFailed, Unsuccessful};
 use super::scheduler::Scheduler;
 use super::tenant::Tenant;
 use crate::bindings::collector::CollectorPlugin;
 use crate::bindings::types::MetricKind;
 use crate::host::info::wall_clock;
 use crate::host::{HostFacts, PluginContext};
-use crate::logging::guest_text;
 use crate::logging::Kind as LogKind;
 use crate::metric::Publication;
 use crate::plugin::{Instance, Runtime};
@@ -110,24 +110,22 @@ fn collect_once(
             Ok(Some(instance))
         }
         Ok(Err(msg)) => {
-            stats.guest_errors.fetch_add(1, Ordering::Relaxed);
-            if let Some(suppressed) = lc.ctx.log_limit.admit(LogKind::GuestError) {
-                tracing::warn!(error = %guest_text(&msg), suppressed, "collection failed (the plugin returned an error)");
-            }
+            failed(Unsuccessful::GuestError(&msg)).emit(stats, &lc.ctx.log_limit);
             Ok(Some(instance))
         }
         Err(f) => {
-            stats.count_failure(&f);
-            if let Some(suppressed) = lc.ctx.log_limit.admit(LogKind::Failure) {
-                tracing::error!(
-                    failure = f.kind.as_str(),
-                    suppressed,
-                    "collection failed: {}; the instance is discarded and will be re-instantiated",
-                    f.message
-                );
-            }
+            failed(Unsuccessful::Failure(&f)).emit(stats, &lc.ctx.log_limit);
             Ok(None)
         }
+    }
+}
+
+/// A collection that came to `outcome`.
+fn failed(outcome: Unsuccessful<'_>) -> CallFailed<'_> {
+    CallFailed {
+        call: Call::Collection,
+        outcome,
+        retry: None,
     }
 }
 

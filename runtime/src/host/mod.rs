@@ -84,6 +84,12 @@ pub struct PluginContext {
     pub tls: Option<Arc<tls::TlsSettings>>,
 }
 
+impl AsRef<crate::logging::LogLimit> for PluginContext {
+    fn as_ref(&self) -> &crate::logging::LogLimit {
+        &self.log_limit
+    }
+}
+
 /// Counters of one plugin run, read and reset by the runner.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CallStats {
