@@ -21,6 +21,7 @@ use crate::host::HostFacts;
 use crate::plugin::Runtime;
 use crate::queue::{Queue, Spool};
 
+mod apply;
 mod capabilities;
 mod collector_task;
 mod describe;
@@ -46,10 +47,6 @@ pub use load::{
 pub use options::overlay;
 pub use route::{publish, reached, to_all, Route, Router};
 pub use tenant::Tenant;
-
-use collector_task::collector_task;
-use handler_task::handler_task;
-use health::health_task;
 
 /// How long a stop waits for in-flight collections, and then again for
 /// handlers to drain, before it aborts what is still running.
@@ -162,184 +159,6 @@ impl Agent {
         };
         agent.apply(config, loaded);
         agent
-    }
-
-    fn apply(&mut self, config: &config::Config, loaded: Loaded) {
-        // Handlers first, so collectors never publish into nothing.
-        let mut new_handlers = Vec::new();
-        let mut old: Vec<(String, RunningHandler)> = std::mem::take(&mut self.handlers);
-        for lh in loaded.handlers {
-            let name = lh.config.plugin.name.clone();
-            if let Some(pos) = old
-                .iter()
-                .position(|(n, h)| *n == name && h.running.config == lh.config)
-            {
-                new_handlers.push(old.remove(pos));
-                continue;
-            }
-            let stats = Arc::new(PluginStats::default());
-            let spool = match (lh.spool.clone(), lh.config.spool_path()) {
-                (Some(s), Some(dir)) => {
-                    self.spools.insert(dir, s.clone());
-                    Some(s)
-                }
-                (_, Some(dir)) => match Spool::open(
-                    &dir,
-                    lh.config.spool_max,
-                    Duration::from_secs_f64(lh.config.spool_sync),
-                ) {
-                    Ok(s) => {
-                        self.spools.insert(dir.clone(), s.clone());
-                        Some(s)
-                    }
-                    Err(e) => {
-                        tracing::error!(handler = %name, spool = %dir.display(), error = %e, "cannot open the spool; running without it");
-                        None
-                    }
-                },
-                (_, None) => None,
-            };
-            let queue = Queue::bounded(
-                &name,
-                lh.config.queue_size,
-                lh.config.max_queue_bytes,
-                stats.clone(),
-                spool,
-            );
-            let (tx, rx) = watch::channel(false);
-            let handler_config = lh.config.clone();
-            let task = tokio::spawn(handler_task(
-                self.runtime.clone(),
-                lh,
-                queue.clone(),
-                rx,
-                self.abort_handlers.subscribe(),
-                stats.clone(),
-            ));
-            new_handlers.push((
-                name,
-                RunningHandler {
-                    running: Running {
-                        config: handler_config,
-                        stop: tx,
-                        task,
-                        stats,
-                    },
-                    queue,
-                },
-            ));
-        }
-        // Handlers that are gone drain their queue and stop.
-        for (name, h) in old {
-            let shared = h.queue.spool().is_some_and(|s| {
-                new_handlers
-                    .iter()
-                    .any(|(_, n)| n.queue.spool().is_some_and(|t| Arc::ptr_eq(s, t)))
-            });
-            let successor = new_handlers
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, n)| n.queue.clone());
-            if shared {
-                // Everything it queued is in the spool, which its successor
-                // delivers: it stops without delivering (no duplicates).
-                tracing::info!(handler = %name, "handler changed: the new one takes over its spool; stopping the old one");
-                h.queue.hand_over();
-            } else if let (Some(next), None) = (successor, h.queue.spool()) {
-                // Its memory queue goes to its successor, before anything new.
-                let moved = h.queue.hand_over_to(&next);
-                tracing::info!(handler = %name, moved, "handler changed: the new one takes over its queue; stopping the old one");
-            } else {
-                tracing::info!(handler = %name, "handler removed or changed: draining and stopping the old one");
-            }
-            let _ = h.running.stop.send(true);
-        }
-        // Routed only now: what the old handlers held goes first.
-        *self.router.write().unwrap_or_else(|p| p.into_inner()) = new_handlers
-            .iter()
-            .map(|(n, h)| Route {
-                handler: n.clone(),
-                queue: h.queue.clone(),
-                receives: h.running.config.receives.clone(),
-            })
-            .collect();
-        self.handlers = new_handlers;
-
-        let mut keep = HashMap::new();
-        for lc in loaded.collectors {
-            let name = lc.config.plugin.name.clone();
-            // The tenant's quotas are part of it (a fuel quota also decides
-            // whether the collector's code counts fuel).
-            let identity: CollectorIdentity = (
-                lc.config.clone(),
-                lc.tenant.as_ref().map(|t| t.config.clone()),
-            );
-            if let Some(r) = self.collectors.remove(&name) {
-                if r.config == identity {
-                    keep.insert(name, r);
-                    continue;
-                }
-                tracing::info!(collector = %name, "collector configuration changed: restarting it");
-                let _ = r.stop.send(true);
-            }
-            let stats = Arc::new(PluginStats::default());
-            let (tx, rx) = watch::channel(false);
-            let task = tokio::spawn(collector_task(
-                self.runtime.clone(),
-                lc,
-                self.router.clone(),
-                rx,
-                self.abort_collectors.subscribe(),
-                stats.clone(),
-                self.scheduler.clone(),
-            ));
-            keep.insert(
-                name,
-                Running {
-                    config: identity,
-                    stop: tx,
-                    task,
-                    stats,
-                },
-            );
-        }
-        for (name, r) in self.collectors.drain() {
-            tracing::info!(collector = %name, "collector removed or disabled: stopping it");
-            let _ = r.stop.send(true);
-        }
-        self.collectors = keep;
-
-        if let Some(h) = self.health.take() {
-            h.abort();
-        }
-        if !config.server.health_path.is_empty() {
-            let d = &config.defaults;
-            let hostname = d
-                .hostname
-                .clone()
-                .or_else(|| crate::hostname::resolve(d.hostname_method));
-            let paths = d.paths(hostname.as_deref(), &config.server.health_path);
-            let mut plugins: Vec<(String, Arc<PluginStats>, Option<Arc<Queue>>)> = self
-                .collectors
-                .iter()
-                .map(|(n, r)| (format!("collectors.{n}"), r.stats.clone(), None))
-                .collect();
-            plugins.sort_by(|a, b| a.0.cmp(&b.0));
-            for (n, h) in &self.handlers {
-                plugins.push((
-                    format!("handlers.{n}"),
-                    h.running.stats.clone(),
-                    Some(h.queue.clone()),
-                ));
-            }
-            let every = Duration::from_secs_f64(config.server.health_interval);
-            self.health = Some(tokio::spawn(health_task(
-                paths,
-                every,
-                plugins,
-                self.router.clone(),
-            )));
-        }
     }
 
     /// Re-reads the configuration; on any error the running one is kept.

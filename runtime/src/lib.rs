@@ -19,6 +19,8 @@
 //!   `tenant.rs` (and the tenant checks), `model.rs` (the validated types),
 //!   `error.rs`; `load()` orchestrates them.
 //! - [`agent`]: the supervisor (start, reload, a bounded stop), and
+//!   - `agent/apply.rs`: a loaded configuration applied (handlers, then
+//!     collectors, then health; what did not change keeps running);
 //!   - `agent/load.rs`: the resolved plugin set (describe, options,
 //!     grants, TLS, configured instances; a Python script read and
 //!     pinned), once per world;
@@ -50,8 +52,10 @@
 //!   `plugin/python.rs`, Python collectors (the shared Python runtime
 //!   component and the script each instance runs).
 //! - [`queue`]: a handler's bounded queue of shared columnar chunks;
-//!   `queue/spool.rs`, its on-disk spool (`queue/spool/files.rs`, its files
-//!   and their share of the quota); `queue/record.rs`, the records.
+//!   `queue/spool.rs`, its on-disk spool, whose format lives in
+//!   `queue/spool/`: `files.rs` (segments, framing, the quota), `codec.rs`
+//!   (a chunk's record), `legacy.rs` (the earlier per-metric record, still
+//!   read), `bytes.rs` (the bytes both are written in).
 //! - [`host`]: the host side of each WIT import (files, fs-stats, process,
 //!   sockets, series, batches, log, host-info, config), one module per
 //!   capability; `host/tls.rs`, TLS on a plugin's TCP connections;
@@ -62,7 +66,8 @@
 //!   parsed once at load (`grants/parse.rs`).
 //! - [`metric`]: `metric/name.rs` (checks on guest output), `path.rs`
 //!   (Diamond's paths), `filter.rs`, `chunk.rs` (the columnar
-//!   [`metric::Chunk`] a run travels in), `batch.rs` (what a handler gets),
+//!   [`metric::Chunk`] a run travels in; `chunk/columns.rs`, its columns
+//!   taken apart and checked when put back), `batch.rs` (what a handler gets),
 //!   `publish.rs` (a run turned into published metrics), `series.rs`
 //!   (series declared once).
 //! - The commands for plugin authors and operators, each on the layers

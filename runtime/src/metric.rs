@@ -10,6 +10,7 @@ mod publish;
 pub mod series;
 
 pub use batch::{Batch, Slice};
+pub(crate) use chunk::Columns;
 pub use chunk::{Chunk, Published, Source, MAX_LINES};
 pub use filter::Filter;
 pub use name::{check_name, check_name_bytes, Rejection, MAX_NAME, MAX_PRECISION};

@@ -14,6 +14,11 @@
 //! confirms is acknowledged in the spool, whose segments are deleted once
 //! delivered. Delivery is at least once: a crash re-delivers at most what
 //! was confirmed since the last group sync.
+//!
+//! The spool's format has one home, `queue/spool/`: the segments and their
+//! framing (`spool.rs`, `files.rs`), a chunk's record (`codec.rs`), the
+//! earlier per-metric record still read (`legacy.rs`), and the bytes both
+//! are written in (`bytes.rs`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -25,10 +30,21 @@ use crate::metric::{Batch, Chunk, MAX_LINES};
 use crate::stats::PluginStats;
 
 mod hand_over;
-mod record;
 mod spool;
 
 pub use spool::Spool;
+
+/// Opens (and locks) the spool `handler`'s section asks for
+/// (`spool_dir`), with its quota and sync interval: the one way a
+/// handler's spool is opened. `None` without `spool_dir`; the directory
+/// with the error when it cannot be opened.
+pub fn open_spool(
+    handler: &crate::config::HandlerConfig,
+) -> Option<Result<Arc<Spool>, (std::path::PathBuf, std::io::Error)>> {
+    let dir = handler.spool_path()?;
+    let sync = std::time::Duration::from_secs_f64(handler.spool_sync);
+    Some(Spool::open(&dir, handler.spool_max, sync).map_err(|e| (dir, e)))
+}
 
 /// Which part of the queue a [`Queue::peek`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

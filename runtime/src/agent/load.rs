@@ -64,16 +64,10 @@ pub struct LoadedHandler {
 pub fn open_spools(loaded: &mut Loaded) -> Result<(), ConfigErrors> {
     let mut errors = Vec::new();
     for h in &mut loaded.handlers {
-        let Some(dir) = h.config.spool_path() else {
-            continue;
-        };
-        match Spool::open(
-            &dir,
-            h.config.spool_max,
-            std::time::Duration::from_secs_f64(h.config.spool_sync),
-        ) {
-            Ok(s) => h.spool = Some(s),
-            Err(e) => errors.push(err_at(
+        match crate::queue::open_spool(&h.config) {
+            None => {}
+            Some(Ok(s)) => h.spool = Some(s),
+            Some(Err((dir, e))) => errors.push(err_at(
                 &h.config.plugin,
                 "spool_dir",
                 format!("cannot open the spool {}: {e}", dir.display()),

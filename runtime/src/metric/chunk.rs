@@ -11,7 +11,9 @@ use wdiamond_wire::columns::{at, expand, extend_shared, share};
 
 use super::name::{check_value, shown, ALLOWED};
 
-mod stored;
+mod columns;
+
+pub(crate) use columns::Columns;
 
 /// Most bytes of lines one chunk holds: its offsets are `u32`, and a
 /// chunk is also what one spill or batch copies at most.

@@ -33,7 +33,10 @@ use std::time::{Duration, Instant};
 
 use crate::metric::Chunk;
 
+mod bytes;
+mod codec;
 mod files;
+pub(super) mod legacy;
 pub(super) use files::segment_path;
 use files::{on_disk, read_acked, read_segment, write_acked};
 pub use files::{Refused, RESERVED};
@@ -256,7 +259,7 @@ impl Spool {
         // One record: [u32 length][u32 crc32][the chunk's columns].
         let mut buf = Vec::with_capacity(items.lines().len() + items.len() * 24 + 64);
         buf.extend_from_slice(&[0; 8]);
-        items.encode(&mut buf);
+        codec::encode(items, &mut buf);
         let len = (buf.len() - 8) as u32;
         let crc = crc32fast::hash(&buf[8..]);
         buf[..4].copy_from_slice(&len.to_le_bytes());

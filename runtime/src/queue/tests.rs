@@ -199,7 +199,7 @@ fn segments_of_the_earlier_per_metric_format_are_read() {
     let mut rec = Vec::new();
     for m in chunk(0..6).iter() {
         rec.clear();
-        super::record::encode(&m, &mut rec);
+        super::spool::legacy::encode(&m, &mut rec);
         data.extend_from_slice(&(rec.len() as u32).to_le_bytes());
         data.extend_from_slice(&crc32fast::hash(&rec).to_le_bytes());
         data.extend_from_slice(&rec);

@@ -4,7 +4,8 @@
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::super::record::{decode, Reader};
+use super::bytes::Bytes;
+use super::{codec, legacy};
 use super::{MAGIC, MAGIC_V1};
 use crate::metric::Chunk;
 
@@ -71,10 +72,10 @@ pub(super) fn read_segment(path: &Path) -> (Chunk, bool) {
     if !per_chunk && !data.starts_with(MAGIC_V1) {
         return (Chunk::default(), !data.is_empty());
     }
-    let mut r = Reader(&data[MAGIC.len()..]);
+    let mut r = Bytes(&data[MAGIC.len()..]);
     let mut out = Chunk::default();
     let mut last = None;
-    while !r.0.is_empty() {
+    while !r.is_empty() {
         let Some((len, crc)) = r.u32().zip(r.u32()) else {
             return (out, true);
         };
@@ -85,11 +86,11 @@ pub(super) fn read_segment(path: &Path) -> (Chunk, bool) {
             return (out, true);
         }
         if per_chunk {
-            match Chunk::decode(rec) {
+            match codec::decode(rec) {
                 Some(c) => out.extend_range(&c, 0..c.len()),
                 None => return (out, true),
             }
-        } else if decode(rec, &mut last, &mut out).is_none() {
+        } else if legacy::decode(rec, &mut last, &mut out).is_none() {
             return (out, true);
         }
     }
