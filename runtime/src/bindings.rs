@@ -81,3 +81,31 @@ pub use collector::wdiamond::plugin::{
     batches, config as wit_config, files, fs_stats, host_info, log as wit_log, process, series,
     sockets, types,
 };
+
+/// The contract's `config-value` from the configuration's.
+impl From<crate::config::ConfigValue> for types::ConfigValue {
+    fn from(v: crate::config::ConfigValue) -> Self {
+        use crate::config::ConfigValue as C;
+        match v {
+            C::Text(s) => types::ConfigValue::Text(s),
+            C::Integer(i) => types::ConfigValue::Integer(i),
+            C::Float(f) => types::ConfigValue::Float(f),
+            C::Boolean(b) => types::ConfigValue::Boolean(b),
+            C::TextList(l) => types::ConfigValue::TextList(l),
+        }
+    }
+}
+
+/// The configuration's value from the contract's (a plugin's defaults).
+impl From<types::ConfigValue> for crate::config::ConfigValue {
+    fn from(v: types::ConfigValue) -> Self {
+        use crate::config::ConfigValue as C;
+        match v {
+            types::ConfigValue::Text(s) => C::Text(s),
+            types::ConfigValue::Integer(i) => C::Integer(i),
+            types::ConfigValue::Float(f) => C::Float(f),
+            types::ConfigValue::Boolean(b) => C::Boolean(b),
+            types::ConfigValue::TextList(l) => C::TextList(l),
+        }
+    }
+}

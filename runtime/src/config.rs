@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Value;
 
-use crate::bindings::types::ConfigValue;
+pub use value::ConfigValue;
 
 mod error;
 mod handler;
@@ -41,6 +41,7 @@ mod server;
 mod tenant;
 #[cfg(test)]
 mod tests;
+mod value;
 
 pub use error::{ConfigError, ConfigErrors, Location};
 use handler::{active_handlers, bind_tenant_handlers, check_unused_handlers, read_handler};

@@ -8,11 +8,14 @@
 //! to every handler through bounded queues.
 //!
 //! # Layout
-//! Floors from the top: `main.rs` (CLI) stands on [`agent`], which stands
-//! on [`queue`], [`plugin`] and [`metric`]; [`plugin`] on [`host`]; [`host`]
-//! on [`grants`]; [`config`] reads the TOML and builds [`metric`]'s paths
-//! and filters. The only circle is the bindgen resource mapping between
-//! `bindings` and `host` (as in wasmtime-wasi).
+//! Floors from the top: `main.rs` (CLI), the commands ([`scaffold`],
+//! [`inspect`], [`once`], [`review`]), [`agent`], [`queue`], [`plugin`],
+//! [`host`], [`config`] (with [`grants`]), [`metric`]; no arrow goes back
+//! up. `bindings` is the contract: its generated types (metrics,
+//! descriptions, config entries) are every floor's vocabulary, and its
+//! resource mapping with [`host`] (connections, batches) is the one import
+//! circle, as in wasmtime-wasi. The configuration holds its own
+//! [`config::ConfigValue`], converted where a plugin gets it.
 //! - [`config`]: the TOML configuration; strict, every error at once:
 //!   `config/reader.rs` (the span-aware reader), `sections.rs` (known keys,
 //!   plugin, grants and limits, collectors), `server.rs`, `handler.rs`,

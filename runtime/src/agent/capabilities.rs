@@ -25,7 +25,7 @@ pub fn substitute(template: &str, entries: &[ConfigEntry]) -> Vec<String> {
         .map(|e| &e.value)
     {
         Some(ConfigValue::TextList(l)) => l.clone(),
-        Some(v) => vec![config::value_text(v)],
+        Some(v) => vec![config::value_text(&v.clone().into())],
         None => vec![String::new()],
     };
     let mut out = Vec::new();
@@ -64,7 +64,7 @@ fn directory_of(key: &str, entries: &[ConfigEntry]) -> PathBuf {
         .iter()
         .rev()
         .find(|e| e.key == key)
-        .map(|e| config::value_text(&e.value))
+        .map(|e| config::value_text(&e.value.clone().into()))
         .unwrap_or_default();
     Path::new(&file)
         .parent()

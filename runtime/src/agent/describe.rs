@@ -3,7 +3,6 @@
 //! operator's keys against its options, and the built-ins' metric paths a
 //! third-party plugin may not take by its own say.
 
-use super::load::err_at;
 use crate::bindings::types::Description;
 use crate::config::{CollectorConfig, ComponentRef, ConfigError, PluginConfig};
 
@@ -82,7 +81,7 @@ pub(super) fn check_options(p: &PluginConfig, d: &Description, errors: &mut Vec<
             } else {
                 known.join(", ")
             };
-            errors.push(err_at(p, key, format!("unknown key: `{}` has no such option (its options: {known}; host keys are listed in the README)", d.name)));
+            errors.push(p.error_at(key, format!("unknown key: `{}` has no such option (its options: {known}; host keys are listed in the README)", d.name)));
         }
     }
 }

@@ -8,8 +8,9 @@ use super::describe::{check_description, check_options, reserved_path};
 use super::options::{collector_host_keys, overlay};
 use super::tenant::Tenant;
 use crate::bindings::collector::CollectorPlugin;
-use crate::bindings::types::{ConfigEntry, ConfigValue, Description};
+use crate::bindings::types::{ConfigEntry, Description};
 use crate::config;
+use crate::config::ConfigValue;
 use crate::config::{
     CollectorConfig, ComponentRef, ConfigError, ConfigErrors, HandlerConfig, PluginConfig,
 };
@@ -67,8 +68,7 @@ pub fn open_spools(loaded: &mut Loaded) -> Result<(), ConfigErrors> {
         match crate::queue::open_spool(&h.config) {
             None => {}
             Some(Ok(s)) => h.spool = Some(s),
-            Some(Err((dir, e))) => errors.push(err_at(
-                &h.config.plugin,
+            Some(Err((dir, e))) => errors.push(h.config.plugin.error_at(
                 "spool_dir",
                 format!("cannot open the spool {}: {e}", dir.display()),
             )),
@@ -87,24 +87,6 @@ pub struct Loaded {
     pub collectors: Vec<LoadedCollector>,
     /// Handlers, in `server.handlers` order.
     pub handlers: Vec<LoadedHandler>,
-}
-
-pub(super) fn err_at(p: &PluginConfig, key: &str, message: String) -> ConfigError {
-    let location = p
-        .option_locations
-        .get(key)
-        .cloned()
-        .unwrap_or_else(|| p.location.clone());
-    let key = if key.is_empty() {
-        p.section.clone()
-    } else {
-        format!("{}.{key}", p.section)
-    };
-    ConfigError {
-        location,
-        key,
-        message,
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -228,17 +210,17 @@ fn load_plugin<W: World>(
         ComponentRef::Python(path) => match python::read_script(path, p.sha256.as_deref()) {
             Ok(s) => Some(Arc::new(s.with_python_path(&p.python_path))),
             Err(e @ ComponentError::DigestMismatch { .. }) => {
-                errors.push(err_at(p, "sha256", e.to_string()));
+                errors.push(p.error_at("sha256", e.to_string()));
                 return None;
             }
             Err(e) => {
-                errors.push(err_at(p, "component", format!("{e:#}")));
+                errors.push(p.error_at("component", format!("{e:#}")));
                 return None;
             }
         },
         _ if !p.python_path.is_empty() => {
             let why = "`python_path` is for Python collectors (`component = \"FILE.py\"`)";
-            errors.push(err_at(p, "python_path", why.into()));
+            errors.push(p.error_at("python_path", why.into()));
             return None;
         }
         _ => None,
@@ -250,16 +232,16 @@ fn load_plugin<W: World>(
     let component = match pinned {
         Ok(c) => c,
         Err(e @ ComponentError::DigestMismatch { .. }) => {
-            errors.push(err_at(p, "sha256", e.to_string()));
+            errors.push(p.error_at("sha256", e.to_string()));
             return None;
         }
         Err(e) => {
-            errors.push(err_at(p, "component", format!("{e:#}")));
+            errors.push(p.error_at("component", format!("{e:#}")));
             return None;
         }
     };
     if let Err(e) = contract::read(&component).and_then(|c| c.expect(W::KIND)) {
-        errors.push(err_at(p, "component", format!("{}: {e}", p.component)));
+        errors.push(p.error_at("component", format!("{}: {e}", p.component)));
         return None;
     }
     // `describe` runs the script's `__init__` and `process_config`: what
@@ -301,12 +283,12 @@ fn load_plugin<W: World>(
             } else {
                 format!("{}: loading the script failed: {e}", p.component)
             };
-            errors.push(err_at(p, "component", why));
+            errors.push(p.error_at("component", why));
             return None;
         }
         Err(e) => {
             let message = format!("{} does not describe itself: {e}", p.component);
-            errors.push(err_at(p, "component", message));
+            errors.push(p.error_at("component", message));
             return None;
         }
     };
@@ -325,7 +307,7 @@ fn load_plugin<W: World>(
                 Some(Arc::new(settings))
             }
             Err(e) => {
-                errors.push(err_at(p, e.key, e.message));
+                errors.push(p.error_at(e.key, e.message));
                 None
             }
         },
@@ -335,7 +317,7 @@ fn load_plugin<W: World>(
     let grants = match grants_for(p, &description, &entries) {
         Ok(g) => g,
         Err(e) => {
-            errors.push(err_at(p, "grants", e));
+            errors.push(p.error_at("grants", e));
             return None;
         }
     };
@@ -358,7 +340,7 @@ fn load_plugin<W: World>(
         .configured::<W>(&component, ctx.clone())
         .map_err(|e| {
             let key = named_option(&e, p).unwrap_or_default();
-            errors.push(err_at(p, &key, e))
+            errors.push(p.error_at(&key, e))
         })
         .ok()?;
     Some((component, description, ctx, instance))
@@ -408,7 +390,7 @@ fn load_collector(
         description.name.clone()
     };
     if let Some(message) = reserved_path(c, tenant.is_some(), &default_path, health_path) {
-        errors.push(err_at(p, "component", message));
+        errors.push(p.error_at("component", message));
         return None;
     }
     let publication = Publication {
@@ -492,9 +474,7 @@ fn check_listen(h: &HandlerConfig, serves: bool) -> Option<ConfigError> {
         message,
     };
     match (&h.listen, serves) {
-        (None, true) => Some(err_at(
-            p,
-            "",
+        (None, true) => Some(p.error_at("",
             format!("{} is an exporter (it renders a page for the host to serve) but has no address: add `listen = \"127.0.0.1:9108\"` (and `listen_path`, default \"/metrics\") to [{}]", p.component, p.section),
         )),
         (Some(l), false) => Some(at(

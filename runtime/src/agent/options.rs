@@ -1,8 +1,8 @@
 //! A plugin's configuration as its `configure` gets it: the one overlay
 //! rule, and the host's keys of a collector.
 
-use crate::bindings::types::{ConfigEntry, ConfigValue, Description};
-use crate::config::CollectorConfig;
+use crate::bindings::types::{ConfigEntry, Description};
+use crate::config::{CollectorConfig, ConfigValue};
 
 /// A plugin's configuration as its `configure` gets it, by one rule:
 /// its `describe` defaults, overridden by the host's keys, overridden by
@@ -22,7 +22,10 @@ pub fn overlay(
         .collect();
     for (key, value) in host.into_iter().chain(operator.iter().cloned()) {
         out.retain(|e| e.key != key);
-        out.push(ConfigEntry { key, value });
+        out.push(ConfigEntry {
+            key,
+            value: value.into(),
+        });
     }
     out
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use super::Location;
-use crate::bindings::types::ConfigValue;
+use super::ConfigValue;
+use super::{ConfigError, Location};
 use crate::grants::Grants;
 use crate::hostname::HostnameMethod;
 
@@ -73,6 +73,12 @@ pub struct TlsConfig {
     pub insecure_skip_verify: bool,
 }
 
+/// Whether a configured component names a Python script
+/// ([`ComponentRef::Python`]).
+pub fn is_script(name: &str) -> bool {
+    name.ends_with(".py")
+}
+
 /// Which component implements a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ComponentRef {
@@ -120,6 +126,28 @@ pub struct PluginConfig {
     pub python_path: Vec<PathBuf>,
     /// Where the section starts.
     pub location: Location,
+}
+
+impl PluginConfig {
+    /// An error about this plugin's `key` (its section when empty), at the
+    /// line that sets it, or else at its section's.
+    pub fn error_at(&self, key: &str, message: String) -> ConfigError {
+        let location = self
+            .option_locations
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| self.location.clone());
+        let key = if key.is_empty() {
+            self.section.clone()
+        } else {
+            format!("{}.{key}", self.section)
+        };
+        ConfigError {
+            location,
+            key,
+            message,
+        }
+    }
 }
 
 /// One collector instance.

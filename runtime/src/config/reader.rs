@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 use toml::Value;
 
+use super::ConfigValue;
 use super::{ConfigError, Location, MetricFilter};
-use crate::bindings::types::ConfigValue;
 
 /// A parsed TOML file with the position of every key.
 pub(super) struct Doc {

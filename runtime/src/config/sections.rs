@@ -8,10 +8,10 @@ use std::time::Duration;
 use toml::Value;
 
 use super::reader::{option_value, resolve, Doc, Reader};
+use super::ConfigValue;
 use super::{
     CollectorConfig, ComponentRef, ConfigError, Limits, Location, PluginConfig, TlsConfig,
 };
-use crate::bindings::types::ConfigValue;
 use crate::grants::Grants;
 use crate::hostname::HostnameMethod;
 
@@ -145,7 +145,7 @@ pub(super) fn read_plugin(
                 "component" if !is_default => {
                     if let Some(s) = r.string(&path, value) {
                         option_locations.insert(key.clone(), doc.at(&path));
-                        component = if crate::plugin::python::is_script(&s) {
+                        component = if super::model::is_script(&s) {
                             if section.starts_with("handlers.") {
                                 r.err(&path, "a Python script can only be a collector: a handler's `component` is a built-in or a .wasm file".to_string());
                             }

@@ -1,10 +1,10 @@
 //! `wdiamond:plugin/config`: the plugin's own merged configuration (and,
-//! for a Python collector, its script: `plugin::python`).
+//! for a Python collector, its script: `host/script.rs`).
 
+use super::script as python;
 use super::HostState;
 use crate::bindings::types::{ConfigEntry, ConfigValue};
 use crate::bindings::wit_config::Host;
-use crate::plugin::python;
 
 impl Host for HostState {
     fn get(&mut self, key: String) -> Option<ConfigValue> {

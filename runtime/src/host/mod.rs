@@ -12,8 +12,10 @@ pub mod fs_stats;
 pub mod info;
 pub mod log;
 mod output;
+mod poll;
 pub mod process;
 pub mod resolve;
+pub mod script;
 pub mod series;
 pub mod sockets;
 pub mod tls;
@@ -79,7 +81,7 @@ pub struct PluginContext {
     pub log_limit: crate::logging::LogLimit,
     /// A Python collector's script, which the Python runtime reads through
     /// the `config` import (`plugin::python`); `None` for other plugins.
-    pub script: Option<Arc<crate::plugin::python::Script>>,
+    pub script: Option<Arc<script::Script>>,
     /// TLS on its TCP connections (`tls = true`), done by the host.
     pub tls: Option<Arc<tls::TlsSettings>>,
 }

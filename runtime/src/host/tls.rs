@@ -157,8 +157,7 @@ impl TlsSettings {
                     } else {
                         libc::POLLIN
                     };
-                    super::sockets::wait_ready(tcp.as_raw_fd(), events, deadline)
-                        .map_err(failed)?;
+                    super::poll::wait_ready(tcp.as_raw_fd(), events, deadline).map_err(failed)?;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(failed(e)),

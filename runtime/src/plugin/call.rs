@@ -9,7 +9,7 @@ use anyhow::anyhow;
 
 use wasmtime::{Store, Trap};
 
-use super::world::Handler;
+use super::world::{BoxFuture, Handler};
 use super::{World, EPOCH_TICK};
 use crate::bindings::collector::CollectorPlugin;
 use crate::bindings::exposition::{Page, Scrape};
@@ -53,8 +53,6 @@ pub struct Failure {
     /// Details.
     pub message: String,
 }
-
-pub(crate) type BoxFuture<'a, R> = std::pin::Pin<Box<dyn std::future::Future<Output = R> + 'a>>;
 
 /// Starts an instantiation's [`SETUP_DEADLINE`] (its start code runs under
 /// it, as `describe` does).

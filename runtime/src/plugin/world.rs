@@ -6,10 +6,12 @@
 use wasmtime::component::{Component, Linker};
 use wasmtime::Store;
 
-use super::call::BoxFuture;
 use super::EngineSet;
 use crate::bindings::collector::CollectorPlugin;
 use crate::bindings::exposition;
+
+/// A guest call's future, borrowing its bindings and store.
+pub(crate) type BoxFuture<'a, R> = std::pin::Pin<Box<dyn std::future::Future<Output = R> + 'a>>;
 use crate::bindings::handler::HandlerPlugin;
 use crate::bindings::types::{ConfigEntry, Description};
 use crate::host::HostState;
