@@ -36,6 +36,9 @@ async fn runs_share_deliveries_within_the_batch_timeout() {
     );
     let agent = common::start_agent(&conf);
     let stats = agent.handler_stats("archive").unwrap();
+    let collectors: Vec<_> = (0..4)
+        .map(|i| agent.collector_stats(&format!("load{i}")).unwrap())
+        .collect();
     tokio::time::sleep(Duration::from_secs(7)).await;
     let deliveries = stats.wakeups.load(Ordering::Relaxed);
     agent.shutdown().await;
@@ -43,11 +46,18 @@ async fn runs_share_deliveries_within_the_batch_timeout() {
     // loadavg publishes 8 metrics a run.
     let runs = lines.iter().filter(|l| l.contains(".loadavg.01 ")).count() as u64;
     assert!(runs >= 8, "only {runs} runs in 7 s: {lines:?}");
+    // What the collectors themselves counted as published, every metric
+    // of it in the archive: none left waiting at the stop.
+    let published: u64 = collectors
+        .iter()
+        .map(|c| c.metrics.load(Ordering::Relaxed))
+        .sum();
     assert_eq!(
         lines.len() as u64,
-        runs * 8,
-        "every run's metrics delivered"
+        published,
+        "every published metric delivered, the last batch at the stop"
     );
+    assert_eq!(published, runs * 8);
     // The stop's final delivery and flush are two more.
     assert!(
         deliveries * 2 < runs,

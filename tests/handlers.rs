@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -468,8 +469,12 @@ async fn graphite_over_ipv6_with_keepalive() {
     let port = l.local_addr().unwrap().port();
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let got = lines.clone();
+    // The handler's side of each connection, by its port.
+    let peers = Arc::new(Mutex::new(Vec::<u16>::new()));
+    let accepted = peers.clone();
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
+            accepted.lock().unwrap().push(s.peer_addr().unwrap().port());
             let got = got.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(s).lines().map_while(Result::ok) {
@@ -478,8 +483,50 @@ async fn graphite_over_ipv6_with_keepalive() {
             });
         }
     });
+    // While it runs, the kernel's view of the handler's socket: its timer
+    // (`tr` 2 is keepalive) and when it fires, from /proc/net/tcp6.
+    let timers = Arc::new(Mutex::new(Vec::<(String, u64)>::new()));
+    let (seen, who, done) = (
+        timers.clone(),
+        peers.clone(),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let stop = done.clone();
+    let watcher = std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let ports = who.lock().unwrap().clone();
+            let table = std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
+            for row in table.lines().skip(1) {
+                let f: Vec<&str> = row.split_whitespace().collect();
+                let local = f[1].rsplit_once(':').map(|(_, p)| p).unwrap_or("");
+                let Ok(p) = u16::from_str_radix(local, 16) else {
+                    continue;
+                };
+                if ports.contains(&p) && f[3] == "01" {
+                    let (tr, when) = f[5].split_once(':').unwrap();
+                    let when = u64::from_str_radix(when, 16).unwrap();
+                    seen.lock().unwrap().push((tr.to_string(), when));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
     let want = run_with("graphite", &format!("[handlers.graphite]\nhost = \"::1\"\nport = {port}\nkeepalive = true\nkeepaliveinterval = 5\n"), 2.5).await;
+    done.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
     std::thread::sleep(Duration::from_millis(300));
+    // One connection, kept; keepalive on it, idle probes within 5 s (the
+    // kernel's default would be 2 hours).
+    assert_eq!(peers.lock().unwrap().len(), 1, "one connection, reused");
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let timers = timers.lock().unwrap().clone();
+    assert!(
+        timers
+            .iter()
+            .any(|(tr, when)| tr == "02" && *when <= 5 * hz + hz / 10),
+        "no keepalive timer within 5 s on the handler's socket: {timers:?}"
+    );
     let got = lines.lock().unwrap().clone();
     let total: usize = want.values().map(Vec::len).sum();
     assert_eq!(got.len(), total, "every metric arrived over [::1]");

@@ -606,11 +606,18 @@ async fn unix_socket_grants_are_checked_as_file_paths() {
 #[test]
 fn guest_strings_reach_the_log_cut_and_rate_limited() {
     let g = guest();
+    // A Python collector flooding `self.log` and `print` (100,000 lines of
+    // 10 kB each a run) beside the Rust floods.
+    let py = common::repo()
+        .join("tests/fixtures/python/hostile.py")
+        .display()
+        .to_string();
     let mut d = Daemon::start(
         &format!(
             "[collectors.errors]\nenabled = true\ncomponent = {g:?}\nmode = \"error-flood\"\ncount = 33554432\n\
              [collectors.denials]\nenabled = true\ncomponent = {g:?}\nmode = \"deny-flood\"\ncount = 1048576\n\
-             [collectors.stdout]\nenabled = true\ncomponent = {g:?}\nmode = \"stdout-flood\"\ncount = 1000\n"
+             [collectors.stdout]\nenabled = true\ncomponent = {g:?}\nmode = \"stdout-flood\"\ncount = 1000\n\
+             [collectors.py]\nenabled = true\ncomponent = {py:?}\nmode = \"flood\"\n[collectors.py.limits]\ntimeout = 0.9\n"
         ),
         None,
     );
@@ -623,6 +630,10 @@ fn guest_strings_reach_the_log_cut_and_rate_limited() {
     let longest = log.lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 4096, "a log line of {longest} bytes");
     assert!(log.contains("bytes cut"), "cut strings are marked");
+    // The Python flood reached the log, cut and rate-limited like the rest.
+    let python = log.lines().filter(|l| l.contains("flood ")).count();
+    assert!(python >= 1, "the Python log flood is not in the log");
+    assert!(python < 200, "{python} lines of the Python flood");
     assert!(
         log.contains("line\\nline"),
         "newlines are escaped, not written"
