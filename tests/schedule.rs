@@ -6,7 +6,7 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A collector that sleeps 3 s in every run (its deadline, 10 s, lets it),
 /// every second, beside loadavg every second.
@@ -33,8 +33,21 @@ async fn a_run_longer_than_its_interval_skips_windows_and_delays_nobody() {
         agent.collector_stats("loadavg").unwrap(),
     );
     tokio::time::sleep(Duration::from_secs(7)).await;
-    // The stop waits for the slow run in flight (within the grace).
+    // The stop waits for the slow run in flight (within the grace): stopped
+    // right after a run of 3 s starts, it ends no sooner than that run.
+    let before = slow.runs.load(Ordering::Relaxed);
+    let waited = Instant::now();
+    while slow.runs.load(Ordering::Relaxed) == before {
+        assert!(waited.elapsed() < Duration::from_secs(6), "no new slow run");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stopping = Instant::now();
     agent.shutdown().await;
+    let stop_took = stopping.elapsed();
+    assert!(
+        stop_took >= Duration::from_millis(2500),
+        "the stop took {stop_took:?}: it did not wait for the run in flight"
+    );
     let (slow_runs, skipped) = (
         slow.runs.load(Ordering::Relaxed),
         slow.skipped_runs.load(Ordering::Relaxed),

@@ -49,8 +49,21 @@ pub(super) fn mqtt_subscribe(port: u16) -> Arc<Mutex<Vec<(String, String)>>> {
     mqtt_subscribe_to(port, "servers/#", "sub")
 }
 
+/// [`mqtt_subscribe`], and the QoS each message arrived with (the
+/// publisher's, since the subscription's is 1).
+pub(super) fn mqtt_subscribe_qos(port: u16) -> (Messages, Arc<Mutex<Vec<u8>>>) {
+    subscriber(port, "servers/#", "sub")
+}
+
+/// What a subscriber received: `(topic, payload)`.
+pub(super) type Messages = Arc<Mutex<Vec<(String, String)>>>;
+
 /// A subscriber to `filter` at QoS 1, as client `id`.
-fn mqtt_subscribe_to(port: u16, filter: &str, id: &str) -> Arc<Mutex<Vec<(String, String)>>> {
+fn mqtt_subscribe_to(port: u16, filter: &str, id: &str) -> Messages {
+    subscriber(port, filter, id).0
+}
+
+fn subscriber(port: u16, filter: &str, id: &str) -> (Messages, Arc<Mutex<Vec<u8>>>) {
     let start = Instant::now();
     let mut s = loop {
         match TcpStream::connect(("127.0.0.1", port)) {
@@ -76,7 +89,8 @@ fn mqtt_subscribe_to(port: u16, filter: &str, id: &str) -> Arc<Mutex<Vec<(String
         .unwrap();
     assert_eq!(mqtt_packet(&mut s).unwrap().0 >> 4, 9, "SUBACK");
     let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
+    let qos_seen = Arc::new(Mutex::new(Vec::new()));
+    let (sink, qos_sink) = (got.clone(), qos_seen.clone());
     std::thread::spawn(move || {
         while let Some((h, body)) = mqtt_packet(&mut s) {
             if h >> 4 != 3 {
@@ -92,9 +106,10 @@ fn mqtt_subscribe_to(port: u16, filter: &str, id: &str) -> Arc<Mutex<Vec<(String
             }
             let payload = String::from_utf8(body[at..].to_vec()).unwrap();
             sink.lock().unwrap().push((topic, payload));
+            qos_sink.lock().unwrap().push(qos);
         }
     });
-    got
+    (got, qos_seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,7 +117,7 @@ async fn mqtt_publishes_every_metric_on_its_topic() {
     for qos in [0, 1] {
         let port = free_port();
         let mut broker = mosquitto(port);
-        let got = mqtt_subscribe(port);
+        let (got, arrived) = mqtt_subscribe_qos(port);
         let want = run_with(
             "mqtt",
             &format!("[handlers.mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nqos = {qos}\n"),
@@ -131,6 +146,12 @@ async fn mqtt_publishes_every_metric_on_its_topic() {
             }
             Ok(())
         });
+        // Each at the QoS the handler published with.
+        let arrived = arrived.lock().unwrap().clone();
+        assert!(
+            !arrived.is_empty() && arrived.iter().all(|q| *q == qos),
+            "qos {qos}: received at {arrived:?}"
+        );
         let _ = broker.kill();
         let _ = broker.wait();
     }

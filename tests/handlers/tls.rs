@@ -8,7 +8,7 @@
 //! operator meets, each named in the log: an unknown CA, a wrong name, a
 //! missing client certificate; and the config errors.
 
-use super::mqtt::mqtt_subscribe;
+use super::mqtt::mqtt_subscribe_qos;
 use super::*;
 use std::path::{Path, PathBuf};
 
@@ -488,7 +488,7 @@ async fn mqtt_over_tls_to_mosquittos_own_listener() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let got = mqtt_subscribe(plain);
+    let (got, arrived) = mqtt_subscribe_qos(plain);
     let want = run_with(
         "mqtt",
         &format!(
@@ -498,25 +498,34 @@ async fn mqtt_over_tls_to_mosquittos_own_listener() {
         3.5,
     )
     .await;
-    let (path, points) = want
-        .iter()
-        .find(|(p, _)| p.ends_with(".loadavg.01"))
-        .unwrap();
+    assert!(want.keys().any(|p| p.ends_with(".loadavg.01")), "{want:?}");
+    // Every metric published, with its value and timestamp, came over TLS.
     eventually(|| {
-        let n = got
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(topic, _)| topic.replace('/', ".") == *path)
-            .count();
-        if n < points.len() {
-            return Err(format!(
-                "{path}: {n} received over TLS, {} published",
-                points.len()
-            ));
+        let got = got.lock().unwrap();
+        for (path, points) in &want {
+            for (t, v) in points {
+                let topic = path.replace('.', "/");
+                let here = got.iter().any(|(tp, payload)| {
+                    *tp == topic
+                        && payload.split_once(' ').is_some_and(|(pv, pt)| {
+                            pt.parse::<u64>().ok() == Some(*t)
+                                && pv
+                                    .parse::<f64>()
+                                    .is_ok_and(|x| (x - v).abs() <= 1e-6 * v.abs().max(1.0))
+                        })
+                });
+                if !here {
+                    return Err(format!("{path} {v} {t} not received over TLS"));
+                }
+            }
         }
         Ok(())
     });
+    let arrived = arrived.lock().unwrap().clone();
+    assert!(
+        arrived.iter().all(|q| *q == 1),
+        "qos 1: received at {arrived:?}"
+    );
     let _ = broker.kill();
     let _ = broker.wait();
 }
