@@ -47,10 +47,24 @@ async fn run_with(
         ),
     );
     let agent = common::start_agent(&conf);
+    let collectors = ["loadavg", "tcp"].map(|c| agent.collector_stats(c).unwrap());
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     agent.shutdown().await;
+    // The archive is the oracle of the backends' checks: it holds every
+    // metric the collectors counted as published (nothing lost before the
+    // handlers' queues).
+    let text = std::fs::read_to_string(&archive).unwrap();
+    let published: u64 = collectors
+        .iter()
+        .map(|c| c.metrics.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    assert_eq!(
+        text.lines().count() as u64,
+        published,
+        "archive vs published"
+    );
     let mut out: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
-    for l in std::fs::read_to_string(&archive).unwrap().lines() {
+    for l in text.lines() {
         let f: Vec<&str> = l.split(' ').collect();
         out.entry(f[0].to_string())
             .or_default()
