@@ -32,6 +32,7 @@ mod load;
 mod options;
 mod outcome;
 mod route;
+mod schedule;
 mod scheduler;
 mod sink;
 mod tenant;

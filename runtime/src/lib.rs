@@ -8,8 +8,8 @@
 //! to every handler through bounded queues.
 //!
 //! # Layout
-//! Floors from the top: `main.rs` (CLI), the commands ([`scaffold`],
-//! [`inspect`], [`once`], [`review`]), [`agent`], [`queue`], [`plugin`],
+//! Floors from the top: `main.rs` (CLI), the commands, each in a file
+//! named after it ([`new`], [`inspect`], [`once`], [`check`]), [`agent`], [`queue`], [`plugin`],
 //! [`host`], [`config`] (with [`grants`]), [`metric`]; no arrow goes back
 //! up. `bindings` is the contract: its generated types (metrics,
 //! descriptions, config entries) are every floor's vocabulary, and its
@@ -36,7 +36,8 @@
 //!   - `agent/collector_task.rs`, `agent/handler_task.rs`: the two tasks
 //!     (a collector's runs start on the blocking pool from
 //!     `agent/scheduler.rs`, the one thread that sleeps until the next
-//!     run is due); a handler's loop is a state struct over a
+//!     run is due, by `agent/schedule.rs`, Diamond's aligned, staggered
+//!     windows); a handler's loop is a state struct over a
 //!     `agent/sink.rs` (so its timing is tested with paused time), with
 //!     `handler_task/drain.rs` (a delivery's hand-off) and
 //!     `handler_task/scrape.rs` (an exporter's page in its turn);
@@ -74,10 +75,10 @@
 //!   `publish.rs` (a run turned into published metrics), `series.rs`
 //!   (series declared once).
 //! - The commands for plugin authors and operators, each on the layers
-//!   above: [`scaffold`] (`wdiamond new`: a project with the SDK and WIT
+//!   above: [`new`] (`wdiamond new`: a project with the SDK and WIT
 //!   shipped in the binary, from `runtime/templates/`), [`inspect`] (what a
 //!   component file is and asks for), [`once`] (collectors run twice,
-//!   printed, sent nowhere), [`review`] (`check`'s summary and its review
+//!   printed, sent nowhere), [`check`] (`check`'s summary and its review
 //!   of third-party plugins' asks against their grants and pins).
 //!   `plugin/contract.rs` reads a component's world and contract version
 //!   and applies the compatibility rule.
@@ -85,7 +86,6 @@
 //! - [`memory`]: start-up pages given back once the agent runs.
 //! - [`logging`]: what of a plugin reaches the log (cut, one line,
 //!   rate-limited).
-//! - [`schedule`]: Diamond's aligned, staggered collection windows.
 //! - [`hostname`]: Diamond's `hostname_method`s.
 //! - [`pidfile`]: `run --pidfile`.
 //! - `bindings`: the `bindgen!` of the WIT worlds (the exporter world's
@@ -94,6 +94,7 @@
 
 pub mod agent;
 pub mod bindings;
+pub mod check;
 pub mod config;
 pub mod grants;
 pub mod host;
@@ -102,11 +103,9 @@ pub mod inspect;
 pub mod logging;
 pub mod memory;
 pub mod metric;
+pub mod new;
 pub mod once;
 pub mod pidfile;
 pub mod plugin;
 pub mod queue;
-pub mod review;
-pub mod scaffold;
-pub mod schedule;
 pub mod stats;

@@ -220,10 +220,10 @@ fn main() -> ExitCode {
 fn check(config: &std::path::Path) -> Result<ExitCode, ExitCode> {
     let _ = init_logging("warn", LogFormat::Text);
     let (c, _, loaded) = load(config)?;
-    print!("{}", wdiamond::review::summary(&c, &loaded));
-    let (routes, nowhere) = wdiamond::review::routing(&loaded);
+    print!("{}", wdiamond::check::summary(&c, &loaded));
+    let (routes, nowhere) = wdiamond::check::routing(&loaded);
     print!("{routes}");
-    let (review, warnings) = wdiamond::review::third_party(&loaded);
+    let (review, warnings) = wdiamond::check::third_party(&loaded);
     let warnings = warnings + nowhere;
     if !review.is_empty() {
         println!("\nPlugins that are not built in (what they ask for, what they are granted):");
@@ -241,7 +241,7 @@ fn new(
     dir: Option<PathBuf>,
     lang: NewLang,
 ) -> Result<ExitCode, ExitCode> {
-    use wdiamond::scaffold::{Kind, Lang};
+    use wdiamond::new::{Kind, Lang};
     let kind = match kind {
         NewKind::Collector => Kind::Collector,
         NewKind::Handler => Kind::Handler,
@@ -252,7 +252,7 @@ fn new(
         NewLang::Python => Lang::Python,
     };
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
-    wdiamond::scaffold::create(kind, lang, name, &dir).map_err(|e| {
+    wdiamond::new::create(kind, lang, name, &dir).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::FAILURE
     })?;
@@ -260,18 +260,18 @@ fn new(
         println!(
             "wrote {d}/ (a Python collector, Diamond-style)\n\n  cd {d}\n  python3 -m unittest\n  wdiamond inspect {s}\n  wdiamond once {name}.toml\n",
             d = dir.display(),
-            s = wdiamond::scaffold::python_script(name).display(),
+            s = wdiamond::new::python_script(name).display(),
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let wasm = wdiamond::scaffold::artifact(name);
+    let wasm = wdiamond::new::artifact(name);
     println!(
         "wrote {d}/ (a {k}, with the wdiamond SDK and the WIT contract)\n\n  cd {d}\n  cargo test\n  cargo build --release --target wasm32-wasip2\n  wdiamond inspect {w}\n  wdiamond once {name}.toml\n",
         d = dir.display(),
         k = match kind {
-            wdiamond::scaffold::Kind::Collector => "collector",
-            wdiamond::scaffold::Kind::Handler => "handler",
-            wdiamond::scaffold::Kind::Exporter => "exporter (a handler whose page the agent serves)",
+            wdiamond::new::Kind::Collector => "collector",
+            wdiamond::new::Kind::Handler => "handler",
+            wdiamond::new::Kind::Exporter => "exporter (a handler whose page the agent serves)",
         },
         w = wasm.display(),
     );

@@ -5,6 +5,7 @@
 
 use super::load::{configured_collector, LoadedCollector};
 use super::outcome::{Call, CallFailed, Unsuccessful};
+use super::schedule::Schedule;
 use super::scheduler::Scheduler;
 use super::tenant::Tenant;
 use crate::bindings::collector::CollectorPlugin;
@@ -14,7 +15,6 @@ use crate::host::{HostFacts, PluginContext};
 use crate::logging::Kind as LogKind;
 use crate::metric::Publication;
 use crate::plugin::{Instance, Runtime};
-use crate::schedule::Schedule;
 use crate::stats::PluginStats;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -4,8 +4,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
-/// Where something is in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where something is in a config file (`Default`: nowhere, line 0).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Location {
     /// The file.
     pub file: PathBuf,

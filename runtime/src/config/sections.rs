@@ -9,9 +9,7 @@ use toml::Value;
 
 use super::reader::{option_value, resolve, Doc, Reader};
 use super::ConfigValue;
-use super::{
-    CollectorConfig, ComponentRef, ConfigError, Limits, Location, PluginConfig, TlsConfig,
-};
+use super::{CollectorConfig, ComponentRef, ConfigError, Limits, PluginConfig, TlsConfig};
 use crate::grants::Grants;
 use crate::hostname::HostnameMethod;
 
@@ -145,16 +143,7 @@ pub(super) fn read_plugin(
                 "component" if !is_default => {
                     if let Some(s) = r.string(&path, value) {
                         option_locations.insert(key.clone(), doc.at(&path));
-                        component = if super::model::is_script(&s) {
-                            if section.starts_with("handlers.") {
-                                r.err(&path, "a Python script can only be a collector: a handler's `component` is a built-in or a .wasm file".to_string());
-                            }
-                            ComponentRef::Python(resolve(config_dir, &s))
-                        } else if s.ends_with(".wasm") || s.contains('/') {
-                            ComponentRef::File(resolve(config_dir, &s))
-                        } else {
-                            ComponentRef::Builtin(s)
-                        };
+                        component = component_ref(&mut r, &path, s, section, config_dir);
                     }
                 }
                 "sha256" if !is_default => {
@@ -218,40 +207,35 @@ pub(super) fn read_plugin(
             }
         }
     }
+    let location = location.unwrap_or_default();
+    let at = |key: &str| {
+        option_locations
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| location.clone())
+    };
     if sha256.is_some() && matches!(component, ComponentRef::Builtin(_)) {
-        let at = option_locations.get("sha256").cloned();
         errors.push(ConfigError {
-            location: at.or_else(|| location.clone()).unwrap_or(Location {
-                file: PathBuf::new(),
-                line: 0,
-                column: 0,
-            }),
+            location: at("sha256"),
             key: format!("{section}.sha256"),
             message: "`sha256` pins a `component` file; this section uses a built-in component, which the binary itself pins".into(),
         });
     }
     // `tls_*` keys without `tls = true` would be ignored: an error instead.
     if tls_on != Some(true) && tls != TlsConfig::default() {
-        let key = [
+        let keys = [
             "tls_ca",
             "tls_cert",
             "tls_key",
             "tls_server_name",
             "insecure_skip_verify",
-        ]
-        .into_iter()
-        .find(|k| option_locations.contains_key(*k))
-        .unwrap_or("tls");
+        ];
+        let key = keys
+            .into_iter()
+            .find(|k| option_locations.contains_key(*k))
+            .unwrap_or("tls");
         errors.push(ConfigError {
-            location: option_locations
-                .get(key)
-                .cloned()
-                .or_else(|| location.clone())
-                .unwrap_or(Location {
-                    file: PathBuf::new(),
-                    line: 0,
-                    column: 0,
-                }),
+            location: at(key),
             key: format!("{section}.{key}"),
             message: format!("`{key}` configures TLS, which is off here: add `tls = true`"),
         });
@@ -267,11 +251,28 @@ pub(super) fn read_plugin(
         options,
         option_locations,
         python_path: Vec::new(),
-        location: location.unwrap_or(Location {
-            file: PathBuf::new(),
-            line: 0,
-            column: 0,
-        }),
+        location,
+    }
+}
+
+/// The component a section's `component` names: a Python script (a
+/// collector's only), a `.wasm` file, or a built-in.
+fn component_ref(
+    r: &mut Reader<'_>,
+    path: &[&str],
+    s: String,
+    section: &str,
+    config_dir: &Path,
+) -> ComponentRef {
+    if super::model::is_script(&s) {
+        if section.starts_with("handlers.") {
+            r.err(path, "a Python script can only be a collector: a handler's `component` is a built-in or a .wasm file".to_string());
+        }
+        ComponentRef::Python(resolve(config_dir, &s))
+    } else if s.ends_with(".wasm") || s.contains('/') {
+        ComponentRef::File(resolve(config_dir, &s))
+    } else {
+        ComponentRef::Builtin(s)
     }
 }
 

@@ -181,12 +181,17 @@ async fn charge_gap<T>(
 pub(super) fn shadow(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut types = linker.instance("wasi:filesystem/types@0.2.12")?;
-    types.func_wrap(
-        "[method]descriptor.symlink-at",
-        |_, (_dir, _old, _new): (Resource<Descriptor>, String, String)| {
-            Ok((Err::<(), _>(ErrorCode::NotPermitted),))
-        },
-    )?;
+    shadow_writes(&mut types)?;
+    shadow_entries(&mut types)?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// What a filesystem instance of the linker is.
+type Types<'a> = wasmtime::component::LinkerInstance<'a, HostState>;
+
+/// Writes, appends and size changes: charged to the disk budget.
+fn shadow_writes(types: &mut Types<'_>) -> wasmtime::Result<()> {
     types.func_wrap_async(
         "[method]descriptor.write-via-stream",
         |mut store: StoreContextMut<'_, HostState>, (fd, offset): (Resource<Descriptor>, u64)| {
@@ -255,6 +260,18 @@ pub(super) fn shadow(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 }
                 code(r)
             })
+        },
+    )?;
+    Ok(())
+}
+
+/// New entries (files, directories, links) charged; a Python module's
+/// name, and symlinks, refused.
+fn shadow_entries(types: &mut Types<'_>) -> wasmtime::Result<()> {
+    types.func_wrap(
+        "[method]descriptor.symlink-at",
+        |_, (_dir, _old, _new): (Resource<Descriptor>, String, String)| {
+            Ok((Err::<(), _>(ErrorCode::NotPermitted),))
         },
     )?;
     types.func_wrap_async(
@@ -363,6 +380,5 @@ pub(super) fn shadow(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             })
         },
     )?;
-    linker.allow_shadowing(false);
     Ok(())
 }
