@@ -357,8 +357,11 @@ pub trait Handler: Sized + 'static {
     fn configure(config: &Config) -> Result<Self, String>;
     /// Handle one batch; an error makes the host keep the batch for a retry.
     fn process(&mut self, batch: &Batch) -> Result<(), String>;
-    /// Push out anything buffered.
-    fn flush(&mut self) -> Result<(), String>;
+    /// Push out anything buffered (by default there is nothing: a handler
+    /// that sends each batch in `process` need not write one).
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// An exporter: a [`Handler`] whose page the host serves over HTTP (the

@@ -35,6 +35,7 @@ pub use value::ConfigValue;
 mod error;
 mod handler;
 mod model;
+mod plugin_keys;
 mod reader;
 mod sections;
 mod server;
@@ -139,43 +140,20 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             names.push(n.clone());
         }
     }
-    let mut collectors = Vec::new();
-    for name in names {
-        let mut layers = default_layers.clone();
-        if collectors_t.contains_key(&name) {
-            let Some(t) = section(&doc, &mut errors, &["collectors", &name], collectors_t) else {
-                continue;
-            };
-            layers.push((&doc, vec!["collectors".into(), name.clone()], t));
-        }
-        for (n, d) in &extra_docs {
-            if *n == name {
-                layers.push((d, Vec::new(), &d.root));
-            }
-        }
-        if let Some(c) = read_collector(&name, &layers, &config_dir, &mut errors) {
-            collectors.push(c);
-        }
-    }
+    let collectors = read_collectors(
+        &doc,
+        collectors_t,
+        names,
+        &extra_docs,
+        &default_layers,
+        &config_dir,
+        &mut errors,
+    );
 
     // Handlers: [handlers.default] < [handlers.NAME], for those [server] uses.
     let active = active_handlers(&server.handlers, &tenants, handlers_t);
     check_unused_handlers(&doc, handlers_t, &active, &mut errors);
-    let handler_default: Layers<'_> = match handlers_t.get("default") {
-        Some(Value::Table(t)) => vec![(&doc, vec!["handlers".into(), "default".into()], t)],
-        _ => Vec::new(),
-    };
-    let mut handlers = Vec::new();
-    for name in &active {
-        let mut layers = handler_default.clone();
-        if handlers_t.contains_key(name) {
-            let Some(t) = section(&doc, &mut errors, &["handlers", name], handlers_t) else {
-                continue;
-            };
-            layers.push((&doc, vec!["handlers".into(), name.clone()], t));
-        }
-        handlers.push(read_handler(name, &layers, &config_dir, &mut errors));
-    }
+    let mut handlers = read_handlers(&doc, handlers_t, &active, &config_dir, &mut errors);
 
     check_tenants(&collectors, &tenants, &mut errors);
     bind_tenant_handlers(&mut handlers, &server.handlers, &tenants, &mut errors);
@@ -196,6 +174,65 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// Every collector, each from its layers: `[collectors.default]`, then
+/// `[collectors.NAME]`, then `NAME.toml` of `collectors_config_path`.
+fn read_collectors<'a>(
+    doc: &'a Doc,
+    collectors_t: &'a toml::Table,
+    names: Vec<String>,
+    extra_docs: &'a [(String, Doc)],
+    default_layers: &Layers<'a>,
+    config_dir: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<CollectorConfig> {
+    let mut collectors = Vec::new();
+    for name in names {
+        let mut layers = default_layers.clone();
+        if collectors_t.contains_key(&name) {
+            let Some(t) = section(doc, errors, &["collectors", &name], collectors_t) else {
+                continue;
+            };
+            layers.push((doc, vec!["collectors".into(), name.clone()], t));
+        }
+        for (n, d) in extra_docs {
+            if *n == name {
+                layers.push((d, Vec::new(), &d.root));
+            }
+        }
+        if let Some(c) = read_collector(&name, &layers, config_dir, errors) {
+            collectors.push(c);
+        }
+    }
+    collectors
+}
+
+/// The handlers `active` names, each from `[handlers.default]` and
+/// `[handlers.NAME]`.
+fn read_handlers(
+    doc: &Doc,
+    handlers_t: &toml::Table,
+    active: &[String],
+    config_dir: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<HandlerConfig> {
+    let handler_default: Layers<'_> = match handlers_t.get("default") {
+        Some(Value::Table(t)) => vec![(doc, vec!["handlers".into(), "default".into()], t)],
+        _ => Vec::new(),
+    };
+    let mut handlers = Vec::new();
+    for name in active {
+        let mut layers = handler_default.clone();
+        if handlers_t.contains_key(name) {
+            let Some(t) = section(doc, errors, &["handlers", name], handlers_t) else {
+                continue;
+            };
+            layers.push((doc, vec!["handlers".into(), name.clone()], t));
+        }
+        handlers.push(read_handler(name, &layers, config_dir, errors));
+    }
+    handlers
 }
 
 /// The table at `path` (`[collectors.NAME]`, …) of `parent`, if it is one;

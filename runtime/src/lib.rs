@@ -26,7 +26,8 @@
 //!     collectors, then health; what did not change keeps running);
 //!   - `agent/load.rs`: the resolved plugin set (describe, options,
 //!     grants, TLS, configured instances; a Python script read and
-//!     pinned), once per world;
+//!     pinned), once per world; `agent/load/steps.rs`, its first steps
+//!     (the compiled component, what it says about itself, its TLS);
 //!   - `agent/describe.rs`: what a plugin says about itself, checked
 //!     (and the built-ins' paths a third party may not take);
 //!   - `agent/options.rs`: the one option overlay rule and a collector's

@@ -75,28 +75,7 @@ pub fn python_project_files(name: &str) -> Vec<(PathBuf, String)> {
         ),
         (
             PathBuf::from(format!("{name}.toml")),
-            format!(
-                "# Runs {name} alone, its metrics archived to /tmp/{name}/archive.log:\n\
-                 # `wdiamond once {name}.toml` prints what it publishes, `wdiamond run {name}.toml` runs it.\n\
-                 # Copy the [collectors.{name}] sections into your own configuration to deploy it.\n\
-                 [server]\n\
-                 handlers = [\"archive\"]\n\
-                 \n\
-                 [handlers.archive]\n\
-                 log_file = \"/tmp/{name}/archive.log\"\n\
-                 \n\
-                 [collectors.{name}]\n\
-                 enabled = true\n\
-                 interval = 10\n\
-                 component = \"{script}\"\n\
-                 # Pin the script (`wdiamond inspect {script}` prints the line):\n\
-                 # sha256 = \"…\"\n\
-                 minutes = false\n\
-                 \n\
-                 # What it asks for (`wdiamond inspect` lists it); nothing else is granted.\n\
-                 [collectors.{name}.grants]\n\
-                 files = [\"/proc/uptime\"]\n"
-            ),
+            collector_config(name, &script, "script"),
         ),
     ];
     for (path, text) in files::PYTHON_SDK_FILES {
@@ -158,31 +137,37 @@ fn readme(kind: Kind, name: &str) -> String {
     )
 }
 
+/// A new collector's sample configuration: it alone, archived, its
+/// `component` (a `.wasm` file or a Python script: `what` says which).
+fn collector_config(name: &str, component: &str, what: &str) -> String {
+    format!(
+        "# Runs {name} alone, its metrics archived to /tmp/{name}/archive.log:\n\
+         # `wdiamond once {name}.toml` prints what it publishes, `wdiamond run {name}.toml` runs it.\n\
+         # Copy the [collectors.{name}] sections into your own configuration to deploy it.\n\
+         [server]\n\
+         handlers = [\"archive\"]\n\
+         \n\
+         [handlers.archive]\n\
+         log_file = \"/tmp/{name}/archive.log\"\n\
+         \n\
+         [collectors.{name}]\n\
+         enabled = true\n\
+         interval = 10\n\
+         component = \"{component}\"\n\
+         # Pin the {what} (`wdiamond inspect {component}` prints the line):\n\
+         # sha256 = \"…\"\n\
+         minutes = false\n\
+         \n\
+         # What it asks for (`wdiamond inspect` lists it); nothing else is granted.\n\
+         [collectors.{name}.grants]\n\
+         files = [\"/proc/uptime\"]\n"
+    )
+}
+
 fn sample_config(kind: Kind, name: &str) -> String {
     let wasm = artifact(name).display().to_string();
     match kind {
-        Kind::Collector => format!(
-            "# Runs {name} alone, its metrics archived to /tmp/{name}/archive.log:\n\
-             # `wdiamond once {name}.toml` prints what it publishes, `wdiamond run {name}.toml` runs it.\n\
-             # Copy the [collectors.{name}] sections into your own configuration to deploy it.\n\
-             [server]\n\
-             handlers = [\"archive\"]\n\
-             \n\
-             [handlers.archive]\n\
-             log_file = \"/tmp/{name}/archive.log\"\n\
-             \n\
-             [collectors.{name}]\n\
-             enabled = true\n\
-             interval = 10\n\
-             component = \"{wasm}\"\n\
-             # Pin the file (`wdiamond inspect {wasm}` prints the line):\n\
-             # sha256 = \"…\"\n\
-             minutes = false\n\
-             \n\
-             # What it asks for (`wdiamond inspect` lists it); nothing else is granted.\n\
-             [collectors.{name}.grants]\n\
-             files = [\"/proc/uptime\"]\n"
-        ),
+        Kind::Collector => collector_config(name, &wasm, "file"),
         Kind::Handler => format!(
             "# The built-in loadavg collector, its metrics written by {name} to /tmp/{name}/metrics.txt:\n\
              # `wdiamond run {name}.toml`. Copy the [handlers.{name}] sections (and the\n\

@@ -94,10 +94,6 @@ impl Handler for HttpPost {
             .post(&[("Content-Type", ctype)], body.as_bytes(), self.timeout_ms)?;
         r.delivered(&format!("POST {}", self.url.path), batch)
     }
-
-    fn flush(&mut self) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 export_handler!(HttpPost);

@@ -129,10 +129,6 @@ impl Handler for Influx {
         )?;
         r.delivered("influxdb", batch)
     }
-
-    fn flush(&mut self) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 export_handler!(Influx);

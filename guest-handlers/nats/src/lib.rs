@@ -319,10 +319,6 @@ impl Handler for Nats {
         }
         r
     }
-
-    fn flush(&mut self) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 export_handler!(Nats);

@@ -114,10 +114,6 @@ impl Handler for Tsdb {
         )?;
         r.delivered("OpenTSDB", batch)
     }
-
-    fn flush(&mut self) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 export_handler!(Tsdb);

@@ -134,10 +134,6 @@ impl Handler for Otlp {
         )?;
         r.delivered(&format!("POST {}", self.url.path), batch)
     }
-
-    fn flush(&mut self) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 export_handler!(Otlp);

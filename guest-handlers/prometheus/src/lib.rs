@@ -80,10 +80,6 @@ impl Handler for Prometheus {
         }
         Ok(())
     }
-
-    fn flush(&mut self) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 impl Exporter for Prometheus {

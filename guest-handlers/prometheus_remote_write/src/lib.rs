@@ -195,10 +195,6 @@ impl Handler for RemoteWrite {
         )?;
         r.delivered(&format!("POST {}", self.url.path), batch)
     }
-
-    fn flush(&mut self) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 export_handler!(RemoteWrite);

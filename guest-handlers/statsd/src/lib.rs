@@ -82,10 +82,6 @@ impl Handler for Statsd {
         }
         Ok(())
     }
-
-    fn flush(&mut self) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 export_handler!(Statsd);

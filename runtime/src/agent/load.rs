@@ -3,8 +3,10 @@
 //! it may do, and configured — the resolved plugin set the supervisor
 //! starts. Every problem is a configuration error, all reported at once.
 
+mod steps;
+
 use super::capabilities::grants_for;
-use super::describe::{check_description, check_options, reserved_path};
+use super::describe::{check_options, reserved_path};
 use super::options::{collector_host_keys, overlay};
 use super::tenant::Tenant;
 use crate::bindings::collector::CollectorPlugin;
@@ -18,10 +20,11 @@ use crate::host::tls::TlsSettings;
 use crate::host::{HostFacts, PluginContext};
 use crate::metric::Publication;
 use crate::plugin::Handler;
-use crate::plugin::{contract, python, ComponentError, Instance, Metering, Runtime, World};
+use crate::plugin::{python, Instance, Metering, Runtime, World};
 use crate::queue::Spool;
 use std::collections::HashMap;
 use std::sync::Arc;
+use steps::{compiled, described, tls_of};
 use wasmtime::component::Component;
 
 /// A collector ready to run.
@@ -204,115 +207,12 @@ fn load_plugin<W: World>(
     facts: &HostFacts,
     errors: &mut Vec<ConfigError>,
 ) -> Option<(Component, Description, Arc<PluginContext>, Instance<W>)> {
-    // A Python collector's script is read (and its pin checked) here; its
-    // component is the Python runtime.
-    let script = match &p.component {
-        ComponentRef::Python(path) => match python::read_script(path, p.sha256.as_deref()) {
-            Ok(s) => Some(Arc::new(s.with_python_path(&p.python_path))),
-            Err(e @ ComponentError::DigestMismatch { .. }) => {
-                errors.push(p.error_at("sha256", e.to_string()));
-                return None;
-            }
-            Err(e) => {
-                errors.push(p.error_at("component", format!("{e:#}")));
-                return None;
-            }
-        },
-        _ if !p.python_path.is_empty() => {
-            let why = "`python_path` is for Python collectors (`component = \"FILE.py\"`)";
-            errors.push(p.error_at("python_path", why.into()));
-            return None;
-        }
-        _ => None,
-    };
-    let pinned = match &p.component {
-        ComponentRef::Python(_) => runtime.python(metering),
-        _ => runtime.component_pinned(&p.component, metering, p.sha256.as_deref()),
-    };
-    let component = match pinned {
-        Ok(c) => c,
-        Err(e @ ComponentError::DigestMismatch { .. }) => {
-            errors.push(p.error_at("sha256", e.to_string()));
-            return None;
-        }
-        Err(e) => {
-            errors.push(p.error_at("component", format!("{e:#}")));
-            return None;
-        }
-    };
-    if let Err(e) = contract::read(&component).and_then(|c| c.expect(W::KIND)) {
-        errors.push(p.error_at("component", format!("{}: {e}", p.component)));
-        return None;
-    }
-    // `describe` runs the script's `__init__` and `process_config`: what
-    // they check (`os.access` of a granted file) the operator's grants
-    // allow, and a denial names the section. (No directory: it writes
-    // nothing, and a granted one is created only after.)
-    let mut probe_grants = p.grants.clone();
-    probe_grants.directories.clear();
-    let probe = context(
-        &p.name,
-        "probe",
-        probe_grants,
-        p,
-        Vec::new(),
-        String::new(),
-        0.0,
-        facts,
-        script.clone(),
-        None,
-    );
-    let described = runtime
-        .instance::<W>(&component, probe)
-        .map_err(|e| format!("{e:#}"))
-        .and_then(|mut i| i.describe().map_err(|e| e.to_string()))
-        .and_then(|d| match (python::load_error(&d), &script) {
-            (Some(why), Some(s)) => Err(python::load_failure(s, why)),
-            _ => Ok(d),
-        })
-        .and_then(|d| {
-            check_description(&d)
-                .map(|_| d)
-                .map_err(|e| format!("it describes itself badly: {e}"))
-        });
-    let description = match described {
-        Ok(d) => d,
-        Err(e) if script.is_some() => {
-            let why = if e.starts_with(&p.component.to_string()) {
-                e
-            } else {
-                format!("{}: loading the script failed: {e}", p.component)
-            };
-            errors.push(p.error_at("component", why));
-            return None;
-        }
-        Err(e) => {
-            let message = format!("{} does not describe itself: {e}", p.component);
-            errors.push(p.error_at("component", message));
-            return None;
-        }
-    };
+    let (component, script) = compiled::<W>(runtime, p, metering, errors)?;
+    let description = described::<W>(runtime, p, &component, &script, facts, errors)?;
     let before = errors.len();
     check_options(p, &description, errors);
     let mut host = host_keys(&description);
-    let tls = match &p.tls {
-        Some(t) => match TlsSettings::load(t) {
-            Ok(settings) => {
-                if t.insecure_skip_verify {
-                    tracing::warn!(plugin = %p.name, "insecure_skip_verify: the TLS certificates of [{}]'s backends are NOT verified; anyone on the path can read and change what it sends", p.section);
-                }
-                // The plugin learns that its TCP connections are TLS (an
-                // HTTP handler then accepts https:// URLs).
-                host.push(("tls".into(), ConfigValue::Boolean(true)));
-                Some(Arc::new(settings))
-            }
-            Err(e) => {
-                errors.push(p.error_at(e.key, e.message));
-                None
-            }
-        },
-        None => None,
-    };
+    let tls = tls_of(p, &mut host, errors);
     let entries = overlay(&description, host, &p.options);
     let grants = match grants_for(p, &description, &entries) {
         Ok(g) => g,

@@ -82,25 +82,7 @@ pub(super) fn read_handler(
                 h.spool_dir = Some(resolve(config_dir, &d));
             }
         }
-        "tenant" => {
-            if let Some(t) = r.string(path, v) {
-                if h.receives == Receives::All {
-                    r.err(path, "a handler receiving every tenant (`tenants = \"*\"`) cannot belong to one tenant: set one of `tenant` and `tenants`");
-                }
-                h.receives = Receives::Tenant(t);
-            }
-        }
-        "tenants" => {
-            if let Some(t) = r.string(path, v) {
-                if t != "*" {
-                    r.err(path, format!("`tenants` takes only \"*\" (every tenant's metrics, and the host's), not {t:?}; for one tenant's, set `tenant = {t:?}`"));
-                } else if let Receives::Tenant(_) = h.receives {
-                    r.err(path, "a handler that belongs to a tenant (`tenant`) cannot receive every tenant: set one of `tenant` and `tenants`");
-                } else {
-                    h.receives = Receives::All;
-                }
-            }
-        }
+        "tenant" | "tenants" => read_receives(r, path, k, v, &mut h.receives),
         "listen" => {
             if let Some(a) = r.string(path, v) {
                 match crate::grants::parse_listen(&a) {
@@ -117,14 +99,9 @@ pub(super) fn read_handler(
         }
         "listen_path" => {
             if let Some(p) = r.string(path, v) {
-                if p.starts_with('/')
-                    && p.len() <= 256
-                    && p.bytes()
-                        .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
-                {
-                    listen_path = Some((p, path.join("."), r.doc.at(path)));
-                } else {
-                    r.err(path, format!("{p:?} is not a path to serve: it starts with `/`, at most 256 printable characters, no `?`, `#` or spaces (e.g. \"/metrics\")"));
+                match served_path(&p) {
+                    true => listen_path = Some((p, path.join("."), r.doc.at(path))),
+                    false => r.err(path, format!("{p:?} is not a path to serve: it starts with `/`, at most 256 printable characters, no `?`, `#` or spaces (e.g. \"/metrics\")")),
                 }
             }
         }
@@ -153,6 +130,40 @@ pub(super) fn read_handler(
         _ => {}
     }
     h
+}
+
+/// Whose metrics a handler receives: `tenant = "T"` (one tenant's) or
+/// `tenants = "*"` (everyone's), never both.
+fn read_receives(
+    r: &mut super::reader::Reader<'_>,
+    path: &[&str],
+    key: &str,
+    v: &toml::Value,
+    receives: &mut Receives,
+) {
+    let Some(t) = r.string(path, v) else {
+        return;
+    };
+    if key == "tenant" {
+        if *receives == Receives::All {
+            r.err(path, "a handler receiving every tenant (`tenants = \"*\"`) cannot belong to one tenant: set one of `tenant` and `tenants`");
+        }
+        *receives = Receives::Tenant(t);
+    } else if t != "*" {
+        r.err(path, format!("`tenants` takes only \"*\" (every tenant's metrics, and the host's), not {t:?}; for one tenant's, set `tenant = {t:?}`"));
+    } else if let Receives::Tenant(_) = receives {
+        r.err(path, "a handler that belongs to a tenant (`tenant`) cannot receive every tenant: set one of `tenant` and `tenants`");
+    } else {
+        *receives = Receives::All;
+    }
+}
+
+/// Whether `p` may be the path of a served page.
+fn served_path(p: &str) -> bool {
+    p.starts_with('/')
+        && p.len() <= 256
+        && p.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
 }
 
 /// The handler instances that run: `[server] handlers`, then those the

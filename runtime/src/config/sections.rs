@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use toml::Value;
 
+use super::plugin_keys::{component_ref, read_tls_key};
 use super::reader::{option_value, resolve, Doc, Reader};
 use super::ConfigValue;
 use super::{CollectorConfig, ComponentRef, ConfigError, Limits, PluginConfig, TlsConfig};
@@ -162,26 +163,14 @@ pub(super) fn read_plugin(
                         read_grants(&mut r, &path, t, &mut grants);
                     }
                 }
-                "tls" | "insecure_skip_verify" => {
-                    if let Some(b) = r.boolean(&path, value) {
+                "tls"
+                | "insecure_skip_verify"
+                | "tls_ca"
+                | "tls_cert"
+                | "tls_key"
+                | "tls_server_name" => {
+                    if read_tls_key(&mut r, &path, key, value, config_dir, &mut tls, &mut tls_on) {
                         option_locations.insert(key.clone(), doc.at(&path));
-                        if key == "tls" {
-                            tls_on = Some(b);
-                        } else {
-                            tls.insecure_skip_verify = b;
-                        }
-                    }
-                }
-                "tls_ca" | "tls_cert" | "tls_key" | "tls_server_name" => {
-                    if let Some(v) = r.string(&path, value) {
-                        option_locations.insert(key.clone(), doc.at(&path));
-                        let file = || Some(resolve(config_dir, &v));
-                        match key.as_str() {
-                            "tls_ca" => tls.ca = file(),
-                            "tls_cert" => tls.cert = file(),
-                            "tls_key" => tls.key = file(),
-                            _ => tls.server_name = Some(v.clone()),
-                        }
                     }
                 }
                 "limits" => {
@@ -252,27 +241,6 @@ pub(super) fn read_plugin(
         option_locations,
         python_path: Vec::new(),
         location,
-    }
-}
-
-/// The component a section's `component` names: a Python script (a
-/// collector's only), a `.wasm` file, or a built-in.
-fn component_ref(
-    r: &mut Reader<'_>,
-    path: &[&str],
-    s: String,
-    section: &str,
-    config_dir: &Path,
-) -> ComponentRef {
-    if super::model::is_script(&s) {
-        if section.starts_with("handlers.") {
-            r.err(path, "a Python script can only be a collector: a handler's `component` is a built-in or a .wasm file".to_string());
-        }
-        ComponentRef::Python(resolve(config_dir, &s))
-    } else if s.ends_with(".wasm") || s.contains('/') {
-        ComponentRef::File(resolve(config_dir, &s))
-    } else {
-        ComponentRef::Builtin(s)
     }
 }
 

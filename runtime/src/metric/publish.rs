@@ -128,30 +128,8 @@ impl Publication {
         } else {
             set.series.iter().filter(|&&s| s == NAMED).count()
         };
-        let ok = set.values.len() == n
-            && set.name_ends.len() == named
-            && fits(&set.precisions, n)
-            && fits(&set.counters, n)
-            && fits(&set.timestamps, n)
-            && fits(&set.raw_values, n)
-            && fits(&set.instance_ids, n);
-        if !ok {
-            let lens = [
-                set.values.len(),
-                set.precisions.len(),
-                set.counters.len(),
-                set.timestamps.len(),
-                set.raw_values.len(),
-                set.instance_ids.len(),
-            ];
-            return Checked {
-                rejected: n,
-                reasons: vec![Rejection::Malformed(format!(
-                    "{n} metrics ({named} named, {} names), but columns of {lens:?} entries (each must have one per metric, or one shared)",
-                    set.name_ends.len()
-                ))],
-                ..Default::default()
-            };
+        if let Some(refused) = malformed(&set, n, named) {
+            return refused;
         }
         if named < n {
             series.resolve(|i| self.base(i), |n| self.filter.keep(n));
@@ -251,6 +229,37 @@ impl Publication {
         }
         out
     }
+}
+
+/// A set whose columns do not line up (one entry per metric, or one
+/// shared): every metric of it rejected, with the lengths seen.
+fn malformed(set: &MetricSet, n: usize, named: usize) -> Option<Checked> {
+    let ok = set.values.len() == n
+        && set.name_ends.len() == named
+        && fits(&set.precisions, n)
+        && fits(&set.counters, n)
+        && fits(&set.timestamps, n)
+        && fits(&set.raw_values, n)
+        && fits(&set.instance_ids, n);
+    if ok {
+        return None;
+    }
+    let lens = [
+        set.values.len(),
+        set.precisions.len(),
+        set.counters.len(),
+        set.timestamps.len(),
+        set.raw_values.len(),
+        set.instance_ids.len(),
+    ];
+    Some(Checked {
+        rejected: n,
+        reasons: vec![Rejection::Malformed(format!(
+            "{n} metrics ({named} named, {} names), but columns of {lens:?} entries (each must have one per metric, or one shared)",
+            set.name_ends.len()
+        ))],
+        ..Default::default()
+    })
 }
 
 /// Packs metrics into a collector's columns (what a guest's publisher

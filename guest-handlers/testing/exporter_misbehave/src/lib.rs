@@ -48,10 +48,6 @@ impl Handler for Misbehave {
         self.seen += batch.len() as u64;
         Ok(())
     }
-
-    fn flush(&mut self) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 impl Exporter for Misbehave {

@@ -38,10 +38,6 @@ impl Handler for Hoard {
             cols.line_ends.len()
         ))
     }
-
-    fn flush(&mut self) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 export_handler!(Hoard);

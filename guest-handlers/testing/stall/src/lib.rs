@@ -34,10 +34,6 @@ impl Handler for Stall {
         std::thread::sleep(std::time::Duration::from_secs_f64(self.seconds));
         Ok(())
     }
-
-    fn flush(&mut self) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 export_handler!(Stall);
