@@ -40,7 +40,10 @@ mod tenant;
 pub use crate::stats::PluginStats;
 pub use capabilities::{asked_grants, capability_parts, is_granted, substitute};
 pub use collector_task::{run_collection, LoadedCollectorShared};
-pub use describe::{check_description, BUILTIN_PATHS, MAX_CAPABILITIES, MAX_OPTIONS, MAX_SUMMARY};
+pub use describe::{
+    accept_description, check_description, BUILTIN_PATHS, MAX_CAPABILITIES, MAX_OPTIONS,
+    MAX_SUMMARY,
+};
 pub use load::{
     configured_collector, configured_handler, load, open_spools, Loaded, LoadedCollector,
     LoadedHandler,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::agent::{asked_grants, capability_parts, check_description};
+use crate::agent::{accept_description, asked_grants, capability_parts};
 use crate::bindings::collector::CollectorPlugin;
 use crate::bindings::types::{ConfigValue, Description};
 use crate::config::{ComponentRef, Limits};
@@ -156,17 +156,9 @@ pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, String> {
         "collector" => describe_as::<CollectorPlugin>(runtime, &component, script.clone()),
         _ => describe_as::<Handler>(runtime, &component, script.clone()),
     }
-    .and_then(|d| match (python::load_error(&d), &script) {
-        // The runtime's reason starts with the script's path already.
-        (Some(why), Some(s)) => Err(python::load_failure(s, why)),
-        _ => Ok(d),
-    })
-    .and_then(|d| {
-        check_description(&d)
-            .map(|_| d)
-            .map_err(|e| format!("it describes itself badly: {e}"))
-    })
+    .and_then(|d| accept_description(d, script.as_deref()))
     .map_err(|e| {
+        // A script's load error starts with the script's path already.
         if e.starts_with(&shown.to_string()) {
             e
         } else {

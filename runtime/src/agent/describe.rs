@@ -13,6 +13,21 @@ pub const MAX_CAPABILITIES: usize = 100;
 /// Longest summary, bytes.
 pub const MAX_SUMMARY: usize = 8192;
 
+/// What a plugin's `describe` gave, as the agent takes it: a Python
+/// script's load error (explained) or a description that does not check
+/// out ([`check_description`]) is an error.
+pub fn accept_description(
+    d: Description,
+    script: Option<&crate::plugin::python::Script>,
+) -> Result<Description, String> {
+    use crate::plugin::python;
+    if let (Some(why), Some(s)) = (python::load_error(&d), script) {
+        return Err(python::load_failure(s, why));
+    }
+    check_description(&d).map_err(|e| format!("it describes itself badly: {e}"))?;
+    Ok(d)
+}
+
 /// Checks what a (possibly hostile) plugin said about itself.
 pub fn check_description(d: &Description) -> Result<(), String> {
     let shown = |s: &str| format!("{:?}", s.chars().take(40).collect::<String>());

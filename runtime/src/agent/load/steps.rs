@@ -6,7 +6,7 @@ use std::sync::Arc;
 use wasmtime::component::Component;
 
 use super::context;
-use crate::agent::describe::check_description;
+use crate::agent::describe::accept_description;
 use crate::bindings::types::Description;
 use crate::config::{ComponentRef, ConfigError, ConfigValue, PluginConfig};
 use crate::host::tls::TlsSettings;
@@ -26,12 +26,8 @@ pub(super) fn compiled<W: World>(
     let script = match &p.component {
         ComponentRef::Python(path) => match python::read_script(path, p.sha256.as_deref()) {
             Ok(s) => Some(Arc::new(s.with_python_path(&p.python_path))),
-            Err(e @ ComponentError::DigestMismatch { .. }) => {
-                errors.push(p.error_at("sha256", e.to_string()));
-                return None;
-            }
             Err(e) => {
-                errors.push(p.error_at("component", format!("{e:#}")));
+                errors.push(component_error(p, e));
                 return None;
             }
         },
@@ -48,12 +44,8 @@ pub(super) fn compiled<W: World>(
     };
     let component = match pinned {
         Ok(c) => c,
-        Err(e @ ComponentError::DigestMismatch { .. }) => {
-            errors.push(p.error_at("sha256", e.to_string()));
-            return None;
-        }
         Err(e) => {
-            errors.push(p.error_at("component", format!("{e:#}")));
+            errors.push(component_error(p, e));
             return None;
         }
     };
@@ -96,15 +88,7 @@ pub(super) fn described<W: World>(
         .instance::<W>(component, probe)
         .map_err(|e| format!("{e:#}"))
         .and_then(|mut i| i.describe().map_err(|e| e.to_string()))
-        .and_then(|d| match (python::load_error(&d), script) {
-            (Some(why), Some(s)) => Err(python::load_failure(s, why)),
-            _ => Ok(d),
-        })
-        .and_then(|d| {
-            check_description(&d)
-                .map(|_| d)
-                .map_err(|e| format!("it describes itself badly: {e}"))
-        });
+        .and_then(|d| accept_description(d, script.as_deref()));
     match described {
         Ok(d) => Some(d),
         Err(e) if script.is_some() => {
@@ -148,5 +132,14 @@ pub(super) fn tls_of(
             }
         },
         None => None,
+    }
+}
+
+/// A component that could not be had: a pin that does not match is about
+/// `sha256`, anything else about `component`.
+fn component_error(p: &PluginConfig, e: ComponentError) -> ConfigError {
+    match e {
+        e @ ComponentError::DigestMismatch { .. } => p.error_at("sha256", e.to_string()),
+        e => p.error_at("component", format!("{e:#}")),
     }
 }
