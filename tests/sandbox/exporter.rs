@@ -15,7 +15,11 @@ use super::common;
 /// Sends `request` raw; returns (status, head, body) — status 0 when the
 /// connection closed without a response.
 fn raw(port: u16, request: &[u8]) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut s = TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(10),
+    )
+    .unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let _ = s.write_all(request);
     let mut out = Vec::new();
@@ -195,6 +199,15 @@ async fn hostile_exporters_are_bounded_and_the_agent_keeps_serving() {
     );
 }
 
+/// Sets its flag when dropped, a panic included.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Holds `n` connections to `port` until `stop`: each sends `trickle` one
 /// byte every 300 ms (a request head that never ends) or, when `trickle`
 /// is empty, nothing at all. A connection the server closes is opened
@@ -270,6 +283,9 @@ async fn slow_and_idle_clients_cannot_starve_a_scraper() {
         }
         let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
+            // The attackers stop even when an assertion below fails (the
+            // scope would otherwise wait for them for ever).
+            let _stop = StopOnDrop(&stop);
             let idle = s.spawn(|| slow_clients(port, 150, b"", &stop));
             let trickling = s.spawn(|| {
                 slow_clients(

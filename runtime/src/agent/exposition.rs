@@ -11,15 +11,18 @@
 //! bytes of pages being written at once. `Connection: close` on every
 //! response.
 //!
-//! Slow clients cannot starve a fast one: every connection is accepted at
-//! once, and a new one arriving while [`MAX_CONNECTIONS`] are open closes
-//! the *oldest* that is not waiting for the plugin's render (a head still
-//! trickling in, an idle connection, a response read slowly). A scraper,
-//! which sends its head at once, is the newest and is served; a slowloris
-//! only pushes out its own connections ([`Connections`]).
+//! Slow clients cannot starve a fast one: while [`MAX_CONNECTIONS`] are
+//! open, a new one closes the *oldest* that is not waiting for the plugin's
+//! render and has had its first read (a head still trickling in, an idle
+//! connection, a response read slowly). Every connection gets that first
+//! read, for up to [`FIRST_READ_GRACE`]: when every place is that young,
+//! new connections wait in the kernel's backlog, in order, until one may be
+//! closed. A scraper sends its head with its connect, so its first read
+//! finds it and it is served; a slowloris only pushes out its own
+//! connections ([`Connections`]), however fast it reconnects.
 
 use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +34,7 @@ mod connections;
 
 use crate::bindings::exposition::{Page, Scrape};
 use crate::config::Listen;
-use connections::{Connections, Registered};
+use connections::{Connections, Phase, Registered, Slot};
 
 /// Most bytes of a request head (request line and headers).
 pub const MAX_REQUEST: usize = 8 << 10;
@@ -39,7 +42,7 @@ pub const MAX_REQUEST: usize = 8 << 10;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a response takes to write.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-pub use connections::MAX_CONNECTIONS;
+pub use connections::{FIRST_READ_GRACE, MAX_CONNECTIONS};
 /// Scrapes waiting for the handler's turn.
 pub const MAX_WAITING: usize = 4;
 /// Largest page a plugin may return.
@@ -231,6 +234,28 @@ pub(super) async fn serve(
     let mut evicted_since: (usize, Option<std::time::Instant>) = (0, None);
     let mut next_id = 0u64;
     loop {
+        // Room first: while every place is new or rendering, connections
+        // wait in the kernel's backlog.
+        let evicted = loop {
+            if let Some(evicted) = connections.make_room() {
+                break evicted;
+            }
+            tokio::select! {
+                _ = connections.changed() => {}
+                _ = stop.changed() => return,
+            }
+        };
+        if evicted > 0 {
+            evicted_since.0 += evicted;
+            // Many slow clients: said once a minute at most.
+            if evicted_since
+                .1
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+            {
+                tracing::warn!(address = %listen.address, closed = evicted_since.0, "more than {MAX_CONNECTIONS} connections open at once: the oldest idle or slow ones were closed to serve new ones");
+                evicted_since = (0, Some(std::time::Instant::now()));
+            }
+        }
         let (conn, _) = tokio::select! {
             c = listener.accept() => match c {
                 Ok(c) => c,
@@ -248,25 +273,14 @@ pub(super) async fn serve(
         };
         next_id += 1;
         let id = next_id;
-        let (rendering, evicted) = connections.admit(id);
-        if evicted > 0 {
-            evicted_since.0 += evicted;
-            // Many slow clients: said once a minute at most.
-            if evicted_since
-                .1
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
-            {
-                tracing::warn!(address = %listen.address, closed = evicted_since.0, "more than {MAX_CONNECTIONS} connections open at once: the oldest idle or slow ones were closed to serve new ones");
-                evicted_since = (0, Some(std::time::Instant::now()));
-            }
-        }
+        let slot = connections.admit(id);
         let (path, scrapes, in_flight) = (path.clone(), scrapes.clone(), in_flight.clone());
         let registry = connections.clone();
         let task = tokio::spawn(async move {
             let _registered = Registered(&registry, id);
             let _ = tokio::time::timeout(
                 READ_TIMEOUT + wait + WRITE_TIMEOUT,
-                answer(conn, &path, &scrapes, wait, &in_flight, &rendering),
+                answer(conn, &path, &scrapes, wait, &in_flight, &slot),
             )
             .await;
         });
@@ -275,10 +289,13 @@ pub(super) async fn serve(
 }
 
 /// Reads a request head: `Err(status)` when it is too long or too slow.
-async fn read_head(conn: &mut TcpStream) -> Result<Vec<u8>, u16> {
+/// The connection turns [`Phase::Open`] (closable) once its first read
+/// found only part of a head, or found nothing within [`FIRST_READ_GRACE`].
+async fn read_head(conn: &mut TcpStream, slot: &Slot) -> Result<Vec<u8>, u16> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     let read = async {
+        let mut first = true;
         loop {
             if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
                 head.truncate(end + 2);
@@ -286,6 +303,19 @@ async fn read_head(conn: &mut TcpStream) -> Result<Vec<u8>, u16> {
             }
             if head.len() >= MAX_REQUEST {
                 return Err(431);
+            }
+            if std::mem::take(&mut first) {
+                match tokio::time::timeout(FIRST_READ_GRACE, conn.read(&mut buf)).await {
+                    Ok(Ok(0) | Err(_)) => return Err(0),
+                    Ok(Ok(n)) => {
+                        head.extend_from_slice(&buf[..n]);
+                        if !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            slot.set(Phase::Open);
+                        }
+                        continue;
+                    }
+                    Err(_) => slot.set(Phase::Open),
+                }
             }
             match conn.read(&mut buf).await {
                 Ok(0) | Err(_) => return Err(0),
@@ -316,9 +346,9 @@ async fn answer(
     scrapes: &mpsc::Sender<ScrapeRequest>,
     wait: Duration,
     in_flight: &AtomicUsize,
-    rendering: &AtomicBool,
+    slot: &Slot,
 ) {
-    let mut out = match read_head(&mut conn).await {
+    let mut out = match read_head(&mut conn, slot).await {
         Err(0) => return,
         Err(status) => plain(status, "the request head is too large"),
         Ok(head) => match parse_request(&head) {
@@ -338,9 +368,8 @@ async fn answer(
                 {
                     plain(503, "the handler is busy with other scrapes; try again")
                 } else {
-                    rendering.store(true, Ordering::Relaxed);
+                    slot.set(Phase::Rendering);
                     let reply = tokio::time::timeout(wait, rx).await;
-                    rendering.store(false, Ordering::Relaxed);
                     match reply {
                         Ok(Ok(Reply::Page(page))) if r.gzip && page.body.len() > 256 => {
                             // Compressing is CPU work: off the async threads.
@@ -364,6 +393,8 @@ async fn answer(
             }
         },
     };
+    // Waiting for nothing but the client from here: closable.
+    slot.set(Phase::Open);
     let held = out.len();
     if in_flight.fetch_add(held, Ordering::Relaxed) + held > MAX_IN_FLIGHT && held > 1 << 20 {
         out = plain(503, "too many large pages being sent at once; try again");
