@@ -58,6 +58,34 @@ pub fn exchange_host(
     exchange(proto, &spec.address, request, timeout_ms, done)
 }
 
+/// [`exchange_host`] with every entry of Diamond's `hosts`, each reply
+/// handed to `answer`: an entry that does not answer, or whose reply
+/// `answer` refuses, is logged and passed over; `Err` when none of them
+/// gave a reply `answer` took ("no {what} server answered").
+pub fn each_host(
+    servers: &[HostSpec],
+    request: &[u8],
+    timeout_ms: u32,
+    done: impl Fn(&[u8]) -> bool,
+    what: &str,
+    mut answer: impl FnMut(&HostSpec, &[u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut failed = 0;
+    for s in servers {
+        let taken = exchange_host(s, request, timeout_ms, &done)
+            .map_err(|e| format!("Failed to get stats from {}: {e}", s.address))
+            .and_then(|reply| answer(s, &reply));
+        if let Err(e) = taken {
+            crate::host::warn(&e);
+            failed += 1;
+        }
+    }
+    if failed > 0 && failed == servers.len() {
+        return Err(format!("no {what} server answered"));
+    }
+    Ok(())
+}
+
 /// A connection to a line-oriented receiver that never answers (carbon's
 /// plaintext and pickle ports, statsd over TCP), delivering at least once.
 ///

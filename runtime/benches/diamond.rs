@@ -6,7 +6,7 @@
 //!
 //! Run: `cargo bench --bench diamond` (needs the Python runtime, and
 //! Diamond's scripts: the tests fetch them into
-//! `target/pypi/diamond-4.0.515/`; `cargo test --test compat` does).
+//! `target/pypi/diamond-4.0.515/`; `cargo test --release --test all -- compat::` does).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ fn collectors_dir() -> PathBuf {
     );
     assert!(
         dir.join("cpu/cpu.py").is_file(),
-        "{} is missing: run `cargo test --release --test compat` first (it fetches Diamond from PyPI)",
+        "{} is missing: run `cargo test --release --test all -- compat::` first (it fetches Diamond from PyPI)",
         dir.display()
     );
     dir

@@ -44,10 +44,7 @@ pub use describe::{
     accept_description, check_description, BUILTIN_PATHS, MAX_CAPABILITIES, MAX_OPTIONS,
     MAX_SUMMARY,
 };
-pub use load::{
-    configured_collector, configured_handler, load, open_spools, Loaded, LoadedCollector,
-    LoadedHandler,
-};
+pub use load::{load, open_spools, Loaded, LoadedCollector, LoadedHandler};
 pub use options::overlay;
 pub use route::{publish, reached, to_all, Route, Router};
 pub use tenant::Tenant;

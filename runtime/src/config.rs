@@ -153,7 +153,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     // Handlers: [handlers.default] < [handlers.NAME], for those [server] uses.
     let active = active_handlers(&server.handlers, &tenants, handlers_t);
     check_unused_handlers(&doc, handlers_t, &active, &mut errors);
-    let mut handlers = read_handlers(&doc, handlers_t, &active, &config_dir, &mut errors);
+    let named = Named {
+        server: &server.handlers,
+        tenants: &tenants,
+    };
+    let mut handlers = read_handlers(&doc, handlers_t, &active, named, &config_dir, &mut errors);
 
     check_tenants(&collectors, &tenants, &mut errors);
     bind_tenant_handlers(&mut handlers, &server.handlers, &tenants, &mut errors);
@@ -208,12 +212,38 @@ fn read_collectors<'a>(
     collectors
 }
 
+/// Where handlers are named: `[server] handlers` and each tenant's.
+#[derive(Clone, Copy)]
+struct Named<'a> {
+    server: &'a [String],
+    tenants: &'a [TenantConfig],
+}
+
+impl Named<'_> {
+    /// The line that names handler `name`.
+    fn at(&self, doc: &Doc, name: &str) -> Location {
+        if self.server.iter().any(|h| h == name) {
+            return doc.at(&["server", "handlers"]);
+        }
+        match self
+            .tenants
+            .iter()
+            .find(|t| t.handlers.iter().any(|h| h == name))
+        {
+            Some(t) => doc.at(&["tenants", &t.name, "handlers"]),
+            None => doc.at(&["handlers"]),
+        }
+    }
+}
+
 /// The handlers `active` names, each from `[handlers.default]` and
-/// `[handlers.NAME]`.
+/// `[handlers.NAME]`; one with no section of its own is located where it
+/// is named (its component is its name).
 fn read_handlers(
     doc: &Doc,
     handlers_t: &toml::Table,
     active: &[String],
+    named: Named<'_>,
     config_dir: &Path,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<HandlerConfig> {
@@ -230,7 +260,11 @@ fn read_handlers(
             };
             layers.push((doc, vec!["handlers".into(), name.clone()], t));
         }
-        handlers.push(read_handler(name, &layers, config_dir, errors));
+        let mut h = read_handler(name, &layers, config_dir, errors);
+        if !handlers_t.contains_key(name) {
+            h.plugin.location = named.at(doc, name);
+        }
+        handlers.push(h);
     }
     handlers
 }

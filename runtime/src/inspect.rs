@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::agent::{accept_description, asked_grants, capability_parts};
+use crate::agent::{accept_description, asked_grants, capability_parts, overlay};
 use crate::bindings::collector::CollectorPlugin;
 use crate::bindings::types::{ConfigValue, Description};
 use crate::config::{ComponentRef, Limits};
@@ -166,14 +166,8 @@ pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, String> {
         }
     })?;
     let compiled_size = component.serialize().map(|b| b.len() as u64).unwrap_or(0);
-    let defaults: Vec<_> = d
-        .options
-        .iter()
-        .map(|o| crate::bindings::types::ConfigEntry {
-            key: o.key.clone(),
-            value: o.default.clone(),
-        })
-        .collect();
+    // What `configure` would get with no host keys and no options.
+    let defaults = overlay(&d, Vec::new(), &[]);
     let capabilities = d
         .capabilities
         .iter()

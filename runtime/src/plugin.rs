@@ -13,7 +13,6 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::bindings::collector::CollectorPlugin;
 use crate::config::ComponentRef;
 use crate::host::{self, GuestOutput, HostState, Limiter, PluginContext};
 
@@ -383,24 +382,6 @@ impl Runtime {
             Ok(Err(msg)) => Err(format!("the plugin rejected its configuration: {msg}")),
             Err(f) => Err(format!("configure failed: {f}")),
         }
-    }
-
-    /// Instantiates a collector component.
-    pub fn collector(
-        &self,
-        component: &Component,
-        ctx: Arc<PluginContext>,
-    ) -> anyhow::Result<Instance<CollectorPlugin>> {
-        self.instance(component, ctx)
-    }
-
-    /// Instantiates a handler component.
-    pub fn handler(
-        &self,
-        component: &Component,
-        ctx: Arc<PluginContext>,
-    ) -> anyhow::Result<Instance<Handler>> {
-        self.instance(component, ctx)
     }
 }
 

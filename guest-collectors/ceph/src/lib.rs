@@ -76,9 +76,7 @@ impl Collector for Ceph {
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
-        let binary = config
-            .str("ceph_binary")
-            .unwrap_or_else(|| "/usr/bin/ceph".into());
+        let binary = config.text("ceph_binary")?;
         if !binary.starts_with('/') {
             return Err(format!(
                 "`ceph_binary` must be an absolute path, not {binary:?}"
@@ -86,16 +84,13 @@ impl Collector for Ceph {
         }
         Ok(Ceph {
             socket_path: config
-                .str("socket_path")
-                .unwrap_or_else(|| "/var/run/ceph".into())
+                .text("socket_path")?
                 .trim_end_matches('/')
                 .to_string(),
-            socket_prefix: config
-                .str("socket_prefix")
-                .unwrap_or_else(|| "ceph-".into()),
+            socket_prefix: config.text("socket_prefix")?,
             socket_ext: config.text("socket_ext")?,
             binary,
-            timeout_ms: (config.f64("timeout")? * 1000.0).clamp(1.0, 3_600_000.0) as u32,
+            timeout_ms: config.timeout_ms("timeout")?,
         })
     }
 

@@ -71,10 +71,13 @@ impl Interrupt {
                 let Some(v) = parse_counter(v) else { break };
                 let node = format!("{name}CPU{}", index - 1);
                 // A first sample has no rate; nor has a total it is part of.
-                match self
-                    .derivative
-                    .rate(&node, v, MAX_COUNTER, Per::Seconds(self.interval), false)
-                {
+                match self.derivative.rate(
+                    &node,
+                    v,
+                    MAX_COUNTER,
+                    Per::Seconds(self.interval),
+                    false,
+                ) {
                     Some(rate) => {
                         let rate = rate.trunc();
                         total = total.map(|t| t + rate);

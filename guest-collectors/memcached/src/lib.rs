@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use wdiamond_sdk::derive::{Derivative, Per};
 use wdiamond_sdk::hosts::{parse_host_spec, wanted, HostSpec};
-use wdiamond_sdk::net::exchange_host;
+use wdiamond_sdk::net::each_host;
 use wdiamond_sdk::{
     export_collector, host, option, Capability, Collector, Config, ConfigValue, Description,
     Publisher,
@@ -96,41 +96,35 @@ impl Collector for Memcached {
     }
 
     fn collect(&mut self, out: &mut Publisher) -> Result<(), String> {
-        let mut failed = 0;
-        for s in &self.servers {
-            let raw = match exchange_host(s, b"stats\r\n", 3000, |b| b.ends_with(b"END\r\n")) {
-                Ok(r) => r,
-                Err(e) => {
-                    host::warn(&format!("Failed to get stats from {}: {e}", s.address));
-                    failed += 1;
-                    continue;
-                }
-            };
-            let stats = parse_stats(&String::from_utf8_lossy(&raw));
-            for stat in wanted(&self.publish, stats.keys()) {
-                let Some(v) = stats.get(&stat) else {
-                    host::warn(&format!(
-                        "No such key '{stat}' available, issue 'stats' for a full list"
-                    ));
-                    continue;
-                };
-                let name = format!("{}.{stat}", s.alias_or_host());
-                if GAUGES.contains(&stat.as_str()) {
-                    out.gauge(name, *v, 0);
-                } else {
-                    if let Some(rate) =
-                        self.derivative
-                            .rate_f64(&name, *v, 0.0, Per::Seconds(self.interval), false)
+        let (publish, interval, derivative) = (&self.publish, self.interval, &mut self.derivative);
+        let done = |b: &[u8]| b.ends_with(b"END\r\n");
+        each_host(
+            &self.servers,
+            b"stats\r\n",
+            3000,
+            done,
+            "memcached",
+            |s, raw| {
+                let stats = parse_stats(&String::from_utf8_lossy(raw));
+                for stat in wanted(publish, stats.keys()) {
+                    let Some(v) = stats.get(&stat) else {
+                        host::warn(&format!(
+                            "No such key '{stat}' available, issue 'stats' for a full list"
+                        ));
+                        continue;
+                    };
+                    let name = format!("{}.{stat}", s.alias_or_host());
+                    if GAUGES.contains(&stat.as_str()) {
+                        out.gauge(name, *v, 0);
+                    } else if let Some(rate) =
+                        derivative.rate_f64(&name, *v, 0.0, Per::Seconds(interval), false)
                     {
                         out.counter_raw(name, rate, *v, 0);
                     }
                 }
-            }
-        }
-        if failed > 0 && failed == self.servers.len() {
-            return Err("no memcached server answered".into());
-        }
-        Ok(())
+                Ok(())
+            },
+        )
     }
 }
 

@@ -110,14 +110,12 @@ impl Collector for Nginx {
             );
         }
         let host = config.text("req_host")?;
-        let port = config.f64("req_port")?;
+        let port = config.port("req_port")?;
         let header = config
             .str("req_host_header")
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| host.clone());
-        let path = config
-            .str("req_path")
-            .unwrap_or_else(|| "/nginx_status".into());
+        let path = config.text("req_path")?;
         if !path.starts_with('/') || path.contains(char::is_whitespace) {
             return Err(format!(
                 "`req_path` must start with / and have no spaces, not {path:?}"

@@ -349,7 +349,7 @@ impl Collector for Redis {
         let mut specs = config.list("instances");
         if specs.is_empty() {
             let host = config.text("host")?;
-            let port = config.f64("port")?;
+            let port = config.port("port")?;
             let auth = config.str("auth").filter(|a| !a.is_empty());
             specs.push(match auth {
                 Some(a) => format!("{host}:{port}/{a}"),
@@ -362,7 +362,7 @@ impl Collector for Redis {
             .collect::<Result<_, _>>()?;
         Ok(Redis {
             instances,
-            timeout_ms: (config.f64("timeout")? * 1000.0).clamp(1.0, 600_000.0) as u32,
+            timeout_ms: config.timeout_ms("timeout")?,
             databases: config.f64("databases")?.clamp(0.0, 100_000.0) as u32,
         })
     }

@@ -86,9 +86,9 @@ impl Collector for Tcp {
             if self.gauges.contains(&name) {
                 out.gauge(name, v as f64, 0);
             } else {
-                if let Some(rate) = self
-                    .derivative
-                    .rate(&name, v, 0, Per::Seconds(self.interval), false)
+                if let Some(rate) =
+                    self.derivative
+                        .rate(&name, v, 0, Per::Seconds(self.interval), false)
                 {
                     out.counter_raw(name, rate, v as f64, 0);
                 }

@@ -58,9 +58,9 @@ impl Collector for Udp {
             let Some(v) = parse_counter(&value) else {
                 continue;
             };
-            if let Some(rate) = self
-                .derivative
-                .rate(&name, v, 0, Per::Seconds(self.interval), false)
+            if let Some(rate) =
+                self.derivative
+                    .rate(&name, v, 0, Per::Seconds(self.interval), false)
             {
                 out.gauge(name, rate, 0);
             }

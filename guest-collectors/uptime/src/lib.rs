@@ -52,9 +52,7 @@ impl Collector for Uptime {
     }
 
     fn configure(config: &Config) -> Result<Self, String> {
-        let unit = config
-            .str("metric_name")
-            .unwrap_or_else(|| "minutes".into());
+        let unit = config.text("metric_name")?;
         seconds_per(&unit).ok_or_else(|| format!("`metric_name`: unknown time unit {unit:?}"))?;
         Ok(Uptime { unit })
     }

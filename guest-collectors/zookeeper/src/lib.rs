@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use wdiamond_sdk::hosts::{parse_host_spec, wanted, HostSpec};
-use wdiamond_sdk::net::exchange_host;
+use wdiamond_sdk::net::each_host;
 use wdiamond_sdk::{
     export_collector, host, option, Capability, Collector, Config, ConfigValue, Description,
     Publisher,
@@ -91,42 +91,36 @@ impl Collector for Zookeeper {
     }
 
     fn collect(&mut self, out: &mut Publisher) -> Result<(), String> {
-        let mut failed = 0;
-        for s in &self.servers {
-            let raw = match exchange_host(s, b"mntr\n", 3000, |_| false) {
-                Ok(r) => r,
-                Err(e) => {
-                    host::warn(&format!("Failed to get stats from {}: {e}", s.address));
-                    failed += 1;
-                    continue;
+        let publish = &self.publish;
+        each_host(
+            &self.servers,
+            b"mntr\n",
+            3000,
+            |_| false,
+            "zookeeper",
+            |s, raw| {
+                let text = String::from_utf8_lossy(raw);
+                let stats = parse_mntr(&text);
+                if stats.is_empty() {
+                    // Not serving yet, mntr not in 4lw.commands.whitelist, or
+                    // not a ZooKeeper: say what it answered.
+                    let start: String = text.chars().take(100).collect();
+                    return Err(format!(
+                        "{} answered mntr with no stats: {start:?}",
+                        s.address
+                    ));
                 }
-            };
-            let text = String::from_utf8_lossy(&raw);
-            let stats = parse_mntr(&text);
-            if stats.is_empty() {
-                // Not serving yet, mntr not in 4lw.commands.whitelist, or
-                // not a ZooKeeper: say what it answered.
-                let start: String = text.chars().take(100).collect();
-                host::warn(&format!(
-                    "{} answered mntr with no stats: {start:?}",
-                    s.address
-                ));
-                failed += 1;
-                continue;
-            }
-            for stat in wanted(&self.publish, stats.keys()) {
-                match stats.get(&stat) {
-                    Some(v) => out.gauge(metric_name(s, &stat), *v, 0),
-                    None => host::warn(&format!(
-                        "No such key '{stat}' available, issue 'mntr' for a full list"
-                    )),
+                for stat in wanted(publish, stats.keys()) {
+                    match stats.get(&stat) {
+                        Some(v) => out.gauge(metric_name(s, &stat), *v, 0),
+                        None => host::warn(&format!(
+                            "No such key '{stat}' available, issue 'mntr' for a full list"
+                        )),
+                    }
                 }
-            }
-        }
-        if failed > 0 && failed == self.servers.len() {
-            return Err("no zookeeper server answered".into());
-        }
-        Ok(())
+                Ok(())
+            },
+        )
     }
 }
 

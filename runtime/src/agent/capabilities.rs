@@ -153,6 +153,8 @@ pub fn is_granted(g: &crate::grants::Grants, cap: &Capability, asked: &str) -> b
 
 /// Grants of a plugin: what the config says, plus, for a built-in
 /// component, what it asks for in `describe` (with `{key}` filled in).
+/// Creates the directories it grants (`directories`, and those a built-in
+/// asks to write in) when they are missing, as the agent's user.
 pub(super) fn grants_for(
     p: &PluginConfig,
     d: &Description,
@@ -161,14 +163,14 @@ pub(super) fn grants_for(
     let mut g = p.grants.clone();
     let builtin = matches!(p.component, ComponentRef::Builtin(_));
     for cap in &d.capabilities {
-        let (wanted, key) = match cap {
-            Capability::ReadFiles(s) => (substitute(s, entries), "files"),
-            Capability::FilesystemStats(s) => (substitute(s, entries), "statvfs"),
-            Capability::RunCommand(s) => (substitute(s, entries), "commands"),
-            Capability::Connect(s) => (substitute(s, entries), "connect"),
+        let (_, _, key) = capability_parts(cap);
+        let wanted = match cap {
+            Capability::ReadFiles(s)
+            | Capability::FilesystemStats(s)
+            | Capability::RunCommand(s)
+            | Capability::Connect(s) => substitute(s, entries),
             Capability::WriteDirectory(k) => {
-                let dir = directory_of(k, entries);
-                (vec![dir.to_string_lossy().into_owned()], "directories")
+                vec![directory_of(k, entries).to_string_lossy().into_owned()]
             }
         };
         if !builtin {
@@ -176,15 +178,15 @@ pub(super) fn grants_for(
             continue;
         }
         for wanted in wanted {
-            match key {
-                "files" => g.allow_files(&wanted)?,
-                "statvfs" => g.allow_statvfs(&wanted)?,
-                "commands" => g.allow_command(&[wanted, "**".into()])?,
-                "connect" => {
+            match cap {
+                Capability::ReadFiles(_) => g.allow_files(&wanted)?,
+                Capability::FilesystemStats(_) => g.allow_statvfs(&wanted)?,
+                Capability::RunCommand(_) => g.allow_command(&[wanted, "**".into()])?,
+                Capability::Connect(_) => {
                     // A capability filled from a malformed value is no grant.
                     let _ = g.allow_connect(&wanted);
                 }
-                _ => {
+                Capability::WriteDirectory(_) => {
                     if !wanted.is_empty() {
                         std::fs::create_dir_all(&wanted)
                             .map_err(|e| format!("creating the directory {wanted}: {e}"))?;

@@ -3,7 +3,7 @@
 //! published to every handler's queue on the run's own thread, and a
 //! failed instance replaced with backoff.
 
-use super::load::{configured_collector, LoadedCollector};
+use super::load::LoadedCollector;
 use super::outcome::{Call, CallFailed, Unsuccessful};
 use super::schedule::Schedule;
 use super::scheduler::Scheduler;
@@ -70,7 +70,7 @@ fn collect_once(
     let mut instance = match instance {
         Some(i) => i,
         None => {
-            let mut i = configured_collector(runtime, &lc.component, lc.ctx.clone())?;
+            let mut i = runtime.configured::<CollectorPlugin>(&lc.component, lc.ctx.clone())?;
             tracing::info!("re-instantiated");
             if let Some(a) = &lc.abort {
                 i.set_abort(a.clone());

@@ -10,11 +10,11 @@
 //! tested with paused tokio time (`handler_task/tests.rs`).
 
 use super::exposition::{self, ScrapeRequest};
-use super::load::{configured_handler, LoadedHandler};
+use super::load::LoadedHandler;
 use super::outcome::{Call, CallFailed, Unsuccessful};
 use super::sink::{CallResult, Sink};
 use crate::logging::LogLimit;
-use crate::plugin::Runtime;
+use crate::plugin::{Handler, Runtime};
 use crate::queue::Queue;
 use crate::stats::PluginStats;
 use std::sync::atomic::Ordering;
@@ -90,10 +90,12 @@ pub(super) async fn handler_task(
     let (component, ctx) = (lh.component, lh.ctx);
     let (made_ctx, a) = (ctx.clone(), abort.clone());
     let make: Maker<_> = Arc::new(move || {
-        configured_handler(&runtime, &component, made_ctx.clone()).map(|mut i| {
-            i.set_abort(a.clone());
-            i
-        })
+        runtime
+            .configured::<Handler>(&component, made_ctx.clone())
+            .map(|mut i| {
+                i.set_abort(a.clone());
+                i
+            })
     });
     let mut first = lh.instance;
     first.set_abort(abort);

@@ -313,24 +313,6 @@ fn load_collector(
     })
 }
 
-/// Instantiates and configures a collector.
-pub fn configured_collector(
-    runtime: &Runtime,
-    component: &Component,
-    ctx: Arc<PluginContext>,
-) -> Result<Instance<CollectorPlugin>, String> {
-    runtime.configured(component, ctx)
-}
-
-/// Instantiates and configures a handler.
-pub fn configured_handler(
-    runtime: &Runtime,
-    component: &Component,
-    ctx: Arc<PluginContext>,
-) -> Result<Instance<Handler>, String> {
-    runtime.configured(component, ctx)
-}
-
 fn load_handler(
     runtime: &Runtime,
     h: &HandlerConfig,

@@ -42,14 +42,20 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Every error found in a configuration.
+/// Every error found in a configuration (shown in file and line order).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{} configuration error(s):", self.0.len())?;
-        for e in &self.0 {
+        // In the order of the files' lines, whichever check found them.
+        let mut sorted: Vec<&ConfigError> = self.0.iter().collect();
+        sorted.sort_by(|a, b| {
+            let (a, b) = (&a.location, &b.location);
+            (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column))
+        });
+        for e in sorted {
             writeln!(f, "  {e}")?;
         }
         Ok(())

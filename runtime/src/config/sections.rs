@@ -33,6 +33,19 @@ pub(super) const TENANT_KEYS: &[&str] = &[
     "max_queue_mb",
     "max_spool_mb",
 ];
+/// Keys of every plugin section, collector or handler, read by
+/// [`read_plugin`] itself.
+const PLUGIN_KEYS: &[&str] = &["component", "sha256", "grants", "limits"];
+/// The TLS keys of every plugin section (`tls` first).
+const TLS_KEYS: &[&str] = &[
+    "tls",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
+    "tls_server_name",
+    "insecure_skip_verify",
+];
+/// A collector's own keys (besides [`PLUGIN_KEYS`] and [`TLS_KEYS`]).
 pub(super) const COLLECTOR_KEYS: &[&str] = &[
     "enabled",
     "interval",
@@ -50,22 +63,9 @@ pub(super) const COLLECTOR_KEYS: &[&str] = &[
     "python_path",
     "ttl_multiplier",
     "tenant",
-    "component",
-    "sha256",
-    "grants",
-    "limits",
-    "tls",
-    "tls_ca",
-    "tls_cert",
-    "tls_key",
-    "tls_server_name",
-    "insecure_skip_verify",
 ];
+/// A handler's own keys (besides [`PLUGIN_KEYS`] and [`TLS_KEYS`]).
 pub(super) const HANDLER_KEYS: &[&str] = &[
-    "component",
-    "sha256",
-    "grants",
-    "limits",
     "queue_size",
     "batch_size",
     "batch_timeout",
@@ -78,12 +78,6 @@ pub(super) const HANDLER_KEYS: &[&str] = &[
     "tenants",
     "listen",
     "listen_path",
-    "tls",
-    "tls_ca",
-    "tls_cert",
-    "tls_key",
-    "tls_server_name",
-    "insecure_skip_verify",
 ];
 pub(super) const GRANT_KEYS: &[&str] = &[
     "files",
@@ -110,8 +104,8 @@ pub(super) const LIMIT_KEYS: &[&str] = &[
 pub(super) type Layers<'a> = Vec<(&'a Doc, Vec<String>, &'a toml::Table)>;
 
 /// Reads the keys common to collectors and handlers from merged layers.
-/// Returns the plugin settings; `host_keys` receives the remaining known
-/// keys for the caller (last layer wins).
+/// Returns the plugin settings; `host_values` receives the world's own
+/// keys (`host_keys`) for the caller (last layer wins).
 pub(super) fn read_plugin(
     name: &str,
     section: &str,
@@ -163,12 +157,7 @@ pub(super) fn read_plugin(
                         read_grants(&mut r, &path, t, &mut grants);
                     }
                 }
-                "tls"
-                | "insecure_skip_verify"
-                | "tls_ca"
-                | "tls_cert"
-                | "tls_key"
-                | "tls_server_name" => {
+                k if TLS_KEYS.contains(&k) => {
                     if read_tls_key(&mut r, &path, key, value, config_dir, &mut tls, &mut tls_on) {
                         option_locations.insert(key.clone(), doc.at(&path));
                     }
@@ -178,12 +167,11 @@ pub(super) fn read_plugin(
                         read_limits(&mut r, &path, t, &mut limits);
                     }
                 }
-                k if host_keys.contains(&k) && k != "component" && k != "sha256" => {
+                k if host_keys.contains(&k) => {
                     host_values.insert(k.to_string(), (layer_idx, value.clone()));
                 }
                 _ if is_default => {
-                    let mut known: Vec<&str> = host_keys.to_vec();
-                    known.extend(["grants", "limits"]);
+                    let known: Vec<&str> = [host_keys, PLUGIN_KEYS, TLS_KEYS].concat();
                     r.unknown(&path, &known);
                 }
                 _ => {
@@ -212,15 +200,9 @@ pub(super) fn read_plugin(
     }
     // `tls_*` keys without `tls = true` would be ignored: an error instead.
     if tls_on != Some(true) && tls != TlsConfig::default() {
-        let keys = [
-            "tls_ca",
-            "tls_cert",
-            "tls_key",
-            "tls_server_name",
-            "insecure_skip_verify",
-        ];
-        let key = keys
-            .into_iter()
+        let key = TLS_KEYS[1..]
+            .iter()
+            .copied()
             .find(|k| option_locations.contains_key(*k))
             .unwrap_or("tls");
         errors.push(ConfigError {
