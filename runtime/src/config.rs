@@ -37,6 +37,7 @@ mod handler;
 mod model;
 mod plugin_keys;
 mod reader;
+mod secrets;
 mod sections;
 mod server;
 mod tenant;

@@ -151,15 +151,45 @@ pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, String> {
             .map_err(|e| format!("{e:#}"))?;
         (sha256, size, component, None)
     };
-    let c = contract::read(&component).map_err(|e| format!("{shown}: {e}"))?;
+    described(
+        runtime,
+        &shown.to_string(),
+        &component,
+        script,
+        sha256,
+        size,
+    )
+}
+
+/// Inspects the built-in component `name`.
+pub fn inspect_builtin(runtime: &Runtime, name: &str) -> Result<Inspection, String> {
+    let r = ComponentRef::Builtin(name.to_string());
+    let component = runtime
+        .component(&r, Metering::None)
+        .map_err(|e| format!("{e:#}"))?;
+    let sha256 = crate::plugin::builtin_digest(name).unwrap_or_default();
+    described(runtime, name, &component, None, sha256.to_string(), 0)
+}
+
+/// What a compiled component (and its script, for a Python collector)
+/// describes itself as, shown as `shown`.
+fn described(
+    runtime: &Runtime,
+    shown: &str,
+    component: &wasmtime::component::Component,
+    script: Option<Arc<python::Script>>,
+    sha256: String,
+    size: u64,
+) -> Result<Inspection, String> {
+    let c = contract::read(component).map_err(|e| format!("{shown}: {e}"))?;
     let d = match c.world {
-        "collector" => describe_as::<CollectorPlugin>(runtime, &component, script.clone()),
-        _ => describe_as::<Handler>(runtime, &component, script.clone()),
+        "collector" => describe_as::<CollectorPlugin>(runtime, component, script.clone()),
+        _ => describe_as::<Handler>(runtime, component, script.clone()),
     }
     .and_then(|d| accept_description(d, script.as_deref()))
     .map_err(|e| {
         // A script's load error starts with the script's path already.
-        if e.starts_with(&shown.to_string()) {
+        if e.starts_with(shown) {
             e
         } else {
             format!("{shown}: {e}")

@@ -9,7 +9,8 @@
 //!
 //! # Layout
 //! Floors from the top: `main.rs` (CLI), the commands, each in a file
-//! named after it ([`new`], [`inspect`], [`once`], [`check`]), [`agent`], [`queue`], [`plugin`],
+//! named after it ([`new`], [`inspect`], [`once`], [`check`]; `config`'s is
+//! [`sample`]), [`agent`], [`queue`], [`plugin`],
 //! [`host`], [`config`] (with [`grants`]), [`metric`]; no arrow goes back
 //! up. `bindings` is the contract: its generated types (metrics,
 //! descriptions, config entries) are every floor's vocabulary, and its
@@ -109,4 +110,6 @@ pub mod once;
 pub mod pidfile;
 pub mod plugin;
 pub mod queue;
+pub mod redact;
+pub mod sample;
 pub mod stats;

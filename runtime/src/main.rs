@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use wdiamond::agent::{self, Agent, Control};
 use wdiamond::host::HostFacts;
 use wdiamond::plugin::Runtime;
+use wdiamond::redact::redact;
 
 /// `sysexits.h`'s EX_CONFIG: the configuration is wrong.
 const EX_CONFIG: u8 = 78;
@@ -60,6 +61,13 @@ enum Command {
         /// Diamond-style script; collectors only).
         #[arg(long, value_enum, default_value = "rust")]
         lang: NewLang,
+    },
+    /// Print a complete, commented sample configuration: every server and
+    /// host key, every built-in plugin (or only those named) with each
+    /// option, its default and its help; `check` accepts it as it is.
+    Config {
+        /// Built-in plugins to include (default: all of them).
+        plugins: Vec<String>,
     },
     /// Show what a component file is and asks for: world, contract
     /// version, describe (options, capabilities), imports, sha256, sizes.
@@ -131,7 +139,7 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
         .with_context(|| format!("--log-level {level:?}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(wdiamond::redact::Stderr);
     match format {
         LogFormat::Text => builder.with_ansi(colour()).init(),
         LogFormat::Json => builder
@@ -200,6 +208,7 @@ fn main() -> ExitCode {
             dir,
             lang,
         } => new(kind, &name, dir, lang),
+        Command::Config { plugins } => sample(&plugins),
         Command::Inspect { file, json } => inspect(&file, json),
         Command::Once {
             config,
@@ -220,14 +229,14 @@ fn main() -> ExitCode {
 fn check(config: &std::path::Path) -> Result<ExitCode, ExitCode> {
     let _ = init_logging("warn", LogFormat::Text);
     let (c, _, loaded) = load(config)?;
-    print!("{}", wdiamond::check::summary(&c, &loaded));
+    print!("{}", redact(&wdiamond::check::summary(&c, &loaded)));
     let (routes, nowhere) = wdiamond::check::routing(&loaded);
-    print!("{routes}");
+    print!("{}", redact(&routes));
     let (review, warnings) = wdiamond::check::third_party(&loaded);
     let warnings = warnings + nowhere;
     if !review.is_empty() {
         println!("\nPlugins that are not built in (what they ask for, what they are granted):");
-        print!("{review}");
+        print!("{}", redact(&review));
     }
     if warnings > 0 {
         eprintln!("{}: {warnings} warning(s) above", config.display());
@@ -276,6 +285,25 @@ fn new(
         w = wasm.display(),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn sample(plugins: &[String]) -> Result<ExitCode, ExitCode> {
+    let _ = init_logging("error", LogFormat::Text);
+    let runtime = runtime(&wdiamond::config::default_cache_dir())?;
+    match wdiamond::sample::sample(&runtime, plugins) {
+        Ok(text) => {
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ wdiamond::sample::SampleError::Unknown(..)) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(2))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn inspect(file: &std::path::Path, json: bool) -> Result<ExitCode, ExitCode> {
@@ -327,7 +355,8 @@ fn once(
     let runtime = runtime(&c.server.plugin_cache_dir)?;
     let rt = tokio_runtime()?;
     let outcomes = rt.block_on(async {
-        let mut out = std::io::stdout().lock();
+        // What plugins publish, line by line, never showing a secret.
+        let mut out = wdiamond::redact::Lines::new(std::io::stdout().lock());
         wdiamond::once::run(
             runtime,
             &c,
@@ -340,7 +369,7 @@ fn once(
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
     let outcomes = outcomes.map_err(|e| report(&e))?;
     let (text, ok) = wdiamond::once::summary(&outcomes);
-    eprint!("{text}");
+    eprint!("{}", redact(&text));
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

@@ -40,6 +40,14 @@ pub fn builtin_names() -> Vec<&'static str> {
     builtin::BUILTINS.iter().map(|(n, _, _)| *n).collect()
 }
 
+/// The SHA-256 of built-in component `name` (computed at build time).
+pub fn builtin_digest(name: &str) -> Option<&'static str> {
+    builtin::BUILTINS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, _, d)| *d)
+}
+
 /// Directory holding the guests built with this binary, test-only ones too.
 pub fn guest_wasm_dir() -> &'static Path {
     Path::new(env!("WDIAMOND_GUEST_WASM_DIR"))

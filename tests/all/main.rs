@@ -17,6 +17,8 @@ mod cli;
 mod compat;
 /// Config errors: each `.toml` under `config_errors/` against its expected report, whole.
 mod config_errors;
+/// `wdiamond config`: the complete sample configuration, checked.
+mod config_sample;
 /// Delivery: the spool, crashes, restarts, reloads; nothing lost.
 mod delivery;
 /// Diamond's released collector scripts, unchanged.
@@ -37,5 +39,7 @@ mod routing;
 mod sandbox;
 /// Schedules: an overrun skips windows and never delays its neighbours.
 mod schedule;
+/// Secrets and `${VAR}` in the configuration, never shown.
+mod secrets;
 /// Service collectors against real servers.
 mod services;

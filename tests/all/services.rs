@@ -3,9 +3,9 @@
 //! and the ceph command collector against a stand-in `ceph` executable.
 
 use crate::common;
+use crate::common::servers;
 mod diamond;
 mod page;
-mod servers;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -34,10 +34,12 @@ impl fmt::Display for ConfigError {
         } else {
             write!(f, "{}:{}:{}: ", l.file.display(), l.line, l.column)?;
         }
+        // A plugin's rejection may quote the value it got: never a secret.
+        let message = crate::redact::redact(&self.message);
         if self.key.is_empty() {
-            write!(f, "{}", self.message)
+            write!(f, "{message}")
         } else {
-            write!(f, "`{}`: {}", self.key, self.message)
+            write!(f, "`{}`: {message}", self.key)
         }
     }
 }

@@ -38,12 +38,14 @@ impl Doc {
         if let Ok(de) = toml::de::DeTable::parse(&text) {
             collect_spans(de.get_ref(), &mut Vec::new(), &mut spans);
         }
-        Some(Doc {
+        let mut doc = Doc {
             file: file.to_path_buf(),
             text,
             root,
             spans,
-        })
+        };
+        super::secrets::resolve(&mut doc, &|name| std::env::var(name).ok(), errors);
+        Some(doc)
     }
 
     pub(super) fn at(&self, path: &[&str]) -> Location {

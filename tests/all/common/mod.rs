@@ -11,6 +11,7 @@ pub mod diamond;
 pub mod http;
 pub mod influx;
 pub mod nats;
+pub mod servers;
 
 /// One engine for the whole test binary (components compile once).
 pub fn runtime() -> Arc<Runtime> {

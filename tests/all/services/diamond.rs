@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use wdiamond::bindings::types::MetricKind;
 
-use super::{run_collector, servers, Collected};
+use super::{run_collector, Collected};
 use crate::common;
+use crate::common::servers;
 
 /// A section running Diamond's `script` as collector `name`, publishing at
 /// `path` (a built-in's path: the operator says so), allowed to connect

@@ -9,8 +9,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::servers;
 use crate::common;
+use crate::common::servers;
 
 /// The built-in collectors that need nothing but the host.
 const LOCAL: &[&str] = &[

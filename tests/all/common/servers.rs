@@ -37,9 +37,14 @@ fn start(program: &str, args: &[&str], port: u16) -> Killed {
 
 /// A redis-server that saves nothing, and its port.
 pub fn redis() -> (Killed, u16) {
+    redis_with(&[])
+}
+
+/// The same with `extra` arguments (`--requirepass`, say).
+pub fn redis_with(extra: &[&str]) -> (Killed, u16) {
     let port = common::free_port();
     let p = port.to_string();
-    let args = [
+    let mut args = vec![
         "--port",
         &p,
         "--bind",
@@ -51,6 +56,7 @@ pub fn redis() -> (Killed, u16) {
         "--maxmemory",
         "64mb",
     ];
+    args.extend_from_slice(extra);
     (start("redis-server", &args, port), port)
 }
 
