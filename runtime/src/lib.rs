@@ -21,7 +21,8 @@
 //!   `config/reader.rs` (the span-aware reader), `sections.rs` (known keys,
 //!   plugin, grants and limits, collectors), `server.rs`, `handler.rs`,
 //!   `tenant.rs` (and the tenant checks), `model.rs` (the validated types),
-//!   `error.rs`; `load()` orchestrates them.
+//!   `secrets.rs` (`${VAR}` and secret references, resolved as a file is
+//!   read), `error.rs`; `load()` orchestrates them.
 //! - [`agent`]: the supervisor (start, reload, a bounded stop), and
 //!   - `agent/apply.rs`: a loaded configuration applied (handlers, then
 //!     collectors, then health; what did not change keeps running);
@@ -81,13 +82,17 @@
 //!   shipped in the binary, from `runtime/templates/`), [`inspect`] (what a
 //!   component file is and asks for), [`once`] (collectors run twice,
 //!   printed, sent nowhere), [`check`] (`check`'s summary and its review
-//!   of third-party plugins' asks against their grants and pins).
+//!   of third-party plugins' asks against their grants and pins),
+//!   [`sample`] (`wdiamond config`: every key and every built-in's
+//!   options, from their `describe`).
 //!   `plugin/contract.rs` reads a component's world and contract version
 //!   and applies the compatibility rule.
 //! - [`stats`]: every plugin's counters (runs, failures, denials, metrics).
 //! - [`memory`]: start-up pages given back once the agent runs.
 //! - [`logging`]: what of a plugin reaches the log (cut, one line,
 //!   rate-limited).
+//! - [`redact`]: the configuration's secrets, kept out of everything
+//!   printed (the log's writer, errors, `check` and `once`).
 //! - [`hostname`]: Diamond's `hostname_method`s.
 //! - [`pidfile`]: `run --pidfile`.
 //! - `bindings`: the `bindgen!` of the WIT worlds (the exporter world's

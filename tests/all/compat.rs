@@ -485,6 +485,8 @@ macro_rules! compat_tests {
                 run_collector($collector);
             }
         )*
+        /// The collectors the tests above run.
+        const COMPAT_TESTED: &[&str] = &[$($collector),*];
     };
 }
 
@@ -530,6 +532,8 @@ macro_rules! diamond_compat_tests {
                 run_collector_as($collector, Guest::Diamond);
             }
         )*
+        /// The collectors the tests above run through Diamond's scripts.
+        const DIAMOND_TESTED: &[&str] = &[$($collector),*];
     };
 }
 
@@ -564,4 +568,14 @@ fn every_kit_collector_is_tested() {
     let mut ours: Vec<String> = SUPPORTED.iter().map(|(c, _)| c.to_string()).collect();
     ours.sort();
     assert_eq!(kit, ours);
+    // And each has a test that runs it (the lists the tests are made of).
+    let mut tested: Vec<String> = COMPAT_TESTED.iter().map(|c| c.to_string()).collect();
+    tested.sort();
+    assert_eq!(kit, tested, "a kit collector without a compat_ test");
+    for c in DIAMOND_TESTED {
+        assert!(
+            kit.contains(&c.to_string()),
+            "diamond_{c}: not a kit collector"
+        );
+    }
 }

@@ -483,15 +483,19 @@ async fn a_tenant_over_its_quota_affects_no_other_tenant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_out_of_fuel_skips_runs_until_its_window_ends() {
     let sections = format!(
-        "[tenants.burner]\nmax_fuel_per_interval = 200000000\ninterval = 60\n{}tenant = \"burner\"\n[collectors.bad.limits]\ntimeout = 0.8\n",
+        "[tenants.burner]\nmax_fuel_per_interval = 200000000\ninterval = 2\n{}tenant = \"burner\"\n[collectors.bad.limits]\ntimeout = 0.8\n",
         bad("spin", "")
     );
     let o = beside_neighbour("tenant over its fuel quota", &sections, "bad").await;
-    assert!(
-        get(&o.bad.fuel_exhausted) >= 1,
-        "the run was cut at the tenant's remaining fuel"
-    );
+    // Windows of 2 s over the 4.5 s run: the first run is cut at the
+    // tenant's fuel, the next in its window skipped; a run in a later
+    // window gets fuel again (and is cut again).
     assert!(get(&o.bad.quota_skips) >= 1, "later runs were skipped");
+    assert!(
+        get(&o.bad.fuel_exhausted) >= 2,
+        "runs resumed when the window ended: {} cut at the fuel",
+        get(&o.bad.fuel_exhausted)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -532,10 +536,10 @@ async fn health_metrics_tell_what_each_plugin_did() {
     assert_eq!(last("collectors.loadavg.failures.total"), 0.0);
     assert!(last("collectors.loadavg.peak_memory_bytes") > 0.0);
     // How late the last run started after its schedule: published, a
-    // duration (never negative).
-    assert!(last("collectors.loadavg.schedule.lateness_ms") >= 0.0);
+    // duration, bounded by the interval (a neighbour kept its schedule).
+    let late = last("collectors.loadavg.schedule.lateness_ms");
+    assert!((0.0..1000.0).contains(&late), "lateness {late} ms");
     assert!(last("handlers.archive.metrics.published") >= 16.0);
-    assert!(Path::new(&archive).exists());
 }
 
 /// A handler that keeps every batch handle (`handler_hoard`): the host

@@ -44,7 +44,10 @@ impl Doc {
             root,
             spans,
         };
-        super::secrets::resolve(&mut doc, &|name| std::env::var(name).ok(), errors);
+        let mut root = std::mem::take(&mut doc.root);
+        let env = |name: &str| std::env::var(name).ok();
+        super::secrets::resolve(&mut root, &doc.file, &|p| doc.at(p), &env, errors);
+        doc.root = root;
         Some(doc)
     }
 

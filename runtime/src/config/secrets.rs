@@ -14,8 +14,7 @@ use std::path::Path;
 
 use toml::Value;
 
-use super::reader::Doc;
-use super::ConfigError;
+use super::{ConfigError, Location};
 
 /// Largest secret file read, bytes.
 pub const MAX_SECRET: u64 = 64 << 10;
@@ -111,26 +110,29 @@ pub(super) fn secret(
     Ok(value)
 }
 
-/// Resolves every `${VAR}` and secret reference of `doc`, with `env`;
-/// each secret is registered for redaction.
+/// Where a key is in its file (the reader's spans).
+pub(super) type At<'a> = &'a dyn Fn(&[&str]) -> Location;
+
+/// Resolves every `${VAR}` and secret reference of `root`, the table of
+/// `file`, with `env`; each secret is registered for redaction.
 pub(super) fn resolve(
-    doc: &mut Doc,
+    root: &mut toml::Table,
+    file: &Path,
+    at: At<'_>,
     env: &dyn Fn(&str) -> Option<String>,
     errors: &mut Vec<ConfigError>,
 ) {
-    let mut root = std::mem::take(&mut doc.root);
-    let dir = doc.file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
     let mut path = Vec::new();
     for (k, v) in root.iter_mut() {
         path.push(k.clone());
-        walk(doc, &dir, &mut path, v, env, errors);
+        walk(at, &dir, &mut path, v, env, errors);
         path.pop();
     }
-    doc.root = root;
 }
 
 fn walk(
-    doc: &Doc,
+    at: At<'_>,
     dir: &Path,
     path: &mut Vec<String>,
     v: &mut Value,
@@ -138,9 +140,9 @@ fn walk(
     errors: &mut Vec<ConfigError>,
 ) {
     let mut fail = |path: &[String], message: String| {
-        let at: Vec<&str> = path.iter().map(String::as_str).collect();
+        let keys: Vec<&str> = path.iter().map(String::as_str).collect();
         errors.push(ConfigError {
-            location: doc.at(&at),
+            location: at(&keys),
             key: path.join("."),
             message,
         });
@@ -152,7 +154,7 @@ fn walk(
         },
         Value::Array(items) => {
             for item in items {
-                walk(doc, dir, path, item, env, errors);
+                walk(at, dir, path, item, env, errors);
             }
         }
         Value::Table(t) if t.len() == 1 && t.contains_key("secret") => {
@@ -171,7 +173,7 @@ fn walk(
         Value::Table(t) => {
             for (k, v) in t.iter_mut() {
                 path.push(k.clone());
-                walk(doc, dir, path, v, env, errors);
+                walk(at, dir, path, v, env, errors);
                 path.pop();
             }
         }
