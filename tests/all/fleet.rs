@@ -8,7 +8,6 @@
 use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,14 +45,7 @@ fn relay(dir: &Path, port: u16, a: u16, b: u16) -> Killed {
         .spawn()
         .expect("carbon-c-relay (Debian's carbon-c-relay package)");
     let child = Killed(child);
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the relay did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_listening(port, Duration::from_secs(20), "carbon-c-relay");
     child
 }
 

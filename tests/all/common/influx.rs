@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::free_port;
 
@@ -39,16 +39,8 @@ impl Influx {
             .stderr(Stdio::null())
             .spawn()
             .expect("influxd (.ci/run installs influxdb)");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", http)).is_err()
-            || TcpStream::connect(("127.0.0.1", tsdb)).is_err()
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "influxd did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        super::wait_listening(http, Duration::from_secs(30), "influxd's HTTP API");
+        super::wait_listening(tsdb, Duration::from_secs(30), "influxd's OpenTSDB service");
         Influx {
             http,
             tsdb,

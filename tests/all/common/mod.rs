@@ -45,6 +45,19 @@ pub fn test_guest(name: &str) -> PathBuf {
     wdiamond::plugin::guest_wasm_dir().join(format!("{name}.wasm"))
 }
 
+/// Waits until something listens on `port` of 127.0.0.1, failing the test
+/// (naming `what`) after `within`.
+pub fn wait_listening(port: u16, within: std::time::Duration, what: &str) {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < within,
+            "{what} did not listen on {port} within {within:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

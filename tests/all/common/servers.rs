@@ -24,14 +24,7 @@ fn start(program: &str, args: &[&str], port: u16) -> Killed {
         .spawn()
         .unwrap();
     let server = Killed(child);
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{program} did not start listening on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_listening(port, Duration::from_secs(10), program);
     server
 }
 
@@ -193,14 +186,7 @@ pub fn rabbitmq(dir: &Path) -> (Killed, u16) {
         .expect("rabbitmq-server (.ci/run installs it)");
     let server = Killed(child);
     // The management API is the last to listen (30 s: a slow machine).
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", api)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "rabbitmq's management API did not listen on {api}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_listening(api, Duration::from_secs(60), "rabbitmq's management API");
     (server, api)
 }
 

@@ -213,15 +213,8 @@ fn nginx(certs: &Certs, upstreams: &[Upstream]) -> Nginx {
         _dir: dir,
         ports,
     };
-    let start = Instant::now();
     for p in &n.ports {
-        while TcpStream::connect(("127.0.0.1", *p)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "nginx did not listen on {p}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        common::wait_listening(*p, Duration::from_secs(10), "nginx");
     }
     n
 }
@@ -480,14 +473,7 @@ async fn mqtt_over_tls_to_mosquittos_own_listener() {
         .stderr(Stdio::null())
         .spawn()
         .expect("mosquitto (Debian's mosquitto package)");
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "mosquitto did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_listening(tls_port, Duration::from_secs(10), "mosquitto");
     let (got, arrived) = mqtt_subscribe_qos(plain);
     let want = run_with(
         "mqtt",
