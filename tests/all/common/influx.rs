@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::free_port;
 
@@ -19,8 +19,21 @@ pub struct Influx {
 }
 
 impl Influx {
-    /// Starts one; waits until both ports answer.
+    /// Starts one; waits until both ports answer. A start that fails
+    /// (another test's server took one of the free ports between the
+    /// check and the bind) is tried again on other ports, three times.
     pub fn start() -> Influx {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Influx::try_start() {
+                Ok(i) => return i,
+                Err(e) => failures.push(e),
+            }
+        }
+        panic!("influxd did not start:\n{}", failures.join("\n"));
+    }
+
+    fn try_start() -> Result<Influx, String> {
         let dir = tempfile::tempdir().unwrap();
         let (http, tsdb, rpc) = (free_port(), free_port(), free_port());
         let d = dir.path().display();
@@ -32,21 +45,41 @@ impl Influx {
             ),
         )
         .unwrap();
-        let child = Command::new("influxd")
+        let log = dir.path().join("influxd.log");
+        let mut child = Command::new("influxd")
             .arg("-config")
             .arg(&conf)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("influxd (.ci/run installs influxdb)");
-        super::wait_listening(http, Duration::from_secs(30), "influxd's HTTP API");
-        super::wait_listening(tsdb, Duration::from_secs(30), "influxd's OpenTSDB service");
-        Influx {
+        let start = Instant::now();
+        let listening = |p: u16| TcpStream::connect(("127.0.0.1", p)).is_ok();
+        while !(listening(http) && listening(tsdb)) {
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || start.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                let _ = child.wait();
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = said.lines().rev().take(5).collect();
+                return Err(format!(
+                    "ports {http}, {tsdb}, {rpc}: {} ({exited:?}); its log ends: {}",
+                    if exited.is_some() {
+                        "exited"
+                    } else {
+                        "not listening after 60 s"
+                    },
+                    tail.join(" | ")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(Influx {
             http,
             tsdb,
             child,
             _dir: dir,
-        }
+        })
     }
 
     /// The JSON answer of InfluxQL `q` on `db`.
