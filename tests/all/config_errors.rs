@@ -27,7 +27,6 @@ fn report(fixture: &Path) -> String {
         .arg("check")
         .arg(name)
         .current_dir(dir.path())
-        .env_remove("NO_COLOR")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr)
