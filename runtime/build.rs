@@ -36,6 +36,10 @@ const BUILTINS: &[(&str, &str, &str)] = &[
     ("nginx", "guest-collectors", "collector_nginx"),
     ("zookeeper", "guest-collectors", "collector_zookeeper"),
     ("ceph", "guest-collectors", "collector_ceph"),
+    ("postgres", "guest-collectors", "collector_postgres"),
+    ("pgbouncer", "guest-collectors", "collector_pgbouncer"),
+    ("mysql", "guest-collectors", "collector_mysql"),
+    ("userscripts", "guest-collectors", "collector_userscripts"),
     ("archive", "guest-handlers", "handler_archive"),
     ("graphite", "guest-handlers", "handler_graphite"),
     (

@@ -41,6 +41,8 @@ pub mod config;
 pub mod host;
 #[cfg(any(feature = "collector", feature = "handler"))]
 pub mod net;
+#[cfg(feature = "sql")]
+pub mod sql;
 
 #[cfg(all(feature = "collector", feature = "handler"))]
 compile_error!("enable exactly one of the features `collector` and `handler`");
@@ -151,4 +153,15 @@ pub fn option(key: &str, default: ConfigValue, help: &str) -> ConfigOption {
         default,
         help: help.to_string(),
     }
+}
+
+/// The mark that opens a secret option's help (see `config-option` in the WIT).
+pub const SECRET_MARK: &str = "[secret] ";
+
+/// Builds a [`Description`] option entry for a secret (a password, a
+/// token): its help starts with [`SECRET_MARK`], so the host redacts its
+/// value wherever it shows one, even one written in plaintext.
+#[cfg(any(feature = "collector", feature = "handler"))]
+pub fn secret_option(key: &str, default: ConfigValue, help: &str) -> ConfigOption {
+    option(key, default, &format!("{SECRET_MARK}{help}"))
 }

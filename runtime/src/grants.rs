@@ -33,9 +33,16 @@ pub struct Denial {
 /// One argv pattern of `grants.commands`: the program by absolute path,
 /// then one glob per argument (`*` matches one argument, a trailing `**`
 /// any number of further arguments).
+///
+/// The program may be a glob itself (`/etc/diamond/user_scripts/*`: any
+/// file in that directory): then `*` never crosses `/`, and the program
+/// must exist as a regular file whose real path (symlinks resolved)
+/// matches too, so a link out of the directory is not a way out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandGrant {
     program: String,
+    /// `program` as a path glob, when it has glob characters.
+    program_glob: Option<ArgPattern>,
     args: Vec<ArgPattern>,
     rest: bool,
 }
@@ -44,6 +51,15 @@ impl CommandGrant {
     /// The program, by absolute path.
     pub fn program(&self) -> &str {
         &self.program
+    }
+
+    fn admits_program(&self, program: &str) -> bool {
+        match &self.program_glob {
+            None => program == self.program,
+            Some(glob) => {
+                std::fs::metadata(program).is_ok_and(|m| m.is_file()) && glob.matches(program)
+            }
+        }
     }
 }
 
@@ -275,7 +291,7 @@ impl Grants {
             let Some((program, args)) = argv.split_first() else {
                 return false;
             };
-            if *program != g.program
+            if !g.admits_program(program)
                 || args.len() < g.args.len()
                 || (!g.rest && args.len() != g.args.len())
             {

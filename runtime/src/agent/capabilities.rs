@@ -72,6 +72,12 @@ fn directory_of(key: &str, entries: &[ConfigEntry]) -> PathBuf {
         .unwrap_or_default()
 }
 
+/// Whether a `run-command` capability names programs by a glob (any file
+/// in a directory) rather than one program.
+fn is_program_glob(program: &str) -> bool {
+    program.contains(['*', '?', '['])
+}
+
 /// One capability as an operator reads it: its WIT name, what it names
 /// (`{key}` unfilled), and the `[….grants]` key that grants it.
 pub fn capability_parts(cap: &Capability) -> (&'static str, &str, &'static str) {
@@ -96,7 +102,13 @@ pub fn asked_grants(cap: &Capability, entries: &[ConfigEntry]) -> Vec<String> {
         }
         Capability::RunCommand(s) => substitute(s, entries)
             .iter()
-            .map(|v| format!("[{}, \"**\"]", q(v)))
+            .map(|v| {
+                if is_program_glob(v) {
+                    format!("[{}]", q(v))
+                } else {
+                    format!("[{}, \"**\"]", q(v))
+                }
+            })
             .collect(),
         Capability::WriteDirectory(k) => {
             let dir = directory_of(k, entries);
@@ -181,6 +193,11 @@ pub(super) fn grants_for(
             match cap {
                 Capability::ReadFiles(_) => g.allow_files(&wanted)?,
                 Capability::FilesystemStats(_) => g.allow_statvfs(&wanted)?,
+                // A program glob (userscripts' `{scripts_path}/*`) runs
+                // without arguments; a program by name with any.
+                Capability::RunCommand(_) if is_program_glob(&wanted) => {
+                    g.allow_command(&[wanted])?
+                }
                 Capability::RunCommand(_) => g.allow_command(&[wanted, "**".into()])?,
                 Capability::Connect(_) => {
                     // A capability filled from a malformed value is no grant.

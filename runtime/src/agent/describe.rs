@@ -127,6 +127,9 @@ pub const BUILTIN_PATHS: &[&str] = &[
     "nginx",
     "zookeeper",
     "ceph",
+    "postgres",
+    "pgbouncer",
+    "mysql",
 ];
 
 /// Why a collector may not publish where its `describe` says, if it may

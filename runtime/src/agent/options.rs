@@ -27,7 +27,36 @@ pub fn overlay(
             value: value.into(),
         });
     }
+    register_secrets(d, &out);
     out
+}
+
+/// The mark that opens a secret option's help (`config-option.help` in
+/// the WIT).
+pub const SECRET_MARK: &str = "[secret]";
+
+/// A value shorter than this is not redacted (hiding every `pw` of every
+/// log line would garble them): a password that short protects nothing.
+const MIN_SECRET: usize = 4;
+
+fn register(value: &str) {
+    if value.chars().count() >= MIN_SECRET {
+        crate::redact::register(value);
+    }
+}
+
+/// Registers for redaction the values of the options `d` marks secret, so
+/// that a password written in plaintext is hidden as one from a secret
+/// reference is.
+fn register_secrets(d: &Description, entries: &[ConfigEntry]) {
+    use crate::bindings::types::ConfigValue as V;
+    for o in d.options.iter().filter(|o| o.help.starts_with(SECRET_MARK)) {
+        match entries.iter().find(|e| e.key == o.key).map(|e| &e.value) {
+            Some(V::Text(s)) => register(s),
+            Some(V::TextList(l)) => l.iter().for_each(|s| register(s)),
+            _ => {}
+        }
+    }
 }
 
 /// The host's keys of a collector's configuration: Diamond's `interval`,

@@ -68,6 +68,18 @@ pub fn parse_command(argv: &[String]) -> Result<CommandGrant, String> {
     if !program.starts_with('/') {
         return Err(format!("the program {program:?} must be an absolute path"));
     }
+    // `/dir//*` (a directory key ending in `/`, filled into `{key}/*`).
+    let mut program = program.clone();
+    while program.contains("//") {
+        program = program.replace("//", "/");
+    }
+    let program_glob = if program.contains(['*', '?', '[']) {
+        let pattern = parse_path_glob(&program).map_err(|e| format!("the program {e}"))?;
+        let canonical = canonical_variant(&program).and_then(|v| Pattern::new(&v).ok());
+        Some(ArgPattern { pattern, canonical })
+    } else {
+        None
+    };
     let (args, rest) = match args.split_last() {
         Some((last, init)) if last == "**" => (init, true),
         _ => (args, false),
@@ -88,7 +100,8 @@ pub fn parse_command(argv: &[String]) -> Result<CommandGrant, String> {
         })
         .collect::<Result<_, String>>()?;
     Ok(CommandGrant {
-        program: program.clone(),
+        program,
+        program_glob,
         args,
         rest,
     })
@@ -265,6 +278,37 @@ mod tests {
         .to_vec();
         assert!(g.check_command(&bad).is_err());
         assert!(parse_command(&["ceph".into()]).is_err());
+    }
+
+    #[test]
+    fn a_program_glob_admits_the_directorys_files_without_arguments_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let scripts = dir.path().join("scripts");
+        std::fs::create_dir_all(scripts.join("sub")).unwrap();
+        for f in ["scripts/a.sh", "scripts/sub/b.sh", "outside.sh"] {
+            std::fs::write(dir.path().join(f), "#!/bin/sh\n").unwrap();
+        }
+        std::os::unix::fs::symlink(dir.path().join("outside.sh"), scripts.join("out")).unwrap();
+        std::os::unix::fs::symlink(scripts.join("a.sh"), scripts.join("in")).unwrap();
+        let s = scripts.display().to_string();
+        let mut g = grants(&[]);
+        // `{scripts_path}/*` with a trailing `/` in the key gives `//*`.
+        g.allow_command(&[format!("{s}//*")]).unwrap();
+        let run = |argv: &[&str]| {
+            g.check_command(&argv.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+                .is_ok()
+        };
+        assert!(run(&[&format!("{s}/a.sh")]));
+        assert!(run(&[&format!("{s}/in")]), "a link within the directory");
+        assert!(!run(&[&format!("{s}/a.sh"), "-c"]), "an argument");
+        assert!(!run(&[&format!("{s}/sub/b.sh")]), "`*` crossed `/`");
+        assert!(!run(&[&format!("{s}/sub")]), "a directory");
+        assert!(!run(&[&format!("{s}/out")]), "a link out of the directory");
+        assert!(!run(&[&format!("{s}/../outside.sh")]), "`..`");
+        assert!(!run(&[&format!("{s}/missing")]), "a file that is not there");
+        assert!(!run(&["/bin/sh"]));
+        assert!(parse_command(&["scripts/*".into()]).is_err());
+        assert!(parse_command(&[format!("{s}/../*")]).is_err());
     }
 
     #[test]

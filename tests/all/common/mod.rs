@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use wdiamond::plugin::Runtime;
 
 pub mod carbon;
+pub mod databases;
 pub mod diamond;
 pub mod http;
 pub mod influx;

@@ -1,0 +1,440 @@
+//! The database collectors against Debian's real servers with passwords
+//! on: PostgreSQL (SCRAM-SHA-256 and md5), PgBouncer (SCRAM), MariaDB
+//! (mysql_native_password), each password from a secret reference (or
+//! written in plaintext under an option the collector marks secret) and
+//! found in no output, log, archive or spool file of the runs. Then
+//! userscripts, whose grant admits the directory's files and nothing else,
+//! and database "servers" that lie, stall or announce 4 GiB.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::databases::{self, MY_PASSWORD, PGB_PASSWORD, PG_MD5_PASSWORD, PG_PASSWORD};
+use crate::common::{self};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wdiamond");
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn wdiamond(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .env("WD_TEST_PG_MD5", PG_MD5_PASSWORD)
+        .env("WD_TEST_PGB", PGB_PASSWORD)
+        .env(
+            "WD_TEST_MY_DSN",
+            format!("wd:{MY_PASSWORD}@127.0.0.1:{{port}}/None/main"),
+        );
+    c
+}
+
+/// `check`, `once` and a few seconds of `run` (log at debug, an archive
+/// and a spool): every output, and the files under `dir` but `keep`.
+/// Asserts none holds any of `secrets`; returns `once`'s stdout.
+fn run_everywhere(dir: &Path, conf: &Path, env: &[(&str, String)], secrets: &[&str]) -> String {
+    let conf = conf.to_str().unwrap();
+    let with_env = |args: &[&str]| {
+        let mut c = wdiamond(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c
+    };
+    let mut seen = Vec::new();
+    let o = with_env(&["check", conf]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    seen.push(("check", text(&o)));
+    let o = with_env(&["inspect", conf]).output().unwrap();
+    seen.push(("inspect", text(&o)));
+    let once = with_env(&["once", conf, "--wait", "1.2"]).output().unwrap();
+    seen.push(("once", text(&once)));
+    let child = with_env(&["run", conf, "--log-level", "debug"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(3500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    seen.push(("run", text(&o)));
+    for (what, out) in &seen {
+        for s in secrets {
+            assert!(!out.contains(s), "{what} shows a secret: {out}");
+        }
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    let mut files = 0;
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !p.to_string_lossy().ends_with(".pass") && !p.ends_with("wdiamond.toml") {
+                files += 1;
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                for s in secrets {
+                    assert!(
+                        !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
+                        "{} holds a secret",
+                        p.display()
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        files >= 2,
+        "no archive or spool was written under {}",
+        dir.display()
+    );
+    let archive = std::fs::read_to_string(dir.join("archive.log")).unwrap_or_default();
+    assert!(!archive.is_empty(), "the agent archived nothing");
+    String::from_utf8_lossy(&once.stdout).into_owned()
+}
+
+fn header(dir: &Path) -> String {
+    format!(
+        "[server]\nhandlers = [\"archive\"]\nplugin_cache_dir = {:?}\n\n[handlers.archive]\nlog_file = {:?}\nspool_dir = {:?}\n\n[collectors.default]\ninterval = 1\nhostname = \"db\"\n\n",
+        common::cache_dir(),
+        dir.join("archive.log"),
+        dir.join("spool"),
+    )
+}
+
+/// The value of metric `name` in `once` output.
+fn value(out: &str, name: &str) -> Option<f64> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix(&format!("{name} ")))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .last()
+}
+
+#[test]
+fn postgres_with_scram_and_md5_passwords_from_secrets() {
+    let pg = databases::postgres();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pg.pass"), format!("{PG_PASSWORD}\n")).unwrap();
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "{}[collectors.postgres]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"wd\"\npassword = {{ secret = \"file:pg.pass\" }}\nextended = true\n\n\
+             [collectors.pgmd5]\nenabled = true\ncomponent = \"postgres\"\npath = \"pgmd5\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"wd_md5\"\npassword = {{ secret = \"env:WD_TEST_PG_MD5\" }}\n\n\
+             [collectors.pgplain]\nenabled = true\ncomponent = \"postgres\"\npath = \"pgplain\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"wd\"\npassword = \"{PG_PASSWORD}\"\nmetrics = [\"LockStats\"]\n",
+            header(dir.path()),
+            port = pg.port,
+        ),
+    );
+    let out = run_everywhere(dir.path(), &conf, &[], &[PG_PASSWORD, PG_MD5_PASSWORD]);
+    let p = "servers.db.postgres";
+    // Diamond's names, and values PostgreSQL itself gives.
+    assert_eq!(
+        value(&out, &format!("{p}.app.tables.public.t.n_live_tup")),
+        Some(100.0),
+        "{out}"
+    );
+    assert_eq!(
+        value(&out, &format!("{p}.app.sizes.public.t.relsize")),
+        Some(8192.0),
+        "{out}"
+    );
+    assert!(
+        value(&out, &format!("{p}.app.indexes.public.t.t_pkey.idx_scan")).unwrap() >= 1.0,
+        "{out}"
+    );
+    for name in [
+        "database.app.numbackends",
+        "database.app.xact_commit",
+        "database.app.size",
+        "database.app.connections",
+        "bgwriter.buffers_alloc",
+        "transactions.commit",
+        "app.connections.idle",
+        "app.tuples.inserted",
+        "app.scans.index",
+        "app.longest_running.query",
+        "app.datfrozenxid.app",
+    ] {
+        assert!(
+            value(&out, &format!("{p}.{name}")).is_some(),
+            "no {p}.{name} in {out}"
+        );
+    }
+    // Every name is under one of Diamond's families' paths; `postgres`
+    // itself is left out of the database statistics, as Diamond does.
+    for line in out.lines().filter(|l| l.starts_with("servers.db.")) {
+        let name = line.split(' ').next().unwrap();
+        let rest = name.splitn(4, '.').nth(3).unwrap();
+        assert!(
+            ["database.", "app.", "bgwriter.", "transactions."]
+                .iter()
+                .any(|f| rest.starts_with(f)),
+            "{name} is not one of Diamond's paths"
+        );
+        assert!(!rest.starts_with("database.postgres."), "{name}");
+    }
+    assert!(
+        value(&out, "servers.db.pgmd5.database.app.size").is_some(),
+        "md5 login: {out}"
+    );
+    assert!(
+        out.contains("servers.db.pgplain.app.locks."),
+        "plaintext password: {out}"
+    );
+
+    // A wrong password: the server's own words, nothing else stops.
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "{}[collectors.postgres]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\nuser = \"wd\"\npassword = \"wrong-Password-99\"\n\n[collectors.loadavg]\nenabled = true\n",
+            header(dir.path()),
+            pg.port
+        ),
+    );
+    let o = wdiamond(&["once", conf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let all = text(&o);
+    assert!(
+        all.contains("password authentication failed for user \"wd\" (SQLSTATE 28P01)"),
+        "{all}"
+    );
+    assert!(all.contains("servers.db.loadavg.01 "), "{all}");
+    assert!(!all.contains("wrong-Password-99"), "{all}");
+}
+
+#[test]
+fn pgbouncer_admin_console_with_scram() {
+    let pg = databases::postgres();
+    let (_pgb, port, _pgb_dir) = databases::pgbouncer(&pg);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "{}[collectors.pgbouncer]\nenabled = true\nuser = \"wd_stats\"\n\n[collectors.pgbouncer.instances.main]\nhost = \"127.0.0.1\"\nport = {port}\npassword = {{ secret = \"env:WD_TEST_PGB\" }}\n\n[collectors.pgbouncer.grants]\nconnect = [\"tcp:127.0.0.1:{port}\"]\n",
+            header(dir.path()),
+        ),
+    );
+    let out = run_everywhere(dir.path(), &conf, &[], &[PGB_PASSWORD]);
+    let p = "servers.db.pgbouncer.main.pgbouncer";
+    assert!(
+        value(&out, &format!("{p}.cl_active")).unwrap() >= 1.0,
+        "{out}"
+    );
+    assert!(
+        value(&out, &format!("{p}.total_query_count")).unwrap() >= 1.0,
+        "{out}"
+    );
+    assert!(value(&out, &format!("{p}.sv_idle")).is_some(), "{out}");
+    assert!(
+        !out.contains(".user ") && !out.contains(".pool_mode "),
+        "{out}"
+    );
+}
+
+#[test]
+fn mariadb_status_and_innodb_with_a_native_password() {
+    let (_db, port, _db_dir) = databases::mariadb();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "{}[collectors.mysql]\nenabled = true\nhosts = [{{ secret = \"env:WD_TEST_MY_DSN\" }}]\ninnodb = true\n\n[collectors.mysql.grants]\nconnect = [\"tcp:127.0.0.1:{port}\"]\n\n\
+             [collectors.mysql2]\nenabled = true\ncomponent = \"mysql\"\npath = \"mysql2\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"wd\"\npasswd = \"{MY_PASSWORD}\"\npublish = \"Threads_connected Uptime\"\n",
+            header(dir.path()),
+        ),
+    );
+    let dsn = format!("wd:{MY_PASSWORD}@127.0.0.1:{port}/None/main");
+    let out = run_everywhere(
+        dir.path(),
+        &conf,
+        &[("WD_TEST_MY_DSN", dsn)],
+        &[MY_PASSWORD],
+    );
+    let p = "servers.db.mysql.main";
+    assert!(
+        value(&out, &format!("{p}.Threads_connected")).unwrap() >= 1.0,
+        "{out}"
+    );
+    assert!(
+        value(&out, &format!("{p}.Innodb_bp_size")).unwrap() > 0.0,
+        "{out}"
+    );
+    assert!(
+        value(&out, &format!("{p}.Innodb_status_process_time")).is_some(),
+        "{out}"
+    );
+    // Counters are rates from the second run on (Diamond's derivative).
+    assert!(value(&out, &format!("{p}.Questions")).is_some(), "{out}");
+    let mine: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("servers.db.mysql2."))
+        .collect();
+    assert!(
+        mine.iter()
+            .any(|l| l.starts_with("servers.db.mysql2.Threads_connected ")),
+        "{out}"
+    );
+    assert!(
+        mine.iter()
+            .all(|l| l.contains(".Threads_connected ") || l.contains(".Uptime ")),
+        "{mine:?}"
+    );
+
+    // A wrong password: MariaDB's error, the agent goes on.
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "{}[collectors.mysql]\nenabled = true\nhosts = [\"wd:wrong-Password-98@127.0.0.1:{port}/None\"]\n\n[collectors.mysql.grants]\nconnect = [\"tcp:127.0.0.1:{port}\"]\n",
+            header(dir.path()),
+        ),
+    );
+    let o = wdiamond(&["once", conf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let all = text(&o);
+    assert!(
+        all.contains("ERROR 1045 (28000): Access denied for user 'wd'@'localhost'"),
+        "{all}"
+    );
+    assert!(!all.contains("wrong-Password-98"), "{all}");
+}
+
+#[test]
+fn userscripts_runs_the_directorys_files_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = dir.path().join("scripts");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(scripts.join("sub")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let script = |path: &Path, body: &str, exec: bool| {
+        std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+        let mode = if exec { 0o755 } else { 0o644 };
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    };
+    script(&scripts.join("app.sh"), "echo 'app.users 42'\necho 'app.ratio 0.25'\necho 'not a metric line'\necho 'app.stamped 7 1700000000'\n", true);
+    script(
+        &scripts.join("failing.sh"),
+        "echo 'failing.value 1'\nexit 3\n",
+        true,
+    );
+    script(&scripts.join("plain.txt"), "echo 'plain.ran 1'\n", false);
+    script(
+        &scripts.join("sub/nested.sh"),
+        "echo 'nested.ran 1'\n",
+        true,
+    );
+    script(&outside.join("escape.sh"), "echo 'outside.ran 1'\n", true);
+    std::os::unix::fs::symlink(outside.join("escape.sh"), scripts.join("link.sh")).unwrap();
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = []\nplugin_cache_dir = {:?}\n\n[collectors.default]\nhostname = \"us\"\n\n[collectors.userscripts]\nenabled = true\nscripts_path = \"{}/\"\n",
+            common::cache_dir(),
+            scripts.display()
+        ),
+    );
+    let o = wdiamond(&["once", conf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let all = text(&o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(value(&out, "servers.us.app.users"), Some(42.0), "{all}");
+    assert!(out.contains("servers.us.app.ratio 0.2500 "), "{all}");
+    assert!(out.contains("servers.us.app.stamped 7 1700000000"), "{all}");
+    assert_eq!(value(&out, "servers.us.failing.value"), Some(1.0), "{all}");
+    for never in ["plain.ran", "nested.ran", "outside.ran"] {
+        assert!(!out.contains(never), "{never}: {all}");
+    }
+    assert!(
+        all.contains("invalid/unparsable output: not a metric line"),
+        "{all}"
+    );
+    assert!(all.contains("exited with status 3"), "{all}");
+    // The link out of the directory is refused by the grant, which says so.
+    assert!(all.contains("link.sh") && all.contains("denied"), "{all}");
+}
+
+/// A "database" on a free port that answers each connection with `reply`
+/// (then holds it open without a word more).
+fn liar(reply: &'static [u8]) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 512];
+            s.set_read_timeout(Some(Duration::from_millis(200))).ok();
+            if reply.first() != Some(&10) && !reply.starts_with(b"\x0a\x00") {
+                let _ = s.read(&mut buf); // PostgreSQL's client speaks first
+            }
+            let _ = s.write_all(reply);
+            held.push(s);
+        }
+    });
+    port
+}
+
+#[test]
+fn database_servers_that_lie_stall_or_announce_4_gib_get_clear_errors_in_time() {
+    let huge = liar(b"R\xff\xff\xff\xff");
+    let garbage = liar(b"\x16\x03\x01\x02\x00 TLS or anything else");
+    let stall = liar(b"");
+    let my_huge = liar(b"\xff\xff\xff\x00");
+    let dir = tempfile::tempdir().unwrap();
+    let mut conf = format!(
+        "[server]\nhandlers = []\nplugin_cache_dir = {:?}\n\n[collectors.default]\nhostname = \"h\"\n\n[collectors.loadavg]\nenabled = true\n",
+        common::cache_dir()
+    );
+    for (name, component, port) in [
+        ("pghuge", "postgres", huge),
+        ("pggarbage", "postgres", garbage),
+        ("pgstall", "postgres", stall),
+        ("myhuge", "mysql", my_huge),
+        ("mystall", "mysql", stall),
+    ] {
+        let who = if component == "mysql" {
+            format!("hosts = [\"wd:x@127.0.0.1:{port}/None\"]\n[collectors.{name}.grants]\nconnect = [\"tcp:127.0.0.1:{port}\"]\n")
+        } else {
+            format!("host = \"127.0.0.1\"\nport = {port}\n")
+        };
+        conf += &format!("\n[collectors.{name}]\nenabled = true\ncomponent = \"{component}\"\npath = \"{name}\"\ntimeout = 2\n{who}");
+    }
+    let conf = common::write_config(dir.path(), &conf);
+    let start = Instant::now();
+    let o = wdiamond(&["once", conf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let all = text(&o);
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        all.contains("announced a message of 4294967295 bytes"),
+        "{all}"
+    );
+    assert!(
+        all.contains("does not speak PostgreSQL's protocol"),
+        "{all}"
+    );
+    assert!(
+        all.contains("announced a packet of 16777215 bytes"),
+        "{all}"
+    );
+    // The stalled sessions end at their timeout, named.
+    assert!(
+        all.matches("timed out").count() + all.matches("timeout passed").count() >= 2,
+        "{all}"
+    );
+    assert!(all.contains("servers.h.loadavg.01 "), "{all}");
+}
