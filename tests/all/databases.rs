@@ -438,3 +438,88 @@ fn database_servers_that_lie_stall_or_announce_4_gib_get_clear_errors_in_time() 
     );
     assert!(all.contains("servers.h.loadavg.01 "), "{all}");
 }
+
+/// CPU (user + system) of process `pid` so far, in seconds.
+fn cpu_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// The agent's CPU per run of the config's collectors at interval 1, over
+/// `runs` runs after a warm-up, less the same agent with none enabled.
+fn agent_cpu_per_run(dir: &Path, body: &str, runs: u32) -> f64 {
+    let measure = |body: &str| {
+        let conf = common::write_config(dir, &format!("[server]\nhandlers = []\nplugin_cache_dir = {:?}\n\n[collectors.default]\ninterval = 1\nhostname = \"b\"\n\n{body}", common::cache_dir()));
+        let mut child = wdiamond(&["run", conf.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        let before = cpu_of(child.id());
+        std::thread::sleep(Duration::from_secs(runs.into()));
+        let used = cpu_of(child.id()) - before;
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap();
+        used / f64::from(runs)
+    };
+    measure(body) - measure("")
+}
+
+/// CPU of the children this process has waited for, so far.
+fn children_cpu() -> f64 {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// BENCHMARKS.md: the database collectors' CPU per run beside the servers'
+/// own command-line clients doing the same queries with the same logins
+/// (`psql` over libpq, `mariadb` over libmariadb: the native floor).
+/// `cargo test --release --test all -- --ignored --nocapture databases::cpu_per_run`
+#[test]
+#[ignore]
+fn cpu_per_run_beside_the_native_clients() {
+    let runs = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let pg = databases::postgres();
+    let pg_body = |extended: bool| {
+        format!("[collectors.postgres]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\nuser = \"wd\"\npassword = \"{PG_PASSWORD}\"\nextended = {extended}\n", pg.port)
+    };
+    for extended in [false, true] {
+        let ours = agent_cpu_per_run(dir.path(), &pg_body(extended), runs);
+        // psql: the database list from `postgres`, then each family's
+        // query in `app` (one session each, as the collector has).
+        let before = children_cpu();
+        for _ in 0..runs {
+            for (db, q) in [("postgres", "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate"), ("app", if extended { "SELECT * FROM pg_stat_database; SELECT * FROM pg_stat_activity; SELECT * FROM pg_stat_user_tables; SELECT * FROM pg_stat_user_indexes; SELECT * FROM pg_statio_user_tables; SELECT * FROM pg_statio_user_indexes; SELECT * FROM pg_locks; SELECT * FROM pg_stat_bgwriter; SELECT * FROM pg_class" } else { "SELECT * FROM pg_stat_database; SELECT datname, count(*) FROM pg_stat_activity GROUP BY 1" })] {
+                let o = Command::new("psql")
+                    .args(["-X", "-q", "-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "wd", "-d", db, "-c", q])
+                    .env("PGPASSWORD", PG_PASSWORD)
+                    .stdout(Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(o.success());
+            }
+        }
+        let psql = (children_cpu() - before) / f64::from(runs);
+        println!("postgres extended={extended}: wdiamond {:.2} ms per run, psql {:.2} ms", ours * 1e3, psql * 1e3);
+    }
+    let (_db, port, _d) = databases::mariadb();
+    let body = format!("[collectors.mysql]\nenabled = true\nhosts = [\"wd:{MY_PASSWORD}@127.0.0.1:{port}/None\"]\ninnodb = true\n[collectors.mysql.grants]\nconnect = [\"tcp:127.0.0.1:{port}\"]\n");
+    let ours = agent_cpu_per_run(dir.path(), &body, runs);
+    let before = children_cpu();
+    for _ in 0..runs {
+        let o = Command::new("mariadb")
+            .args(["--no-defaults", "-h", "127.0.0.1", "-P", &port.to_string(), "-u", "wd", &format!("-p{MY_PASSWORD}"), "-e", "SHOW GLOBAL STATUS; SHOW ENGINE INNODB STATUS"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(o.success());
+    }
+    let native = (children_cpu() - before) / f64::from(runs);
+    println!("mysql innodb=true: wdiamond {:.2} ms per run, mariadb client {:.2} ms", ours * 1e3, native * 1e3);
+}

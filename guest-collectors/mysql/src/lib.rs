@@ -323,9 +323,6 @@ impl Collector for Mysql {
                 prefix: String::new(),
             });
         }
-        if servers.is_empty() {
-            return Err("`hosts`: no server to collect from (user:password@host:port/db)".into());
-        }
         let publish = match config.get("publish") {
             Some(ConfigValue::TextList(l)) if !l.is_empty() => Wanted::List(l.clone()),
             Some(ConfigValue::Text(t)) if !t.is_empty() => Wanted::Text(t.clone()),
@@ -344,6 +341,10 @@ impl Collector for Mysql {
     }
 
     fn collect(&mut self, out: &mut Publisher) -> Result<(), String> {
+        if self.servers.is_empty() {
+            // Diamond's default: no server, nothing collected; said here.
+            return Err("no server to collect from: set `hosts` (user:password@host:port/db) or `host`".into());
+        }
         let mut failed = 0;
         for s in &self.servers {
             let families = match self.stats(s) {
