@@ -32,6 +32,10 @@ pub trait Transport {
     /// Receives what has arrived (at least one byte); `Ok(empty)` when the
     /// peer closed the connection.
     fn receive(&mut self) -> Result<Vec<u8>, String>;
+    /// Switches the stream to TLS (after the protocol's own request).
+    fn start_tls(&mut self) -> Result<(), String> {
+        Err("TLS is not available on this connection".into())
+    }
 }
 
 /// The text result of one query: column names and rows of nullable text.
@@ -73,6 +77,11 @@ impl<T: Transport> Reader<T> {
         }
     }
 
+    /// Bytes received and not yet handed out.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
     /// The next `n` bytes (waiting for them).
     pub(crate) fn take(&mut self, n: usize) -> Result<Vec<u8>, String> {
         while self.buf.len() - self.pos < n {
@@ -107,8 +116,19 @@ pub struct HostTransport {
 #[cfg(feature = "collector")]
 impl HostTransport {
     /// Connects to `address` (`host:port`, or a Unix socket's path), the
-    /// whole session bounded by `timeout_ms` from now.
+    /// whole session bounded by `timeout_ms` from now. With `upgradable`,
+    /// a TCP connection stays plaintext for the protocol's own TLS request
+    /// ([`Transport::start_tls`]); the section must set `tls = true`.
     pub fn open(unix: bool, address: &str, timeout_ms: u32) -> Result<Self, String> {
+        Self::open_with(unix, address, timeout_ms, false)
+    }
+
+    /// [`HostTransport::open`] for a protocol that starts TLS itself.
+    pub fn open_upgradable(address: &str, timeout_ms: u32) -> Result<Self, String> {
+        Self::open_with(false, address, timeout_ms, true)
+    }
+
+    fn open_with(unix: bool, address: &str, timeout_ms: u32, upgradable: bool) -> Result<Self, String> {
         use crate::bindings::wdiamond::plugin::{host_info, sockets};
         let deadline = host_info::now() + f64::from(timeout_ms) / 1000.0;
         let proto = if unix {
@@ -116,7 +136,12 @@ impl HostTransport {
         } else {
             sockets::Protocol::Tcp
         };
-        let conn = sockets::Connection::open(proto, address, timeout_ms).map_err(|e| {
+        let opened = if upgradable {
+            sockets::Connection::open_plain(proto, address, timeout_ms)
+        } else {
+            sockets::Connection::open(proto, address, timeout_ms)
+        };
+        let conn = opened.map_err(|e| {
             format!(
                 "connecting to {address}: {}",
                 crate::host::describe_error(&e)
@@ -145,6 +170,17 @@ impl Transport for HostTransport {
         self.conn.send(data, ms).map(|_| ()).map_err(|e| {
             format!(
                 "sending to {}: {}",
+                self.address,
+                crate::host::describe_error(&e)
+            )
+        })
+    }
+
+    fn start_tls(&mut self) -> Result<(), String> {
+        let ms = self.remaining_ms()?;
+        self.conn.start_tls(ms).map_err(|e| {
+            format!(
+                "TLS with {}: {}",
                 self.address,
                 crate::host::describe_error(&e)
             )
@@ -189,6 +225,10 @@ impl Transport for &mut Script {
     }
     fn receive(&mut self) -> Result<Vec<u8>, String> {
         Ok(self.replies.pop_front().unwrap_or_default())
+    }
+    fn start_tls(&mut self) -> Result<(), String> {
+        self.sent.push(b"<start-tls>".to_vec());
+        Ok(())
     }
 }
 

@@ -20,6 +20,8 @@ pub mod collector {
             "wdiamond:plugin/sockets.[method]connection.send": trappable,
             "wdiamond:plugin/sockets.[method]connection.receive": trappable,
             "wdiamond:plugin/sockets.[method]connection.set-keepalive": trappable,
+            "wdiamond:plugin/sockets.[static]connection.open-plain": trappable,
+            "wdiamond:plugin/sockets.[method]connection.start-tls": trappable,
             "wdiamond:plugin/sockets.[method]connection.send-lines": trappable,
             "wdiamond:plugin/sockets.[drop]connection": trappable,
             "wdiamond:plugin/batches.[method]batch.len": trappable,

@@ -523,3 +523,52 @@ fn cpu_per_run_beside_the_native_clients() {
     let native = (children_cpu() - before) / f64::from(runs);
     println!("mysql innodb=true: wdiamond {:.2} ms per run, mariadb client {:.2} ms", ours * 1e3, native * 1e3);
 }
+
+#[test]
+fn tls_to_postgres_and_mariadb_is_the_hosts_after_their_own_requests() {
+    let certs = databases::certs();
+    let pg = databases::postgres_with(Some(&certs));
+    let (_db, my_port, _my_dir) = databases::mariadb_with(Some(&certs));
+    let dir = tempfile::tempdir().unwrap();
+    let ca = certs.file("ca.pem");
+    let section = |name: &str, component: &str, tls: &str, who: &str| {
+        format!("\n[collectors.{name}]\nenabled = true\ncomponent = \"{component}\"\npath = \"{name}\"\ntimeout = 5\n{tls}{who}")
+    };
+    let pg_who = format!("host = \"127.0.0.1\"\nport = {}\nuser = \"wd_tls\"\npassword = \"{PG_PASSWORD}\"\nsslmode = \"verify-full\"\n", pg.port);
+    let my_who = |n: &str| format!("hosts = [\"wd_tls:{MY_PASSWORD}@127.0.0.1:{my_port}/None\"]\n[collectors.{n}.grants]\nconnect = [\"tcp:127.0.0.1:{my_port}\"]\n");
+    let with_ca = format!("tls = true\ntls_ca = {ca:?}\n");
+    let mut conf = format!(
+        "[server]\nhandlers = []\nplugin_cache_dir = {:?}\n\n[collectors.default]\nhostname = \"t\"\n",
+        common::cache_dir()
+    );
+    conf += &section("pgtls", "postgres", &with_ca, &pg_who);
+    // The system's roots do not know the test CA: refused, saying why.
+    conf += &section("pgnoca", "postgres", "tls = true\n", &pg_who);
+    // Without TLS, the server's own rule refuses the role.
+    conf += &section("pgplain", "postgres", "", &pg_who.replace("verify-full", "prefer"));
+    conf += &section("mytls", "mysql", &with_ca, &my_who("mytls"));
+    conf += &section("myplain", "mysql", "", &my_who("myplain"));
+    let conf = common::write_config(dir.path(), &conf);
+    let o = wdiamond(&["once", conf.to_str().unwrap()]).output().unwrap();
+    let all = text(&o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let pg_log = std::fs::read_to_string(pg.dir.path().join("postgres.log")).unwrap_or_default();
+    assert!(value(&out, "servers.t.pgtls.database.app.size").is_some(), "{all}\npostgres.log:\n{pg_log}");
+    assert!(value(&out, "servers.t.mytls.Threads_connected").is_some(), "{all}");
+    assert!(!out.contains("servers.t.pgnoca.") && !out.contains("servers.t.pgplain.") && !out.contains("servers.t.myplain."), "{all}");
+    assert!(all.contains("TLS with 127.0.0.1"), "{all}");
+    assert!(all.contains("no encryption") || all.contains("pg_hba.conf rejects"), "{all}");
+    assert!(all.contains("Access denied for user 'wd_tls'"), "{all}");
+    assert!(!all.contains(PG_PASSWORD) && !all.contains(MY_PASSWORD), "{all}");
+    // sslmode = require without `tls = true` is a configuration error.
+    let bad = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = []\nplugin_cache_dir = {:?}\n[collectors.postgres]\nenabled = true\nsslmode = \"require\"\n",
+            common::cache_dir()
+        ),
+    );
+    let o = wdiamond(&["check", bad.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(78), "{}", text(&o));
+    assert!(text(&o).contains("needs TLS: set `tls = true` in this section"), "{}", text(&o));
+}

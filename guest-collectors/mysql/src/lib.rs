@@ -221,18 +221,24 @@ pub struct Mysql {
     timeout_ms: u32,
     interval: f64,
     derivative: Derivative,
+    /// TLS by the host after the greeting (the section's `tls = true`).
+    tls: bool,
 }
 
 impl Mysql {
     fn stats(&self, s: &Server) -> Result<Vec<(&'static str, Vec<(String, f64)>)>, String> {
         let address = format!("{}:{}", s.host, s.port);
-        let t = HostTransport::open(false, &address, self.timeout_ms)?;
+        let t = if self.tls {
+            HostTransport::open_upgradable(&address, self.timeout_ms)?
+        } else {
+            HostTransport::open(false, &address, self.timeout_ms)?
+        };
         let login = Login {
             user: &s.user,
             password: &s.password,
             database: s.db.as_deref(),
         };
-        let mut c = Client::connect(t, &login).map_err(|e| format!("{address}: {e}"))?;
+        let mut c = Client::connect(t, &login, self.tls).map_err(|e| format!("{address}: {e}"))?;
         let mut out = Vec::new();
         let query = |c: &mut Client<HostTransport>, sql: &str| match c.query(sql) {
             Ok(r) => Some(r),
@@ -337,6 +343,7 @@ impl Collector for Mysql {
             timeout_ms: config.timeout_ms("timeout")?,
             interval: config.f64("interval").unwrap_or(300.0),
             derivative: Derivative::for_config(config),
+            tls: matches!(config.get("tls"), Some(ConfigValue::Boolean(true))),
         })
     }
 

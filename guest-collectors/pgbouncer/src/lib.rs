@@ -98,6 +98,8 @@ pub struct Pgbouncer {
     user: String,
     password: Option<String>,
     timeout_ms: u32,
+    /// TLS by the host after the SSLRequest (the section's `tls = true`).
+    tls: bool,
 }
 
 impl Pgbouncer {
@@ -116,8 +118,13 @@ impl Pgbouncer {
             password: i.password.as_deref().or(self.password.as_deref()),
             database: "pgbouncer",
         };
-        let t = HostTransport::open(unix, &address, self.timeout_ms)?;
-        let mut c = Client::connect(t, &login, &nonce()?)
+        let tls = self.tls && !unix;
+        let t = if tls {
+            HostTransport::open_upgradable(&address, self.timeout_ms)?
+        } else {
+            HostTransport::open(unix, &address, self.timeout_ms)?
+        };
+        let mut c = Client::connect(t, &login, &nonce()?, tls)
             .map_err(|e| format!("{address}, user {user:?}: {e}"))?;
         let out = vec![c.query("SHOW POOLS")?, c.query("SHOW STATS")?];
         c.close();
@@ -159,6 +166,7 @@ impl Collector for Pgbouncer {
             user: config.text("user")?,
             password: config.str("password").filter(|p| !p.is_empty()),
             timeout_ms: config.timeout_ms("timeout")?,
+            tls: matches!(config.get("tls"), Some(ConfigValue::Boolean(true))),
         })
     }
 

@@ -27,6 +27,8 @@ pub struct Postgres {
     families: Vec<&'static str>,
     pg_version: Option<f64>,
     timeout_ms: u32,
+    /// TLS by the host after PostgreSQL's SSLRequest (the section's `tls = true`).
+    tls: bool,
 }
 
 /// The databases Diamond watches: those that take connections and are
@@ -84,13 +86,18 @@ impl Postgres {
         } else {
             (false, format!("{}:{}", self.host, self.port))
         };
-        let t = HostTransport::open(unix, &address, self.timeout_ms)?;
+        let tls = self.tls && !unix;
+        let t = if tls {
+            HostTransport::open_upgradable(&address, self.timeout_ms)?
+        } else {
+            HostTransport::open(unix, &address, self.timeout_ms)?
+        };
         let login = Login {
             user: &self.user,
             password: self.password.as_deref(),
             database,
         };
-        Client::connect(t, &login, &nonce()?).map_err(|e| {
+        Client::connect(t, &login, &nonce()?, tls).map_err(|e| {
             format!(
                 "{address}, database {database:?}, user {:?}: {e}",
                 self.user
@@ -112,7 +119,7 @@ impl Collector for Postgres {
                 option("user", ConfigValue::Text("postgres".into()), "Username"),
                 secret_option("password", ConfigValue::Text(String::new()), "Password (empty: none; Diamond's default was \"postgres\")"),
                 option("password_provider", ConfigValue::Text("password".into()), "password: send `password`; pgpass: send none (trust or peer authentication)"),
-                option("sslmode", ConfigValue::Text("disable".into()), "disable, allow or prefer (plaintext); TLS to PostgreSQL is not supported yet"),
+                option("sslmode", ConfigValue::Text("disable".into()), "With `tls = true` in the section every session is TLS (the host verifies the server: require, verify-ca and verify-full all verify); without it, disable, allow and prefer are plaintext and the others are a configuration error"),
                 option("underscore", ConfigValue::Boolean(false), "Convert _ to ."),
                 option("extended", ConfigValue::Boolean(false), "Enable collection of extended database stats."),
                 option("metrics", ConfigValue::TextList(vec![]), "List of enabled metrics to collect (Diamond's family names)"),
@@ -134,13 +141,16 @@ impl Collector for Postgres {
                 ))
             }
         };
+        let tls = matches!(config.get("tls"), Some(ConfigValue::Boolean(true)));
         match config.text("sslmode")?.as_str() {
             "disable" | "allow" | "prefer" => {}
-            other => {
+            "require" | "verify-ca" | "verify-full" if tls => {}
+            m @ ("require" | "verify-ca" | "verify-full") => {
                 return Err(format!(
-                    "`sslmode = {other:?}`: TLS to PostgreSQL is not supported yet; use disable (a Unix socket, or a trusted network)"
+                    "`sslmode = {m:?}` needs TLS: set `tls = true` in this section (and `tls_ca` to the server's CA unless the system's roots sign it); the host verifies the certificate and the name"
                 ))
             }
+            other => return Err(format!("`sslmode`: {other:?} is not disable, allow, prefer, require, verify-ca or verify-full")),
         }
         let pg_version = match config.get("pg_version") {
             Some(ConfigValue::Float(f)) => Some(*f),
@@ -164,6 +174,7 @@ impl Collector for Postgres {
             )?,
             pg_version,
             timeout_ms: config.timeout_ms("timeout")?,
+            tls,
         })
     }
 

@@ -9,6 +9,7 @@ const CLIENT_LONG_PASSWORD: u32 = 1;
 const CLIENT_LONG_FLAG: u32 = 4;
 const CLIENT_CONNECT_WITH_DB: u32 = 8;
 const CLIENT_PROTOCOL_41: u32 = 0x200;
+const CLIENT_SSL: u32 = 0x800;
 const CLIENT_TRANSACTIONS: u32 = 0x2000;
 const CLIENT_SECURE_CONNECTION: u32 = 0x8000;
 const CLIENT_PLUGIN_AUTH: u32 = 0x80000;
@@ -147,8 +148,7 @@ pub fn auth_response(plugin: &str, password: &str, scramble: &[u8]) -> Result<Ve
     }
 }
 
-/// The client's handshake response.
-pub fn handshake_response(login: &Login, g: &Greeting) -> Result<Vec<u8>, String> {
+fn capabilities(login: &Login, tls: bool) -> u32 {
     let mut caps = CLIENT_LONG_PASSWORD
         | CLIENT_LONG_FLAG
         | CLIENT_PROTOCOL_41
@@ -158,6 +158,24 @@ pub fn handshake_response(login: &Login, g: &Greeting) -> Result<Vec<u8>, String
     if login.database.is_some() {
         caps |= CLIENT_CONNECT_WITH_DB;
     }
+    if tls {
+        caps |= CLIENT_SSL;
+    }
+    caps
+}
+
+/// The SSL request: the first 32 bytes of a handshake response.
+pub fn ssl_request(login: &Login) -> Vec<u8> {
+    let mut p = capabilities(login, true).to_le_bytes().to_vec();
+    p.extend_from_slice(&(16u32 << 20).to_le_bytes());
+    p.push(45);
+    p.extend_from_slice(&[0; 23]);
+    p
+}
+
+/// The client's handshake response.
+pub fn handshake_response(login: &Login, g: &Greeting, tls: bool) -> Result<Vec<u8>, String> {
+    let caps = capabilities(login, tls);
     let plugin = match g.plugin.as_str() {
         "caching_sha2_password" => "caching_sha2_password",
         _ => "mysql_native_password",
@@ -243,8 +261,9 @@ pub struct Client<T: Transport> {
 }
 
 impl<T: Transport> Client<T> {
-    /// Reads the greeting and authenticates.
-    pub fn connect(transport: T, login: &Login) -> Result<Self, String> {
+    /// Reads the greeting and authenticates; with `tls`, asks for TLS
+    /// after the greeting (the SSL request) and has the transport start it.
+    pub fn connect(transport: T, login: &Login, tls: bool) -> Result<Self, String> {
         let mut c = Client {
             r: Reader::new(transport),
             greeting: Greeting {
@@ -260,7 +279,17 @@ impl<T: Transport> Client<T> {
         if c.greeting.capabilities & CLIENT_PROTOCOL_41 == 0 {
             return Err("the server is older than MySQL 4.1".into());
         }
-        let resp = handshake_response(login, &c.greeting)?;
+        if tls {
+            if c.greeting.capabilities & CLIENT_SSL == 0 {
+                return Err("the server does not offer TLS (no ssl_cert configured?)".into());
+            }
+            c.write(&ssl_request(login))?;
+            if c.r.buffered() > 0 {
+                return Err("the server sent data before the TLS handshake; refused".into());
+            }
+            c.r.transport.start_tls()?;
+        }
+        let resp = handshake_response(login, &c.greeting, tls)?;
         c.write(&resp)?;
         let mut plugin = match c.greeting.plugin.as_str() {
             "caching_sha2_password" => "caching_sha2_password".to_string(),
@@ -283,8 +312,14 @@ impl<T: Transport> Client<T> {
                 }
                 Some(0x01) if plugin == "caching_sha2_password" => match p.get(1) {
                     Some(3) => {} // fast authentication succeeded; OK follows
+                    // Over TLS the password itself may go (what libmysql does).
+                    Some(4) if tls => {
+                        let mut pw = login.password.as_bytes().to_vec();
+                        pw.push(0);
+                        c.write(&pw)?;
+                    }
                     Some(4) => {
-                        return Err("caching_sha2_password asks for full authentication, which needs TLS or RSA: log in once with the mysql client (that fills the server's cache), or give the user mysql_native_password".into())
+                        return Err("caching_sha2_password asks for full authentication, which needs TLS (`tls = true`) or RSA: set tls, log in once with the mysql client (that fills the server's cache), or give the user mysql_native_password".into())
                     }
                     _ => return Err("an unknown caching_sha2_password answer".into()),
                 },
@@ -477,7 +512,7 @@ mod tests {
             password: "pw",
             database: None,
         };
-        let mut c = Client::connect(&mut script, &login).unwrap();
+        let mut c = Client::connect(&mut script, &login, false).unwrap();
         let rows = c.query("SHOW GLOBAL STATUS").unwrap();
         assert_eq!(rows.columns, vec!["Variable_name", "Value"]);
         assert_eq!(rows.rows[0], vec![Some("Uptime".into()), Some("42".into())]);
@@ -494,6 +529,36 @@ mod tests {
     }
 
     #[test]
+    fn tls_after_the_greeting_then_full_caching_sha2() {
+        let mut g = maria_greeting();
+        // caching_sha2_password as the server's plugin, and CLIENT_SSL.
+        let plugin_at = g.len() - b"mysql_native_password\0".len();
+        g.truncate(plugin_at);
+        g.extend_from_slice(b"caching_sha2_password\0");
+        let caps_at = g.windows(2).position(|w| w == [0xfe, 0xf7]).unwrap();
+        g[caps_at + 1] |= 0x08; // CLIENT_SSL
+        let mut script = Script::new(vec![
+            packet(0, &g),
+            packet(3, &[0x01, 4]),
+            packet(5, &[0, 0, 0, 2, 0, 0, 0]),
+        ]);
+        let login = Login { user: "wd", password: "pw", database: None };
+        Client::connect(&mut script, &login, true).unwrap();
+        let sent = &script.sent;
+        assert_eq!(sent[0][3], 1);
+        assert_eq!(sent[0].len(), 4 + 32);
+        let caps = u32::from_le_bytes([sent[0][4], sent[0][5], sent[0][6], sent[0][7]]);
+        assert!(caps & CLIENT_SSL != 0);
+        assert_eq!(sent[1], b"<start-tls>");
+        assert_eq!(sent[2][3], 2);
+        assert_eq!(&sent[3][4..], b"pw\0", "the password, over TLS only");
+        // Without TLS the full path is refused, saying why.
+        let mut script = Script::new(vec![packet(0, &g), packet(2, &[0x01, 4])]);
+        let e = Client::connect(&mut script, &login, false).err().unwrap();
+        assert!(e.contains("needs TLS"), "{e}");
+    }
+
+    #[test]
     fn errors_and_hostile_servers() {
         let err = |replies: Vec<Vec<u8>>| {
             let mut s = Script::new(replies);
@@ -502,7 +567,7 @@ mod tests {
                 password: "pw",
                 database: Some("mysql"),
             };
-            Client::connect(&mut s, &login).err().unwrap()
+            Client::connect(&mut s, &login, false).err().unwrap()
         };
         let mut denied = vec![0xff, 0x15, 0x04, b'#'];
         denied.extend_from_slice(

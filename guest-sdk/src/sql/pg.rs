@@ -151,12 +151,27 @@ pub fn data_row(body: &[u8]) -> Result<Vec<Option<String>>, String> {
 }
 
 impl<T: Transport> Client<T> {
-    /// Starts a session and authenticates.
-    pub fn connect(transport: T, login: &Login, nonce: &str) -> Result<Self, String> {
+    /// Starts a session and authenticates; with `tls`, asks the server
+    /// for TLS first (`SSLRequest`) and has the transport start it.
+    pub fn connect(transport: T, login: &Login, nonce: &str, tls: bool) -> Result<Self, String> {
         let mut c = Client {
             r: Reader::new(transport),
             params: Vec::new(),
         };
+        if tls {
+            c.r.transport.send(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])?;
+            match c.r.take(1)?[0] {
+                b'S' => {}
+                b'N' => return Err("the server does not accept TLS (its `ssl` is off)".into()),
+                b'E' => return Err("the server refused the TLS request with an error (older than 7.2?)".into()),
+                other => return Err(format!("the server answered the TLS request with 0x{other:02x}")),
+            }
+            // Anything sent before the handshake was not protected by it.
+            if c.r.buffered() > 0 {
+                return Err("the server sent plaintext after agreeing to TLS; refused".into());
+            }
+            c.r.transport.start_tls()?;
+        }
         c.r.transport.send(&startup(login))?;
         let mut scram: Option<Scram> = None;
         loop {
@@ -402,7 +417,7 @@ mod tests {
             .concat()[7..]
                 .to_vec(),
         ]);
-        let mut c = Client::connect(&mut script, &login(), "n0nce").unwrap();
+        let mut c = Client::connect(&mut script, &login(), "n0nce", false).unwrap();
         assert_eq!(c.parameter("server_version"), Some("15.1"));
         let rows = c.query("SELECT 1").unwrap();
         assert_eq!(rows.columns, vec!["datname", "size"]);
@@ -420,7 +435,7 @@ mod tests {
     fn errors_and_hostile_servers() {
         let err = |replies: Vec<Vec<u8>>| {
             let mut s = Script::new(replies);
-            Client::connect(&mut s, &login(), "n").err().unwrap()
+            Client::connect(&mut s, &login(), "n", false).err().unwrap()
         };
         let fatal = backend(
             b'E',
@@ -446,7 +461,7 @@ mod tests {
             password: None,
             ..login()
         };
-        assert!(Client::connect(&mut s, &nopw, "n")
+        assert!(Client::connect(&mut s, &nopw, "n", false)
             .err()
             .unwrap()
             .contains("none is set"));
@@ -461,7 +476,7 @@ mod tests {
             // A wrong server signature fails the login.
             auth(12, b"v=AAAA"),
         ]);
-        let e = Client::connect(&mut script, &login(), "abcdef")
+        let e = Client::connect(&mut script, &login(), "abcdef", false)
             .err()
             .unwrap();
         assert!(e.contains("signature"), "{e}");
@@ -470,6 +485,21 @@ mod tests {
         assert!(first.ends_with(b"SCRAM-SHA-256\0\0\0\0\x0en,,n=,r=abcdef"));
         let fin = String::from_utf8_lossy(&script.sent[2][5..]).into_owned();
         assert!(fin.starts_with("c=biws,r=abcdefXYZ,p="), "{fin}");
+    }
+
+    #[test]
+    fn tls_is_asked_for_first_and_injected_plaintext_refused() {
+        let mut script = Script::new(vec![b"S".to_vec(), auth(0, &[]), ready()]);
+        Client::connect(&mut script, &login(), "n", true).unwrap();
+        assert_eq!(script.sent[0], vec![0, 0, 0, 8, 4, 210, 22, 47]);
+        assert_eq!(script.sent[1], b"<start-tls>");
+        assert_eq!(script.sent[2], startup(&login()));
+        let mut script = Script::new(vec![b"N".to_vec()]);
+        assert!(Client::connect(&mut script, &login(), "n", true).err().unwrap().contains("does not accept TLS"));
+        // CVE-2021-23222's shape: a reply smuggled in with the 'S'.
+        let mut script = Script::new(vec![[b"S".to_vec(), auth(0, &[])].concat()]);
+        assert!(Client::connect(&mut script, &login(), "n", true).err().unwrap().contains("plaintext after"));
+        assert_eq!(script.sent.len(), 1);
     }
 
     #[test]
@@ -490,6 +520,7 @@ mod tests {
                 ..login()
             },
             "n",
+            false,
         )
         .unwrap();
         assert!(c

@@ -40,6 +40,14 @@ pub enum Connection {
     /// TCP with TLS done by the host (the section's `tls = true`; see
     /// `host::tls`).
     Tls(Box<super::tls::TlsStream>),
+    /// TCP from `open-plain`: plaintext until `start-tls`, which needs the
+    /// name it was opened to.
+    Plain {
+        /// The socket.
+        sock: TcpStream,
+        /// The host name or address it was opened to (TLS verifies it).
+        host: String,
+    },
 }
 
 fn timeout(ms: u32) -> Duration {
@@ -67,6 +75,7 @@ impl HostState {
         proto: Protocol,
         address: &str,
         timeout_ms: u32,
+        plain: bool,
     ) -> Result<Connection, HostError> {
         if self.sockets_open >= MAX_CONNECTIONS {
             return Err(HostError::Invalid(format!(
@@ -119,6 +128,12 @@ impl HostState {
                         Ok(s)
                     });
                     match (tcp, self.ctx.tls.clone()) {
+                        (Ok(sock), _) if plain => {
+                            return Ok(Connection::Plain {
+                                sock,
+                                host: host.clone(),
+                            })
+                        }
                         (Ok(s), Some(tls)) => {
                             // The handshake within what is left of the timeout;
                             // its failure is the call's, with the reason.
@@ -241,12 +256,13 @@ impl Connection {
             Connection::Udp(s) => s.as_raw_fd(),
             Connection::Unix(s) => s.as_raw_fd(),
             Connection::Tls(s) => s.sock.as_raw_fd(),
+            Connection::Plain { sock, .. } => sock.as_raw_fd(),
         }
     }
 
     fn write_once(&mut self, data: &[u8]) -> std::io::Result<usize> {
         match self {
-            Connection::Tcp(s) => s.write(data),
+            Connection::Tcp(s) | Connection::Plain { sock: s, .. } => s.write(data),
             Connection::Unix(s) => s.write(data),
             Connection::Udp(s) => s.send(data),
             Connection::Tls(s) => s.write(data),
@@ -255,7 +271,7 @@ impl Connection {
 
     fn read_once(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
-            Connection::Tcp(s) => s.read(buf),
+            Connection::Tcp(s) | Connection::Plain { sock: s, .. } => s.read(buf),
             Connection::Unix(s) => s.read(buf),
             Connection::Udp(s) => s.recv(buf),
             // A peer that closes without TLS's close_notify (many HTTP
@@ -354,6 +370,25 @@ impl HostState {
 
 impl Host for HostState {}
 
+impl HostState {
+    fn open_resource(
+        &mut self,
+        proto: Protocol,
+        address: &str,
+        timeout_ms: u32,
+        plain: bool,
+    ) -> wasmtime::Result<Result<Resource<Connection>, HostError>> {
+        match self.open_connection(proto, address, timeout_ms, plain) {
+            Ok(c) => {
+                self.sockets_open += 1;
+                Ok(Ok(self.table.push(c)?))
+            }
+            Err(e @ HostError::Denied(_)) => Ok(Err(e)),
+            Err(e) => Ok(Err(self.failed(e))),
+        }
+    }
+}
+
 impl HostConnection for HostState {
     fn open(
         &mut self,
@@ -361,12 +396,53 @@ impl HostConnection for HostState {
         address: String,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Resource<Connection>, HostError>> {
-        match self.open_connection(proto, &address, timeout_ms) {
-            Ok(c) => {
-                self.sockets_open += 1;
-                Ok(Ok(self.table.push(c)?))
+        self.open_resource(proto, &address, timeout_ms, false)
+    }
+
+    fn open_plain(
+        &mut self,
+        proto: Protocol,
+        address: String,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Resource<Connection>, HostError>> {
+        self.open_resource(proto, &address, timeout_ms, true)
+    }
+
+    fn start_tls(
+        &mut self,
+        this: Resource<Connection>,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<(), HostError>> {
+        let deadline = self.socket_deadline(timeout_ms);
+        let Some(tls) = self.ctx.tls.clone() else {
+            let section = self.ctx.grants.section.clone();
+            let e = HostError::Denied(format!(
+                "TLS is not on for this plugin: set `tls = true` in [{section}]"
+            ));
+            return Ok(Err(self.failed(e)));
+        };
+        let (sock, host) = match self.table.get(&this)? {
+            Connection::Plain { sock, host } => (sock.try_clone(), host.clone()),
+            _ => {
+                let e = HostError::Invalid(
+                    "start-tls needs a plaintext TCP connection from open-plain".into(),
+                );
+                return Ok(Err(self.failed(e)));
             }
-            Err(e @ HostError::Denied(_)) => Ok(Err(e)),
+        };
+        let sock = match sock {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(self.failed(super::io_error("start-tls", e)))),
+        };
+        // The duplicate descriptor carries the session; the plaintext
+        // variant (and its descriptor) is replaced whatever the outcome.
+        let outcome = tls.handshake(sock, &host, deadline);
+        let conn = self.table.get_mut(&this)?;
+        match outcome {
+            Ok(s) => {
+                *conn = Connection::Tls(Box::new(s));
+                Ok(Ok(()))
+            }
             Err(e) => Ok(Err(self.failed(e))),
         }
     }
@@ -435,7 +511,7 @@ impl HostConnection for HostState {
     ) -> wasmtime::Result<Result<(), HostError>> {
         let conn = self.table.get_mut(&this)?;
         Ok(match conn {
-            Connection::Tcp(s) => set_keepalive(s, interval_s)
+            Connection::Tcp(s) | Connection::Plain { sock: s, .. } => set_keepalive(s, interval_s)
                 .map_err(|e| self.failed(super::io_error("keepalive", e))),
             Connection::Tls(s) => set_keepalive(&s.sock, interval_s)
                 .map_err(|e| self.failed(super::io_error("keepalive", e))),

@@ -115,6 +115,54 @@ impl Postgres {
 /// Starts PostgreSQL: SCRAM for everyone over TCP but `wd_md5` (md5),
 /// trust for `postgres` on the Unix socket.
 pub fn postgres() -> Postgres {
+    postgres_with(None)
+}
+
+/// A CA and a server certificate for 127.0.0.1 and `localhost` it signs
+/// (`ca.pem`, `server.pem`, `server.key`), made by openssl.
+pub struct Certs {
+    /// Where the files are.
+    pub dir: tempfile::TempDir,
+}
+
+impl Certs {
+    /// The path of one of the files.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// Makes [`Certs`]; the server's key readable by the server's user only.
+pub fn certs() -> Certs {
+    let dir = server_dir(postgres_user());
+    let d = dir.path();
+    let openssl = |args: &[&str]| {
+        run_ok(Command::new("openssl").args(args).current_dir(d), &format!("openssl {args:?}"))
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=wdiamond db test ca", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    openssl(&ca);
+    std::fs::write(d.join("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
+    let mut req = vec!["req"];
+    req.extend(ec);
+    req.extend(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    openssl(&req);
+    openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext"]);
+    let user = postgres_user();
+    for f in ["server.key", "server.pem", "ca.pem"] {
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(d.join(f), Some(uid), Some(gid)).unwrap();
+        }
+    }
+    std::fs::set_permissions(d.join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    Certs { dir }
+}
+
+/// [`postgres`], with TLS on when `certs` are given; role `wd_tls`
+/// (SCRAM, password [`PG_PASSWORD`]) may log in over TLS only.
+pub fn postgres_with(certs: Option<&Certs>) -> Postgres {
     let user = postgres_user();
     let dir = server_dir(user);
     let data = dir.path().join("data");
@@ -138,13 +186,25 @@ pub fn postgres() -> Postgres {
     );
     write_owned(
         &data.join("pg_hba.conf"),
-        "local all postgres trust\nhost all wd_md5 127.0.0.1/32 md5\nhost all all 127.0.0.1/32 scram-sha-256\n",
+        "local all postgres trust\nhostnossl all wd_tls 127.0.0.1/32 reject\nhost all wd_md5 127.0.0.1/32 md5\nhost all all 127.0.0.1/32 scram-sha-256\n",
         user,
     );
     let port = common::free_port();
+    let mut tls = Vec::new();
+    if let Some(c) = certs {
+        tls = vec![
+            "-c".to_string(),
+            "ssl=on".to_string(),
+            "-c".to_string(),
+            format!("ssl_cert_file={}", c.file("server.pem").display()),
+            "-c".to_string(),
+            format!("ssl_key_file={}", c.file("server.key").display()),
+        ];
+    }
     let child = as_user(&mut Command::new(pg_bin("postgres")), user)
         .arg("-D")
         .arg(&data)
+        .args(&tls)
         .args([
             "-p",
             &port.to_string(),
@@ -187,6 +247,10 @@ pub fn postgres() -> Postgres {
     pg.psql(
         "postgres",
         &format!("CREATE ROLE wd LOGIN PASSWORD '{PG_PASSWORD}' IN ROLE pg_monitor"),
+    );
+    pg.psql(
+        "postgres",
+        &format!("CREATE ROLE wd_tls LOGIN PASSWORD '{PG_PASSWORD}' IN ROLE pg_monitor"),
     );
     pg.psql("postgres", "CREATE DATABASE app");
     pg.psql(
@@ -233,6 +297,12 @@ pub fn pgbouncer(pg: &Postgres) -> (Killed, u16, tempfile::TempDir) {
 /// A MariaDB with user `wd`@`127.0.0.1` (mysql_native_password, PROCESS
 /// and REPLICATION CLIENT); its handle and port.
 pub fn mariadb() -> (Killed, u16, tempfile::TempDir) {
+    mariadb_with(None)
+}
+
+/// [`mariadb`], with TLS on when `certs` are given; user `wd_tls`
+/// (password [`MY_PASSWORD`]) must use it (`REQUIRE SSL`).
+pub fn mariadb_with(certs: Option<&Certs>) -> (Killed, u16, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let sock = dir.path().join("sock");
@@ -268,6 +338,17 @@ pub fn mariadb() -> (Killed, u16, tempfile::TempDir) {
             "--skip-log-bin",
             "--innodb-buffer-pool-size=16M",
         ])
+        .args(
+            certs
+                .map(|c| {
+                    vec![
+                        format!("--ssl-cert={}", c.file("server.pem").display()),
+                        format!("--ssl-key={}", c.file("server.key").display()),
+                        format!("--ssl-ca={}", c.file("ca.pem").display()),
+                    ]
+                })
+                .unwrap_or_default(),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -280,7 +361,7 @@ pub fn mariadb() -> (Killed, u16, tempfile::TempDir) {
             .arg(&sock)
             .args([
                 "-e",
-                &format!("CREATE USER 'wd'@'127.0.0.1' IDENTIFIED BY '{MY_PASSWORD}'; GRANT PROCESS, REPLICATION CLIENT ON *.* TO 'wd'@'127.0.0.1'"),
+                &format!("CREATE USER 'wd'@'127.0.0.1' IDENTIFIED BY '{MY_PASSWORD}'; GRANT PROCESS, REPLICATION CLIENT ON *.* TO 'wd'@'127.0.0.1'; CREATE USER 'wd_tls'@'127.0.0.1' IDENTIFIED BY '{MY_PASSWORD}' REQUIRE SSL; GRANT PROCESS ON *.* TO 'wd_tls'@'127.0.0.1'"),
             ]),
         "mariadb (creating the user)",
     );
