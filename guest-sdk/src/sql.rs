@@ -128,7 +128,12 @@ impl HostTransport {
         Self::open_with(false, address, timeout_ms, true)
     }
 
-    fn open_with(unix: bool, address: &str, timeout_ms: u32, upgradable: bool) -> Result<Self, String> {
+    fn open_with(
+        unix: bool,
+        address: &str,
+        timeout_ms: u32,
+        upgradable: bool,
+    ) -> Result<Self, String> {
         use crate::bindings::wdiamond::plugin::{host_info, sockets};
         let deadline = host_info::now() + f64::from(timeout_ms) / 1000.0;
         let proto = if unix {

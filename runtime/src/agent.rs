@@ -35,6 +35,7 @@ mod route;
 mod schedule;
 mod scheduler;
 mod sink;
+mod status;
 mod tenant;
 
 pub use crate::stats::PluginStats;
@@ -118,6 +119,10 @@ pub struct Agent {
     collectors: HashMap<String, Running<CollectorIdentity>>,
     handlers: Vec<(String, RunningHandler)>,
     health: Option<JoinHandle<()>>,
+    /// What the status endpoint answers from.
+    board: Arc<status::Board>,
+    /// The status endpoint: its address, stop signal and task.
+    status: Option<(std::net::SocketAddr, watch::Sender<bool>, JoinHandle<()>)>,
     spools: HashMap<PathBuf, Arc<Spool>>,
     /// Turned true when a stop has waited [`SHUTDOWN_GRACE`] for the
     /// collectors: every collector call still in flight ends at once.
@@ -153,6 +158,8 @@ impl Agent {
             collectors: HashMap::new(),
             handlers: Vec::new(),
             health: None,
+            board: Arc::new(status::Board::default()),
+            status: None,
             spools: HashMap::new(),
             abort_collectors: watch::channel(false).0,
             abort_handlers: watch::channel(false).0,
@@ -217,6 +224,7 @@ impl Agent {
     /// to its spool). Bounded whatever a plugin does.
     pub async fn shutdown(self) {
         tracing::info!("shutting down: finishing in-flight collections");
+        self.board.stopping();
         if let Some(h) = &self.health {
             h.abort();
         }
@@ -246,6 +254,10 @@ impl Agent {
         finish_within(handlers, &self.abort_handlers, "handler").await;
         for (name, st) in stats {
             tracing::info!(handler = %name, delivered = st.metrics.load(Ordering::Relaxed), dropped = st.dropped.load(Ordering::Relaxed), "handler done");
+        }
+        if let Some((_, stop, task)) = self.status {
+            let _ = stop.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }
     }
 
@@ -279,6 +291,7 @@ impl Agent {
         while let Some(c) = control.recv().await {
             match c {
                 Control::Reload => {
+                    crate::notify::reloading();
                     let loading = self.load_again();
                     tokio::pin!(loading);
                     let mut stop = false;
@@ -301,10 +314,14 @@ impl Agent {
                     if stop {
                         break;
                     }
+                    // The running configuration (the new one, or the old
+                    // one kept after errors) is what the agent runs.
+                    crate::notify::ready();
                 }
                 Control::Shutdown => break,
             }
         }
+        crate::notify::stopping();
         self.shutdown().await;
     }
 }

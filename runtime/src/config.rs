@@ -80,6 +80,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         host_root: None,
         health_path: String::new(),
         health_interval: 10.0,
+        status_listen: None,
     };
     let mut tenants = Vec::new();
     let empty = toml::Table::new();

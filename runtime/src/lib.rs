@@ -95,6 +95,7 @@
 //!   printed (the log's writer, errors, `check` and `once`).
 //! - [`hostname`]: Diamond's `hostname_method`s.
 //! - [`pidfile`]: `run --pidfile`.
+//! - [`notify`]: systemd's readiness protocol (`Type=notify`).
 //! - `bindings`: the `bindgen!` of the WIT worlds (the exporter world's
 //!   `exposition` export beside the collector's and handler's).
 #![deny(missing_docs)]
@@ -111,6 +112,7 @@ pub mod logging;
 pub mod memory;
 pub mod metric;
 pub mod new;
+pub mod notify;
 pub mod once;
 pub mod pidfile;
 pub mod plugin;

@@ -426,6 +426,7 @@ fn run(
         tracing::debug!(mapped = released, "start-up pages released");
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(signals.forward(tx));
+        wdiamond::notify::ready();
         agent.run(rx).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS

@@ -25,6 +25,7 @@ const SERVER: &[HostKey] = &[
     ("host_root", "\"/host\"", "Read /proc and /sys under this directory instead (an agent in a container watching its host). Unset by default; for example:"),
     ("health_path", "\"wdiamond\"", "Publish every plugin's health counters (runs, errors, timeouts, denials, fuel, memory) under this path. Unset by default; for example:"),
     ("health_interval", "10", "Seconds between two health publications."),
+    ("status_listen", "\"127.0.0.1:9109\"", "Serve GET /-/healthy, /-/ready and /metrics (the agent's own counters, Prometheus text) on this address. Unset by default; for example:"),
 ];
 
 /// `[collectors.default]`, merged under every `[collectors.NAME]`.

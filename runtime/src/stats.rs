@@ -50,6 +50,9 @@ pub struct PluginStats {
     pub wakeups: AtomicU64,
     /// Start times (wall clock) of the latest runs, at most 1,000.
     pub run_starts: Mutex<VecDeque<f64>>,
+    /// Calls in a row that failed (a collection, or a delivery retried),
+    /// up to now: back to 0 at the next success.
+    pub consecutive_failures: AtomicU64,
 }
 
 impl PluginStats {
@@ -64,6 +67,11 @@ impl PluginStats {
             starts.pop_front();
         }
         starts.push_back(start);
+    }
+
+    /// A call succeeded: the run of failures is over.
+    pub(crate) fn succeeded(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
     }
 
     /// Start times of the latest runs (wall clock, seconds).

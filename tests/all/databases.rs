@@ -495,9 +495,35 @@ fn cpu_per_run_beside_the_native_clients() {
         // query in `app` (one session each, as the collector has).
         let before = children_cpu();
         for _ in 0..runs {
-            for (db, q) in [("postgres", "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate"), ("app", if extended { "SELECT * FROM pg_stat_database; SELECT * FROM pg_stat_activity; SELECT * FROM pg_stat_user_tables; SELECT * FROM pg_stat_user_indexes; SELECT * FROM pg_statio_user_tables; SELECT * FROM pg_statio_user_indexes; SELECT * FROM pg_locks; SELECT * FROM pg_stat_bgwriter; SELECT * FROM pg_class" } else { "SELECT * FROM pg_stat_database; SELECT datname, count(*) FROM pg_stat_activity GROUP BY 1" })] {
+            for (db, q) in [
+                (
+                    "postgres",
+                    "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate",
+                ),
+                (
+                    "app",
+                    if extended {
+                        "SELECT * FROM pg_stat_database; SELECT * FROM pg_stat_activity; SELECT * FROM pg_stat_user_tables; SELECT * FROM pg_stat_user_indexes; SELECT * FROM pg_statio_user_tables; SELECT * FROM pg_statio_user_indexes; SELECT * FROM pg_locks; SELECT * FROM pg_stat_bgwriter; SELECT * FROM pg_class"
+                    } else {
+                        "SELECT * FROM pg_stat_database; SELECT datname, count(*) FROM pg_stat_activity GROUP BY 1"
+                    },
+                ),
+            ] {
                 let o = Command::new("psql")
-                    .args(["-X", "-q", "-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "wd", "-d", db, "-c", q])
+                    .args([
+                        "-X",
+                        "-q",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &pg.port.to_string(),
+                        "-U",
+                        "wd",
+                        "-d",
+                        db,
+                        "-c",
+                        q,
+                    ])
                     .env("PGPASSWORD", PG_PASSWORD)
                     .stdout(Stdio::null())
                     .status()
@@ -506,7 +532,11 @@ fn cpu_per_run_beside_the_native_clients() {
             }
         }
         let psql = (children_cpu() - before) / f64::from(runs);
-        println!("postgres extended={extended}: wdiamond {:.2} ms per run, psql {:.2} ms", ours * 1e3, psql * 1e3);
+        println!(
+            "postgres extended={extended}: wdiamond {:.2} ms per run, psql {:.2} ms",
+            ours * 1e3,
+            psql * 1e3
+        );
     }
     let (_db, port, _d) = databases::mariadb();
     let body = format!("[collectors.mysql]\nenabled = true\nhosts = [\"wd:{MY_PASSWORD}@127.0.0.1:{port}/None\"]\ninnodb = true\n[collectors.mysql.grants]\nconnect = [\"tcp:127.0.0.1:{port}\"]\n");
@@ -514,14 +544,29 @@ fn cpu_per_run_beside_the_native_clients() {
     let before = children_cpu();
     for _ in 0..runs {
         let o = Command::new("mariadb")
-            .args(["--no-defaults", "-h", "127.0.0.1", "-P", &port.to_string(), "-u", "wd", &format!("-p{MY_PASSWORD}"), "-e", "SHOW GLOBAL STATUS; SHOW ENGINE INNODB STATUS"])
+            .args([
+                "--no-defaults",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+                "-u",
+                "wd",
+                &format!("-p{MY_PASSWORD}"),
+                "-e",
+                "SHOW GLOBAL STATUS; SHOW ENGINE INNODB STATUS",
+            ])
             .stdout(Stdio::null())
             .status()
             .unwrap();
         assert!(o.success());
     }
     let native = (children_cpu() - before) / f64::from(runs);
-    println!("mysql innodb=true: wdiamond {:.2} ms per run, mariadb client {:.2} ms", ours * 1e3, native * 1e3);
+    println!(
+        "mysql innodb=true: wdiamond {:.2} ms per run, mariadb client {:.2} ms",
+        ours * 1e3,
+        native * 1e3
+    );
 }
 
 #[test]
@@ -535,7 +580,9 @@ fn tls_to_postgres_and_mariadb_is_the_hosts_after_their_own_requests() {
         format!("\n[collectors.{name}]\nenabled = true\ncomponent = \"{component}\"\npath = \"{name}\"\ntimeout = 5\n{tls}{who}")
     };
     let pg_who = format!("host = \"127.0.0.1\"\nport = {}\nuser = \"wd_tls\"\npassword = \"{PG_PASSWORD}\"\nsslmode = \"verify-full\"\n", pg.port);
-    let my_who = |n: &str| format!("hosts = [\"wd_tls:{MY_PASSWORD}@127.0.0.1:{my_port}/None\"]\n[collectors.{n}.grants]\nconnect = [\"tcp:127.0.0.1:{my_port}\"]\n");
+    let my_who = |n: &str| {
+        format!("hosts = [\"wd_tls:{MY_PASSWORD}@127.0.0.1:{my_port}/None\"]\n[collectors.{n}.grants]\nconnect = [\"tcp:127.0.0.1:{my_port}\"]\n")
+    };
     let with_ca = format!("tls = true\ntls_ca = {ca:?}\n");
     let mut conf = format!(
         "[server]\nhandlers = []\nplugin_cache_dir = {:?}\n\n[collectors.default]\nhostname = \"t\"\n",
@@ -545,21 +592,45 @@ fn tls_to_postgres_and_mariadb_is_the_hosts_after_their_own_requests() {
     // The system's roots do not know the test CA: refused, saying why.
     conf += &section("pgnoca", "postgres", "tls = true\n", &pg_who);
     // Without TLS, the server's own rule refuses the role.
-    conf += &section("pgplain", "postgres", "", &pg_who.replace("verify-full", "prefer"));
+    conf += &section(
+        "pgplain",
+        "postgres",
+        "",
+        &pg_who.replace("verify-full", "prefer"),
+    );
     conf += &section("mytls", "mysql", &with_ca, &my_who("mytls"));
     conf += &section("myplain", "mysql", "", &my_who("myplain"));
     let conf = common::write_config(dir.path(), &conf);
-    let o = wdiamond(&["once", conf.to_str().unwrap()]).output().unwrap();
+    let o = wdiamond(&["once", conf.to_str().unwrap()])
+        .output()
+        .unwrap();
     let all = text(&o);
     let out = String::from_utf8_lossy(&o.stdout);
     let pg_log = std::fs::read_to_string(pg.dir.path().join("postgres.log")).unwrap_or_default();
-    assert!(value(&out, "servers.t.pgtls.database.app.size").is_some(), "{all}\npostgres.log:\n{pg_log}");
-    assert!(value(&out, "servers.t.mytls.Threads_connected").is_some(), "{all}");
-    assert!(!out.contains("servers.t.pgnoca.") && !out.contains("servers.t.pgplain.") && !out.contains("servers.t.myplain."), "{all}");
+    assert!(
+        value(&out, "servers.t.pgtls.database.app.size").is_some(),
+        "{all}\npostgres.log:\n{pg_log}"
+    );
+    assert!(
+        value(&out, "servers.t.mytls.Threads_connected").is_some(),
+        "{all}"
+    );
+    assert!(
+        !out.contains("servers.t.pgnoca.")
+            && !out.contains("servers.t.pgplain.")
+            && !out.contains("servers.t.myplain."),
+        "{all}"
+    );
     assert!(all.contains("TLS with 127.0.0.1"), "{all}");
-    assert!(all.contains("no encryption") || all.contains("pg_hba.conf rejects"), "{all}");
+    assert!(
+        all.contains("no encryption") || all.contains("pg_hba.conf rejects"),
+        "{all}"
+    );
     assert!(all.contains("Access denied for user 'wd_tls'"), "{all}");
-    assert!(!all.contains(PG_PASSWORD) && !all.contains(MY_PASSWORD), "{all}");
+    assert!(
+        !all.contains(PG_PASSWORD) && !all.contains(MY_PASSWORD),
+        "{all}"
+    );
     // sslmode = require without `tls = true` is a configuration error.
     let bad = common::write_config(
         dir.path(),
@@ -568,7 +639,13 @@ fn tls_to_postgres_and_mariadb_is_the_hosts_after_their_own_requests() {
             common::cache_dir()
         ),
     );
-    let o = wdiamond(&["check", bad.to_str().unwrap()]).output().unwrap();
+    let o = wdiamond(&["check", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(78), "{}", text(&o));
-    assert!(text(&o).contains("needs TLS: set `tls = true` in this section"), "{}", text(&o));
+    assert!(
+        text(&o).contains("needs TLS: set `tls = true` in this section"),
+        "{}",
+        text(&o)
+    );
 }

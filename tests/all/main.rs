@@ -35,6 +35,8 @@ mod handler_batches;
 mod handlers;
 /// The standard collectors on this machine's own /proc and /sys.
 mod live;
+/// The Debian package and its systemd unit, installed into a scratch root and run there.
+mod package;
 /// Tenants and routing.
 mod routing;
 /// Hostile guests beside a well-behaved neighbour.

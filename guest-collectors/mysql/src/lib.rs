@@ -350,7 +350,10 @@ impl Collector for Mysql {
     fn collect(&mut self, out: &mut Publisher) -> Result<(), String> {
         if self.servers.is_empty() {
             // Diamond's default: no server, nothing collected; said here.
-            return Err("no server to collect from: set `hosts` (user:password@host:port/db) or `host`".into());
+            return Err(
+                "no server to collect from: set `hosts` (user:password@host:port/db) or `host`"
+                    .into(),
+            );
         }
         let mut failed = 0;
         for s in &self.servers {

@@ -542,7 +542,11 @@ mod tests {
             packet(3, &[0x01, 4]),
             packet(5, &[0, 0, 0, 2, 0, 0, 0]),
         ]);
-        let login = Login { user: "wd", password: "pw", database: None };
+        let login = Login {
+            user: "wd",
+            password: "pw",
+            database: None,
+        };
         Client::connect(&mut script, &login, true).unwrap();
         let sent = &script.sent;
         assert_eq!(sent[0][3], 1);

@@ -163,8 +163,16 @@ impl<T: Transport> Client<T> {
             match c.r.take(1)?[0] {
                 b'S' => {}
                 b'N' => return Err("the server does not accept TLS (its `ssl` is off)".into()),
-                b'E' => return Err("the server refused the TLS request with an error (older than 7.2?)".into()),
-                other => return Err(format!("the server answered the TLS request with 0x{other:02x}")),
+                b'E' => {
+                    return Err(
+                        "the server refused the TLS request with an error (older than 7.2?)".into(),
+                    )
+                }
+                other => {
+                    return Err(format!(
+                        "the server answered the TLS request with 0x{other:02x}"
+                    ))
+                }
             }
             // Anything sent before the handshake was not protected by it.
             if c.r.buffered() > 0 {
@@ -495,10 +503,16 @@ mod tests {
         assert_eq!(script.sent[1], b"<start-tls>");
         assert_eq!(script.sent[2], startup(&login()));
         let mut script = Script::new(vec![b"N".to_vec()]);
-        assert!(Client::connect(&mut script, &login(), "n", true).err().unwrap().contains("does not accept TLS"));
+        assert!(Client::connect(&mut script, &login(), "n", true)
+            .err()
+            .unwrap()
+            .contains("does not accept TLS"));
         // CVE-2021-23222's shape: a reply smuggled in with the 'S'.
         let mut script = Script::new(vec![[b"S".to_vec(), auth(0, &[])].concat()]);
-        assert!(Client::connect(&mut script, &login(), "n", true).err().unwrap().contains("plaintext after"));
+        assert!(Client::connect(&mut script, &login(), "n", true)
+            .err()
+            .unwrap()
+            .contains("plaintext after"));
         assert_eq!(script.sent.len(), 1);
     }
 

@@ -26,6 +26,7 @@ impl Agent {
         self.apply_handlers(loaded.handlers);
         self.apply_collectors(loaded.collectors);
         self.restart_health(config);
+        self.update_status(config);
     }
 
     /// Keeps the handlers whose section did not change, starts the new and
@@ -155,6 +156,41 @@ impl Agent {
             let _ = r.stop.send(true);
         }
         self.collectors = keep;
+    }
+
+    /// The status endpoint: the new set of plugins, and its server
+    /// (re)started when `status_listen` changed.
+    fn update_status(&mut self, config: &config::Config) {
+        let mut plugins: Vec<super::status::Entry> = self
+            .collectors
+            .iter()
+            .map(|(n, r)| super::status::Entry {
+                name: format!("collectors.{n}"),
+                stats: r.stats.clone(),
+                queue: None,
+            })
+            .collect();
+        plugins.sort_by(|a, b| a.name.cmp(&b.name));
+        for (n, h) in &self.handlers {
+            plugins.push(super::status::Entry {
+                name: format!("handlers.{n}"),
+                stats: h.running.stats.clone(),
+                queue: Some(h.queue.clone()),
+            });
+        }
+        self.board.set(plugins);
+        let wanted = config.server.status_listen.as_ref();
+        if self.status.as_ref().map(|s| s.0) == wanted.map(|w| w.address) {
+            return;
+        }
+        if let Some((_, stop, _)) = self.status.take() {
+            let _ = stop.send(true);
+        }
+        if let Some(w) = wanted {
+            let (stop, rx) = watch::channel(false);
+            let task = super::status::spawn(w, self.board.clone(), rx);
+            self.status = Some((w.address, stop, task));
+        }
     }
 
     /// The agent's own health metrics, restarted with the new set.

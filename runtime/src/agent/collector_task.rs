@@ -100,6 +100,7 @@ fn collect_once(
     }
     match result {
         Ok(Ok(set)) => {
+            stats.succeeded();
             let chunk = publish_run(lc, set, start, &usage, stats, instance.series_mut());
             tracing::debug!(metrics = chunk.len(), elapsed = ?usage.elapsed, fuel = usage.fuel, "collected");
             if !chunk.is_empty() {

@@ -206,6 +206,20 @@ pub(super) async fn serve(
     section: String,
     scrapes: mpsc::Sender<ScrapeRequest>,
     wait: Duration,
+    stop: watch::Receiver<bool>,
+) {
+    let paths = vec![listen.path.clone()];
+    serve_paths(listen, paths, section, scrapes, wait, stop).await
+}
+
+/// [`serve`] for several paths (the agent's status endpoint): a `GET` of
+/// any of `paths` goes to `scrapes`, with the path asked for.
+pub(super) async fn serve_paths(
+    listen: Listen,
+    paths: Vec<String>,
+    section: String,
+    scrapes: mpsc::Sender<ScrapeRequest>,
+    wait: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tries = 0u32;
@@ -226,10 +240,10 @@ pub(super) async fn serve(
             }
         }
     };
-    tracing::info!(address = %listen.address, path = %listen.path, "serving the page");
+    tracing::info!(address = %listen.address, path = %paths.join(" "), "serving the page");
     let connections = Arc::new(Connections::default());
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let path = Arc::new(listen.path.clone());
+    let path = Arc::new(paths);
     let mut warned: Option<std::time::Instant> = None;
     let mut evicted_since: (usize, Option<std::time::Instant>) = (0, None);
     let mut next_id = 0u64;
@@ -342,7 +356,7 @@ impl Drop for InFlight<'_> {
 
 async fn answer(
     mut conn: TcpStream,
-    path: &str,
+    paths: &[String],
     scrapes: &mpsc::Sender<ScrapeRequest>,
     wait: Duration,
     in_flight: &AtomicUsize,
@@ -353,7 +367,10 @@ async fn answer(
         Err(status) => plain(status, "the request head is too large"),
         Ok(head) => match parse_request(&head) {
             None => plain(400, "not an HTTP/1.x request"),
-            Some(r) if r.path != path => plain(404, &format!("not found: the page is at {path}")),
+            Some(r) if !paths.contains(&r.path) => plain(
+                404,
+                &format!("not found: the page is at {}", paths.join(", ")),
+            ),
             Some(r) if r.method != "GET" => plain(405, "only GET"),
             Some(r) => {
                 let (tx, rx) = oneshot::channel();

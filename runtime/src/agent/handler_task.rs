@@ -372,6 +372,7 @@ impl<S: Sink> HandlerLoop<S> {
         }
         let failed = match &outcome {
             Ok(Ok(())) => {
+                self.stats.succeeded();
                 if flushing {
                     self.stop_flushed = self.stopping;
                     self.dirty = false;

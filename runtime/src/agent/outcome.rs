@@ -78,6 +78,9 @@ impl CallFailed<'_> {
     /// it (then it is counted there, and the next line admitted says how
     /// many were).
     pub(crate) fn emit(&self, stats: &PluginStats, limit: &LogLimit) {
+        if matches!(self.call, Call::Collection | Call::Delivery) {
+            stats.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+        }
         match self.outcome {
             Unsuccessful::GuestError(msg) => {
                 stats.guest_errors.fetch_add(1, Ordering::Relaxed);

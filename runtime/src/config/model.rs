@@ -306,6 +306,18 @@ pub struct ServerConfig {
     pub health_path: String,
     /// `health_interval`: seconds between health publications.
     pub health_interval: f64,
+    /// `status_listen`: where the agent serves `/-/healthy`, `/-/ready`
+    /// and `/metrics` (off when unset).
+    pub status_listen: Option<StatusListen>,
+}
+
+/// `[server] status_listen`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusListen {
+    /// The address bound.
+    pub address: std::net::SocketAddr,
+    /// Where it is written.
+    pub location: Location,
 }
 
 /// `[tenants.NAME]`: a group of collectors under quotas and a namespace.

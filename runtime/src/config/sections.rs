@@ -21,6 +21,7 @@ pub(super) const SERVER_KEYS: &[&str] = &[
     "host_root",
     "health_path",
     "health_interval",
+    "status_listen",
 ];
 pub(super) const TENANT_KEYS: &[&str] = &[
     "prefix",

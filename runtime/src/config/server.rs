@@ -41,6 +41,19 @@ pub(super) fn read_server(
                     server.health_path = h;
                 }
             }
+            "status_listen" => {
+                if let Some(a) = r.string(&p, v) {
+                    match crate::grants::parse_listen(&a) {
+                        Ok(address) => {
+                            server.status_listen = Some(super::StatusListen {
+                                address,
+                                location: r.doc.at(&p),
+                            })
+                        }
+                        Err(e) => r.err(&p, e),
+                    }
+                }
+            }
             "health_interval" => {
                 if let Some(n) = r.positive(&p, v) {
                     server.health_interval = n;

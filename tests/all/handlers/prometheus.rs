@@ -426,3 +426,82 @@ async fn a_reload_serves_the_changed_exporter_on_the_same_address() {
     // Stopped: the address is free again.
     assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
 }
+
+/// `[server] status_listen`: `/-/ready`, `/-/healthy` (503 naming a
+/// collector whose runs keep failing, 200 again once a reload drops it),
+/// and `/metrics`, which a real Prometheus scrapes and promtool accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_endpoint_answers_health_and_prometheus_scrapes_it() {
+    let port = free_port();
+    let prom = Prometheus::start(Some(port));
+    let dir = tempfile::tempdir().unwrap();
+    let closed = free_port();
+    let body = |redis: bool| {
+        format!(
+            "[server]\nhandlers = [\"archive\"]\nplugin_cache_dir = {:?}\nstatus_listen = \"127.0.0.1:{port}\"\n[handlers.archive]\nlog_file = {:?}\n[collectors.default]\ninterval = 1\nhostname = \"st\"\n[collectors.loadavg]\nenabled = true\n[collectors.redis]\nenabled = {redis}\nhost = \"127.0.0.1\"\nport = {closed}\ntimeout = 1\n",
+            common::cache_dir(),
+            dir.path().join("archive.log"),
+        )
+    };
+    let conf = common::write_config(dir.path(), &body(true));
+    let mut agent = common::start_agent(&conf);
+    tokio::task::block_in_place(|| {
+        eventually(|| match try_get(port, "/-/ready", "") {
+            Ok((200, _, b)) if b == b"ready\n" => Ok(()),
+            other => Err(format!("/-/ready: {other:?}")),
+        });
+        eventually(|| match try_get(port, "/-/healthy", "") {
+            Ok((503, _, b)) if String::from_utf8_lossy(&b).contains("collectors.redis (") => Ok(()),
+            other => Err(format!("/-/healthy with redis down: {other:?}")),
+        });
+        let (status, _, b) = http_get(port, "/-/healthy", "");
+        let text = String::from_utf8_lossy(&b);
+        assert_eq!(status, 503);
+        assert!(!text.contains("loadavg"), "{text}");
+        let (status, _, _) = http_get(port, "/nowhere", "");
+        assert_eq!(status, 404);
+        // Prometheus scrapes the agent's own counters.
+        eventually(|| {
+            let runs = prom
+                .query(r#"wdiamond_plugin_runs_total{plugin="collectors.loadavg",job="wdiamond"}"#);
+            match runs.first() {
+                Some(n) if *n >= 2.0 => Ok(()),
+                other => Err(format!(
+                    "scraped runs: {other:?}; up: {:?}",
+                    prom.samples("up")
+                )),
+            }
+        });
+        let failing = prom.query("wdiamond_plugins_failing");
+        assert_eq!(failing, vec![1.0]);
+        let (status, head, page) = http_get(port, "/metrics", "");
+        assert_eq!(status, 200, "{head}");
+        let (ok, lint) = common::promtool(&page);
+        assert!(ok, "promtool: {lint}\n{}", String::from_utf8_lossy(&page));
+        let text = String::from_utf8_lossy(&page);
+        for want in [
+            "wdiamond_ready 1\n",
+            "wdiamond_handler_queued{plugin=\"handlers.archive\"} ",
+            "wdiamond_plugin_peak_memory_bytes{plugin=\"collectors.loadavg\"} ",
+            "wdiamond_plugin_errors_total{plugin=\"collectors.redis\"} ",
+        ] {
+            assert!(text.contains(want), "{want:?} not in:\n{text}");
+        }
+    });
+    // The operator fixes the config: healthy again after the reload.
+    std::fs::write(&conf, body(false)).unwrap();
+    agent.reload().await;
+    tokio::task::block_in_place(|| {
+        eventually(|| match try_get(port, "/-/healthy", "") {
+            Ok((200, _, b)) if String::from_utf8_lossy(&b).starts_with("healthy: 2 plugins") => {
+                Ok(())
+            }
+            other => Err(format!("/-/healthy after the reload: {other:?}")),
+        });
+    });
+    agent.shutdown().await;
+    assert!(
+        try_get(port, "/-/ready", "").is_err(),
+        "still serving after the agent stopped"
+    );
+}
