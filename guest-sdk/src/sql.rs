@@ -48,6 +48,17 @@ pub struct Rows {
 }
 
 impl Rows {
+    /// Rows from string slices (a result as a test, or a fixture, writes it).
+    pub fn of(columns: &[&str], rows: &[&[Option<&str>]]) -> Rows {
+        Rows {
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows: rows
+                .iter()
+                .map(|r| r.iter().map(|v| v.map(str::to_string)).collect())
+                .collect(),
+        }
+    }
+
     /// Each row as `(column, value)` pairs.
     pub fn records(&self) -> impl Iterator<Item = Vec<(&str, Option<&str>)>> {
         self.rows.iter().map(|r| {

@@ -50,6 +50,8 @@
 //!     HTTP (bounded requests; the page checked), rendered in its
 //!     handler's turn;
 //!   - `agent/health.rs`: the agent's own health metrics.
+//!   - `agent/status.rs`: `[server] status_listen`'s `/-/healthy`,
+//!     `/-/ready` and `/metrics`, on the exporters' server.
 //! - [`plugin`]: the wasmtime engines (with and without fuel metering), the
 //!   compiled-component cache and the built-ins; `plugin/world.rs`, the two
 //!   worlds behind one trait; `plugin/call.rs`, an instance and its calls,
@@ -84,7 +86,9 @@
 //!   printed, sent nowhere), [`check`] (`check`'s summary and its review
 //!   of third-party plugins' asks against their grants and pins),
 //!   [`sample`] (`wdiamond config`: every key and every built-in's
-//!   options, from their `describe`).
+//!   options, from their `describe`), [`convert`] (`wdiamond convert`:
+//!   Diamond's configuration as TOML, with a report; `convert/configobj.rs`
+//!   reads Diamond's syntax).
 //!   `plugin/contract.rs` reads a component's world and contract version
 //!   and applies the compatibility rule.
 //! - [`stats`]: every plugin's counters (runs, failures, denials, metrics).
@@ -104,6 +108,7 @@ pub mod agent;
 pub mod bindings;
 pub mod check;
 pub mod config;
+pub mod convert;
 pub mod grants;
 pub mod host;
 pub mod hostname;

@@ -69,6 +69,17 @@ enum Command {
         /// Built-in plugins to include (default: all of them).
         plugins: Vec<String>,
     },
+    /// Convert Diamond's configuration (diamond.conf, with its
+    /// collectors_config_path files) into wdiamond's TOML; what could not
+    /// be carried over or was changed is reported on stderr with its line.
+    /// Exit 0: all carried over; 1: something was not; 78: unreadable.
+    Convert {
+        /// Diamond's configuration file.
+        file: std::path::PathBuf,
+        /// Write the TOML here (default: stdout).
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
     /// Show what a component file is and asks for: world, contract
     /// version, describe (options, capabilities), imports, sha256, sizes.
     Inspect {
@@ -209,6 +220,7 @@ fn main() -> ExitCode {
             lang,
         } => new(kind, &name, dir, lang),
         Command::Config { plugins } => sample(&plugins),
+        Command::Convert { file, output } => convert(&file, output.as_deref()),
         Command::Inspect { file, json } => inspect(&file, json),
         Command::Once {
             config,
@@ -285,6 +297,42 @@ fn new(
         w = wasm.display(),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn convert(file: &std::path::Path, output: Option<&std::path::Path>) -> Result<ExitCode, ExitCode> {
+    let _ = init_logging("error", LogFormat::Text);
+    let runtime = runtime(&wdiamond::config::default_cache_dir())?;
+    let c = match wdiamond::convert::convert(&runtime, file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(ExitCode::from(EX_CONFIG));
+        }
+    };
+    match output {
+        Some(o) => {
+            if let Err(e) = std::fs::write(o, &c.toml) {
+                eprintln!("error: writing {}: {e}", o.display());
+                return Err(ExitCode::FAILURE);
+            }
+        }
+        None => print!("{}", c.toml),
+    }
+    for n in &c.notes {
+        let mark = if n.lost { "not carried over: " } else { "" };
+        eprintln!("{}:{}: {mark}{}", n.file.display(), n.line, n.text);
+    }
+    let lost = c.notes.iter().filter(|n| n.lost).count();
+    eprintln!(
+        "converted {}: {} note(s), {lost} thing(s) not carried over",
+        file.display(),
+        c.notes.len()
+    );
+    Ok(if lost > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn sample(plugins: &[String]) -> Result<ExitCode, ExitCode> {

@@ -56,14 +56,10 @@ fn run_everywhere(dir: &Path, conf: &Path, env: &[(&str, String)], secrets: &[&s
     seen.push(("inspect", text(&o)));
     let once = with_env(&["once", conf, "--wait", "1.2"]).output().unwrap();
     seen.push(("once", text(&once)));
-    let child = with_env(&["run", conf, "--log-level", "debug"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(3500));
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let o = child.wait_with_output().unwrap();
+    let o = common::run_then_stop(
+        with_env(&["run", conf, "--log-level", "debug"]),
+        Duration::from_millis(3500),
+    );
     assert!(o.status.success(), "{}", text(&o));
     seen.push(("run", text(&o)));
     for (what, out) in &seen {
@@ -71,26 +67,12 @@ fn run_everywhere(dir: &Path, conf: &Path, env: &[(&str, String)], secrets: &[&s
             assert!(!out.contains(s), "{what} shows a secret: {out}");
         }
     }
-    let mut stack = vec![dir.to_path_buf()];
-    let mut files = 0;
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if !p.to_string_lossy().ends_with(".pass") && !p.ends_with("wdiamond.toml") {
-                files += 1;
-                let bytes = std::fs::read(&p).unwrap_or_default();
-                for s in secrets {
-                    assert!(
-                        !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
-                        "{} holds a secret",
-                        p.display()
-                    );
-                }
-            }
-        }
+    let skip = |p: &Path| p.to_string_lossy().ends_with(".pass") || p.ends_with("wdiamond.toml");
+    for s in secrets {
+        let holding = common::files_holding(dir, s, skip);
+        assert_eq!(holding, Vec::<String>::new(), "files holding a secret");
     }
+    let files = common::files_holding(dir, "", skip).len();
     assert!(
         files >= 2,
         "no archive or spool was written under {}",

@@ -19,6 +19,8 @@ mod compat;
 mod config_errors;
 /// `wdiamond config`: the complete sample configuration, checked.
 mod config_sample;
+/// `wdiamond convert`: Diamond's configuration (its example, and each rule) as TOML that `check` accepts.
+mod convert;
 /// The database collectors (PostgreSQL, PgBouncer, MariaDB) and userscripts against real servers, with secrets.
 mod databases;
 /// Delivery: the spool, crashes, restarts, reloads; nothing lost.

@@ -7,7 +7,7 @@
 //! to open its secret as a file), the archive and the spool.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::common::{self, servers};
@@ -35,22 +35,7 @@ fn text(o: &Output) -> String {
 
 /// Every file under `dir` (the archive, the spool) holding the secret.
 fn files_holding_the_secret(dir: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n != "redis.pass") {
-                let bytes = std::fs::read(&p).unwrap_or_default();
-                if bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()) {
-                    found.push(p.display().to_string());
-                }
-            }
-        }
-    }
-    found
+    common::files_holding(dir, SECRET, |p| p.ends_with("redis.pass"))
 }
 
 #[test]
@@ -96,14 +81,10 @@ fn a_redis_password_from_a_secret_file_reaches_redis_and_no_output() {
     }
 
     // The agent: its log at debug, the archive and the spool.
-    let child = wdiamond(&["run", conf, "--log-level", "debug"], port)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(3500));
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let o = child.wait_with_output().unwrap();
+    let o = common::run_then_stop(
+        wdiamond(&["run", conf, "--log-level", "debug"], port),
+        Duration::from_millis(3500),
+    );
     let log = text(&o);
     assert!(o.status.success(), "{log}");
     assert!(!log.contains(SECRET), "{log}");

@@ -200,26 +200,16 @@ export_collector!(Pgbouncer);
 mod tests {
     use super::*;
 
-    fn rows(columns: &[&str], rows: &[&[Option<&str>]]) -> Rows {
-        Rows {
-            columns: columns.iter().map(|c| c.to_string()).collect(),
-            rows: rows
-                .iter()
-                .map(|r| r.iter().map(|v| v.map(str::to_string)).collect())
-                .collect(),
-        }
-    }
-
     #[test]
     fn stats_by_database_like_diamond() {
-        let pools = rows(
+        let pools = Rows::of(
             &["database", "user", "cl_active", "pool_mode"],
             &[
                 &[Some("app"), Some("a"), Some("1"), Some("session")],
                 &[Some("app"), Some("b"), Some("4"), Some("session")],
             ],
         );
-        let stats = rows(
+        let stats = Rows::of(
             &["database", "total_query_count"],
             &[&[Some("app"), Some("17")], &[Some("pgbouncer"), Some("2")]],
         );

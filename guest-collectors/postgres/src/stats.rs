@@ -326,19 +326,9 @@ pub fn version_number(server_version: &str) -> Option<f64> {
 mod tests {
     use super::*;
 
-    fn rows(columns: &[&str], rows: &[&[Option<&str>]]) -> Rows {
-        Rows {
-            columns: columns.iter().map(|c| c.to_string()).collect(),
-            rows: rows
-                .iter()
-                .map(|r| r.iter().map(|v| v.map(str::to_string)).collect())
-                .collect(),
-        }
-    }
-
     #[test]
     fn paths_like_diamond() {
-        let r = rows(
+        let r = Rows::of(
             &["datname", "numbackends", "size"],
             &[&[Some("my_app"), Some("3"), Some("8000")]],
         );
@@ -351,7 +341,7 @@ mod tests {
             ]
         );
         // Two columns: metric, value; a NULL name prints as None.
-        let r = rows(
+        let r = Rows::of(
             &["datname", "connections"],
             &[&[None, Some("0")], &[Some("app"), Some("2")]],
         );
@@ -364,14 +354,14 @@ mod tests {
             ]
         );
         // Tables: schema and relation in the path; NULLs are left out.
-        let r = rows(
+        let r = Rows::of(
             &["relname", "schemaname", "seq_scan", "idx_scan"],
             &[&[Some("t"), Some("public"), Some("5"), None]],
         );
         let m = metrics(stat("UserTableStats").unwrap(), "app", false, &r);
         assert_eq!(m, vec![("app.tables.public.t.seq_scan".into(), 5.0)]);
         // DatabaseXidAge's quirk: the first database's name, then the row's.
-        let r = rows(&["datname", "age"], &[&[Some("postgres"), Some("731")]]);
+        let r = Rows::of(&["datname", "age"], &[&[Some("postgres"), Some("731")]]);
         let m = metrics(stat("DatabaseXidAge").unwrap(), "app", false, &r);
         assert_eq!(m, vec![("app.datfrozenxid.postgres".into(), 731.0)]);
     }

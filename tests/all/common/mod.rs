@@ -192,3 +192,43 @@ pub fn promtool(page: &[u8]) -> (bool, String) {
         ),
     )
 }
+
+/// Runs the agent's `run` command `cmd` for `for_`, then SIGTERM: its
+/// output (stdout and stderr captured).
+pub fn run_then_stop(
+    mut cmd: std::process::Command,
+    for_: std::time::Duration,
+) -> std::process::Output {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(for_);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait_with_output().unwrap()
+}
+
+/// Every file under `dir` (an archive, a spool) whose bytes hold
+/// `needle` (every file when it is empty), but those `skip` names (the
+/// secret's own file, the config).
+pub fn files_holding(dir: &Path, needle: &str, skip: impl Fn(&Path) -> bool) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !skip(&p) {
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                // An empty needle: every file.
+                if needle.is_empty() || bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+                {
+                    found.push(p.display().to_string());
+                }
+            }
+        }
+    }
+    found
+}
