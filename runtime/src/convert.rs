@@ -19,113 +19,18 @@
 //! - Logging sections are reported: wdiamond logs to stderr (`--log-level`).
 
 pub mod configobj;
+mod tables;
+mod values;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use configobj::{Section, Value};
+pub use tables::{COLLECTORS, HANDLERS};
+use tables::{COLLECTOR_HOST_KEYS, DIAMOND_ONLY};
+use values::{guess, kind_of, quote, toml_of, Kind};
 
 use crate::plugin::Runtime;
-
-/// Diamond's handler classes with a built-in equivalent.
-pub const HANDLERS: &[(&str, &str)] = &[
-    ("ArchiveHandler", "archive"),
-    ("GraphiteHandler", "graphite"),
-    ("GraphitePickleHandler", "graphite_pickle"),
-    ("MultiGraphiteHandler", "multigraphite"),
-    ("StatsdHandler", "statsd"),
-    ("HttpPostHandler", "httppost"),
-    ("InfluxdbHandler", "influxdb"),
-    ("TSDBHandler", "opentsdb"),
-    ("MQTTHandler", "mqtt"),
-];
-
-/// Diamond's collector classes with a built-in equivalent.
-pub const COLLECTORS: &[(&str, &str)] = &[
-    ("CPUCollector", "cpu"),
-    ("MemoryCollector", "memory"),
-    ("LoadAverageCollector", "loadavg"),
-    ("NetworkCollector", "network"),
-    ("DiskSpaceCollector", "diskspace"),
-    ("DiskUsageCollector", "diskusage"),
-    ("VMStatCollector", "vmstat"),
-    ("SockstatCollector", "sockstat"),
-    ("TCPCollector", "tcp"),
-    ("UDPCollector", "udp"),
-    ("ProcessStatCollector", "proc"),
-    ("UptimeCollector", "uptime"),
-    ("EntropyStatCollector", "entropy"),
-    ("FilestatCollector", "filestat"),
-    ("InterruptCollector", "interrupt"),
-    ("SoftInterruptCollector", "softirq"),
-    ("NetstatCollector", "netstat"),
-    ("RedisCollector", "redis"),
-    ("MemcachedCollector", "memcached"),
-    ("NginxCollector", "nginx"),
-    ("ZookeeperCollector", "zookeeper"),
-    ("CephCollector", "ceph"),
-    ("PostgresqlCollector", "postgres"),
-    ("PgbouncerCollector", "pgbouncer"),
-    ("MySQLCollector", "mysql"),
-    ("UserScriptsCollector", "userscripts"),
-];
-
-/// Host keys of a collector section, and their TOML kind.
-const COLLECTOR_HOST_KEYS: &[(&str, Kind)] = &[
-    ("enabled", Kind::Bool),
-    ("interval", Kind::Number),
-    ("path", Kind::Text),
-    ("path_prefix", Kind::Text),
-    ("path_suffix", Kind::Text),
-    ("instance_prefix", Kind::Text),
-    ("hostname", Kind::Text),
-    ("hostname_method", Kind::Text),
-    ("metrics_whitelist", Kind::Text),
-    ("metrics_blacklist", Kind::Text),
-    ("byte_unit", Kind::List),
-    ("measure_collector_time", Kind::Bool),
-    ("ttl_multiplier", Kind::Number),
-];
-
-/// Diamond keys that mean nothing here, with why (reported, not kept).
-const DIAMOND_ONLY: &[(&str, &str)] = &[
-    (
-        "splay",
-        "collections are spread over the interval by the scheduler",
-    ),
-    (
-        "method",
-        "every collector runs in its own sandbox; Threaded/Sequential does not apply",
-    ),
-    ("max_queue_size", "set `queue_size` on the handler"),
-    (
-        "collectors_reload_interval",
-        "send SIGHUP (systemctl reload wdiamond) to reload",
-    ),
-    ("metric_queue_size", "set `queue_size` on each handler"),
-    (
-        "user",
-        "the systemd unit's User= (packaging/wdiamond.service) runs the agent as its user",
-    ),
-    ("group", "the systemd unit's Group="),
-    (
-        "pid_file",
-        "`wdiamond run --pidfile PATH`, or the unit's Type=notify",
-    ),
-    (
-        "handlers_path",
-        "handlers are built in or `component = \"FILE.wasm\"`",
-    ),
-];
-
-/// The TOML kind of an option.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
-    Bool,
-    Number,
-    Text,
-    List,
-}
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,73 +69,6 @@ fn read(path: &Path) -> Result<Section, ConvertError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConvertError::Read(path.display().to_string(), e))?;
     configobj::parse(&text).map_err(|e| ConvertError::Syntax(path.display().to_string(), e))
-}
-
-fn quote(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
-}
-
-fn kind_of(default_toml: &str) -> Kind {
-    match default_toml {
-        "true" | "false" => Kind::Bool,
-        d if d.starts_with('[') => Kind::List,
-        d if d.starts_with('"') => Kind::Text,
-        _ => Kind::Number,
-    }
-}
-
-/// A configobj value as a TOML value of `kind`; `None` when it is not one.
-fn toml_of(v: &Value, kind: Kind) -> Option<String> {
-    let text = match v {
-        Value::Text(t) => t.clone(),
-        Value::List(l) => l.join(", "),
-    };
-    match kind {
-        Kind::Bool => match text.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" | "1" => Some("true".into()),
-            "false" | "no" | "off" | "0" => Some("false".into()),
-            _ => None,
-        },
-        Kind::Number => {
-            if text.parse::<i64>().is_ok() {
-                Some(text)
-            } else {
-                text.parse::<f64>()
-                    .ok()
-                    .filter(|f| f.is_finite())
-                    .map(|f| f.to_string())
-            }
-        }
-        Kind::Text => Some(quote(&text)),
-        Kind::List => {
-            let items = match v {
-                Value::List(l) => l.clone(),
-                Value::Text(t) if t.is_empty() => Vec::new(),
-                Value::Text(t) => vec![t.clone()],
-            };
-            Some(format!(
-                "[{}]",
-                items
-                    .iter()
-                    .map(|i| quote(i))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        }
-    }
-}
-
-/// A value of a script's option, typed as Diamond's string would be read.
-fn guess(v: &Value) -> String {
-    match v {
-        Value::List(_) => toml_of(v, Kind::List).unwrap_or_default(),
-        Value::Text(t) => match t.as_str() {
-            "True" | "true" => "true".into(),
-            "False" | "false" => "false".into(),
-            t if t.parse::<i64>().is_ok() => t.to_string(),
-            t => quote(t),
-        },
-    }
 }
 
 struct Ctx<'a> {
@@ -638,26 +476,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_take_the_options_kind() {
-        let t = |s: &str| Value::Text(s.into());
-        assert_eq!(toml_of(&t("True"), Kind::Bool).as_deref(), Some("true"));
-        assert_eq!(toml_of(&t("nope"), Kind::Bool), None);
-        assert_eq!(toml_of(&t("15"), Kind::Number).as_deref(), Some("15"));
-        assert_eq!(toml_of(&t("0.5"), Kind::Number).as_deref(), Some("0.5"));
-        let q = toml_of(&t("a\"b"), Kind::Text).unwrap();
-        assert_eq!(
-            format!("x = {q}").parse::<toml::Table>().unwrap()["x"].as_str(),
-            Some("a\"b")
-        );
-        assert_eq!(
-            toml_of(&Value::List(vec!["a".into(), "b".into()]), Kind::List).as_deref(),
-            Some("[\"a\", \"b\"]")
-        );
-        assert_eq!(
-            toml_of(&t("eth0"), Kind::List).as_deref(),
-            Some("[\"eth0\"]")
-        );
-        assert_eq!(guess(&t("False")), "false");
+    fn instance_sections_are_named_safely() {
         assert_eq!(section_name("mysql", Some("db-2")), "mysql_db_2");
+        assert_eq!(section_name("foo", None), "foo");
     }
 }

@@ -2,9 +2,8 @@
 //! on: PostgreSQL (SCRAM-SHA-256 and md5), PgBouncer (SCRAM), MariaDB
 //! (mysql_native_password), each password from a secret reference (or
 //! written in plaintext under an option the collector marks secret) and
-//! found in no output, log, archive or spool file of the runs. Then
-//! userscripts, whose grant admits the directory's files and nothing else,
-//! and database "servers" that lie, stall or announce 4 GiB.
+//! found in no output, log, archive or spool file of the runs; TLS by the
+//! host; and database "servers" that lie, stall or announce 4 GiB.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -16,7 +15,7 @@ use crate::common::{self};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wdiamond");
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -24,7 +23,7 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn wdiamond(args: &[&str]) -> Command {
+pub(crate) fn wdiamond(args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
     c.args(args)
         .env("WD_TEST_PG_MD5", PG_MD5_PASSWORD)
@@ -93,7 +92,7 @@ fn header(dir: &Path) -> String {
 }
 
 /// The value of metric `name` in `once` output.
-fn value(out: &str, name: &str) -> Option<f64> {
+pub(crate) fn value(out: &str, name: &str) -> Option<f64> {
     out.lines()
         .filter_map(|l| l.strip_prefix(&format!("{name} ")))
         .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
@@ -288,61 +287,6 @@ fn mariadb_status_and_innodb_with_a_native_password() {
         "{all}"
     );
     assert!(!all.contains("wrong-Password-98"), "{all}");
-}
-
-#[test]
-fn userscripts_runs_the_directorys_files_and_nothing_else() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = dir.path().join("scripts");
-    let outside = dir.path().join("outside");
-    std::fs::create_dir_all(scripts.join("sub")).unwrap();
-    std::fs::create_dir_all(&outside).unwrap();
-    let script = |path: &Path, body: &str, exec: bool| {
-        std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
-        let mode = if exec { 0o755 } else { 0o644 };
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
-    };
-    script(&scripts.join("app.sh"), "echo 'app.users 42'\necho 'app.ratio 0.25'\necho 'not a metric line'\necho 'app.stamped 7 1700000000'\n", true);
-    script(
-        &scripts.join("failing.sh"),
-        "echo 'failing.value 1'\nexit 3\n",
-        true,
-    );
-    script(&scripts.join("plain.txt"), "echo 'plain.ran 1'\n", false);
-    script(
-        &scripts.join("sub/nested.sh"),
-        "echo 'nested.ran 1'\n",
-        true,
-    );
-    script(&outside.join("escape.sh"), "echo 'outside.ran 1'\n", true);
-    std::os::unix::fs::symlink(outside.join("escape.sh"), scripts.join("link.sh")).unwrap();
-    let conf = common::write_config(
-        dir.path(),
-        &format!(
-            "[server]\nhandlers = []\nplugin_cache_dir = {:?}\n\n[collectors.default]\nhostname = \"us\"\n\n[collectors.userscripts]\nenabled = true\nscripts_path = \"{}/\"\n",
-            common::cache_dir(),
-            scripts.display()
-        ),
-    );
-    let o = wdiamond(&["once", conf.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let all = text(&o);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(value(&out, "servers.us.app.users"), Some(42.0), "{all}");
-    assert!(out.contains("servers.us.app.ratio 0.2500 "), "{all}");
-    assert!(out.contains("servers.us.app.stamped 7 1700000000"), "{all}");
-    assert_eq!(value(&out, "servers.us.failing.value"), Some(1.0), "{all}");
-    for never in ["plain.ran", "nested.ran", "outside.ran"] {
-        assert!(!out.contains(never), "{never}: {all}");
-    }
-    assert!(
-        all.contains("invalid/unparsable output: not a metric line"),
-        "{all}"
-    );
-    assert!(all.contains("exited with status 3"), "{all}");
-    // The link out of the directory is refused by the grant, which says so.
-    assert!(all.contains("link.sh") && all.contains("denied"), "{all}");
 }
 
 /// A "database" on a free port that answers each connection with `reply`

@@ -21,7 +21,7 @@ mod config_errors;
 mod config_sample;
 /// `wdiamond convert`: Diamond's configuration (its example, and each rule) as TOML that `check` accepts.
 mod convert;
-/// The database collectors (PostgreSQL, PgBouncer, MariaDB) and userscripts against real servers, with secrets.
+/// The database collectors (PostgreSQL, PgBouncer, MariaDB) against real servers, with secrets and TLS.
 mod databases;
 /// Delivery: the spool, crashes, restarts, reloads; nothing lost.
 mod delivery;
@@ -49,3 +49,5 @@ mod schedule;
 mod secrets;
 /// Service collectors against real servers.
 mod services;
+/// userscripts: a directory's scripts run, and only they.
+mod userscripts;

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use wdiamond_sdk::sql::pg::{Client, Login};
-use wdiamond_sdk::sql::{nonce, HostTransport, Rows};
+use wdiamond_sdk::sql::pg::{connect_host, Login};
+use wdiamond_sdk::sql::Rows;
 use wdiamond_sdk::{
     export_collector, host, option, secret_option, Capability, Collector, Config, ConfigValue,
     Description, Publisher,
@@ -104,28 +104,12 @@ pub struct Pgbouncer {
 
 impl Pgbouncer {
     fn stats(&self, i: &Instance) -> Result<Vec<Rows>, String> {
-        let (unix, address) = if i.host.starts_with('/') {
-            (
-                true,
-                format!("{}/.s.PGSQL.{}", i.host.trim_end_matches('/'), i.port),
-            )
-        } else {
-            (false, format!("{}:{}", i.host, i.port))
-        };
-        let user = i.user.as_deref().unwrap_or(&self.user);
         let login = Login {
-            user,
+            user: i.user.as_deref().unwrap_or(&self.user),
             password: i.password.as_deref().or(self.password.as_deref()),
             database: "pgbouncer",
         };
-        let tls = self.tls && !unix;
-        let t = if tls {
-            HostTransport::open_upgradable(&address, self.timeout_ms)?
-        } else {
-            HostTransport::open(unix, &address, self.timeout_ms)?
-        };
-        let mut c = Client::connect(t, &login, &nonce()?, tls)
-            .map_err(|e| format!("{address}, user {user:?}: {e}"))?;
+        let mut c = connect_host(&i.host, i.port, &login, self.timeout_ms, self.tls)?;
         let out = vec![c.query("SHOW POOLS")?, c.query("SHOW STATS")?];
         c.close();
         Ok(out)

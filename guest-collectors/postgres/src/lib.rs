@@ -7,8 +7,8 @@ pub mod stats;
 
 use std::collections::BTreeMap;
 
-use wdiamond_sdk::sql::pg::{Client, Login};
-use wdiamond_sdk::sql::{nonce, HostTransport, Rows};
+use wdiamond_sdk::sql::pg::{connect_host, Client, Login};
+use wdiamond_sdk::sql::{HostTransport, Rows};
 use wdiamond_sdk::{
     export_collector, host, option, secret_option, Capability, Collector, Config, ConfigValue,
     Description, Publisher,
@@ -78,31 +78,12 @@ pub fn families(
 
 impl Postgres {
     fn connect(&self, database: &str) -> Result<Client<HostTransport>, String> {
-        let (unix, address) = if self.host.starts_with('/') {
-            (
-                true,
-                format!("{}/.s.PGSQL.{}", self.host.trim_end_matches('/'), self.port),
-            )
-        } else {
-            (false, format!("{}:{}", self.host, self.port))
-        };
-        let tls = self.tls && !unix;
-        let t = if tls {
-            HostTransport::open_upgradable(&address, self.timeout_ms)?
-        } else {
-            HostTransport::open(unix, &address, self.timeout_ms)?
-        };
         let login = Login {
             user: &self.user,
             password: self.password.as_deref(),
             database,
         };
-        Client::connect(t, &login, &nonce()?, tls).map_err(|e| {
-            format!(
-                "{address}, database {database:?}, user {:?}: {e}",
-                self.user
-            )
-        })
+        connect_host(&self.host, self.port, &login, self.timeout_ms, self.tls)
     }
 }
 

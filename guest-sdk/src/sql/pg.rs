@@ -337,6 +337,42 @@ impl<T: Transport> Client<T> {
     }
 }
 
+/// Connects to a server of PostgreSQL's protocol at `host` (a directory:
+/// its Unix socket `.s.PGSQL.<port>`, as libpq reads it) and `port`, the
+/// whole session within `timeout_ms`; with `tls` (the section's
+/// `tls = true`; not over a Unix socket), TLS by the host after the
+/// SSLRequest. An error names the address, database and user.
+#[cfg(feature = "collector")]
+pub fn connect_host(
+    host: &str,
+    port: u16,
+    login: &Login,
+    timeout_ms: u32,
+    tls: bool,
+) -> Result<Client<super::HostTransport>, String> {
+    use super::HostTransport;
+    let (unix, address) = if host.starts_with('/') {
+        (
+            true,
+            format!("{}/.s.PGSQL.{port}", host.trim_end_matches('/')),
+        )
+    } else {
+        (false, format!("{host}:{port}"))
+    };
+    let tls = tls && !unix;
+    let t = if tls {
+        HostTransport::open_upgradable(&address, timeout_ms)?
+    } else {
+        HostTransport::open(unix, &address, timeout_ms)?
+    };
+    Client::connect(t, login, &super::nonce()?, tls).map_err(|e| {
+        format!(
+            "{address}, database {:?}, user {:?}: {e}",
+            login.database, login.user
+        )
+    })
+}
+
 fn unexpected(kind: u8) -> String {
     format!(
         "the server sent an unexpected message of type {:?}",
