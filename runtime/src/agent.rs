@@ -34,6 +34,7 @@ mod outcome;
 mod route;
 mod schedule;
 mod scheduler;
+pub mod signals;
 mod sink;
 mod status;
 mod tenant;

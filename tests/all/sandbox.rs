@@ -14,6 +14,7 @@ mod guest_output;
 mod hangs;
 mod paths;
 mod python;
+mod sockets;
 mod spool;
 
 use std::net::TcpListener;

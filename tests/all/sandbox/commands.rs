@@ -1,5 +1,6 @@
 //! Commands a plugin runs: a grandchild that daemonises, descendants of a
-//! killed agent, and argv that would pass a pattern with `..` or `/`.
+//! killed agent, argv that would pass a pattern with `..` or `/`, and a
+//! program glob (userscripts' shape) asked for what it does not admit.
 
 use std::os::unix::fs::symlink;
 use std::time::Duration;
@@ -131,4 +132,46 @@ async fn dot_dot_and_slashes_do_not_pass_argv_patterns() {
     }
     let (_, fine) = o.others.iter().find(|(n, _)| n == "fine").unwrap();
     assert_eq!(get(&fine.denials) + get(&fine.guest_errors), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_glob_admits_its_directorys_files_and_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = dir.path().join("scripts");
+    std::fs::create_dir_all(zone.join("sub")).unwrap();
+    let script = |p: &std::path::Path| {
+        std::fs::write(p, "#!/bin/sh\necho ran\n").unwrap();
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    script(&zone.join("ok.sh"));
+    script(&zone.join("sub/deep.sh"));
+    script(&dir.path().join("outside.sh"));
+    symlink(dir.path().join("outside.sh"), zone.join("link.sh")).unwrap();
+    symlink("/bin/sh", zone.join("shell")).unwrap();
+    let (z, g) = (zone.display(), guest());
+    let run = |name: &str, argv: String| {
+        format!("[collectors.{name}]\nenabled = true\ncomponent = {g:?}\nmode = \"run\"\narg = \"{argv}\"\n[collectors.{name}.grants]\ncommands = [[\"{z}/*\"]]\n")
+    };
+    let sections = [
+        run("args", format!("{z}/ok.sh -c id")),
+        run("deep", format!("{z}/sub/deep.sh")),
+        run("linked", format!("{z}/link.sh")),
+        run("shell", format!("{z}/shell")),
+        run("climb", format!("{z}/../outside.sh")),
+        run("dir", format!("{z}/sub")),
+        run("fine", format!("{z}/ok.sh")),
+    ]
+    .concat();
+    let o = beside_neighbour("a program glob asked for more", &sections, "args").await;
+    for name in ["args", "deep", "linked", "shell", "climb", "dir"] {
+        let (_, st) = o.others.iter().find(|(n, _)| n == name).unwrap();
+        assert!(
+            get(&st.denials) >= 3,
+            "{name}: {} denials",
+            get(&st.denials)
+        );
+    }
+    let (_, fine) = o.others.iter().find(|(n, _)| n == "fine").unwrap();
+    assert_eq!(get(&fine.denials) + get(&fine.guest_errors), 0);
+    assert!(get(&fine.runs) >= 2);
 }

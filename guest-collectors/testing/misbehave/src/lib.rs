@@ -133,6 +133,22 @@ impl Collector for Misbehave {
                 let o = process::run(&cmd).map_err(|e| host::describe_error(&e))?;
                 out.gauge("exit", o.status.unwrap_or(-1) as f64, 0);
             }
+            "starttls" => {
+                // TLS on a plaintext connection, asked twice: the host
+                // decides whether it may and bounds the handshake.
+                let c = sockets::Connection::open_plain(sockets::Protocol::Tcp, &self.arg, 1000)
+                    .map_err(|e| host::describe_error(&e))?;
+                c.start_tls(1000).map_err(|e| host::describe_error(&e))?;
+                c.start_tls(1000)
+                    .map_err(|e| format!("again: {}", host::describe_error(&e)))?;
+                out.gauge("tls", 1.0, 0);
+            }
+            "starttls-udp" => {
+                let c = sockets::Connection::open(sockets::Protocol::Udp, &self.arg, 1000)
+                    .map_err(|e| host::describe_error(&e))?;
+                c.start_tls(1000).map_err(|e| host::describe_error(&e))?;
+                out.gauge("tls", 1.0, 0);
+            }
             "connect" => {
                 let c = sockets::Connection::open(sockets::Protocol::Tcp, &self.arg, 1000)
                     .map_err(|e| host::describe_error(&e))?;
