@@ -124,6 +124,16 @@ impl Ctx<'_> {
                 let path_like = ["_file", "_path", "_dir"]
                     .iter()
                     .any(|s| e.key.ends_with(s));
+                let windows = t.as_bytes().get(1) == Some(&b':') || t.contains('\\');
+                if path_like && windows {
+                    self.note(
+                        f,
+                        e.line,
+                        true,
+                        format!("{what}: `{}` {t:?} is a Windows path; not carried over (the plugin's default stands)", e.key),
+                    );
+                    continue;
+                }
                 if path_like && !t.is_empty() && !t.contains("://") && !Path::new(t).is_absolute() {
                     let abs = self.dir.join(t).display().to_string();
                     self.note(
@@ -365,6 +375,19 @@ pub fn convert(runtime: &Runtime, path: &Path) -> Result<Conversion, ConvertErro
                 .map(|k| (k.to_string(), Kind::Number)),
         );
         known.push(("spool_dir".into(), Kind::Text));
+        // A handler is on by being in [server] handlers (Diamond's
+        // Windows example also writes `enabled` in its sections).
+        entries.retain(|(f, e)| {
+            if e.key == "enabled" {
+                ctx.notes.push(Note {
+                    file: f.clone(),
+                    line: e.line,
+                    text: format!("[[{class}]]: `enabled` is left out: a handler is on when [server] handlers names it"),
+                    lost: false,
+                });
+            }
+            e.key != "enabled"
+        });
         let _ = writeln!(ctx.out, "\n[handlers.{ours}]");
         ctx.write_entries(&format!("[[{class}]]"), &entries, &known);
     }

@@ -102,6 +102,37 @@ fn diamonds_example_configuration_converts_and_checks() {
     }
 }
 
+/// Diamond's Windows example: its archive path is a Windows one (not
+/// carried over: exit 1), everything else converts, and check accepts it.
+#[test]
+fn diamonds_windows_example_converts_and_checks() {
+    let unpacked = common::diamond::pypi("diamond", common::diamond::VERSION);
+    let example = unpacked.join("etc/diamond/diamond.conf.example.windows");
+    assert!(
+        example.is_file(),
+        "{} is not in Diamond's release",
+        example.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("diamond.conf");
+    std::fs::copy(&example, &conf).unwrap();
+    let out = dir.path().join("wdiamond.toml");
+    let report = convert_and_check(&conf, &out, 1);
+    assert!(
+        report.contains("is a Windows path; not carried over"),
+        "{report}"
+    );
+    assert!(
+        report.contains("`enabled` is left out: a handler is on when [server] handlers names it"),
+        "{report}"
+    );
+    let toml = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        toml.contains("[collectors.cpu]\nenabled = true\n"),
+        "{toml}"
+    );
+}
+
 #[test]
 fn each_rule_of_the_conversion() {
     let dir = tempfile::tempdir().unwrap();
