@@ -154,8 +154,8 @@ pub async fn run(
             .timeout
             .unwrap_or(Duration::from_secs_f64(lc.config.interval.max(1.0)));
         let name = lc.config.plugin.name.clone();
-        let (shared, instance) = LoadedCollectorShared::split(lc, None);
-        jobs.push((name, shared, Some(instance), stats, queue, router, deadline));
+        let (shared, instance) = LoadedCollectorShared::split(lc, &runtime, None);
+        jobs.push((name, shared, instance, stats, queue, router, deadline));
     }
     let mut outcomes: Vec<Outcome> = jobs
         .iter()
@@ -183,7 +183,8 @@ pub async fn run(
             )
             .await
             {
-                Ok(Some(i)) => *instance = Some(i),
+                // A per-run collector's instance ends with its run.
+                Ok(Some(i)) => *instance = (!shared.per_run).then_some(i),
                 Ok(None) => {}
                 Err(e) => {
                     shared

@@ -19,10 +19,12 @@ use crate::host::{self, GuestOutput, HostState, Limiter, PluginContext};
 mod call;
 pub mod contract;
 mod epoch;
+mod per_run;
 pub mod python;
 mod world;
 
 pub use call::{Failure, FailureKind, Instance, Stalled, Usage, SETUP_DEADLINE};
+pub use per_run::{CollectorPre, STATELESS_BUILTINS};
 pub use world::{Handler, World};
 
 use call::{bounded, drive, instantiated, setup_deadline};
@@ -65,6 +67,10 @@ pub enum Metering {
     Fuel,
     /// No fuel counting; `Usage::fuel` is 0.
     None,
+    /// No fuel counting, and the instances come from the per-run pool: a
+    /// collector instantiated for each run and dropped after it
+    /// (`instance = "per-run"`, see [`per_run`]).
+    PerRun,
 }
 
 impl Metering {
@@ -88,11 +94,14 @@ pub struct EngineSet {
 }
 
 impl EngineSet {
-    fn new(fuel: bool) -> anyhow::Result<EngineSet> {
+    fn new(fuel: bool, pool: Option<wasmtime::PoolingAllocationConfig>) -> anyhow::Result<EngineSet> {
         let mut c = wasmtime::Config::new();
         c.epoch_interruption(true);
         c.consume_fuel(fuel);
         c.max_wasm_stack(1 << 20);
+        if let Some(pool) = pool {
+            c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&c).map_err(|e| anyhow!("creating the wasm engine: {e}"))?;
         let mut collector_linker = Linker::new(&engine);
         host::add_collector_imports(&mut collector_linker)
@@ -113,6 +122,10 @@ impl EngineSet {
 pub struct Runtime {
     metered: EngineSet,
     unmetered: EngineSet,
+    /// The engine of per-run collectors, made when the first one loads
+    /// (its pool reserves address space); the unmetered one if the pool
+    /// could not be had.
+    per_run: std::sync::OnceLock<Option<EngineSet>>,
     cache_dir: PathBuf,
     compiled: Mutex<HashMap<(ComponentRef, Metering), (Component, String)>>,
     /// Held while the Python runtime is had: many Python collectors loaded
@@ -145,13 +158,14 @@ impl Runtime {
     /// only while a call is in flight). Compiled
     /// components are cached in `cache_dir`.
     pub fn new(cache_dir: &Path) -> anyhow::Result<Arc<Self>> {
-        let metered = EngineSet::new(true)?;
-        let unmetered = EngineSet::new(false)?;
+        let metered = EngineSet::new(true, None)?;
+        let unmetered = EngineSet::new(false, None)?;
         epoch::register(&metered.engine);
         epoch::register(&unmetered.engine);
         Ok(Arc::new(Runtime {
             metered,
             unmetered,
+            per_run: std::sync::OnceLock::new(),
             cache_dir: cache_dir.to_path_buf(),
             compiled: Mutex::new(HashMap::new()),
             python_once: Mutex::new(()),
@@ -162,6 +176,7 @@ impl Runtime {
         match m {
             Metering::Fuel => &self.metered,
             Metering::None => &self.unmetered,
+            Metering::PerRun => self.per_run_engines(),
         }
     }
 
@@ -169,8 +184,10 @@ impl Runtime {
     fn engines_of(&self, c: &Component) -> &EngineSet {
         if Engine::same(c.engine(), &self.metered.engine) {
             &self.metered
-        } else {
+        } else if Engine::same(c.engine(), &self.unmetered.engine) {
             &self.unmetered
+        } else {
+            self.per_run_engines()
         }
     }
 
@@ -382,14 +399,22 @@ impl Runtime {
         ctx: Arc<PluginContext>,
     ) -> Result<Instance<W>, String> {
         let entries = ctx.config.clone();
-        let mut i = self
+        let i = self
             .instance::<W>(component, ctx)
             .map_err(|e| format!("{e:#}"))?;
-        match i.configure(&entries) {
-            Ok(Ok(())) => Ok(i),
-            Ok(Err(msg)) => Err(format!("the plugin rejected its configuration: {msg}")),
-            Err(f) => Err(format!("configure failed: {f}")),
-        }
+        configure_instance(i, &entries)
+    }
+}
+
+/// `configure` called on a new instance: the instance, or why not.
+fn configure_instance<W: World>(
+    mut i: Instance<W>,
+    entries: &[crate::bindings::types::ConfigEntry],
+) -> Result<Instance<W>, String> {
+    match i.configure(entries) {
+        Ok(Ok(())) => Ok(i),
+        Ok(Err(msg)) => Err(format!("the plugin rejected its configuration: {msg}")),
+        Err(f) => Err(format!("configure failed: {f}")),
     }
 }
 

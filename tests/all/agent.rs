@@ -376,6 +376,8 @@ fn a_fuel_limit_stops_a_spinning_run_and_only_limited_plugins_count_fuel() {
     let limited = at(&loaded, "limited");
     let (r, usage) = loaded.collectors[limited]
         .instance
+        .as_mut()
+        .expect("a persistent collector's instance")
         .collect(Duration::from_secs(20));
     let failure = r.expect_err("the spin never returns");
     assert_eq!(
@@ -392,6 +394,8 @@ fn a_fuel_limit_stops_a_spinning_run_and_only_limited_plugins_count_fuel() {
     let free = at(&loaded, "free");
     let (r, usage) = loaded.collectors[free]
         .instance
+        .as_mut()
+        .expect("a persistent collector's instance")
         .collect(Duration::from_secs(20));
     assert!(matches!(r, Ok(Ok(_))));
     assert_eq!(
@@ -457,12 +461,12 @@ max_metrics = 100
             .iter_mut()
             .find(|c| c.config.plugin.name == name)
             .unwrap();
-        let (r, _) = lc.instance.collect(Duration::from_secs(10));
+        let (r, _) = lc.instance_mut(&rt).unwrap().collect(Duration::from_secs(10));
         match r.unwrap() {
             Ok(set) => {
                 let checked =
                     lc.publication
-                        .publish_with(set, 1_700_000_000, lc.instance.series_mut());
+                        .publish_with(set, 1_700_000_000, lc.instance.as_mut().unwrap().series_mut());
                 assert_eq!(checked.rejected, 0, "{name}: {:?}", checked.reasons);
                 Ok((checked.published.lines().to_string(), checked.filtered))
             }

@@ -249,8 +249,11 @@ fn run_case(collector: &str, case: &Path, guest: Guest) -> Vec<String> {
     let rt = common::runtime();
     let mut loaded = wdiamond::agent::load(&rt, &config, &facts)
         .unwrap_or_else(|e| panic!("{}: {e}", case.display()));
-    let lc = loaded.collectors.remove(0);
-    let mut instance = lc.instance;
+    let mut lc = loaded.collectors.remove(0);
+    // A per-run collector (the built-ins that keep no state, by default)
+    // gets a fresh instance for every sample, as the agent runs it: its
+    // figures must be Diamond's all the same.
+    let per_run = lc.instancing == wdiamond::config::Instancing::PerRun;
 
     let input = case.join("input");
     let samples: Vec<PathBuf> = if input.join("1").is_dir() {
@@ -300,6 +303,10 @@ fn run_case(collector: &str, case: &Path, guest: Guest) -> Vec<String> {
                 .collect();
             std::fs::write(&file, format!("{} {}\n", loads.join(" "), rest.join(" "))).unwrap();
         }
+        if per_run {
+            lc.instance = None;
+        }
+        let instance = lc.instance_mut(&rt).expect("instantiating");
         let (result, _) = instance.collect(Duration::from_secs(10));
         let metrics = match result {
             Ok(Ok(m)) => m,

@@ -35,6 +35,7 @@ mod fuzz;
 mod handler_batches;
 /// Each handler against its real backend.
 mod handlers;
+mod instancing;
 /// The standard collectors on this machine's own /proc and /sys.
 mod live;
 /// The Debian package and its systemd unit, installed into a scratch root and run there.

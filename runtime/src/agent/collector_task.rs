@@ -14,7 +14,8 @@ use crate::host::info::wall_clock;
 use crate::host::{HostFacts, PluginContext};
 use crate::logging::Kind as LogKind;
 use crate::metric::Publication;
-use crate::plugin::{Instance, Runtime};
+use crate::config::Instancing;
+use crate::plugin::{CollectorPre, Instance, Runtime};
 use crate::stats::PluginStats;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -70,8 +71,16 @@ fn collect_once(
     let mut instance = match instance {
         Some(i) => i,
         None => {
-            let mut i = runtime.configured::<CollectorPlugin>(&lc.component, lc.ctx.clone())?;
-            tracing::info!("re-instantiated");
+            let mut i = match &lc.pre {
+                // A per-run collector's instance of this run.
+                Some(pre) => runtime.configured_from(pre, lc.ctx.clone())?,
+                None => {
+                    let i =
+                        runtime.configured::<CollectorPlugin>(&lc.component, lc.ctx.clone())?;
+                    tracing::info!("re-instantiated");
+                    i
+                }
+            };
             if let Some(a) = &lc.abort {
                 i.set_abort(a.clone());
             }
@@ -198,12 +207,27 @@ fn publish_run(
 }
 
 impl LoadedCollectorShared {
-    /// A loaded collector as its runs share it, and its first instance.
+    /// A loaded collector as its runs share it, and its first instance
+    /// (none for a per-run collector, whose imports are resolved here once).
     pub fn split(
         lc: LoadedCollector,
+        runtime: &Runtime,
         abort: Option<watch::Receiver<bool>>,
-    ) -> (Arc<LoadedCollectorShared>, Instance<CollectorPlugin>) {
+    ) -> (Arc<LoadedCollectorShared>, Option<Instance<CollectorPlugin>>) {
+        let pre = match lc.instancing {
+            Instancing::Persistent => None,
+            Instancing::PerRun => match runtime.collector_pre(&lc.component) {
+                Ok(pre) => Some(pre),
+                Err(e) => {
+                    // Instantiated the ordinary way each run.
+                    tracing::warn!(error = %e, "cannot resolve the imports once; instantiating in full at each run");
+                    None
+                }
+            },
+        };
         let shared = Arc::new(LoadedCollectorShared {
+            per_run: lc.instancing == Instancing::PerRun,
+            pre,
             component: lc.component,
             ctx: lc.ctx,
             publication: lc.publication,
@@ -217,6 +241,10 @@ impl LoadedCollectorShared {
 
 /// The parts of a [`LoadedCollector`] the collector task shares.
 pub struct LoadedCollectorShared {
+    /// A new instance for each run, dropped after it.
+    pub per_run: bool,
+    /// A per-run collector's component with its imports resolved.
+    pub pre: Option<CollectorPre>,
     /// Compiled component.
     pub component: Component,
     /// Context for new instances.
@@ -284,7 +312,8 @@ impl Runs {
         let interval = self.interval;
         match outcome {
             Ok(Some(i)) => {
-                s.instance = Some(i);
+                // A per-run collector's instance ends with its run.
+                s.instance = (!self.lc.per_run).then_some(i);
                 s.failures = 0;
             }
             other => {
@@ -332,8 +361,10 @@ pub(super) async fn collector_task(
         .unwrap_or(schedule.default_deadline());
     let span = lc.ctx.span.clone();
     span.in_scope(|| tracing::info!(interval, stagger = schedule.stagger(), deadline = ?deadline, "scheduled"));
-    let (shared, mut first) = LoadedCollectorShared::split(lc, Some(abort.clone()));
-    first.set_abort(abort);
+    let (shared, mut first) = LoadedCollectorShared::split(lc, &runtime, Some(abort.clone()));
+    if let Some(first) = &mut first {
+        first.set_abort(abort);
+    }
     let runs = Arc::new(Runs {
         runtime,
         lc: shared,
@@ -342,7 +373,7 @@ pub(super) async fn collector_task(
         deadline,
         interval,
         state: Arc::new(tokio::sync::Mutex::new(RunState {
-            instance: Some(first),
+            instance: first,
             failures: 0,
             retry_at: 0.0,
         })),

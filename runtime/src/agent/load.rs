@@ -14,13 +14,14 @@ use crate::bindings::types::{ConfigEntry, Description};
 use crate::config;
 use crate::config::ConfigValue;
 use crate::config::{
-    CollectorConfig, ComponentRef, ConfigError, ConfigErrors, HandlerConfig, PluginConfig,
+    CollectorConfig, ComponentRef, ConfigError, ConfigErrors, HandlerConfig, Instancing,
+    PluginConfig,
 };
 use crate::host::tls::TlsSettings;
 use crate::host::{HostFacts, PluginContext};
 use crate::metric::Publication;
 use crate::plugin::Handler;
-use crate::plugin::{python, Instance, Metering, Runtime, World};
+use crate::plugin::{python, Instance, Metering, Runtime, World, STATELESS_BUILTINS};
 use crate::queue::Spool;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,10 +40,46 @@ pub struct LoadedCollector {
     pub ctx: Arc<PluginContext>,
     /// Path building and filters.
     pub publication: Publication,
-    /// A configured instance.
-    pub instance: Instance<CollectorPlugin>,
+    /// A configured instance (`None` for a per-run collector: its
+    /// configuration was checked on one, dropped at once).
+    pub instance: Option<Instance<CollectorPlugin>>,
+    /// Whether its runs keep one instance or make one each.
+    pub instancing: Instancing,
     /// Its tenant, if any.
     pub tenant: Option<Arc<Tenant>>,
+}
+
+impl LoadedCollector {
+    /// Its instance, made (and configured) if it holds none: a per-run
+    /// collector's, or one lost to a failure.
+    pub fn instance_mut(
+        &mut self,
+        runtime: &Runtime,
+    ) -> Result<&mut Instance<CollectorPlugin>, String> {
+        if self.instance.is_none() {
+            self.instance = Some(runtime.configured::<CollectorPlugin>(&self.component, self.ctx.clone())?);
+        }
+        Ok(self.instance.as_mut().expect("made above"))
+    }
+}
+
+/// How a collector's instance lives: its section's `instance`, else per run
+/// for a built-in that keeps no state ([`STATELESS_BUILTINS`]) and is not
+/// counted in fuel (the per-run pool's engine counts none), else
+/// persistent. `Err` names what does not go together.
+pub fn instancing(c: &CollectorConfig, metered: bool) -> Result<Instancing, String> {
+    let stateless = matches!(&c.plugin.component, ComponentRef::Builtin(n) if STATELESS_BUILTINS.contains(&n.as_str()));
+    match c.instance {
+        None if stateless && !metered => Ok(Instancing::PerRun),
+        None | Some(Instancing::Persistent) => Ok(Instancing::Persistent),
+        Some(Instancing::PerRun) if matches!(c.plugin.component, ComponentRef::Python(_)) => Err(
+            "`instance = \"per-run\"` is for compiled components: a Python collector's interpreter takes milliseconds to make, so it is kept from run to run; remove the line".into(),
+        ),
+        Some(Instancing::PerRun) if metered => Err(
+            "`instance = \"per-run\"` does not go with a fuel limit (`limits.fuel` or the tenant's `max_fuel_per_interval`): a collector counted in fuel keeps its instance; remove one of the two".into(),
+        ),
+        Some(Instancing::PerRun) => Ok(Instancing::PerRun),
+    }
 }
 
 /// A handler ready to run.
@@ -143,7 +180,15 @@ pub fn load(
     config: &config::Config,
     facts: &HostFacts,
 ) -> Result<Loaded, ConfigErrors> {
-    let plugins = config.collectors.iter().filter(|c| c.enabled).count() + config.handlers.len();
+    // Per-run collectors hold no mappings between runs.
+    let persistent = config
+        .collectors
+        .iter()
+        .filter(|c| {
+            c.enabled && instancing(c, c.plugin.limits.fuel.is_some()) != Ok(Instancing::PerRun)
+        })
+        .count();
+    let plugins = persistent + config.handlers.len();
     if let Err(message) = crate::memory::check_mapping_room(plugins) {
         let location = config::Location {
             file: config.source.clone(),
@@ -267,9 +312,19 @@ fn load_collector(
 ) -> Option<LoadedCollector> {
     let p = &c.plugin;
     // Fuel is counted only where a limit needs it (see `Metering`).
-    let metering = Metering::for_limit(
-        p.limits.fuel.is_some() || tenant.as_ref().is_some_and(|t| t.config.max_fuel.is_some()),
-    );
+    let metered =
+        p.limits.fuel.is_some() || tenant.as_ref().is_some_and(|t| t.config.max_fuel.is_some());
+    let instancing = match instancing(c, metered) {
+        Ok(i) => i,
+        Err(e) => {
+            errors.push(p.error_at("instance", e));
+            return None;
+        }
+    };
+    let metering = match instancing {
+        Instancing::PerRun => Metering::PerRun,
+        Instancing::Persistent => Metering::for_limit(metered),
+    };
     let hostname = match &c.hostname {
         Some(h) => Some(h.clone()),
         None => crate::hostname::resolve(c.hostname_method),
@@ -302,6 +357,9 @@ fn load_collector(
             .as_ref()
             .map(|t| (t.config.name.clone(), t.config.prefix.clone())),
     };
+    // A per-run collector's configuration was checked on `instance`; it
+    // holds no pool slot until its first run.
+    let instance = (instancing == Instancing::Persistent).then_some(instance);
     Some(LoadedCollector {
         config: c.clone(),
         description,
@@ -309,6 +367,7 @@ fn load_collector(
         ctx,
         publication,
         instance,
+        instancing,
         tenant,
     })
 }

@@ -186,6 +186,36 @@ pub struct CollectorConfig {
     pub ttl_multiplier: u32,
     /// `tenant`: the tenant it belongs to.
     pub tenant: Option<String>,
+    /// `instance`: whether its instance lives from run to run (default:
+    /// per run for the built-ins that keep no state, see
+    /// [`CollectorConfig::instancing`]).
+    pub instance: Option<Instancing>,
+}
+
+/// How long a collector's instance lives (`instance = "persistent"` or
+/// `"per-run"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instancing {
+    /// One instance from run to run: what it keeps (previous counter
+    /// samples) lives until it is restarted.
+    Persistent,
+    /// A new instance for each run, dropped after it: nothing is held
+    /// between runs, for collectors that keep nothing.
+    PerRun,
+}
+
+impl Instancing {
+    /// The values `instance` takes.
+    pub const NAMES: &'static str = "\"persistent\", \"per-run\"";
+
+    /// The value of `instance = "..."`.
+    pub fn parse(s: &str) -> Option<Instancing> {
+        match s {
+            "persistent" => Some(Instancing::Persistent),
+            "per-run" => Some(Instancing::PerRun),
+            _ => None,
+        }
+    }
 }
 
 /// A compiled `metrics_whitelist` / `metrics_blacklist` regex (compared

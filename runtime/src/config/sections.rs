@@ -10,7 +10,7 @@ use toml::Value;
 use super::plugin_keys::{component_ref, read_tls_key};
 use super::reader::{option_value, resolve, Doc, Reader};
 use super::ConfigValue;
-use super::{CollectorConfig, ComponentRef, ConfigError, Limits, PluginConfig, TlsConfig};
+use super::{CollectorConfig, ComponentRef, ConfigError, Instancing, Limits, PluginConfig, TlsConfig};
 use crate::grants::Grants;
 use crate::hostname::HostnameMethod;
 
@@ -64,6 +64,7 @@ pub(super) const COLLECTOR_KEYS: &[&str] = &[
     "python_path",
     "ttl_multiplier",
     "tenant",
+    "instance",
 ];
 /// A handler's own keys (besides [`PLUGIN_KEYS`] and [`TLS_KEYS`]).
 pub(super) const HANDLER_KEYS: &[&str] = &[
@@ -389,6 +390,7 @@ pub(super) fn read_collector(
         publish_first_rate: false,
         ttl_multiplier: 2,
         tenant: None,
+        instance: None,
     };
     each_host_key(layers, host, errors, |r, path, k, v| {
         match k {
@@ -430,6 +432,17 @@ pub(super) fn read_collector(
                 c.ttl_multiplier = r.count(path, v).unwrap_or(2).min(u32::MAX as u64) as u32
             }
             "tenant" => c.tenant = r.string(path, v),
+            "instance" => {
+                if let Some(s) = r.string(path, v) {
+                    match Instancing::parse(&s) {
+                        Some(i) => c.instance = Some(i),
+                        None => r.err(
+                            path,
+                            format!("unknown instance lifetime {s:?} (one of: {})", Instancing::NAMES),
+                        ),
+                    }
+                }
+            }
             "python_path" => {
                 let dirs = r.strings(path, v).unwrap_or_default();
                 c.plugin.python_path = dirs.iter().map(|d| resolve(config_dir, d)).collect();
