@@ -46,7 +46,7 @@ pub use describe::{
     accept_description, check_description, BUILTIN_PATHS, MAX_CAPABILITIES, MAX_OPTIONS,
     MAX_SUMMARY,
 };
-pub use load::{load, open_spools, Loaded, LoadedCollector, LoadedHandler};
+pub use load::{load, open_spools, Loaded, LoadedCollector, LoadedHandler, PER_RUN_FROM};
 pub use options::overlay;
 pub use route::{publish, reached, to_all, Route, Router};
 pub use tenant::Tenant;
@@ -137,7 +137,9 @@ pub struct Agent {
 
 /// What identifies a running collector: its configuration and its
 /// tenant's quotas (a fuel quota also decides whether its code counts fuel).
-type CollectorIdentity = (config::CollectorConfig, Option<config::TenantConfig>);
+/// A running collector's section and tenant, compared at a reload (boxed:
+/// one per collector, read only then).
+type CollectorIdentity = Box<(config::CollectorConfig, Option<config::TenantConfig>)>;
 
 /// What a reload's loading gives back.
 type Reloaded = Result<Result<(config::Config, Loaded), ConfigErrors>, String>;

@@ -199,6 +199,11 @@ fn run_case(collector: &str, case: &Path, guest: Guest) -> Vec<String> {
             text.push_str(&format!("{k} = {}\n", toml_value(v)));
         }
     }
+    if guest == Guest::Rust && wdiamond::plugin::STATELESS_BUILTINS.contains(&collector) {
+        // Run per run (a fresh instance for every sample, below), as an
+        // agent of many collectors runs it by default.
+        text.push_str("instance = \"per-run\"\n");
+    }
     if guest != Guest::Rust {
         let script = match guest {
             Guest::Diamond => common::diamond::script(diamond_script(collector)),

@@ -130,12 +130,48 @@ fn the_running_agent_makes_a_per_run_instance_at_every_run() {
     assert!(kept.len() >= 3 && fresh.len() >= 3, "{kept:?} {fresh:?}\n{agent_log}");
     assert_eq!(&kept[..3], &[1.0, 2.0, 3.0], "{agent_log}");
     assert!(fresh.iter().all(|v| *v == 1.0), "{fresh:?}\n{agent_log}");
-    // The built-in loadavg runs per run by default, and publishes.
+    // Beside them, a built-in (persistent in an agent of few collectors).
     let archived = std::fs::read_to_string(&archive).unwrap();
     assert!(archived.contains("servers.h.loadavg.01 "), "{agent_log}");
     // Quietly: a per-run instance is not a re-instantiation after a failure.
     assert!(!agent_log.contains("re-instantiated"), "{agent_log}");
     assert!(status.success(), "{agent_log}");
+}
+
+#[test]
+fn the_stateless_built_ins_run_per_run_in_an_agent_of_many_collectors() {
+    let instancing = |n: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = format!(
+            "[server]\nhandlers = []\nplugin_cache_dir = {:?}\n[collectors.cpu]\nenabled = true\n[collectors.kept]\nenabled = true\ncomponent = \"uptime\"\ninstance = \"persistent\"\n",
+            common::cache_dir()
+        );
+        for i in 2..n {
+            text.push_str(&format!("[collectors.load{i}]\nenabled = true\ncomponent = \"loadavg\"\n"));
+        }
+        let conf = common::write_config(dir.path(), &text);
+        let config = wdiamond::config::load(&conf).unwrap();
+        let loaded =
+            wdiamond::agent::load(&common::runtime(), &config, &wdiamond::host::HostFacts::default())
+                .unwrap();
+        let of = |name: &str| {
+            let c = loaded.collectors.iter().find(|c| c.config.plugin.name == name).unwrap();
+            (c.instancing, c.instance.is_some())
+        };
+        (of("cpu"), of("kept"), of("load2"))
+    };
+    use wdiamond::config::Instancing::{PerRun, Persistent};
+    let few = wdiamond::agent::PER_RUN_FROM - 1;
+    assert_eq!(
+        instancing(few),
+        ((Persistent, true), (Persistent, true), (Persistent, true))
+    );
+    // From PER_RUN_FROM on: loadavg per run, holding no instance; cpu (rates)
+    // and the one set persistent keep theirs.
+    assert_eq!(
+        instancing(few + 1),
+        ((Persistent, true), (Persistent, true), (PerRun, false))
+    );
 }
 
 #[test]
@@ -198,4 +234,58 @@ fn what_does_not_go_with_per_run_is_a_configuration_error() {
             "{stderr}"
         );
     }
+}
+
+/// CPU of a run of the built-in loadavg, held instance against a per-run
+/// one (instantiated from the pool, configured, run, dropped), on this
+/// thread; median of 5 rounds of 2,000. A benchmark, not a test:
+/// `cargo test --release --test all -- instancing::cost --ignored --nocapture`.
+#[test]
+#[ignore]
+fn cost() {
+    fn thread_cpu() -> Duration {
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = common::write_config(
+        dir.path(),
+        &format!(
+            "[server]\nhandlers = []\nplugin_cache_dir = {:?}\n\
+             [collectors.fresh]\nenabled = true\ncomponent = \"loadavg\"\ninstance = \"per-run\"\n\
+             [collectors.kept]\nenabled = true\ncomponent = \"loadavg\"\ninstance = \"persistent\"\n",
+            common::cache_dir()
+        ),
+    );
+    let config = wdiamond::config::load(&conf).unwrap();
+    let rt = common::runtime();
+    let mut loaded =
+        wdiamond::agent::load(&rt, &config, &wdiamond::host::HostFacts::default()).unwrap();
+    let pre = rt.collector_pre(&loaded.collectors[0].component).unwrap();
+    let ctx = loaded.collectors[0].ctx.clone();
+    let kept = loaded.collectors[1].instance.as_mut().unwrap();
+    let n = 2000;
+    let (mut held, mut fresh) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let t = thread_cpu();
+        for _ in 0..n {
+            let (r, _) = kept.collect(Duration::from_secs(10));
+            assert!(matches!(r, Ok(Ok(_))));
+        }
+        held.push((thread_cpu() - t).as_secs_f64() * 1e6 / n as f64);
+        let t = thread_cpu();
+        for _ in 0..n {
+            let mut i = rt.configured_from(&pre, ctx.clone()).unwrap();
+            let (r, _) = i.collect(Duration::from_secs(10));
+            assert!(matches!(r, Ok(Ok(_))));
+        }
+        fresh.push((thread_cpu() - t).as_secs_f64() * 1e6 / n as f64);
+    }
+    held.sort_by(f64::total_cmp);
+    fresh.sort_by(f64::total_cmp);
+    println!(
+        "loadavg, CPU a run: held instance {:.1} µs (rounds {held:.1?}); per-run instance {:.1} µs (rounds {fresh:.1?})",
+        held[2], fresh[2]
+    );
 }

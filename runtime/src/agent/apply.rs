@@ -118,10 +118,10 @@ impl Agent {
             let name = lc.config.plugin.name.clone();
             // The tenant's quotas are part of it (a fuel quota also decides
             // whether the collector's code counts fuel).
-            let identity: CollectorIdentity = (
+            let identity: CollectorIdentity = Box::new((
                 lc.config.clone(),
                 lc.tenant.as_ref().map(|t| t.config.clone()),
-            );
+            ));
             if let Some(r) = self.collectors.remove(&name) {
                 if r.config == identity {
                     keep.insert(name, r);
@@ -134,7 +134,7 @@ impl Agent {
             let (tx, rx) = watch::channel(false);
             let task = tokio::spawn(collector_task(
                 self.runtime.clone(),
-                lc,
+                Box::new(lc),
                 self.router.clone(),
                 rx,
                 self.abort_collectors.subscribe(),

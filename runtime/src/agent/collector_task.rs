@@ -344,7 +344,7 @@ impl Runs {
 /// task only waits for the stop, then for a run in flight.
 pub(super) async fn collector_task(
     runtime: Arc<Runtime>,
-    lc: LoadedCollector,
+    lc: Box<LoadedCollector>,
     router: Router,
     mut stop: watch::Receiver<bool>,
     abort: watch::Receiver<bool>,
@@ -361,7 +361,7 @@ pub(super) async fn collector_task(
         .unwrap_or(schedule.default_deadline());
     let span = lc.ctx.span.clone();
     span.in_scope(|| tracing::info!(interval, stagger = schedule.stagger(), deadline = ?deadline, "scheduled"));
-    let (shared, mut first) = LoadedCollectorShared::split(lc, &runtime, Some(abort.clone()));
+    let (shared, mut first) = LoadedCollectorShared::split(*lc, &runtime, Some(abort.clone()));
     if let Some(first) = &mut first {
         first.set_abort(abort);
     }

@@ -63,14 +63,21 @@ impl LoadedCollector {
     }
 }
 
-/// How a collector's instance lives: its section's `instance`, else per run
+/// From how many enabled collectors the stateless built-ins run per run by
+/// default. Below, persistent instances cost less than the pool's code and
+/// bookkeeping (about 1 MB of RSS, `scripts/footprint default --instance`);
+/// above, a held instance's ~60 KB each decides (BENCHMARKS.md).
+pub const PER_RUN_FROM: usize = 64;
+
+/// How a collector's instance lives: its section's `instance`, else — when
+/// the agent runs [`PER_RUN_FROM`] collectors or more (`many`) — per run
 /// for a built-in that keeps no state ([`STATELESS_BUILTINS`]) and is not
 /// counted in fuel (the per-run pool's engine counts none), else
 /// persistent. `Err` names what does not go together.
-pub fn instancing(c: &CollectorConfig, metered: bool) -> Result<Instancing, String> {
+pub fn instancing(c: &CollectorConfig, metered: bool, many: bool) -> Result<Instancing, String> {
     let stateless = matches!(&c.plugin.component, ComponentRef::Builtin(n) if STATELESS_BUILTINS.contains(&n.as_str()));
     match c.instance {
-        None if stateless && !metered => Ok(Instancing::PerRun),
+        None if many && stateless && !metered => Ok(Instancing::PerRun),
         None | Some(Instancing::Persistent) => Ok(Instancing::Persistent),
         Some(Instancing::PerRun) if matches!(c.plugin.component, ComponentRef::Python(_)) => Err(
             "`instance = \"per-run\"` is for compiled components: a Python collector's interpreter takes milliseconds to make, so it is kept from run to run; remove the line".into(),
@@ -180,12 +187,14 @@ pub fn load(
     config: &config::Config,
     facts: &HostFacts,
 ) -> Result<Loaded, ConfigErrors> {
+    let many = config.collectors.iter().filter(|c| c.enabled).count() >= PER_RUN_FROM;
     // Per-run collectors hold no mappings between runs.
     let persistent = config
         .collectors
         .iter()
         .filter(|c| {
-            c.enabled && instancing(c, c.plugin.limits.fuel.is_some()) != Ok(Instancing::PerRun)
+            c.enabled
+                && instancing(c, c.plugin.limits.fuel.is_some(), many) != Ok(Instancing::PerRun)
         })
         .count();
     let plugins = persistent + config.handlers.len();
@@ -216,7 +225,7 @@ pub fn load(
     for c in config.collectors.iter().filter(|c| c.enabled) {
         let tenant = c.tenant.as_ref().and_then(|t| tenants.get(t)).cloned();
         let health = config.server.health_path.as_str();
-        match load_collector(runtime, c, &facts, tenant, health, &mut errors) {
+        match load_collector(runtime, c, &facts, tenant, health, many, &mut errors) {
             Some(l) => collectors.push(l),
             None => continue,
         }
@@ -308,13 +317,14 @@ fn load_collector(
     facts: &HostFacts,
     tenant: Option<Arc<Tenant>>,
     health_path: &str,
+    many: bool,
     errors: &mut Vec<ConfigError>,
 ) -> Option<LoadedCollector> {
     let p = &c.plugin;
     // Fuel is counted only where a limit needs it (see `Metering`).
     let metered =
         p.limits.fuel.is_some() || tenant.as_ref().is_some_and(|t| t.config.max_fuel.is_some());
-    let instancing = match instancing(c, metered) {
+    let instancing = match instancing(c, metered, many) {
         Ok(i) => i,
         Err(e) => {
             errors.push(p.error_at("instance", e));

@@ -31,9 +31,11 @@ use crate::host::{HostState, PluginContext};
 /// collector is instantiated from at each run.
 pub type CollectorPre = CollectorPluginPre<HostState>;
 
-/// The built-in collectors that keep nothing between runs: they run
-/// per run unless their section says `instance = "persistent"` (a test
-/// runs each both ways and compares). The others take rates of counters.
+/// The built-in collectors that keep nothing between runs: in an agent of
+/// many collectors ([`crate::agent::PER_RUN_FROM`]) they run per run unless
+/// their section says `instance = "persistent"` (the compat suite runs
+/// each per run against Diamond's figures). The others take rates of
+/// counters.
 pub const STATELESS_BUILTINS: &[&str] = &[
     "loadavg",
     "memory",
@@ -68,8 +70,9 @@ fn pool() -> PoolingAllocationConfig {
         .total_tables(slots * 4)
         .max_tables_per_component(4)
         .total_stacks(slots)
-        .linear_memory_keep_resident(64 << 10)
-        .table_keep_resident(16 << 10);
+        .linear_memory_keep_resident(4 << 20)
+        .table_keep_resident(64 << 10)
+        .pagemap_scan(wasmtime::Enabled::Auto);
     p
 }
 
