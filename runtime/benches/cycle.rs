@@ -172,7 +172,11 @@ fn main() {
             let mut n = 0;
             let mut in_publish = Duration::ZERO;
             for lc in &mut loaded.collectors {
-                let (r, _) = lc.instance.collect(Duration::from_secs(10));
+                let (r, _) = lc
+                    .instance
+                    .as_mut()
+                    .expect("a persistent instance")
+                    .collect(Duration::from_secs(10));
                 let p0 = thread_cpu();
                 let checked = lc.publication.publish(r.unwrap().unwrap(), 0);
                 in_publish += thread_cpu() - p0;

@@ -66,7 +66,11 @@ fn cpu_per_run(loaded: &mut agent::Loaded) -> Vec<f64> {
             let mut v = Vec::with_capacity(RUNS);
             for _ in 0..RUNS {
                 let c0 = thread_cpu();
-                let (r, _) = lc.instance.collect(Duration::from_secs(10));
+                let (r, _) = lc
+                    .instance
+                    .as_mut()
+                    .expect("a persistent instance")
+                    .collect(Duration::from_secs(10));
                 let checked = lc.publication.publish(r.unwrap().unwrap(), 0);
                 std::hint::black_box(&checked);
                 v.push((thread_cpu() - c0).as_secs_f64() * 1e6);

@@ -101,10 +101,19 @@ fn main() {
     let rt = Runtime::new(&cache).unwrap();
     let mut loaded = agent::load(&rt, &config, &HostFacts::default()).unwrap();
     let mut lc = loaded.collectors.remove(0);
-    let (r, _) = lc.instance.collect(Duration::from_secs(60));
-    let checked =
-        lc.publication
-            .publish_with(r.unwrap().unwrap(), 1_795_000_000, lc.instance.series_mut());
+    let (r, _) = lc
+        .instance
+        .as_mut()
+        .expect("a persistent instance")
+        .collect(Duration::from_secs(60));
+    let checked = lc.publication.publish_with(
+        r.unwrap().unwrap(),
+        1_795_000_000,
+        lc.instance
+            .as_mut()
+            .expect("a persistent instance")
+            .series_mut(),
+    );
     assert_eq!(checked.published.len(), METRICS);
     let all = Arc::new(checked.published);
     println!("{METRICS} metrics (declared series) per round in batches of {BATCH}, {ROUNDS} rounds after a warm-up; wall time of `process`");

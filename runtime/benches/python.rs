@@ -184,7 +184,11 @@ fn main() {
             let mut v = Vec::with_capacity(RUNS);
             for _ in 0..RUNS {
                 let c0 = thread_cpu();
-                let (r, _) = lc.instance.collect(Duration::from_secs(10));
+                let (r, _) = lc
+                    .instance
+                    .as_mut()
+                    .expect("a persistent instance")
+                    .collect(Duration::from_secs(10));
                 let checked = lc.publication.publish(r.unwrap().unwrap(), 0);
                 v.push((thread_cpu() - c0).as_secs_f64() * 1e6);
                 counts.insert(name, checked.published.len());

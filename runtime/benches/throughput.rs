@@ -174,17 +174,30 @@ fn one_thread(
         let before = received.load(Ordering::Relaxed);
         if let Some(gen) = gen.as_deref_mut() {
             let g0 = Instant::now();
-            let (r, _) = gen.instance.collect(Duration::from_secs(60));
+            let (r, _) = gen
+                .instance
+                .as_mut()
+                .expect("a persistent instance")
+                .collect(Duration::from_secs(60));
             r.unwrap().unwrap();
             t_gen.push(g0.elapsed().as_secs_f64() * 1e3);
         }
         let t0 = Instant::now();
-        let (r, _) = lc.instance.collect(Duration::from_secs(60));
+        let (r, _) = lc
+            .instance
+            .as_mut()
+            .expect("a persistent instance")
+            .collect(Duration::from_secs(60));
         let metrics = r.unwrap().unwrap();
         let t1 = Instant::now();
-        let checked = lc
-            .publication
-            .publish_with(metrics, 1_795_000_000, lc.instance.series_mut());
+        let checked = lc.publication.publish_with(
+            metrics,
+            1_795_000_000,
+            lc.instance
+                .as_mut()
+                .expect("a persistent instance")
+                .series_mut(),
+        );
         let t2 = Instant::now();
         assert_eq!(checked.published.len(), BATCH);
         let mut in_pack = Duration::ZERO;

@@ -94,7 +94,10 @@ pub struct EngineSet {
 }
 
 impl EngineSet {
-    fn new(fuel: bool, pool: Option<wasmtime::PoolingAllocationConfig>) -> anyhow::Result<EngineSet> {
+    fn new(
+        fuel: bool,
+        pool: Option<wasmtime::PoolingAllocationConfig>,
+    ) -> anyhow::Result<EngineSet> {
         let mut c = wasmtime::Config::new();
         c.epoch_interruption(true);
         c.consume_fuel(fuel);

@@ -461,12 +461,17 @@ max_metrics = 100
             .iter_mut()
             .find(|c| c.config.plugin.name == name)
             .unwrap();
-        let (r, _) = lc.instance_mut(&rt).unwrap().collect(Duration::from_secs(10));
+        let (r, _) = lc
+            .instance_mut(&rt)
+            .unwrap()
+            .collect(Duration::from_secs(10));
         match r.unwrap() {
             Ok(set) => {
-                let checked =
-                    lc.publication
-                        .publish_with(set, 1_700_000_000, lc.instance.as_mut().unwrap().series_mut());
+                let checked = lc.publication.publish_with(
+                    set,
+                    1_700_000_000,
+                    lc.instance.as_mut().unwrap().series_mut(),
+                );
                 assert_eq!(checked.rejected, 0, "{name}: {:?}", checked.reasons);
                 Ok((checked.published.lines().to_string(), checked.filtered))
             }

@@ -94,7 +94,11 @@ fn diamond_collectors_publish_on_this_host() {
             if run > 0 {
                 std::thread::sleep(Duration::from_millis(300));
             }
-            if let (Ok(Ok(m)), _) = lc.instance_mut(&rt).unwrap().collect(Duration::from_secs(10)) {
+            if let (Ok(Ok(m)), _) = lc
+                .instance_mut(&rt)
+                .unwrap()
+                .collect(Duration::from_secs(10))
+            {
                 count += lc.publication.publish(m, 0).published.len();
             }
         }

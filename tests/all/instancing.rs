@@ -40,7 +40,9 @@ fn runs_of(stdout: &str, collector: &str) -> Vec<(u64, f64)> {
     stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["collector"] == collector && m["path"].as_str().unwrap_or("").ends_with(".runs"))
+        .filter(|m| {
+            m["collector"] == collector && m["path"].as_str().unwrap_or("").ends_with(".runs")
+        })
         .map(|m| (m["run"].as_u64().unwrap(), m["value"].as_f64().unwrap()))
         .collect()
 }
@@ -65,15 +67,30 @@ fn a_per_run_collector_starts_from_nothing_and_gives_its_slot_back() {
         ));
     }
     let conf = common::write_config(dir.path(), &text);
-    let o = wdiamond(&["once", conf.to_str().unwrap(), "--wait", "0", "--format", "json"]);
+    let o = wdiamond(&[
+        "once",
+        conf.to_str().unwrap(),
+        "--wait",
+        "0",
+        "--format",
+        "json",
+    ]);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&o.stdout).to_string(),
         String::from_utf8_lossy(&o.stderr).to_string(),
     );
     // The persistent one counted its two runs; the per-run one saw one
     // run in each of its instances.
-    assert_eq!(runs_of(&stdout, "kept"), vec![(1, 1.0), (2, 2.0)], "{stderr}");
-    assert_eq!(runs_of(&stdout, "fresh"), vec![(1, 1.0), (2, 1.0)], "{stderr}");
+    assert_eq!(
+        runs_of(&stdout, "kept"),
+        vec![(1, 1.0), (2, 2.0)],
+        "{stderr}"
+    );
+    assert_eq!(
+        runs_of(&stdout, "fresh"),
+        vec![(1, 1.0), (2, 1.0)],
+        "{stderr}"
+    );
     for i in (0..80).step_by(2) {
         assert_eq!(
             runs_of(&stdout, &format!("many{i}")),
@@ -83,9 +100,18 @@ fn a_per_run_collector_starts_from_nothing_and_gives_its_slot_back() {
     }
     // The trapping ones failed their runs, and only those.
     assert_eq!(o.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("collectors.many1: 2 of 2 runs failed"), "{stderr}");
-    assert!(!stderr.contains("cannot instantiate"), "no slot ran out: {stderr}");
-    assert!(stderr.contains("collectors.fresh: ok, 2 metrics"), "{stderr}");
+    assert!(
+        stderr.contains("collectors.many1: 2 of 2 runs failed"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("cannot instantiate"),
+        "no slot ran out: {stderr}"
+    );
+    assert!(
+        stderr.contains("collectors.fresh: ok, 2 metrics"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -127,7 +153,10 @@ fn the_running_agent_makes_a_per_run_instance_at_every_run() {
     let status = child.wait().unwrap();
     let agent_log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
     let (kept, fresh) = (values("kept"), values("fresh"));
-    assert!(kept.len() >= 3 && fresh.len() >= 3, "{kept:?} {fresh:?}\n{agent_log}");
+    assert!(
+        kept.len() >= 3 && fresh.len() >= 3,
+        "{kept:?} {fresh:?}\n{agent_log}"
+    );
     assert_eq!(&kept[..3], &[1.0, 2.0, 3.0], "{agent_log}");
     assert!(fresh.iter().all(|v| *v == 1.0), "{fresh:?}\n{agent_log}");
     // Beside them, a built-in (persistent in an agent of few collectors).
@@ -147,15 +176,24 @@ fn the_stateless_built_ins_run_per_run_in_an_agent_of_many_collectors() {
             common::cache_dir()
         );
         for i in 2..n {
-            text.push_str(&format!("[collectors.load{i}]\nenabled = true\ncomponent = \"loadavg\"\n"));
+            text.push_str(&format!(
+                "[collectors.load{i}]\nenabled = true\ncomponent = \"loadavg\"\n"
+            ));
         }
         let conf = common::write_config(dir.path(), &text);
         let config = wdiamond::config::load(&conf).unwrap();
-        let loaded =
-            wdiamond::agent::load(&common::runtime(), &config, &wdiamond::host::HostFacts::default())
-                .unwrap();
+        let loaded = wdiamond::agent::load(
+            &common::runtime(),
+            &config,
+            &wdiamond::host::HostFacts::default(),
+        )
+        .unwrap();
         let of = |name: &str| {
-            let c = loaded.collectors.iter().find(|c| c.config.plugin.name == name).unwrap();
+            let c = loaded
+                .collectors
+                .iter()
+                .find(|c| c.config.plugin.name == name)
+                .unwrap();
             (c.instancing, c.instance.is_some())
         };
         (of("cpu"), of("kept"), of("load2"))
@@ -196,7 +234,8 @@ fn what_does_not_go_with_per_run_is_a_configuration_error() {
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();
     assert_eq!(o.status.code(), Some(78), "{stderr}");
     assert!(
-        stderr.contains("collectors.metered.instance") && stderr.contains("does not go with a fuel limit"),
+        stderr.contains("collectors.metered.instance")
+            && stderr.contains("does not go with a fuel limit"),
         "{stderr}"
     );
     {
@@ -230,7 +269,8 @@ fn what_does_not_go_with_per_run_is_a_configuration_error() {
         let stderr = String::from_utf8_lossy(&o.stderr).to_string();
         assert_eq!(o.status.code(), Some(78), "{stderr}");
         assert!(
-            stderr.contains("collectors.up.instance") && stderr.contains("is for compiled components"),
+            stderr.contains("collectors.up.instance")
+                && stderr.contains("is for compiled components"),
             "{stderr}"
         );
     }
@@ -244,7 +284,10 @@ fn what_does_not_go_with_per_run_is_a_configuration_error() {
 #[ignore]
 fn cost() {
     fn thread_cpu() -> Duration {
-        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
         Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
     }

@@ -78,7 +78,10 @@ fn collect_all() -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
     for _ in 0..2 {
         let mut all = BTreeMap::new();
         for lc in &mut loaded.collectors {
-            let (r, usage) = lc.instance_mut(&rt).unwrap().collect(Duration::from_secs(10));
+            let (r, usage) = lc
+                .instance_mut(&rt)
+                .unwrap()
+                .collect(Duration::from_secs(10));
             let metrics = match r {
                 Ok(Ok(m)) => m,
                 other => panic!("{}: {other:?}", lc.config.plugin.name),
@@ -264,7 +267,10 @@ fn host_root_reads_another_tree() {
     let rt = common::runtime();
     let mut loaded = wdiamond::agent::load(&rt, &config, &HostFacts::default()).unwrap();
     let lc = &mut loaded.collectors[0];
-    let (r, _) = lc.instance_mut(&rt).unwrap().collect(Duration::from_secs(10));
+    let (r, _) = lc
+        .instance_mut(&rt)
+        .unwrap()
+        .collect(Duration::from_secs(10));
     let published = lc.publication.publish(r.unwrap().unwrap(), 0).published;
     let get = |n: &str| {
         published

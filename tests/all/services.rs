@@ -52,7 +52,10 @@ fn run_collector(section: &str, runs: usize, between: Duration) -> Collected {
         if i > 0 {
             std::thread::sleep(between);
         }
-        let (r, usage) = lc.instance_mut(&rt).unwrap().collect(Duration::from_secs(30));
+        let (r, usage) = lc
+            .instance_mut(&rt)
+            .unwrap()
+            .collect(Duration::from_secs(30));
         out.denials += usage.calls.denials;
         let mut m = BTreeMap::new();
         match r {

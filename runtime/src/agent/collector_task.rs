@@ -10,11 +10,11 @@ use super::scheduler::Scheduler;
 use super::tenant::Tenant;
 use crate::bindings::collector::CollectorPlugin;
 use crate::bindings::types::MetricKind;
+use crate::config::Instancing;
 use crate::host::info::wall_clock;
 use crate::host::{HostFacts, PluginContext};
 use crate::logging::Kind as LogKind;
 use crate::metric::Publication;
-use crate::config::Instancing;
 use crate::plugin::{CollectorPre, Instance, Runtime};
 use crate::stats::PluginStats;
 use std::sync::atomic::Ordering;
@@ -75,8 +75,7 @@ fn collect_once(
                 // A per-run collector's instance of this run.
                 Some(pre) => runtime.configured_from(pre, lc.ctx.clone())?,
                 None => {
-                    let i =
-                        runtime.configured::<CollectorPlugin>(&lc.component, lc.ctx.clone())?;
+                    let i = runtime.configured::<CollectorPlugin>(&lc.component, lc.ctx.clone())?;
                     tracing::info!("re-instantiated");
                     i
                 }
@@ -213,7 +212,10 @@ impl LoadedCollectorShared {
         lc: LoadedCollector,
         runtime: &Runtime,
         abort: Option<watch::Receiver<bool>>,
-    ) -> (Arc<LoadedCollectorShared>, Option<Instance<CollectorPlugin>>) {
+    ) -> (
+        Arc<LoadedCollectorShared>,
+        Option<Instance<CollectorPlugin>>,
+    ) {
         let pre = match lc.instancing {
             Instancing::Persistent => None,
             Instancing::PerRun => match runtime.collector_pre(&lc.component) {

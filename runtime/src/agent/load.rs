@@ -57,7 +57,8 @@ impl LoadedCollector {
         runtime: &Runtime,
     ) -> Result<&mut Instance<CollectorPlugin>, String> {
         if self.instance.is_none() {
-            self.instance = Some(runtime.configured::<CollectorPlugin>(&self.component, self.ctx.clone())?);
+            self.instance =
+                Some(runtime.configured::<CollectorPlugin>(&self.component, self.ctx.clone())?);
         }
         Ok(self.instance.as_mut().expect("made above"))
     }

@@ -10,7 +10,9 @@ use toml::Value;
 use super::plugin_keys::{component_ref, read_tls_key};
 use super::reader::{option_value, resolve, Doc, Reader};
 use super::ConfigValue;
-use super::{CollectorConfig, ComponentRef, ConfigError, Instancing, Limits, PluginConfig, TlsConfig};
+use super::{
+    CollectorConfig, ComponentRef, ConfigError, Instancing, Limits, PluginConfig, TlsConfig,
+};
 use crate::grants::Grants;
 use crate::hostname::HostnameMethod;
 
@@ -438,7 +440,10 @@ pub(super) fn read_collector(
                         Some(i) => c.instance = Some(i),
                         None => r.err(
                             path,
-                            format!("unknown instance lifetime {s:?} (one of: {})", Instancing::NAMES),
+                            format!(
+                                "unknown instance lifetime {s:?} (one of: {})",
+                                Instancing::NAMES
+                            ),
                         ),
                     }
                 }

@@ -347,7 +347,10 @@ fn python_path_imports_only_pure_python() {
     let mut loaded =
         agent::load(&rt, &config, &HostFacts::default()).unwrap_or_else(|e| panic!("{e}"));
     let lc = &mut loaded.collectors[0];
-    let (r, usage) = lc.instance_mut(&rt).unwrap().collect(Duration::from_secs(10));
+    let (r, usage) = lc
+        .instance_mut(&rt)
+        .unwrap()
+        .collect(Duration::from_secs(10));
     let metrics = lc.publication.publish(r.unwrap().unwrap(), 0);
     let got: Vec<(String, f64)> = metrics
         .published
