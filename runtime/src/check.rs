@@ -48,6 +48,16 @@ pub fn summary(config: &Config, loaded: &Loaded) -> String {
             ));
         }
     }
+    let per_run = loaded
+        .collectors
+        .iter()
+        .filter(|c| c.instancing == crate::config::Instancing::PerRun)
+        .count();
+    if per_run > 0 {
+        out.push_str(&format!(
+            "  {per_run} of them per run (`instance`: a new instance each run, none held between)\n"
+        ));
+    }
     let handlers: Vec<&str> = loaded
         .handlers
         .iter()

@@ -18,26 +18,7 @@ fn wdiamond(args: &[&str]) -> Output {
 
 /// [`wdiamond`] with environment variables set.
 fn wdiamond_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let child = Command::new(BIN)
-        .args(args)
-        .envs(env.iter().copied())
-        .env("XDG_CACHE_HOME", common::cache_dir().parent().unwrap())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            panic!("wdiamond {args:?} hung");
-        }
-    }
+    common::wdiamond_within(args, env, Duration::from_secs(60))
 }
 
 fn err(o: &Output) -> String {

@@ -9,30 +9,13 @@
 
 use crate::common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wdiamond");
 
 fn wdiamond(args: &[&str]) -> Output {
-    let child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(120)) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            panic!("wdiamond {args:?} hung");
-        }
-    }
+    common::wdiamond_within(args, &[], Duration::from_secs(120))
 }
 
 /// The `runs` values a collector published, in order, from `once`'s JSON.
@@ -188,6 +171,13 @@ fn the_stateless_built_ins_run_per_run_in_an_agent_of_many_collectors() {
             &wdiamond::host::HostFacts::default(),
         )
         .unwrap();
+        let summary = wdiamond::check::summary(&config, &loaded);
+        let per_run = n - 2;
+        assert_eq!(
+            summary.contains(&format!("  {per_run} of them per run (`instance`")),
+            n >= wdiamond::agent::PER_RUN_FROM,
+            "{summary}"
+        );
         let of = |name: &str| {
             let c = loaded
                 .collectors

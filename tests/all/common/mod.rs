@@ -232,3 +232,34 @@ pub fn files_holding(dir: &Path, needle: &str, skip: impl Fn(&Path) -> bool) -> 
     }
     found
 }
+
+/// Runs the agent's binary with `args` and `env` (its compiled-component
+/// cache the tests' own), failing the test if it has not ended within
+/// `limit` (a hang).
+pub fn wdiamond_within(
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: std::time::Duration,
+) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let child = Command::new(env!("CARGO_BIN_EXE_wdiamond"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("XDG_CACHE_HOME", cache_dir().parent().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("wdiamond {args:?} hung");
+        }
+    }
+}
