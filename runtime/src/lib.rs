@@ -59,7 +59,9 @@
 //!   `plugin/epoch.rs`, the epoch ticker (a timerfd armed only while a call
 //!   is in flight: it wakes only for a call longer than a tick);
 //!   `plugin/python.rs`, Python collectors (the shared Python runtime
-//!   component and the script each instance runs).
+//!   component and the script each instance runs); `plugin/per_run.rs`,
+//!   collectors instantiated for each run (`instance = "per-run"`) from an
+//!   engine with a pooling allocator, and the built-ins that may be.
 //! - [`queue`]: a handler's bounded queue of shared columnar chunks;
 //!   `queue/spool.rs`, its on-disk spool, whose format lives in
 //!   `queue/spool/`: `files.rs` (segments, framing, the quota), `codec.rs`
