@@ -61,10 +61,12 @@ fn agent(dir: &Path, host: &str, relay_port: u16) -> Child {
             d.join("archive.log"),
         ),
     );
+    // Its log beside, shown when the test fails.
+    let log = std::fs::File::create(d.join("agent.log")).unwrap();
     Command::new(BIN)
         .arg("run")
         .arg(conf)
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap()
 }
@@ -176,10 +178,25 @@ fn a_fleet_through_carbon_c_relay_lands_each_series_on_one_cache() {
                 .iter()
                 .filter_map(|p| p.split(' ').nth(2))
                 .collect();
+            // The agents' warnings and errors, for what went wrong.
+            let logs: Vec<String> = hosts
+                .iter()
+                .map(|h| {
+                    let text = std::fs::read_to_string(dir.path().join(h).join("agent.log"))
+                        .unwrap_or_default();
+                    let notable: Vec<&str> = text
+                        .lines()
+                        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                        .take(20)
+                        .collect();
+                    format!("{h}:\n{}", notable.join("\n"))
+                })
+                .collect();
             panic!(
-                "{} problems at {seconds:?}, e.g. {:?}",
+                "{} problems at {seconds:?}, e.g. {:?}\n{}",
                 problems.len(),
-                &problems[..problems.len().min(5)]
+                &problems[..problems.len().min(5)],
+                logs.join("\n")
             );
         }
         std::thread::sleep(Duration::from_millis(500));
