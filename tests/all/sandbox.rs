@@ -13,6 +13,7 @@ mod files;
 mod guest_output;
 mod hangs;
 mod paths;
+mod per_run;
 mod python;
 mod sockets;
 mod spool;

@@ -2,7 +2,8 @@
 //! runtime's tests can show one bad plugin never hurts the agent, the host
 //! or another plugin.
 //!
-//! Modes: `ok` (publishes `runs`), `trap` (panics: a wasm trap), `trap-once`
+//! Modes: `ok` (publishes `runs`), `leave` / `scan` (a run's leftovers
+//! and a later instance looking for them, see below), `trap` (panics: a wasm trap), `trap-once`
 //! (traps on its second run only), `error` (returns an error result), `spin`
 //! (loops forever), `bomb` (allocates until the memory cap stops it),
 //! `recurse` (unbounded recursion), `read` (reads the file `arg`), `run`
@@ -109,6 +110,38 @@ impl Collector for Misbehave {
                 loop {
                     x = std::hint::black_box(x.wrapping_add(1));
                 }
+            }
+            // What a run leaves in its memory, and a later instance looking
+            // for it: `leave` fills 4 MiB of heap with the marker `arg` and
+            // returns without clearing it; `scan` reads 4 MiB of fresh heap,
+            // publishing `found` (1 if the reversed `arg` is in it).
+            "leave" => {
+                let marker = self.arg.as_bytes();
+                let mut v = vec![0u8; 4 << 20];
+                for chunk in v.chunks_mut(marker.len().max(1)) {
+                    let n = chunk.len();
+                    chunk.copy_from_slice(&marker[..n]);
+                }
+                std::hint::black_box(&v);
+                std::mem::forget(v);
+                out.gauge("left", 1.0, 0);
+            }
+            "scan" => {
+                // The marker is `arg` reversed: the instance's own
+                // configuration (in its heap too) does not hold it.
+                let marker: Vec<u8> = self.arg.bytes().rev().collect();
+                let marker = marker.as_slice();
+                let layout = std::alloc::Layout::from_size_align(4 << 20, 8).unwrap();
+                // SAFETY: read as bytes only; never dereferenced past the
+                // allocation.
+                let found = unsafe {
+                    let p = std::alloc::alloc(layout);
+                    let heap = std::slice::from_raw_parts(p, 4 << 20);
+                    let hit = !marker.is_empty() && heap.windows(marker.len()).any(|w| w == marker);
+                    std::alloc::dealloc(p, layout);
+                    hit
+                };
+                out.gauge("found", if found { 1.0 } else { 0.0 }, 0);
             }
             "bomb" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
