@@ -44,9 +44,29 @@ fn relay(dir: &Path, port: u16, a: u16, b: u16) -> Killed {
         .stderr(Stdio::null())
         .spawn()
         .expect("carbon-c-relay (Debian's carbon-c-relay package)");
-    let child = Killed(child);
+    let mut child = Killed(child);
     common::wait_listening(port, Duration::from_secs(20), "carbon-c-relay");
+    // A free port can be taken between its choice and the relay's bind
+    // (another test's server): then what answered was not the relay, and
+    // the relay has exited. Seen on a loaded CI machine.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "carbon-c-relay exited (port {port} taken?)"
+    );
     child
+}
+
+/// carbon-c-relay on a free port, tried again on another if the one
+/// chosen was taken before the relay could bind it.
+fn relay_on_free_port(dir: &Path, a: u16, b: u16) -> (u16, Killed) {
+    for _ in 0..5 {
+        let port = common::free_port();
+        if let Ok(r) = std::panic::catch_unwind(|| relay(dir, port, a, b)) {
+            return (port, r);
+        }
+    }
+    panic!("carbon-c-relay could not bind a free port in 5 tries");
 }
 
 fn agent(dir: &Path, host: &str, relay_port: u16) -> Child {
@@ -101,8 +121,7 @@ fn a_fleet_through_carbon_c_relay_lands_each_series_on_one_cache() {
     );
     a.start();
     b.start();
-    let port = common::free_port();
-    let _relay = relay(dir.path(), port, a.port, b.port);
+    let (port, _relay) = relay_on_free_port(dir.path(), a.port, b.port);
     let hosts = ["fleet1", "fleet2", "fleet3"];
     let mut agents: Vec<Killed> = hosts
         .iter()
