@@ -130,26 +130,30 @@ pub fn routing(loaded: &Loaded) -> (String, usize) {
 
 /// The review of one third-party plugin, or `None` for a built-in one.
 /// The second value is how many warnings it holds.
-fn review_one(
+pub(crate) fn review_one(
     p: &PluginConfig,
     d: &Description,
     entries: &[ConfigEntry],
     grants: &Grants,
 ) -> Option<(String, usize)> {
-    let (ComponentRef::File(path) | ComponentRef::Python(path)) = &p.component else {
-        return None;
+    let shown = match &p.component {
+        ComponentRef::Builtin(_) => return None,
+        ComponentRef::File(path) | ComponentRef::Python(path) => path.display().to_string(),
+        ComponentRef::Oci(r) => r.to_string(),
     };
     let mut warnings = 0;
     let mut out = format!(
-        "[{}] {} ({} {})\n",
+        "[{}] {shown} ({} {})\n",
         p.section,
-        path.display(),
         guest_text(&d.name),
         guest_text(&d.version)
     );
-    match &p.sha256 {
-        Some(s) => out.push_str(&format!("  pinned: sha256 = \"{s}\"\n")),
-        None => {
+    match (&p.sha256, &p.component) {
+        (Some(s), _) => out.push_str(&format!("  pinned: sha256 = \"{s}\"\n")),
+        (None, ComponentRef::Oci(_)) => {
+            out.push_str("  pinned: by its manifest digest (installed from a registry)\n")
+        }
+        (None, ComponentRef::File(path) | ComponentRef::Python(path)) => {
             warnings += 1;
             let digest = match &p.component {
                 ComponentRef::Python(_) => crate::plugin::python::read_script(path, None)
@@ -165,6 +169,7 @@ fn review_one(
                 path.display()
             ));
         }
+        (None, ComponentRef::Builtin(_)) => {}
     }
     if d.capabilities.is_empty() {
         out.push_str("  asks for nothing\n");

@@ -37,6 +37,7 @@ mod handler;
 mod model;
 mod plugin_keys;
 mod reader;
+mod registries;
 mod secrets;
 mod sections;
 mod server;
@@ -48,6 +49,7 @@ mod value;
 pub use error::{ConfigError, ConfigErrors, Location};
 use handler::{active_handlers, bind_tenant_handlers, check_unused_handlers, read_handler};
 pub use model::*;
+pub use registries::{OciConfig, Pull, RegistryConfig};
 use reader::{read_file, Doc, Reader};
 use sections::{read_collector, Layers};
 use server::{read_collector_files, read_server};
@@ -81,6 +83,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         health_path: String::new(),
         health_interval: 10.0,
         status_listen: None,
+        oci: OciConfig::default(),
     };
     let mut tenants = Vec::new();
     let empty = toml::Table::new();

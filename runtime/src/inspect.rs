@@ -161,6 +161,20 @@ pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, String> {
     )
 }
 
+/// What the component file at `path` describes itself as (run as
+/// [`inspect`] runs it).
+pub fn description(runtime: &Runtime, path: &Path) -> Result<Description, String> {
+    let component = runtime
+        .component(&ComponentRef::File(path.to_path_buf()), Metering::None)
+        .map_err(|e| format!("{e:#}"))?;
+    let c = contract::read(&component).map_err(|e| format!("{}: {e}", path.display()))?;
+    match c.world {
+        "collector" => describe_as::<CollectorPlugin>(runtime, &component, None),
+        _ => describe_as::<Handler>(runtime, &component, None),
+    }
+    .and_then(|d| accept_description(d, None))
+}
+
 /// Inspects the built-in component `name`.
 pub fn inspect_builtin(runtime: &Runtime, name: &str) -> Result<Inspection, String> {
     let r = ComponentRef::Builtin(name.to_string());
@@ -240,9 +254,14 @@ fn described(
 impl Inspection {
     /// The sample config section that loads it, pinned, with its grants.
     pub fn section(&self) -> String {
+        self.section_named(&self.name)
+    }
+
+    /// [`Inspection::section`], as `[…s.NAME]`.
+    pub fn section_named(&self, name: &str) -> String {
         let mut out = format!(
             "[{}s.{}]\ncomponent = {:?}\nsha256 = \"{}\"\n",
-            self.world, self.name, self.file, self.sha256
+            self.world, name, self.file, self.sha256
         );
         if self.world == "collector" {
             out.push_str("enabled = true\n");
@@ -263,7 +282,7 @@ impl Inspection {
             slot.1.extend(a.grant_values.iter().map(String::as_str));
         }
         if !keys.is_empty() {
-            out.push_str(&format!("\n[{}s.{}.grants]\n", self.world, self.name));
+            out.push_str(&format!("\n[{}s.{}.grants]\n", self.world, name));
             for (k, v) in keys {
                 out.push_str(&format!("{k} = [{}]\n", v.join(", ")));
             }

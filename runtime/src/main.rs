@@ -11,6 +11,9 @@ use wdiamond::host::HostFacts;
 use wdiamond::plugin::Runtime;
 use wdiamond::redact::redact;
 
+#[path = "cli/registry.rs"]
+mod registry;
+
 /// `sysexits.h`'s EX_CONFIG: the configuration is wrong.
 const EX_CONFIG: u8 = 78;
 
@@ -88,6 +91,49 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Push a component to an OCI registry (a `.wasm` layer, its describe
+    /// in the config blob) and, with --key, sign it in cosign's format.
+    Publish {
+        /// The component file.
+        file: PathBuf,
+        /// Where: oci://HOST[:PORT]/REPOSITORY:TAG.
+        to: String,
+        /// Sign with this private key (PEM PKCS#8, P-256: `wdiamond keygen`).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[command(flatten)]
+        registry: registry::RegistryArgs,
+    },
+    /// Pull a component from an OCI registry by digest, verify its
+    /// signature against the trusted keys, store it, and print the config
+    /// section that loads it (what it asks for beside what it is granted).
+    Install {
+        /// oci://HOST[:PORT]/REPOSITORY:TAG or …@sha256:DIGEST.
+        reference: String,
+        /// The configuration: its trusted keys, registries and plugin cache,
+        /// and the section the report compares against.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The section's name (default: the component's own).
+        #[arg(long = "as")]
+        as_name: Option<String>,
+        /// Trust this public key (PEM) besides `[server] trusted_keys`.
+        #[arg(long)]
+        trusted_key: Vec<PathBuf>,
+        /// Install this manifest digest even unsigned or signed by no
+        /// trusted key.
+        #[arg(long)]
+        allow_unsigned: Vec<String>,
+        #[command(flatten)]
+        registry: registry::RegistryArgs,
+    },
+    /// Write a signing key pair, PREFIX.key (private, mode 0600) and
+    /// PREFIX.pub (what operators trust): ECDSA P-256, cosign's default.
+    Keygen {
+        /// Path prefix of the two files.
+        #[arg(default_value = "wdiamond")]
+        prefix: PathBuf,
     },
     /// Run collectors twice, --wait apart, and print what they publish;
     /// nothing is sent to any handler. Exits non-zero when a run failed or
@@ -170,6 +216,7 @@ fn load(
         ExitCode::from(EX_CONFIG)
     };
     let config = wdiamond::config::load(path).map_err(|e| report(&e))?;
+    registry::pull_missing(&config)?;
     let runtime = runtime(&config.server.plugin_cache_dir)?;
     let loaded = agent::load(&runtime, &config, &HostFacts::default()).map_err(|e| report(&e))?;
     Ok((config, runtime, loaded))
@@ -222,6 +269,36 @@ fn main() -> ExitCode {
         Command::Config { plugins } => sample(&plugins),
         Command::Convert { file, output } => convert(&file, output.as_deref()),
         Command::Inspect { file, json } => inspect(&file, json),
+        Command::Publish {
+            file,
+            to,
+            key,
+            registry,
+        } => {
+            let _ = init_logging("warn", LogFormat::Text);
+            registry::publish(&file, &to, key.as_deref(), &registry)
+        }
+        Command::Install {
+            reference,
+            config,
+            as_name,
+            trusted_key,
+            allow_unsigned,
+            registry,
+        } => {
+            let _ = init_logging("warn", LogFormat::Text);
+            registry::install(
+                &reference,
+                registry::InstallArgs {
+                    config: config.as_deref(),
+                    as_name: as_name.as_deref(),
+                    trusted_keys: &trusted_key,
+                    allow_unsigned: &allow_unsigned,
+                },
+                &registry,
+            )
+        }
+        Command::Keygen { prefix } => registry::keygen(&prefix),
         Command::Once {
             config,
             collectors,
@@ -400,6 +477,7 @@ fn once(
     };
     let c = wdiamond::config::load(config).map_err(|e| report(&e))?;
     let c = wdiamond::once::select(&c, names).map_err(|e| report(&e))?;
+    registry::pull_missing(&c)?;
     let runtime = runtime(&c.server.plugin_cache_dir)?;
     let rt = tokio_runtime()?;
     let outcomes = rt.block_on(async {

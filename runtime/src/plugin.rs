@@ -259,6 +259,11 @@ impl Runtime {
                 let b = read_component_file(p)?;
                 (hex_sha256(&b), b.into())
             }
+            // From the store, checked against its digest as it is read.
+            ComponentRef::Oci(reference) => {
+                let (b, hex) = crate::oci::Store::new(&self.cache_dir).component(reference)?;
+                (hex, b.into())
+            }
             ComponentRef::Python(_) => unreachable!("handled above"),
         };
         pinned(&digest)?;

@@ -144,7 +144,7 @@ pub(super) fn reserved_path(
     health_path: &str,
 ) -> Option<String> {
     let p = &c.plugin;
-    if !matches!(p.component, ComponentRef::File(_) | ComponentRef::Python(_)) || c.path.is_some() {
+    if matches!(p.component, ComponentRef::Builtin(_)) || c.path.is_some() {
         return None;
     }
     let fix = format!(

@@ -89,6 +89,9 @@ pub enum ComponentRef {
     /// A Python collector script (`.py`), run by the Python runtime
     /// component (`plugin::python`).
     Python(PathBuf),
+    /// A component installed from an OCI registry, by digest
+    /// (`oci://HOST/REPO@sha256:…`), loaded from the local store.
+    Oci(crate::oci::Reference),
 }
 
 impl fmt::Display for ComponentRef {
@@ -96,6 +99,7 @@ impl fmt::Display for ComponentRef {
         match self {
             ComponentRef::Builtin(n) => write!(f, "built-in `{n}`"),
             ComponentRef::File(p) | ComponentRef::Python(p) => write!(f, "{}", p.display()),
+            ComponentRef::Oci(r) => write!(f, "{r}"),
         }
     }
 }
@@ -339,6 +343,9 @@ pub struct ServerConfig {
     /// `status_listen`: where the agent serves `/-/healthy`, `/-/ready`
     /// and `/metrics` (off when unset).
     pub status_listen: Option<StatusListen>,
+    /// `trusted_keys`, `allow_unsigned`, `pull`, `[server.registries]`:
+    /// components from OCI registries.
+    pub oci: super::OciConfig,
 }
 
 /// `[server] status_listen`.

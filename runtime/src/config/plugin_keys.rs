@@ -51,6 +51,14 @@ pub(super) fn component_ref(
     section: &str,
     config_dir: &Path,
 ) -> ComponentRef {
+    if s.starts_with("oci://") {
+        match crate::oci::Reference::parse(&s) {
+            Ok(reference) if reference.digest.is_some() => return ComponentRef::Oci(reference),
+            Ok(reference) => r.err(path, format!("{reference} names a tag, which can move: a configuration names a component by digest (`wdiamond install {reference}` prints the line, `oci://…@sha256:…`)")),
+            Err(e) => r.err(path, e),
+        }
+        return ComponentRef::File(s.into());
+    }
     if super::model::is_script(&s) {
         if section.starts_with("handlers.") {
             r.err(path, "a Python script can only be a collector: a handler's `component` is a built-in or a .wasm file".to_string());

@@ -24,6 +24,10 @@ pub(super) const SERVER_KEYS: &[&str] = &[
     "health_path",
     "health_interval",
     "status_listen",
+    "trusted_keys",
+    "allow_unsigned",
+    "pull",
+    "registries",
 ];
 pub(super) const TENANT_KEYS: &[&str] = &[
     "prefix",

@@ -59,6 +59,7 @@ pub(super) fn read_server(
                     server.health_interval = n;
                 }
             }
+            k if super::registries::read_oci_key(r, k, v, config_dir, &mut server.oci) => {}
             _ => r.unknown(&p, SERVER_KEYS),
         }
     }

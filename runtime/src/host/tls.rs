@@ -131,6 +131,12 @@ impl TlsSettings {
         })
     }
 
+    /// The client configuration (for the registry client, which drives its
+    /// own connections).
+    pub fn client_config(&self) -> Arc<ClientConfig> {
+        self.config.clone()
+    }
+
     /// The TLS handshake over `tcp` (connected to `host`), by `deadline`.
     pub fn handshake(
         &self,

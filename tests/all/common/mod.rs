@@ -12,6 +12,7 @@ pub mod diamond;
 pub mod http;
 pub mod influx;
 pub mod nats;
+pub mod registry;
 pub mod servers;
 
 /// One engine for the whole test binary (components compile once).

@@ -1,0 +1,234 @@
+//! Publishing and installing components through a real OCI registry
+//! (Debian's docker-registry, distribution 2.8), with skopeo as the
+//! independent client and sigstore-rs's cosign verifier as the independent
+//! check of the signature format; `oci/hostile.rs`, registries that lie,
+//! stall and loop.
+
+mod hostile;
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::common::{self, registry};
+
+/// Runs the agent's binary (one minute at most).
+pub(crate) fn wdiamond(args: &[&str]) -> (bool, String, String) {
+    let o = common::wdiamond_within(
+        args,
+        &[("REGISTRY_AUTH_FILE", "/nonexistent"), ("DOCKER_CONFIG", "/nonexistent")],
+        Duration::from_secs(60),
+    );
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A config in `dir` (a new file each time) with its own plugin cache (and
+/// store) and `server` lines added to `[server]`, then `rest`.
+pub(crate) fn config(dir: &Path, server: &str, rest: &str) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let path = dir.join(format!(
+        "conf{}.toml",
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    ));
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nhandlers = []\nplugin_cache_dir = {:?}\n{server}\n[collectors.default]\nhostname = \"h\"\n{rest}",
+            dir.join("cache")
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The manifest digest `publish` printed.
+pub(crate) fn published_digest(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("manifest digest "))
+        .unwrap_or_else(|| panic!("no digest in {stdout}"))
+        .to_string()
+}
+
+pub(crate) fn keygen(dir: &Path, name: &str) -> std::path::PathBuf {
+    let prefix = dir.join(name);
+    let (ok, out, err) = wdiamond(&["keygen", prefix.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    prefix
+}
+
+#[test]
+fn a_signed_collector_is_published_installed_and_run_by_digest() {
+    let reg = registry::registry(None, false);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let author = keygen(d, "author");
+    let key = author.with_extension("key");
+    let public = author.with_extension("pub");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    // keygen never overwrites a key.
+    let (ok, _, err) = wdiamond(&["keygen", author.to_str().unwrap()]);
+    assert!(!ok && err.contains("not overwritten"), "{err}");
+
+    let guest = common::test_guest("collector_misbehave");
+    let tagged = format!("oci://{}/team/misbehave:1.0", reg.host());
+    let (ok, out, err) = wdiamond(&["publish", guest.to_str().unwrap(), &tagged, "--key", key.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let digest = published_digest(&out);
+    assert!(out.contains(&format!("sha256-{}.sig", &digest[7..])), "{out}");
+    let by_digest = format!("oci://{}/team/misbehave@{digest}", reg.host());
+    assert!(out.contains(&format!("wdiamond install {by_digest}")), "{out}");
+
+    // skopeo, the independent client, reads what publish pushed: the
+    // wasm layout, the component's bytes as the layer.
+    let raw = registry::skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{}/team/misbehave:1.0", reg.host())]);
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(m["config"]["mediaType"], "application/vnd.wasm.config.v0+json");
+    assert_eq!(m["layers"][0]["mediaType"], "application/wasm");
+    let wasm = std::fs::read(&guest).unwrap();
+    assert_eq!(m["layers"][0]["digest"], format!("sha256:{}", wdiamond::plugin::hex_sha256(&wasm)));
+    assert_eq!(format!("sha256:{}", wdiamond::plugin::hex_sha256(raw.trim_end().as_bytes())), digest);
+
+    // No trusted key: refused, nothing stored.
+    let plain = config(d, "", "");
+    let (ok, _, err) = wdiamond(&["install", &tagged, "--config", plain.to_str().unwrap()]);
+    assert!(!ok && err.contains("no key is trusted") && err.contains("--allow-unsigned"), "{err}");
+    assert!(registry::stored(&d.join("cache")).is_empty());
+    // A stranger's key: refused.
+    let stranger = keygen(d, "stranger").with_extension("pub");
+    let (ok, _, err) = wdiamond(&["install", &tagged, "--config", plain.to_str().unwrap(), "--trusted-key", stranger.to_str().unwrap()]);
+    assert!(!ok && err.contains("signed by no trusted key"), "{err}");
+    assert!(registry::stored(&d.join("cache")).is_empty());
+
+    // The operator trusts the author's key in the configuration.
+    let trusting = config(d, &format!("trusted_keys = [{public:?}]"), "");
+    let (ok, out, err) = wdiamond(&["install", &tagged, "--config", trusting.to_str().unwrap(), "--as", "fromoci"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(&format!("installed {by_digest}")) && out.contains("signature verified with"), "{out}");
+    assert!(out.contains(&format!("component = \"{by_digest}\"")), "{out}");
+    let pin = format!("sha256 = \"{}\"", wdiamond::plugin::hex_sha256(&wasm));
+    assert!(out.contains(&pin) && out.contains("[collectors.fromoci]"), "{out}");
+    assert_eq!(registry::stored(&d.join("cache")).len(), 2);
+
+    // The agent runs it from the store, by digest.
+    let section = format!("[collectors.fromoci]\nenabled = true\ncomponent = \"{by_digest}\"\n{pin}\npath = \"fromoci\"\n");
+    let running = config(d, &format!("trusted_keys = [{public:?}]"), &section);
+    let (ok, out, err) = wdiamond(&["once", running.to_str().unwrap(), "fromoci", "--wait", "0"]);
+    assert!(ok && out.contains("fromoci.runs"), "{out}{err}");
+    let (ok, out, err) = wdiamond(&["check", running.to_str().unwrap()]);
+    assert!(ok && out.contains(&by_digest), "{out}{err}");
+
+    // Against the configuration's section, install shows what changes.
+    let (ok, out, err) = wdiamond(&["install", &by_digest, "--config", running.to_str().unwrap(), "--as", "fromoci"]);
+    assert!(ok && out.contains("Against [collectors.fromoci]") && out.contains("it already loads this digest"), "{out}{err}");
+
+    // Not in the store: `check` says how to get it, and never reaches the
+    // registry unless `pull = "missing"`.
+    std::fs::remove_dir_all(d.join("cache/oci")).unwrap();
+    let (ok, out, err) = wdiamond(&["check", running.to_str().unwrap()]);
+    assert!(!ok && err.contains("is not installed: run `wdiamond install"), "{out}{err}");
+    let pulling = config(d, &format!("trusted_keys = [{public:?}]\npull = \"missing\""), &section);
+    let (ok, out, err) = wdiamond(&["check", pulling.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(registry::stored(&d.join("cache")).len(), 2);
+    // A pull is verified as an install is: without the key it is refused.
+    std::fs::remove_dir_all(d.join("cache/oci")).unwrap();
+    let untrusting = config(d, "pull = \"missing\"", &section);
+    let (ok, _, err) = wdiamond(&["check", untrusting.to_str().unwrap()]);
+    assert!(!ok && err.contains("[collectors.fromoci]") && err.contains("no key is trusted"), "{err}");
+    assert!(registry::stored(&d.join("cache")).is_empty());
+
+    // A configuration names a digest, never a tag; a pin that is not the
+    // component's is refused.
+    let tag_section = format!("[collectors.fromoci]\nenabled = true\ncomponent = \"{tagged}\"\n");
+    let (ok, _, err) = wdiamond(&["check", config(d, "", &tag_section).to_str().unwrap()]);
+    assert!(!ok && err.contains("collectors.fromoci.component") && err.contains("names a tag"), "{err}");
+    let (ok, out, err) = wdiamond(&["install", &tagged, "--config", trusting.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let bad_pin = section.replace(&wdiamond::plugin::hex_sha256(&wasm), &"0".repeat(64));
+    let (ok, _, err) = wdiamond(&["check", config(d, "", &bad_pin).to_str().unwrap()]);
+    assert!(!ok && err.contains(&"0".repeat(64)), "{err}");
+}
+
+#[test]
+fn an_artifact_pushed_by_skopeo_installs_by_its_allowed_digest() {
+    let reg = registry::registry(None, false);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let wasm = std::fs::read(common::test_guest("collector_misbehave")).unwrap();
+    let digest = registry::oci_layout(&d.join("layout"), &wasm, "2.0");
+    registry::skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:2.0", d.join("layout").display()),
+        &format!("docker://{}/other/misbehave:2.0", reg.host()),
+    ]);
+    let tagged = format!("oci://{}/other/misbehave:2.0", reg.host());
+    let conf = config(d, "", "");
+    // Unsigned: refused, unless its digest (and only its) is allowed.
+    let (ok, _, err) = wdiamond(&["install", &tagged, "--config", conf.to_str().unwrap()]);
+    assert!(!ok && err.contains("it is not signed"), "{err}");
+    let other = format!("sha256:{}", "1".repeat(64));
+    let (ok, _, err) = wdiamond(&["install", &tagged, "--config", conf.to_str().unwrap(), "--allow-unsigned", &other]);
+    assert!(!ok && err.contains("it is not signed"), "{err}");
+    assert!(registry::stored(&d.join("cache")).is_empty());
+    let (ok, _, err) = wdiamond(&["install", &tagged, "--config", conf.to_str().unwrap(), "--allow-unsigned", "latest"]);
+    assert!(!ok && err.contains("a manifest digest"), "{err}");
+    let (ok, out, err) = wdiamond(&["install", &tagged, "--config", conf.to_str().unwrap(), "--allow-unsigned", &digest]);
+    assert!(ok && out.contains("NOT signed by a trusted key") && out.contains(&digest), "{out}{err}");
+    // The allow-list in the configuration works the same for a pull.
+    let section = format!("[collectors.m]\nenabled = true\ncomponent = \"oci://{}/other/misbehave@{digest}\"\npath = \"m\"\n", reg.host());
+    std::fs::remove_dir_all(d.join("cache/oci")).unwrap();
+    let allowed = config(d, &format!("pull = \"missing\"\nallow_unsigned = [\"{digest}\"]"), &section);
+    let (ok, out, err) = wdiamond(&["once", allowed.to_str().unwrap(), "--wait", "0"]);
+    assert!(ok && out.contains("m.runs"), "{out}{err}");
+}
+
+#[test]
+fn publish_signs_in_cosigns_format_as_sigstore_rs_verifies_it() {
+    let verifier = cosign_verifier();
+    let reg = registry::registry(None, false);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let author = keygen(d, "author");
+    let stranger = keygen(d, "stranger");
+    let guest = common::test_guest("collector_misbehave");
+    let tagged = format!("oci://{}/signed/misbehave:3", reg.host());
+    let (ok, out, err) = wdiamond(&["publish", guest.to_str().unwrap(), &tagged, "--key", author.with_extension("key").to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let digest = published_digest(&out);
+    let image = format!("{}/signed/misbehave@{digest}", reg.host());
+    let check = |key: &Path| {
+        let o = std::process::Command::new(&verifier).args([&image, key.to_str().unwrap()]).output().unwrap();
+        (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    };
+    let (ok, said) = check(&author.with_extension("pub"));
+    assert!(ok && said.contains(&digest), "sigstore-rs did not verify: {said}");
+    let (ok, said) = check(&stranger.with_extension("pub"));
+    assert!(!ok, "sigstore-rs verified with a stranger's key: {said}");
+}
+
+/// sigstore-rs's cosign verifier (`tests/cosign-verify`), built once in a
+/// target dir of its own.
+fn cosign_verifier() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let repo = common::repo();
+            let target = repo.join("target/cosign-verify");
+            let o = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "--release", "--locked", "--manifest-path"])
+                .arg(repo.join("tests/cosign-verify/Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "building tests/cosign-verify: {}", String::from_utf8_lossy(&o.stderr));
+            target.join("release/cosign-verify")
+        })
+        .clone()
+}
