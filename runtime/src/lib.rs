@@ -93,6 +93,14 @@
 //!   reads Diamond's syntax).
 //!   `plugin/contract.rs` reads a component's world and contract version
 //!   and applies the compatibility rule.
+//! - [`oci`]: components from OCI registries: `oci/reference.rs`
+//!   (`oci://…` parsed), `http.rs` (a bounded HTTP/1.1 client over the
+//!   host's TLS, with a deadline), `auth.rs` (credentials, challenges),
+//!   `registry.rs` (manifests and blobs, read checked, and pushed),
+//!   `artifact.rs` (the wasm artifact layout), `sign.rs` (cosign's keyed
+//!   signatures), `store.rs` (the content-addressed local store),
+//!   `transfer.rs` (the verified pull, the signed push); [`install`] is
+//!   the `install`, `publish` and `keygen` commands on it.
 //! - [`stats`]: every plugin's counters (runs, failures, denials, metrics).
 //! - [`memory`]: start-up pages given back once the agent runs.
 //! - [`logging`]: what of a plugin reaches the log (cut, one line,

@@ -26,6 +26,9 @@ const SERVER: &[HostKey] = &[
     ("health_path", "\"wdiamond\"", "Publish every plugin's health counters (runs, errors, timeouts, denials, fuel, memory) under this path. Unset by default; for example:"),
     ("health_interval", "10", "Seconds between two health publications."),
     ("status_listen", "\"127.0.0.1:9109\"", "Serve GET /-/healthy, /-/ready and /metrics (the agent's own counters, Prometheus text) on this address. Unset by default; for example:"),
+    ("trusted_keys", "[\"/etc/wdiamond/keys/author.pub\"]", "Public keys (PEM, ECDSA P-256, as `wdiamond keygen` or cosign write them) whose signature a component from a registry (`component = \"oci://…@sha256:…\"`) must carry; `wdiamond install` and pulls refuse anything else. Unset by default; for example:"),
+    ("allow_unsigned", "[\"sha256:<the manifest digest `wdiamond install` prints>\"]", "Manifest digests installed and pulled without a trusted signature. Unset by default; for example:"),
+    ("pull", "\"never\"", "\"never\": run and check load registry components only from the local store (`wdiamond install` fills it); \"missing\": pull what is not stored, verified as install verifies. Registries are set in [server.registries.\"HOST[:PORT]\"]: tls_ca, tls_cert, tls_key, insecure (plain HTTP to a host that is not this machine), username and password (a secret reference), auth_file (a docker config.json)."),
 ];
 
 /// `[collectors.default]`, merged under every `[collectors.NAME]`.
@@ -47,7 +50,7 @@ const COLLECTOR: &[HostKey] = &[
 
 /// Keys of a plugin's own section only (not of `[….default]`).
 const SECTION_ONLY: &[HostKey] = &[
-    ("component", "\"/opt/wdiamond/plugin.wasm\"", "A built-in's name, a path to a .wasm component, or a Python collector script (.py); default: the section's name. Unset by default; for example:"),
+    ("component", "\"/opt/wdiamond/plugin.wasm\"", "A built-in's name, a path to a .wasm component, a Python collector script (.py), or a component installed from a registry by digest (oci://HOST/REPO@sha256:…); default: the section's name. Unset by default; for example:"),
     ("sha256", "\"the 64 hex digits `wdiamond inspect` prints\"", "Pin a component file or script to its SHA-256 (`wdiamond inspect FILE` prints the line). Unset by default; for example:"),
 ];
 

@@ -232,3 +232,65 @@ fn cosign_verifier() -> std::path::PathBuf {
         })
         .clone()
 }
+
+#[test]
+fn a_registry_behind_tls_and_token_auth_takes_the_hosts_ca_and_the_operators_credentials() {
+    let certs = common::databases::certs();
+    let reg = registry::registry(Some(certs.dir.path()), true);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let author = keygen(d, "author");
+    let guest = common::test_guest("collector_misbehave");
+    let tagged = format!("oci://{}/secure/misbehave:1", reg.host());
+    let ca = certs.file("ca.pem");
+    let auth = d.join("auth.json");
+    std::fs::write(
+        &auth,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+            reg.host(),
+            base64_of(&format!("alice:{}", registry::TOKEN_PASSWORD))
+        ),
+    )
+    .unwrap();
+    let key = author.with_extension("key");
+    let publish = |extra: &[&str]| {
+        let mut args = vec!["publish", guest.to_str().unwrap(), &tagged, "--key", key.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        wdiamond(&args)
+    };
+    // The registry's CA is not the system's: refused as TLS says.
+    let (ok, _, err) = publish(&["--auth-file", auth.to_str().unwrap()]);
+    assert!(!ok && err.contains("UnknownIssuer"), "{err}");
+    // No credentials: the token service refuses, and the error says where
+    // credentials come from.
+    let (ok, _, err) = publish(&["--tls-ca", ca.to_str().unwrap()]);
+    assert!(!ok && err.contains("asks for credentials"), "{err}");
+    // A wrong password.
+    let wrong = d.join("wrong.json");
+    std::fs::write(&wrong, format!(r#"{{"auths":{{"{}":{{"username":"alice","password":"nope"}}}}}}"#, reg.host())).unwrap();
+    let (ok, _, err) = publish(&["--tls-ca", ca.to_str().unwrap(), "--auth-file", wrong.to_str().unwrap()]);
+    assert!(!ok && err.contains("refused the credentials"), "{err}");
+    let (ok, out, err) = publish(&["--tls-ca", ca.to_str().unwrap(), "--auth-file", auth.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let digest = published_digest(&out);
+
+    // The operator's configuration names the CA and the credentials, the
+    // password a secret reference.
+    std::fs::write(d.join("password"), format!("{}\n", registry::TOKEN_PASSWORD)).unwrap();
+    let server = format!(
+        "trusted_keys = [{:?}]\n[server.registries.\"{}\"]\ntls_ca = {ca:?}\nusername = \"alice\"\npassword = {{ secret = \"file:password\" }}\n",
+        author.with_extension("pub"),
+        reg.host()
+    );
+    let conf = config(d, &server, "");
+    let (ok, out, err) = wdiamond(&["install", &tagged, "--config", conf.to_str().unwrap()]);
+    assert!(ok && out.contains(&digest), "{out}{err}");
+    assert!(!out.contains(registry::TOKEN_PASSWORD) && !err.contains(registry::TOKEN_PASSWORD));
+    assert_eq!(registry::stored(&d.join("cache")).len(), 2);
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
