@@ -94,40 +94,11 @@ enum Command {
     },
     /// Push a component to an OCI registry (a `.wasm` layer, its describe
     /// in the config blob) and, with --key, sign it in cosign's format.
-    Publish {
-        /// The component file.
-        file: PathBuf,
-        /// Where: oci://HOST[:PORT]/REPOSITORY:TAG.
-        to: String,
-        /// Sign with this private key (PEM PKCS#8, P-256: `wdiamond keygen`).
-        #[arg(long)]
-        key: Option<PathBuf>,
-        #[command(flatten)]
-        registry: registry::RegistryArgs,
-    },
+    Publish(registry::PublishArgs),
     /// Pull a component from an OCI registry by digest, verify its
     /// signature against the trusted keys, store it, and print the config
     /// section that loads it (what it asks for beside what it is granted).
-    Install {
-        /// oci://HOST[:PORT]/REPOSITORY:TAG or …@sha256:DIGEST.
-        reference: String,
-        /// The configuration: its trusted keys, registries and plugin cache,
-        /// and the section the report compares against.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// The section's name (default: the component's own).
-        #[arg(long = "as")]
-        as_name: Option<String>,
-        /// Trust this public key (PEM) besides `[server] trusted_keys`.
-        #[arg(long)]
-        trusted_key: Vec<PathBuf>,
-        /// Install this manifest digest even unsigned or signed by no
-        /// trusted key.
-        #[arg(long)]
-        allow_unsigned: Vec<String>,
-        #[command(flatten)]
-        registry: registry::RegistryArgs,
-    },
+    Install(registry::InstallArgs),
     /// Write a signing key pair, PREFIX.key (private, mode 0600) and
     /// PREFIX.pub (what operators trust): ECDSA P-256, cosign's default.
     Keygen {
@@ -269,34 +240,13 @@ fn main() -> ExitCode {
         Command::Config { plugins } => sample(&plugins),
         Command::Convert { file, output } => convert(&file, output.as_deref()),
         Command::Inspect { file, json } => inspect(&file, json),
-        Command::Publish {
-            file,
-            to,
-            key,
-            registry,
-        } => {
+        Command::Publish(args) => {
             let _ = init_logging("warn", LogFormat::Text);
-            registry::publish(&file, &to, key.as_deref(), &registry)
+            registry::publish(&args)
         }
-        Command::Install {
-            reference,
-            config,
-            as_name,
-            trusted_key,
-            allow_unsigned,
-            registry,
-        } => {
+        Command::Install(args) => {
             let _ = init_logging("warn", LogFormat::Text);
-            registry::install(
-                &reference,
-                registry::InstallArgs {
-                    config: config.as_deref(),
-                    as_name: as_name.as_deref(),
-                    trusted_keys: &trusted_key,
-                    allow_unsigned: &allow_unsigned,
-                },
-                &registry,
-            )
+            registry::install(&args)
         }
         Command::Keygen { prefix } => registry::keygen(&prefix),
         Command::Once {

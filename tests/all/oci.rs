@@ -294,3 +294,27 @@ fn base64_of(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+#[test]
+fn a_registry_that_asks_for_a_client_certificate_gets_the_configured_one() {
+    let certs = common::databases::certs();
+    registry::client_cert(certs.dir.path());
+    let reg = registry::registry_with(Some(certs.dir.path()), false, true);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let guest = common::test_guest("collector_misbehave");
+    let tagged = format!("oci://{}/mtls/misbehave:1", reg.host());
+    let (ca, cert, key) = (certs.file("ca.pem"), certs.file("client.pem"), certs.file("client.key"));
+    let (ok, _, err) = wdiamond(&["publish", guest.to_str().unwrap(), &tagged, "--tls-ca", ca.to_str().unwrap()]);
+    assert!(!ok && err.contains("over HTTPS"), "published without a client certificate: {err}");
+    let (ok, out, err) = wdiamond(&["publish", guest.to_str().unwrap(), &tagged, "--tls-ca", ca.to_str().unwrap(), "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let digest = published_digest(&out);
+    let server = format!(
+        "allow_unsigned = [\"{digest}\"]\n[server.registries.\"{}\"]\ntls_ca = {ca:?}\ntls_cert = {cert:?}\ntls_key = {key:?}\n",
+        reg.host()
+    );
+    let conf = config(d, &server, "");
+    let (ok, out, err) = wdiamond(&["install", &tagged, "--config", conf.to_str().unwrap()]);
+    assert!(ok && out.contains(&digest), "{out}{err}");
+}

@@ -80,59 +80,79 @@ fn config(path: Option<&std::path::Path>) -> Result<Option<Config>, ExitCode> {
     .transpose()
 }
 
+/// `wdiamond publish`'s arguments.
+#[derive(clap::Args)]
+pub struct PublishArgs {
+    /// The component file.
+    file: PathBuf,
+    /// Where: oci://HOST[:PORT]/REPOSITORY:TAG.
+    to: String,
+    /// Sign with this private key (PEM PKCS#8, P-256: `wdiamond keygen`).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
 /// `wdiamond publish FILE oci://HOST/REPO:TAG [--key KEY]`.
-pub fn publish(
-    file: &std::path::Path,
-    to: &str,
-    key: Option<&std::path::Path>,
-    args: &RegistryArgs,
-) -> Result<ExitCode, ExitCode> {
-    let r = reference(to)?;
+pub fn publish(a: &PublishArgs) -> Result<ExitCode, ExitCode> {
+    let r = reference(&a.to)?;
     let runtime = super::runtime(&wdiamond::config::default_cache_dir())?;
-    let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-    let report = wdiamond::install::publish(&runtime, &file, &r, &args.access(None, &r), key)
+    let file = std::fs::canonicalize(&a.file).unwrap_or_else(|_| a.file.clone());
+    let report = wdiamond::install::publish(&runtime, &file, &r, &a.registry.access(None, &r), a.key.as_deref())
         .map_err(failed)?;
     print!("{report}");
     Ok(ExitCode::SUCCESS)
 }
 
-/// What `install` is told besides the reference.
-pub struct InstallArgs<'a> {
-    /// `--config`.
-    pub config: Option<&'a std::path::Path>,
-    /// `--as`.
-    pub as_name: Option<&'a str>,
-    /// `--trusted-key`.
-    pub trusted_keys: &'a [PathBuf],
-    /// `--allow-unsigned`.
-    pub allow_unsigned: &'a [String],
+/// `wdiamond install`'s arguments.
+#[derive(clap::Args)]
+pub struct InstallArgs {
+    /// oci://HOST[:PORT]/REPOSITORY:TAG or …@sha256:DIGEST.
+    reference: String,
+    /// The configuration: its trusted keys, registries and plugin cache,
+    /// and the section the report compares against.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The section's name (default: the component's own).
+    #[arg(long = "as")]
+    as_name: Option<String>,
+    /// Trust this public key (PEM) besides `[server] trusted_keys`.
+    #[arg(long)]
+    trusted_key: Vec<PathBuf>,
+    /// Install this manifest digest even unsigned or signed by no trusted
+    /// key.
+    #[arg(long)]
+    allow_unsigned: Vec<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 /// `wdiamond install oci://… [--config C] [--as NAME] …`.
-pub fn install(what: &str, i: InstallArgs<'_>, args: &RegistryArgs) -> Result<ExitCode, ExitCode> {
-    let r = reference(what)?;
-    for d in i.allow_unsigned {
+pub fn install(i: &InstallArgs) -> Result<ExitCode, ExitCode> {
+    let r = reference(&i.reference)?;
+    for d in &i.allow_unsigned {
         if !wdiamond::oci::reference::digest_ok(d) {
             eprintln!("error: --allow-unsigned {d:?}: a manifest digest (sha256: and 64 lowercase hex digits) is needed, not a tag");
             return Err(ExitCode::from(2));
         }
     }
-    let config = config(i.config)?;
+    let config = config(i.config.as_deref())?;
     let oci = config.as_ref().map(|c| c.server.oci.clone()).unwrap_or_default();
     let cache = config
         .as_ref()
         .map(|c| c.server.plugin_cache_dir.clone())
         .unwrap_or_else(wdiamond::config::default_cache_dir);
-    let trust = Trust::load(&oci, i.trusted_keys, i.allow_unsigned).map_err(failed)?;
+    let trust = Trust::load(&oci, &i.trusted_key, &i.allow_unsigned).map_err(failed)?;
     let runtime = super::runtime(&cache)?;
     let report = wdiamond::install::install(
         &runtime,
         &r,
-        &args.access(config.as_ref(), &r),
+        &i.registry.access(config.as_ref(), &r),
         &trust,
         &Store::new(&cache),
         config.as_ref(),
-        i.as_name,
+        i.as_name.as_deref(),
     )
     .map_err(failed)?;
     print!("{}", redact(&report));

@@ -36,6 +36,12 @@ pub const TOKEN_PASSWORD: &str = "registry-Secret-51";
 /// Starts a registry; with `tls` (a `Certs` directory holding `server.pem`
 /// and `server.key`), over TLS; with `token`, behind token auth.
 pub fn registry(tls: Option<&Path>, token: bool) -> Registry {
+    registry_with(tls, token, false)
+}
+
+/// [`registry`]; with `client_certs`, its TLS asks for a client
+/// certificate signed by the `Certs` CA (`ca.pem`).
+pub fn registry_with(tls: Option<&Path>, token: bool, client_certs: bool) -> Registry {
     let path = Path::new("/usr/bin/docker-registry");
     assert!(
         path.exists(),
@@ -55,6 +61,9 @@ pub fn registry(tls: Option<&Path>, token: bool) -> Registry {
                 certs.join("server.pem").display(),
                 certs.join("server.key").display()
             ));
+            if client_certs {
+                config.push_str(&format!("    clientcas:\n      - {}\n", certs.join("ca.pem").display()));
+            }
         }
         if let Some(t) = &token {
             config.push_str(&format!(
@@ -211,6 +220,19 @@ impl TokenService {
             }
         });
         TokenService { port, stop }
+    }
+}
+
+/// A client certificate and key (`client.pem`, `client.key`) signed by
+/// the CA of the `Certs` directory `dir`.
+pub fn client_cert(dir: &Path) {
+    std::fs::write(dir.join("client.ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
+    for args in [
+        &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=wdiamond test client"][..],
+        &["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "client.pem", "-days", "2", "-extfile", "client.ext"],
+    ] {
+        let o = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
     }
 }
 
