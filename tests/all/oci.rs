@@ -318,3 +318,34 @@ fn a_registry_that_asks_for_a_client_certificate_gets_the_configured_one() {
     let (ok, out, err) = wdiamond(&["install", &tagged, "--config", conf.to_str().unwrap()]);
     assert!(ok && out.contains(&digest), "{out}{err}");
 }
+
+#[test]
+fn install_shows_each_ask_beside_what_the_configured_section_grants() {
+    let reg = registry::registry(None, false);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let author = keygen(d, "author");
+    // The loadavg collector, as a third party's file: it asks to read
+    // /proc/loadavg.
+    let guest = wdiamond::plugin::guest_wasm_dir().join("collector_loadavg.wasm");
+    let tagged = format!("oci://{}/team/load:1", reg.host());
+    let (ok, out, err) = wdiamond(&["publish", guest.to_str().unwrap(), &tagged, "--key", author.with_extension("key").to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let trust = format!("trusted_keys = [{:?}]", author.with_extension("pub"));
+    // Without a section: the section to add, with the grant it needs.
+    let (ok, out, err) = wdiamond(&["install", &tagged, "--config", config(d, &trust, "").to_str().unwrap(), "--as", "load"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("read-files /proc/loadavg") && out.contains("[collectors.load.grants]\n  files = [\"/proc/loadavg\"]"), "{out}");
+    // Against a section that loads a file and grants nothing: the ask not
+    // granted, with the line to add, and the lines that load it instead.
+    let section = "[collectors.load]\nenabled = false\ncomponent = \"/opt/load.wasm\"\npath = \"load\"\n";
+    let (ok, out, err) = wdiamond(&["install", &tagged, "--config", config(d, &trust, section).to_str().unwrap(), "--as", "load"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("Against [collectors.load] of the configuration (it loads /opt/load.wasm now)"), "{out}");
+    assert!(out.contains("warning: asks read-files \"/proc/loadavg\", not granted: add \"/proc/loadavg\" to [collectors.load.grants] files"), "{out}");
+    assert!(out.contains("To load it, set in [collectors.load]:") && out.contains(&format!("component = \"oci://{}/team/load@sha256:", reg.host())), "{out}");
+    // Granted there: said so.
+    let granted = format!("{section}[collectors.load.grants]\nfiles = [\"/proc/loadavg\"]\n");
+    let (ok, out, err) = wdiamond(&["install", &tagged, "--config", config(d, &trust, &granted).to_str().unwrap(), "--as", "load"]);
+    assert!(ok && out.contains("asks read-files \"/proc/loadavg\": granted (files)"), "{out}{err}");
+}

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, bail};
 use serde::{Deserialize, Serialize};
 
+use super::http::shown;
 use super::reference::digest_ok;
 use super::registry::digest_of;
 
@@ -67,7 +68,7 @@ impl Manifest {
     /// bounded number of layers.
     pub fn parse(bytes: &[u8]) -> anyhow::Result<Manifest> {
         let m: Manifest = serde_json::from_slice(bytes)
-            .map_err(|e| anyhow!("the manifest is not an OCI image manifest: {e}"))?;
+            .map_err(|e| anyhow!("the manifest is not an OCI image manifest: {}", shown(&e.to_string())))?;
         if m.schema_version != 2 {
             bail!("the manifest's schemaVersion is {}, not 2", m.schema_version);
         }
@@ -75,7 +76,7 @@ impl Manifest {
             if t != OCI_MANIFEST && t != DOCKER_MANIFEST {
                 bail!(
                     "the manifest is a {}, not an image manifest (an index or another kind is not a component)",
-                    crate::logging::guest_text(t)
+                    shown(t)
                 );
             }
         }
@@ -86,7 +87,7 @@ impl Manifest {
             if !digest_ok(&d.digest) {
                 bail!(
                     "the manifest names a digest {:?} that is not sha256: and 64 hex digits",
-                    crate::logging::guest_text(&d.digest.chars().take(80).collect::<String>())
+                    shown(&d.digest)
                 );
             }
         }

@@ -121,11 +121,17 @@ pub fn parse_challenge(h: &str) -> Option<Challenge> {
     let (scheme, rest) = h.split_once(' ').unwrap_or((h, ""));
     let mut params = BTreeMap::new();
     let mut rest = rest.trim();
+    // Parameters that do not parse end the list: the scheme still says
+    // what is asked.
     while !rest.is_empty() {
-        let (k, after) = rest.split_once('=')?;
+        let Some((k, after)) = rest.split_once('=') else {
+            break;
+        };
         let after = after.trim_start();
         let (v, tail) = if let Some(q) = after.strip_prefix('"') {
-            let end = q.find('"')?;
+            let Some(end) = q.find('"') else {
+                break;
+            };
             (&q[..end], &q[end + 1..])
         } else {
             let end = after.find(',').unwrap_or(after.len());

@@ -141,23 +141,20 @@ impl Transport {
     }
 
     fn connect(&self, url: &url::Url) -> anyhow::Result<Box<dyn Conn>> {
+        if !matches!(url.scheme(), "https" | "http") {
+            bail!("{}: the scheme {} is neither https nor http", redacted(url), shown(url.scheme()));
+        }
         let host = url
             .host_str()
-            .ok_or_else(|| anyhow!("{url} names no host"))?
+            .ok_or_else(|| anyhow!("{} names no host", redacted(url)))?
             .to_string();
         let port = url
             .port_or_known_default()
-            .ok_or_else(|| anyhow!("{url} names no port"))?;
-        let plain = match url.scheme() {
-            "https" => false,
-            "http" => {
-                if !self.insecure && !super::reference::is_loopback_host(&host) {
-                    bail!("{url}: plain HTTP is allowed only to this machine's registries or with `insecure` for that registry");
-                }
-                true
-            }
-            s => bail!("{url}: the scheme {s:?} is neither https nor http"),
-        };
+            .ok_or_else(|| anyhow!("{} names no port", redacted(url)))?;
+        let plain = url.scheme() == "http";
+        if plain && !self.insecure && !super::reference::is_loopback_host(&host) {
+            bail!("{}: plain HTTP is allowed only to this machine's registries or with `insecure` for that registry", redacted(url));
+        }
         // Name resolution may block in the C library: on a thread the
         // deadline can leave behind.
         let (tx, rx) = std::sync::mpsc::channel();
@@ -275,12 +272,21 @@ impl Transport {
     }
 }
 
-/// `url` without its query (where a token or an upload's state may be).
+/// `url` without its query (where a token or an upload's state may be),
+/// as a registry may have written it: cut and escaped.
 pub fn redacted(url: &url::Url) -> String {
     let mut u = url.clone();
     u.set_query(None);
     let _ = u.set_password(None);
-    u.to_string()
+    shown(u.as_str())
+}
+
+/// Text a registry controls, for a message: at most 160 characters,
+/// escaped.
+pub fn shown(s: &str) -> String {
+    let cut: String = s.chars().take(160).collect();
+    let more = if cut.len() < s.len() { "…" } else { "" };
+    format!("{}{more}", crate::logging::guest_text(&cut))
 }
 
 fn read_response(
@@ -321,7 +327,7 @@ fn read_response(
     }
     let status: u16 = code
         .parse()
-        .map_err(|_| anyhow!("the answer's status {code:?} is not a number"))?;
+        .map_err(|_| anyhow!("the answer's status {} is not a number", shown(code)))?;
     let mut headers = Vec::new();
     for l in lines {
         let (n, v) = l
@@ -349,7 +355,7 @@ fn read_response(
     } else if let Some(len) = resp.header("content-length") {
         let len: u64 = len
             .parse()
-            .map_err(|_| anyhow!("the answer's Content-Length {len:?} is not a number"))?;
+            .map_err(|_| anyhow!("the answer's Content-Length {} is not a number", shown(len)))?;
         if len > max_body {
             return Err(too_big(len));
         }
@@ -418,7 +424,7 @@ fn read_chunked(r: &mut impl Read, max_body: u64) -> anyhow::Result<Vec<u8>> {
         let line = read_line(r)?;
         let size = line.split(';').next().unwrap_or_default().trim();
         let n = u64::from_str_radix(size, 16)
-            .map_err(|_| anyhow!("a chunk size {size:?} is not hex"))?;
+            .map_err(|_| anyhow!("a chunk size {} is not hex", shown(size)))?;
         if n == 0 {
             return Ok(body);
         }

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use anyhow::{anyhow, bail, Context};
 
 use super::auth::{parse_challenge, Credentials};
-use super::http::{redacted, Request, Response, Transport};
+use super::http::{redacted, shown, Request, Response, Transport};
 use super::reference::Reference;
 use crate::plugin::hex_sha256;
 
@@ -179,7 +179,7 @@ impl Registry {
                     .get("realm")
                     .ok_or_else(|| anyhow!("a Bearer challenge without a realm"))?;
                 let mut url = url::Url::parse(realm)
-                    .map_err(|_| anyhow!("the token realm {realm:?} is not a URL"))?;
+                    .map_err(|_| anyhow!("the token realm {} is not a URL", shown(realm)))?;
                 let actions = if self.push { "pull,push" } else { "pull" };
                 let scope = format!("repository:{}:{actions}", self.repository);
                 {
@@ -226,7 +226,7 @@ impl Registry {
                     .ok_or_else(|| anyhow!("the token service's answer holds no usable token"))?;
                 Ok(format!("Bearer {token}"))
             }
-            s => bail!("the registry asks for an authentication scheme wdiamond does not speak ({s})"),
+            s => bail!("the registry asks for an authentication scheme wdiamond does not speak ({})", shown(s)),
         }
     }
 
@@ -255,7 +255,7 @@ impl Registry {
             if named != digest {
                 bail!(
                     "the manifest {key}: the registry says its digest is {}, but its bytes' digest is {digest}; refused",
-                    crate::logging::guest_text(named)
+                    shown(named)
                 );
             }
         }

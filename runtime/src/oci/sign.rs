@@ -206,13 +206,13 @@ pub fn verify(
     let p: Payload = serde_json::from_slice(payload)
         .map_err(|_| "its payload is not cosign's simple-signing JSON".to_string())?;
     if p.critical.kind != PAYLOAD_TYPE {
-        return Err(format!("its payload's type is {:?}, not cosign's", crate::logging::guest_text(&p.critical.kind)));
+        return Err(format!("its payload's type is {:?}, not cosign's", super::http::shown(&p.critical.kind)));
     }
     if p.critical.image.digest != digest {
         return Err(format!(
             "signed by {}, but over {}, not this manifest",
             key.name,
-            crate::logging::guest_text(&p.critical.image.digest)
+            super::http::shown(&p.critical.image.digest)
         ));
     }
     Ok(key.name.clone())

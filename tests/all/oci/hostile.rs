@@ -201,6 +201,8 @@ fn refused(s: &Setup, f: &Fake, what: &str, expected: &str) -> Duration {
     let (ok, out, err, took) = install(s, f, what);
     assert!(!ok, "installed from a hostile registry: {out}");
     assert!(err.contains(expected), "expected {expected:?} in: {err}");
+    // What the registry said reaches the terminal escaped and cut.
+    assert!(!err.contains('\x1b') && err.len() < 4096, "{err:?}");
     assert!(stored(&s.dir.path().join("cache")).is_empty(), "something reached the store: {err}");
     took
 }
@@ -407,6 +409,16 @@ fn oversized_stalling_looping_and_garbage_registries_are_refused_within_the_dead
         honest(&served, m, p)
     });
     refused(&s, &f, ":1", "not HTTP");
+
+    // Escapes and a long status line, echoed only escaped and cut.
+    let served = a.clone();
+    let f = fake(move |m, p, _| {
+        if p == "/v2/r/manifests/1" {
+            return Reply::Raw(format!("HTTP/1.1 \x1b[2J{}\r\n\r\n", "\x1b[31m".repeat(2000)).into_bytes());
+        }
+        honest(&served, m, p)
+    });
+    refused(&s, &f, ":1", "not HTTP");
 }
 
 /// `a` with its (edited) manifest's digest and signature recomputed.
@@ -417,4 +429,37 @@ fn artifact_with_manifest(mut a: Artifact, key: &sign::PrivateKey) -> Artifact {
     a.sig_config = c;
     a.sig_manifest = m;
     a
+}
+
+#[test]
+fn hostile_token_services_and_challenges_are_refused_within_the_deadline() {
+    let s = setup();
+    // (the realm, given the fake's port; what /token answers; expected)
+    type Case = (fn(u16) -> String, fn() -> Reply, &'static str);
+    let cases: [Case; 6] = [
+        (|p| format!("Bearer realm=\"http://127.0.0.1:{p}/token\",service=\"x\""), || Reply::Stall, "did not"),
+        (
+            |p| format!("Bearer realm=\"http://127.0.0.1:{p}/token\",service=\"x\""),
+            || ok("application/json", br#"{"token":"abc\r\nX-Injected: 1"}"#, ""),
+            "no usable token",
+        ),
+        (|p| format!("Bearer realm=\"http://127.0.0.1:{p}/token\""), || ok("application/json", b"<html>no</html>", ""), "not a token"),
+        (|_| "Bearer realm=\"file:///etc/passwd\"".to_string(), not_found, "neither https nor http"),
+        (|_| "Bearer realm=\"http://203.0.113.7/token\"".to_string(), not_found, "plain HTTP is allowed only"),
+        (|_| format!("Negotiate {}", "\x1b[31m".repeat(1000)), not_found, "does not speak"),
+    ];
+    for (realm, token, expected) in cases {
+        let port = Arc::new(std::sync::OnceLock::new());
+        let known = port.clone();
+        let f = fake(move |_, p, _| {
+            if p.starts_with("/token") {
+                return token();
+            }
+            let challenge = realm(*known.get().unwrap());
+            Reply::Raw(format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {challenge}\r\nContent-Length: 0\r\n\r\n").into_bytes())
+        });
+        port.set(f.port).unwrap();
+        let took = refused(&s, &f, ":1", expected);
+        assert!(took < Duration::from_secs(30), "{expected}: {took:?}");
+    }
 }
