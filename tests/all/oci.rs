@@ -189,7 +189,7 @@ fn an_artifact_pushed_by_skopeo_installs_by_its_allowed_digest() {
 }
 
 #[test]
-fn publish_signs_in_cosigns_format_as_sigstore_rs_verifies_it() {
+fn signatures_are_cosigns_format_both_ways_with_sigstore_rs() {
     let verifier = cosign_verifier();
     let reg = registry::registry(None, false);
     let dir = tempfile::tempdir().unwrap();
@@ -210,10 +210,31 @@ fn publish_signs_in_cosigns_format_as_sigstore_rs_verifies_it() {
     assert!(ok && said.contains(&digest), "sigstore-rs did not verify: {said}");
     let (ok, said) = check(&stranger.with_extension("pub"));
     assert!(!ok, "sigstore-rs verified with a stranger's key: {said}");
+
+    // The other way: published unsigned, signed by sigstore-rs (as
+    // cosign signs), verified by install.
+    let wasm = wdiamond::plugin::guest_wasm_dir().join("collector_loadavg.wasm");
+    let tagged = format!("oci://{}/signed/load:1", reg.host());
+    let (ok, out, err) = wdiamond(&["publish", wasm.to_str().unwrap(), &tagged]);
+    assert!(ok, "{out}{err}");
+    let digest = published_digest(&out);
+    let conf = config(d, &format!("trusted_keys = [{:?}]", author.with_extension("pub")), "");
+    let (ok, _, err) = wdiamond(&["install", &tagged, "--config", conf.to_str().unwrap()]);
+    assert!(!ok && err.contains("it is not signed"), "{err}");
+    let o = std::process::Command::new(&verifier)
+        .args(["--sign", &format!("{}/signed/load@{digest}", reg.host()), author.with_extension("key").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "sigstore-rs did not sign: {}", String::from_utf8_lossy(&o.stderr));
+    let (ok, out, err) = wdiamond(&["install", &tagged, "--config", conf.to_str().unwrap()]);
+    assert!(ok && out.contains("signature verified with"), "{out}{err}");
+    let other = config(d, &format!("trusted_keys = [{:?}]", stranger.with_extension("pub")), "");
+    let (ok, _, err) = wdiamond(&["install", &tagged, "--config", other.to_str().unwrap()]);
+    assert!(!ok && err.contains("signed by no trusted key"), "{err}");
 }
 
-/// sigstore-rs's cosign verifier (`tests/cosign-verify`), built once in a
-/// target dir of its own.
+/// sigstore-rs's cosign client as a command (`tests/cosign-verify`: verify,
+/// or `--sign`), built once in a target dir of its own.
 fn cosign_verifier() -> std::path::PathBuf {
     static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     BUILT

@@ -2,15 +2,25 @@
 //! cosign signature of that manifest (its `sha256-<hex>.sig` tag) verifies
 //! with the key, by sigstore-rs's cosign client (plain HTTP: the tests'
 //! registries are on loopback).
+//!
+//! `cosign-verify --sign HOST:PORT/REPO@sha256:DIGEST KEY.pem`: signs that
+//! manifest with the PKCS#8 private key and pushes the signature as
+//! sigstore-rs's cosign client does (for wdiamond to verify).
 
 use sigstore::cosign::verification_constraint::{PublicKeyVerifier, VerificationConstraintVec};
 use sigstore::cosign::{verify_constraints, ClientBuilder, CosignCapabilities};
+use sigstore::cosign::SignatureLayer;
+use sigstore::crypto::signing_key::SigStoreKeyPair;
 use sigstore::crypto::SigningScheme;
 use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    let sign = args.get(1).is_some_and(|a| a == "--sign");
+    if sign {
+        args.remove(1);
+    }
     if args.len() != 3 {
         eprintln!("usage: cosign-verify HOST:PORT/REPO@sha256:DIGEST KEY.pub");
         std::process::exit(2);
@@ -25,6 +35,31 @@ async fn main() {
         .with_oci_client_config(oci)
         .build()
         .expect("a cosign client");
+    if sign {
+        use base64::Engine as _;
+        let digest = image.digest().expect("a reference by digest").to_string();
+        let signer = SigStoreKeyPair::from_pem(&key)
+            .expect("a PKCS#8 private key")
+            .to_sigstore_signer(&SigningScheme::ECDSA_P256_SHA256_ASN1)
+            .expect("a P-256 key");
+        let mut layer = SignatureLayer::new_unsigned(&image, &digest).expect("a payload");
+        let signature = signer.sign(&layer.raw_data).expect("a signature");
+        layer.signature = Some(base64::engine::general_purpose::STANDARD.encode(signature));
+        let target: OciReference = format!(
+            "{}/{}:{}.sig",
+            image.registry(),
+            image.repository(),
+            digest.replace(':', "-")
+        )
+        .parse()
+        .expect("the signature's reference");
+        client
+            .push_signature(None, &Auth::Anonymous, &target, vec![layer])
+            .await
+            .expect("pushing the signature");
+        println!("signed {digest}");
+        return;
+    }
     let layers = match client.trusted_signature_layers(&Auth::Anonymous, &image).await {
         Ok(l) => l,
         Err(e) => {
