@@ -468,6 +468,28 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_goes_only_to_loopback_unless_insecure() {
+        let transport = |insecure| Transport {
+            tls: crate::host::tls::TlsSettings::load(&Default::default())
+                .unwrap()
+                .client_config(),
+            insecure,
+            deadline: Instant::now() + Duration::from_millis(300),
+            timeout: Duration::from_millis(300),
+        };
+        // TEST-NET-1: never reachable, so the insecure attempt fails at
+        // the connect, past the check that refuses the other.
+        let url = url::Url::parse("http://192.0.2.1:5000/v2/").unwrap();
+        let refused = format!("{:#}", transport(false).connect(&url).err().unwrap());
+        assert!(refused.contains("plain HTTP is allowed only"), "{refused}");
+        let tried = format!("{:#}", transport(true).connect(&url).err().unwrap());
+        assert!(!tried.contains("plain HTTP is allowed only"), "{tried}");
+        let file = url::Url::parse("file:///etc/passwd").unwrap();
+        let e = format!("{:#}", transport(true).connect(&file).err().unwrap());
+        assert!(e.contains("neither https nor http"), "{e}");
+    }
+
+    #[test]
     fn answers_are_read_within_their_bounds() {
         let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: b\r\n\r\nabc", 10).unwrap();
         assert_eq!((r.status, r.body.as_slice(), r.header("x-a")), (200, &b"abc"[..], Some("b")));
