@@ -47,3 +47,22 @@ pub fn http_receiver<T: Send + 'static>(
     });
     (port, got)
 }
+
+/// A request's head (up to its blank line, at most 64 KiB, within 5 s),
+/// or `None` when the peer closed first or did not speak HTTP (a TLS
+/// client hello, say).
+pub fn read_head(c: &mut std::net::TcpStream) -> Option<String> {
+    let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let mut buf = vec![0u8; 65536];
+    let mut n = 0;
+    while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
+        match c.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => return None,
+            Ok(k) => n += k,
+        }
+        if !buf[0].is_ascii_uppercase() {
+            return None;
+        }
+    }
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}

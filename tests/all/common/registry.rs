@@ -3,7 +3,7 @@
 //! [`TokenService`], this file's own: it signs ES256 JWTs with a key whose
 //! certificate the registry trusts), and skopeo, the independent client.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -172,16 +172,9 @@ impl TokenService {
                     return;
                 }
                 let Ok(mut c) = conn else { continue };
-                let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut buf = vec![0u8; 16384];
-                let mut n = 0;
-                while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
-                    match c.read(&mut buf[n..]) {
-                        Ok(0) | Err(_) => break,
-                        Ok(k) => n += k,
-                    }
-                }
-                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let Some(req) = crate::common::http::read_head(&mut c) else {
+                    continue;
+                };
                 let authorized = req
                     .lines()
                     .any(|l| l.to_ascii_lowercase().starts_with("authorization:") && l[14..].trim() == basic);
@@ -201,7 +194,7 @@ impl TokenService {
                     let claims = b64url(
                         serde_json::json!({
                             "iss": "wdiamond-test-issuer", "sub": "alice", "aud": "wdiamond-test",
-                            "exp": now + 600, "nbf": now - 10, "iat": now - 10, "jti": format!("{now}-{n}"),
+                            "exp": now + 600, "nbf": now - 10, "iat": now - 10, "jti": format!("{now}-{}", req.len()),
                             "access": [{"type": "repository", "name": repo, "actions": ["pull", "push"]}],
                         })
                         .to_string()

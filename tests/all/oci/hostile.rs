@@ -3,7 +3,7 @@
 //! wrong; each install is refused with its reason, within its deadline,
 //! and nothing reaches the store.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -116,20 +116,9 @@ fn fake(answer: impl Fn(&str, &str, usize) -> Reply + Send + Sync + 'static) -> 
             let seen = seen.clone();
             let answer = answer.clone();
             std::thread::spawn(move || {
-                let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut buf = vec![0u8; 65536];
-                let mut n = 0;
-                while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
-                    match c.read(&mut buf[n..]) {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => n += k,
-                    }
-                    // Not HTTP (the client's TLS attempt): closed.
-                    if !buf[0].is_ascii_uppercase() {
-                        return;
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let Some(head) = crate::common::http::read_head(&mut c) else {
+                    return;
+                };
                 let mut parts = head.split_whitespace();
                 let (method, path) = (parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default().to_string());
                 let count = {
