@@ -135,6 +135,17 @@ fn a_signed_collector_is_published_installed_and_run_by_digest() {
     let (ok, out, err) = wdiamond(&["check", pulling.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
     assert_eq!(registry::stored(&d.join("cache")).len(), 2);
+    // A damaged copy in the store is refused at load, and pulled again
+    // where pulls are allowed.
+    let layer = d.join("cache/oci/blobs/sha256").join(wdiamond::plugin::hex_sha256(&wasm));
+    let mut damaged = std::fs::read(&layer).unwrap();
+    damaged[100] ^= 0xff;
+    std::fs::write(&layer, &damaged).unwrap();
+    let (ok, out, err) = wdiamond(&["check", running.to_str().unwrap()]);
+    assert!(!ok && err.contains("is damaged"), "{out}{err}");
+    let (ok, out, err) = wdiamond(&["check", pulling.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(std::fs::read(&layer).unwrap(), wasm);
     // A pull is verified as an install is: without the key it is refused.
     std::fs::remove_dir_all(d.join("cache/oci")).unwrap();
     let untrusting = config(d, "pull = \"missing\"", &section);

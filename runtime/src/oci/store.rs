@@ -69,18 +69,10 @@ impl Store {
         Ok(Some(bytes))
     }
 
-    /// Whether `r`'s manifest and component are stored (the manifest
-    /// checked; the component is checked when it is loaded).
+    /// Whether `r`'s manifest and component are stored, whole (both read
+    /// and checked against their digests).
     pub fn has(&self, r: &Reference) -> bool {
-        let Some(digest) = r.digest.as_deref() else {
-            return false;
-        };
-        let layer = match self.get(digest, MAX_MANIFEST) {
-            Ok(Some(m)) => Manifest::parse(&m)
-                .and_then(|m| Ok(m.component_layer(MAX_COMPONENT_FILE)?.digest.clone())),
-            _ => return false,
-        };
-        layer.is_ok_and(|l| self.blob_path(&l).is_file())
+        self.component(r).is_ok()
     }
 
     /// The stored component of `r` (which names a digest): its bytes and

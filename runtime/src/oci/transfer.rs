@@ -238,8 +238,9 @@ pub fn push(
     Ok(Pushed { digest, signature })
 }
 
-/// Pulls what `config`'s components name and the store lacks (for
-/// `[server] pull = "missing"`): `(section, error)` for each that failed.
+/// Pulls what `config`'s components name and the store lacks, or holds
+/// damaged (for `[server] pull = "missing"`): `(section, error)` for each
+/// that failed.
 pub fn pull_missing(
     sections: &[(String, Reference)],
     oci: &OciConfig,
