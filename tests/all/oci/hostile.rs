@@ -192,7 +192,13 @@ fn refused(s: &Setup, f: &Fake, what: &str, expected: &str) -> Duration {
     assert!(err.contains(expected), "expected {expected:?} in: {err}");
     // What the registry said reaches the terminal escaped and cut.
     assert!(!err.contains('\x1b') && err.len() < 4096, "{err:?}");
-    assert!(stored(&s.dir.path().join("cache")).is_empty(), "something reached the store: {err}");
+    let cache = s.dir.path().join("cache");
+    assert!(stored(&cache).is_empty(), "something reached the store: {err}");
+    // Nor the compiler (its output would be a .cwasm in the cache).
+    let compiled = std::fs::read_dir(&cache)
+        .map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "cwasm")).count())
+        .unwrap_or(0);
+    assert_eq!(compiled, 0, "something was compiled: {err}");
     took
 }
 
@@ -204,6 +210,10 @@ fn the_honest_fake_installs_so_the_refusals_below_are_the_lies() {
     let f = fake(move |m, p, _| honest(&served, m, p));
     let (ok, out, err, _) = install(&s, &f, ":1");
     assert!(ok && out.contains(&a.digest), "{out}{err}");
+    // What the refusals below check is absent: stored and compiled here.
+    let cache = s.dir.path().join("cache");
+    assert_eq!(stored(&cache).len(), 2);
+    assert!(std::fs::read_dir(&cache).unwrap().flatten().any(|e| e.path().extension().is_some_and(|x| x == "cwasm")));
 }
 
 #[test]
