@@ -147,6 +147,18 @@ fn fake(answer: impl Fn(&str, &str, usize) -> Reply + Send + Sync + 'static) -> 
     Fake { port, requests }
 }
 
+/// The fake serving `a` honestly, but answering its tag's manifest with
+/// `reply`.
+fn manifest_answer(a: &Artifact, reply: impl Fn() -> Reply + Send + Sync + 'static) -> Fake {
+    let served = a.clone();
+    fake(move |m, p, _| {
+        if p == "/v2/r/manifests/1" {
+            return reply();
+        }
+        honest(&served, m, p)
+    })
+}
+
 struct Setup {
     dir: tempfile::TempDir,
     key: sign::PrivateKey,
@@ -237,13 +249,8 @@ fn tampered_mislabelled_or_missigned_artifacts_are_refused() {
     refused(&s, &f, ":1", "tampered with");
 
     // A manifest whose Docker-Content-Digest names another digest.
-    let served = a.clone();
-    let f = fake(move |m, p, _| {
-        if p == "/v2/r/manifests/1" {
-            return ok("application/vnd.oci.image.manifest.v1+json", &served.manifest, &format!("Docker-Content-Digest: sha256:{}\r\n", "0".repeat(64)));
-        }
-        honest(&served, m, p)
-    });
+    let manifest = a.manifest.clone();
+    let f = manifest_answer(&a, move || ok("application/vnd.oci.image.manifest.v1+json", &manifest, &format!("Docker-Content-Digest: sha256:{}\r\n", "0".repeat(64))));
     refused(&s, &f, ":1", "says its digest is");
 
     // Asked for by digest, another manifest served.
@@ -270,13 +277,7 @@ fn tampered_mislabelled_or_missigned_artifacts_are_refused() {
     refused(&s, &f, ":1", "signed by no trusted key");
 
     // Not a manifest at all.
-    let served = a.clone();
-    let f = fake(move |m, p, _| {
-        if p == "/v2/r/manifests/1" {
-            return ok("application/vnd.oci.image.manifest.v1+json", br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#, "");
-        }
-        honest(&served, m, p)
-    });
+    let f = manifest_answer(&a, move || ok("application/vnd.oci.image.manifest.v1+json", br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#, ""));
     refused(&s, &f, ":1", "not an OCI image manifest");
 }
 
@@ -318,28 +319,18 @@ fn oversized_stalling_looping_and_garbage_registries_are_refused_within_the_dead
     let layer_path = format!("/v2/r/blobs/{}", digest_of(&a.wasm));
 
     // A manifest larger than the bound (its Content-Length says so).
-    let served = a.clone();
-    let f = fake(move |m, p, _| {
-        if p == "/v2/r/manifests/1" {
-            return Reply::Raw(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{{", 5 << 20).into_bytes());
-        }
-        honest(&served, m, p)
-    });
+    let f = manifest_answer(&a, move || Reply::Raw(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{{", 5 << 20).into_bytes()));
     refused(&s, &f, ":1", "larger than");
 
     // An endless chunked manifest.
-    let served = a.clone();
-    let f = fake(move |m, p, _| {
-        if p == "/v2/r/manifests/1" {
-            let mut r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
-            for _ in 0..100 {
-                r.extend_from_slice(b"10000\r\n");
-                r.extend_from_slice(&vec![b' '; 0x10000]);
-                r.extend_from_slice(b"\r\n");
-            }
-            return Reply::Raw(r);
+    let f = manifest_answer(&a, || {
+        let mut r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..100 {
+            r.extend_from_slice(b"10000\r\n");
+            r.extend_from_slice(&vec![b' '; 0x10000]);
+            r.extend_from_slice(b"\r\n");
         }
-        honest(&served, m, p)
+        Reply::Raw(r)
     });
     refused(&s, &f, ":1", "larger than");
 
@@ -370,53 +361,23 @@ fn oversized_stalling_looping_and_garbage_registries_are_refused_within_the_dead
 
     // Stalls: no answer at all, and headers a byte a second.
     for stall in [0, 1] {
-        let served = a.clone();
-        let f = fake(move |m, p, _| {
-            if p == "/v2/r/manifests/1" {
-                return if stall == 0 { Reply::Stall } else { Reply::Drip };
-            }
-            honest(&served, m, p)
-        });
+        let f = manifest_answer(&a, move || if stall == 0 { Reply::Stall } else { Reply::Drip });
         let took = refused(&s, &f, ":1", "did not");
         assert!(took < Duration::from_secs(30), "a stalled registry held install for {took:?}");
     }
 
     // A redirect loop, and a redirect to plain HTTP elsewhere.
-    let served = a.clone();
-    let f = fake(move |m, p, _| {
-        if p == "/v2/r/manifests/1" {
-            return Reply::Raw(b"HTTP/1.1 302 Found\r\nLocation: /v2/r/manifests/1\r\nContent-Length: 0\r\n\r\n".to_vec());
-        }
-        honest(&served, m, p)
-    });
+    let f = manifest_answer(&a, move || Reply::Raw(b"HTTP/1.1 302 Found\r\nLocation: /v2/r/manifests/1\r\nContent-Length: 0\r\n\r\n".to_vec()));
     refused(&s, &f, ":1", "redirected more than 5 times");
-    let served = a.clone();
-    let f = fake(move |m, p, _| {
-        if p == "/v2/r/manifests/1" {
-            return Reply::Raw(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://registry.example.com/v2/r/manifests/1\r\nContent-Length: 0\r\n\r\n".to_vec());
-        }
-        honest(&served, m, p)
-    });
+    let f = manifest_answer(&a, move || Reply::Raw(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://registry.example.com/v2/r/manifests/1\r\nContent-Length: 0\r\n\r\n".to_vec()));
     refused(&s, &f, ":1", "plain HTTP is allowed only");
 
     // Garbage instead of HTTP.
-    let served = a.clone();
-    let f = fake(move |m, p, _| {
-        if p == "/v2/r/manifests/1" {
-            return Reply::Raw(b"\x00\x13\x37 not http at all\r\n\r\n".to_vec());
-        }
-        honest(&served, m, p)
-    });
+    let f = manifest_answer(&a, move || Reply::Raw(b"\x00\x13\x37 not http at all\r\n\r\n".to_vec()));
     refused(&s, &f, ":1", "not HTTP");
 
     // Escapes and a long status line, echoed only escaped and cut.
-    let served = a.clone();
-    let f = fake(move |m, p, _| {
-        if p == "/v2/r/manifests/1" {
-            return Reply::Raw(format!("HTTP/1.1 \x1b[2J{}\r\n\r\n", "\x1b[31m".repeat(2000)).into_bytes());
-        }
-        honest(&served, m, p)
-    });
+    let f = manifest_answer(&a, move || Reply::Raw(format!("HTTP/1.1 \x1b[2J{}\r\n\r\n", "\x1b[31m".repeat(2000)).into_bytes()));
     refused(&s, &f, ":1", "not HTTP");
 }
 
