@@ -35,6 +35,7 @@ pub use value::ConfigValue;
 mod error;
 mod handler;
 mod model;
+pub mod oci_reference;
 mod plugin_keys;
 mod reader;
 mod registries;

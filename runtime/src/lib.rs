@@ -22,7 +22,9 @@
 //!   plugin, grants and limits, collectors), `server.rs`, `handler.rs`,
 //!   `tenant.rs` (and the tenant checks), `model.rs` (the validated types),
 //!   `secrets.rs` (`${VAR}` and secret references, resolved as a file is
-//!   read), `error.rs`; `load()` orchestrates them.
+//!   read), `registries.rs` (`[server]`'s keys for OCI registries),
+//!   `oci_reference.rs` (`oci://…`), `error.rs`; `load()` orchestrates
+//!   them.
 //! - [`agent`]: the supervisor (start, reload, a bounded stop), and
 //!   - `agent/apply.rs`: a loaded configuration applied (handlers, then
 //!     collectors, then health; what did not change keeps running);
@@ -93,8 +95,10 @@
 //!   reads Diamond's syntax).
 //!   `plugin/contract.rs` reads a component's world and contract version
 //!   and applies the compatibility rule.
-//! - [`oci`]: components from OCI registries: `oci/reference.rs`
-//!   (`oci://…` parsed), `http.rs` (a bounded HTTP/1.1 client over the
+//! - [`oci`]: components from OCI registries (between [`plugin`], which
+//!   loads from its store, and [`host`], whose TLS it uses; the
+//!   `oci://…` reference it reads is a configuration value,
+//!   `config/oci_reference.rs`): `oci/http.rs` (a bounded HTTP/1.1 client over the
 //!   host's TLS, with a deadline), `auth.rs` (credentials, challenges),
 //!   `registry.rs` (manifests and blobs, read checked, and pushed),
 //!   `artifact.rs` (the wasm artifact layout), `sign.rs` (cosign's keyed

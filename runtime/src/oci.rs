@@ -5,7 +5,8 @@
 //! configuration's `component = "oci://…@sha256:…"` loads it from the
 //! store, and reaches the network only with `[server] pull = "missing"`.
 //!
-//! - `oci/reference.rs`: `oci://HOST[:PORT]/REPO[:TAG][@sha256:…]`;
+//! - `reference` (`config/oci_reference.rs`, a configuration value):
+//!   `oci://HOST[:PORT]/REPO[:TAG][@sha256:…]`;
 //! - `oci/http.rs`: bounded HTTP/1.1 over the host's TLS, with a deadline;
 //! - `oci/auth.rs`: credentials and the registry's challenge;
 //! - `oci/registry.rs`: manifests and blobs, read checked, and pushed;
@@ -17,12 +18,12 @@
 pub mod artifact;
 pub mod auth;
 pub mod http;
-pub mod reference;
 pub mod registry;
 pub mod sign;
 pub mod store;
 pub mod transfer;
 
+pub use crate::config::oci_reference as reference;
 pub use reference::Reference;
 pub use store::Store;
 pub use transfer::{pull, push, Access, Pulled, Trust};

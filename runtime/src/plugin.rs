@@ -427,8 +427,9 @@ fn configure_instance<W: World>(
 }
 
 /// Largest component file read, bytes: an 18 MB Python runtime fits many
-/// times over; a plugin path pointing at a disk image does not.
-pub const MAX_COMPONENT_FILE: u64 = 512 << 20;
+/// times over; a plugin path pointing at a disk image does not. The same
+/// bound holds a registry's component (defined there, the lower floor).
+pub const MAX_COMPONENT_FILE: u64 = crate::oci::artifact::MAX_COMPONENT_FILE;
 
 /// Reads a component file, checking its size and its header (a component,
 /// not a core module or anything else) before a compiler sees it.

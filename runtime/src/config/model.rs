@@ -91,7 +91,7 @@ pub enum ComponentRef {
     Python(PathBuf),
     /// A component installed from an OCI registry, by digest
     /// (`oci://HOST/REPO@sha256:…`), loaded from the local store.
-    Oci(crate::oci::Reference),
+    Oci(super::oci_reference::Reference),
 }
 
 impl fmt::Display for ComponentRef {

@@ -52,7 +52,7 @@ pub(super) fn component_ref(
     config_dir: &Path,
 ) -> ComponentRef {
     if s.starts_with("oci://") {
-        match crate::oci::Reference::parse(&s) {
+        match super::oci_reference::Reference::parse(&s) {
             Ok(reference) if reference.digest.is_some() => return ComponentRef::Oci(reference),
             Ok(reference) => r.err(path, format!("{reference} names a tag, which can move: a configuration names a component by digest (`wdiamond install {reference}` prints the line, `oci://…@sha256:…`)")),
             Err(e) => r.err(path, e),

@@ -74,15 +74,15 @@ pub(super) fn read_oci_key(
         "trusted_keys" => {
             for k in r.strings(&p, v).unwrap_or_default() {
                 let path = resolve(config_dir, &k);
-                if let Err(e) = crate::oci::sign::PublicKey::read(&path) {
-                    r.err(&p, format!("{e:#}"));
+                if let Err(e) = public_key_file(&path) {
+                    r.err(&p, e);
                 }
                 oci.trusted_keys.push(path);
             }
         }
         "allow_unsigned" => {
             for d in r.strings(&p, v).unwrap_or_default() {
-                if crate::oci::reference::digest_ok(&d) {
+                if super::oci_reference::digest_ok(&d) {
                     oci.allow_unsigned.push(d);
                 } else {
                     r.err(&p, format!("{d:?} is not a manifest digest (sha256: and 64 lowercase hex digits; `wdiamond install` prints it)"));
@@ -109,6 +109,20 @@ pub(super) fn read_oci_key(
         _ => return false,
     }
     true
+}
+
+/// Whether `path` holds a PEM public key (the key itself is read where it
+/// verifies: `oci::sign`).
+fn public_key_file(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    if !meta.is_file() || meta.len() > 64 << 10 {
+        return Err(format!("{}: not a key file (a PEM file of at most 64 KiB)", path.display()));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    if !text.contains("-----BEGIN PUBLIC KEY-----") {
+        return Err(format!("{}: not a PEM PUBLIC KEY (the .pub file of a key pair)", path.display()));
+    }
+    Ok(())
 }
 
 fn read_registry(

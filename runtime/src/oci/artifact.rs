@@ -25,6 +25,9 @@ pub const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
 pub const WASM_LAYER: &str = "application/wasm";
 /// The older `wasm-to-oci` layer type, also read.
 const WASM_LAYER_OLD: &str = "application/vnd.wasm.content.layer.v1+wasm";
+/// Largest component, bytes: from a registry, and as a file
+/// ([`crate::plugin::MAX_COMPONENT_FILE`] is this one bound).
+pub const MAX_COMPONENT_FILE: u64 = 512 << 20;
 /// Largest manifest read, bytes (containerd's bound).
 pub const MAX_MANIFEST: u64 = 4 << 20;
 /// Most layers a manifest may list.

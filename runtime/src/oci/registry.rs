@@ -11,7 +11,6 @@ use anyhow::{anyhow, bail, Context};
 use super::auth::{parse_challenge, Credentials};
 use super::http::{redacted, shown, Request, Response, Transport};
 use super::reference::Reference;
-use crate::plugin::hex_sha256;
 
 /// Largest token answer, bytes.
 const MAX_TOKEN: u64 = 64 << 10;
@@ -43,7 +42,8 @@ pub struct Fetched {
 
 /// `sha256:` and the hex of `b`'s SHA-256.
 pub fn digest_of(b: &[u8]) -> String {
-    format!("sha256:{}", hex_sha256(b))
+    use sha2::Digest;
+    format!("sha256:{:x}", sha2::Sha256::digest(b))
 }
 
 impl Registry {

@@ -10,10 +10,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 
-use super::artifact::{Manifest, MAX_MANIFEST};
+use super::artifact::{Manifest, MAX_COMPONENT_FILE, MAX_MANIFEST};
 use super::reference::Reference;
 use super::registry::digest_of;
-use crate::plugin::MAX_COMPONENT_FILE;
 
 /// The store under a plugin cache.
 pub struct Store {

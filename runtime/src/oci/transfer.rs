@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 
-use super::artifact::{self, About, Manifest, MAX_MANIFEST};
+use super::artifact::{self, About, Manifest, MAX_COMPONENT_FILE, MAX_MANIFEST};
 use super::auth::{default_auth_files, from_auth_file, Credentials};
 use super::http::Transport;
 use super::reference::Reference;
@@ -19,7 +19,6 @@ use super::registry::Registry;
 use super::sign::{self, PrivateKey, PublicKey};
 use super::store::Store;
 use crate::config::{OciConfig, RegistryConfig};
-use crate::plugin::MAX_COMPONENT_FILE;
 
 /// Largest signature manifest, bytes.
 const MAX_SIGNATURE_MANIFEST: u64 = 1 << 20;

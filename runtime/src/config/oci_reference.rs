@@ -1,6 +1,8 @@
 //! `oci://HOST[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST]`: where a component
 //! is in a registry, parsed and checked once (the distribution spec's
-//! grammar for repositories, tags and digests).
+//! grammar for repositories, tags and digests). A configuration value (a
+//! `component`), so it lives here; [`crate::oci`] re-exports it as
+//! `oci::reference`.
 
 use std::fmt;
 
