@@ -33,7 +33,9 @@ pub fn install(
     let mut out = format!("installed {}\n", pulled.reference);
     match &pulled.signed_by {
         Some(k) => out.push_str(&format!("  signature verified with {k}\n")),
-        None => out.push_str("  NOT signed by a trusted key: installed because its digest is on the allow-list\n"),
+        None => out.push_str(
+            "  NOT signed by a trusted key: installed because its digest is on the allow-list\n",
+        ),
     }
     out.push_str(&format!("  stored in {}\n\n", path.display()));
     let text = inspection.text();
@@ -54,10 +56,15 @@ pub fn install(
             let d = crate::inspect::description(runtime, &path).map_err(anyhow::Error::msg)?;
             let entries = overlay(&d, Vec::new(), &p.options);
             let was = match &p.component {
-                ComponentRef::Oci(old) if old == &pulled.reference => "it already loads this digest".to_string(),
+                ComponentRef::Oci(old) if old == &pulled.reference => {
+                    "it already loads this digest".to_string()
+                }
                 other => format!("it loads {other} now"),
             };
-            out.push_str(&format!("\nAgainst [{}] of the configuration ({was}):\n", p.section));
+            out.push_str(&format!(
+                "\nAgainst [{}] of the configuration ({was}):\n",
+                p.section
+            ));
             // As if the section loaded the new component.
             let mut as_new = p.clone();
             as_new.component = ComponentRef::Oci(pulled.reference.clone());
@@ -92,7 +99,10 @@ pub fn publish(
     key: Option<&Path>,
 ) -> anyhow::Result<String> {
     if crate::plugin::python::is_script(&file.to_string_lossy()) {
-        anyhow::bail!("{}: publish takes a component (.wasm); a Python script is installed as a file", file.display());
+        anyhow::bail!(
+            "{}: publish takes a component (.wasm); a Python script is installed as a file",
+            file.display()
+        );
     }
     let key = key.map(PrivateKey::read).transpose()?;
     let i = crate::inspect::inspect(runtime, file).map_err(anyhow::Error::msg)?;
@@ -102,8 +112,16 @@ pub fn publish(
         name: i.name.clone(),
         version: i.version.clone(),
         summary: i.summary.clone(),
-        options: i.options.iter().map(|o| format!("{} = {}", o.key, o.default)).collect(),
-        asks: i.capabilities.iter().map(|a| format!("{} {}", a.kind, a.value)).collect(),
+        options: i
+            .options
+            .iter()
+            .map(|o| format!("{} = {}", o.key, o.default))
+            .collect(),
+        asks: i
+            .capabilities
+            .iter()
+            .map(|a| format!("{} {}", a.kind, a.value))
+            .collect(),
     };
     let wasm = crate::plugin::read_component_file(file)?;
     let pushed = crate::oci::push(r, access, &wasm, &about, key.as_ref())?;
@@ -118,9 +136,13 @@ pub fn publish(
     );
     match &pushed.signature {
         Some(tag) => out.push_str(&format!("  signed: {tag} (cosign's format)\n")),
-        None => out.push_str("  not signed (--key signs it): installs only where its digest is allowed unsigned\n"),
+        None => out.push_str(
+            "  not signed (--key signs it): installs only where its digest is allowed unsigned\n",
+        ),
     }
-    out.push_str(&format!("\nInstall it with:\n\n  wdiamond install {by_digest}\n"));
+    out.push_str(&format!(
+        "\nInstall it with:\n\n  wdiamond install {by_digest}\n"
+    ));
     Ok(out)
 }
 
@@ -138,7 +160,10 @@ pub fn keygen(prefix: &Path) -> anyhow::Result<String> {
     let (key, pubkey) = (with(".key"), with(".pub"));
     for p in [&key, &pubkey] {
         if p.exists() {
-            anyhow::bail!("{} exists: not overwritten (choose another prefix)", p.display());
+            anyhow::bail!(
+                "{} exists: not overwritten (choose another prefix)",
+                p.display()
+            );
         }
     }
     let write = |p: &Path, text: &str, mode: u32| -> anyhow::Result<()> {

@@ -36,10 +36,10 @@ mod handler_batches;
 /// Each handler against its real backend.
 mod handlers;
 mod instancing;
-/// Publishing to and installing from a real OCI registry; signatures; hostile registries.
-mod oci;
 /// The standard collectors on this machine's own /proc and /sys.
 mod live;
+/// Publishing to and installing from a real OCI registry; signatures; hostile registries.
+mod oci;
 /// The Debian package and its systemd unit, installed into a scratch root and run there.
 mod package;
 /// Tenants and routing.

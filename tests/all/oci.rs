@@ -15,7 +15,10 @@ use crate::common::{self, registry};
 pub(crate) fn wdiamond(args: &[&str]) -> (bool, String, String) {
     let o = common::wdiamond_within(
         args,
-        &[("REGISTRY_AUTH_FILE", "/nonexistent"), ("DOCKER_CONFIG", "/nonexistent")],
+        &[
+            ("REGISTRY_AUTH_FILE", "/nonexistent"),
+            ("DOCKER_CONFIG", "/nonexistent"),
+        ],
         Duration::from_secs(60),
     );
     (
@@ -69,49 +72,107 @@ fn a_signed_collector_is_published_installed_and_run_by_digest() {
     let key = author.with_extension("key");
     let public = author.with_extension("pub");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     // keygen never overwrites a key.
     let (ok, _, err) = wdiamond(&["keygen", author.to_str().unwrap()]);
     assert!(!ok && err.contains("not overwritten"), "{err}");
 
     let guest = common::test_guest("collector_misbehave");
     let tagged = format!("oci://{}/team/misbehave:1.0", reg.host());
-    let (ok, out, err) = wdiamond(&["publish", guest.to_str().unwrap(), &tagged, "--key", key.to_str().unwrap()]);
+    let (ok, out, err) = wdiamond(&[
+        "publish",
+        guest.to_str().unwrap(),
+        &tagged,
+        "--key",
+        key.to_str().unwrap(),
+    ]);
     assert!(ok, "{out}{err}");
     let digest = published_digest(&out);
-    assert!(out.contains(&format!("sha256-{}.sig", &digest[7..])), "{out}");
+    assert!(
+        out.contains(&format!("sha256-{}.sig", &digest[7..])),
+        "{out}"
+    );
     let by_digest = format!("oci://{}/team/misbehave@{digest}", reg.host());
-    assert!(out.contains(&format!("wdiamond install {by_digest}")), "{out}");
+    assert!(
+        out.contains(&format!("wdiamond install {by_digest}")),
+        "{out}"
+    );
 
     // skopeo, the independent client, reads what publish pushed: the
     // wasm layout, the component's bytes as the layer.
-    let raw = registry::skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{}/team/misbehave:1.0", reg.host())]);
+    let raw = registry::skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{}/team/misbehave:1.0", reg.host()),
+    ]);
     let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
-    assert_eq!(m["config"]["mediaType"], "application/vnd.wasm.config.v0+json");
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.wasm.config.v0+json"
+    );
     assert_eq!(m["layers"][0]["mediaType"], "application/wasm");
     let wasm = std::fs::read(&guest).unwrap();
-    assert_eq!(m["layers"][0]["digest"], format!("sha256:{}", wdiamond::plugin::hex_sha256(&wasm)));
-    assert_eq!(format!("sha256:{}", wdiamond::plugin::hex_sha256(raw.trim_end().as_bytes())), digest);
+    assert_eq!(
+        m["layers"][0]["digest"],
+        format!("sha256:{}", wdiamond::plugin::hex_sha256(&wasm))
+    );
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            wdiamond::plugin::hex_sha256(raw.trim_end().as_bytes())
+        ),
+        digest
+    );
 
     // No trusted key: refused, nothing stored.
     let plain = config(d, "", "");
     let (ok, _, err) = wdiamond(&["install", &tagged, "--config", plain.to_str().unwrap()]);
-    assert!(!ok && err.contains("no key is trusted") && err.contains("--allow-unsigned"), "{err}");
+    assert!(
+        !ok && err.contains("no key is trusted") && err.contains("--allow-unsigned"),
+        "{err}"
+    );
     assert!(registry::stored(&d.join("cache")).is_empty());
     // A stranger's key: refused.
     let stranger = keygen(d, "stranger").with_extension("pub");
-    let (ok, _, err) = wdiamond(&["install", &tagged, "--config", plain.to_str().unwrap(), "--trusted-key", stranger.to_str().unwrap()]);
+    let (ok, _, err) = wdiamond(&[
+        "install",
+        &tagged,
+        "--config",
+        plain.to_str().unwrap(),
+        "--trusted-key",
+        stranger.to_str().unwrap(),
+    ]);
     assert!(!ok && err.contains("signed by no trusted key"), "{err}");
     assert!(registry::stored(&d.join("cache")).is_empty());
 
     // The operator trusts the author's key in the configuration.
     let trusting = config(d, &format!("trusted_keys = [{public:?}]"), "");
-    let (ok, out, err) = wdiamond(&["install", &tagged, "--config", trusting.to_str().unwrap(), "--as", "fromoci"]);
+    let (ok, out, err) = wdiamond(&[
+        "install",
+        &tagged,
+        "--config",
+        trusting.to_str().unwrap(),
+        "--as",
+        "fromoci",
+    ]);
     assert!(ok, "{out}{err}");
-    assert!(out.contains(&format!("installed {by_digest}")) && out.contains("signature verified with"), "{out}");
-    assert!(out.contains(&format!("component = \"{by_digest}\"")), "{out}");
+    assert!(
+        out.contains(&format!("installed {by_digest}")) && out.contains("signature verified with"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("component = \"{by_digest}\"")),
+        "{out}"
+    );
     let pin = format!("sha256 = \"{}\"", wdiamond::plugin::hex_sha256(&wasm));
-    assert!(out.contains(&pin) && out.contains("[collectors.fromoci]"), "{out}");
+    assert!(
+        out.contains(&pin) && out.contains("[collectors.fromoci]"),
+        "{out}"
+    );
     assert_eq!(registry::stored(&d.join("cache")).len(), 2);
 
     // The agent runs it from the store, by digest.
@@ -123,21 +184,41 @@ fn a_signed_collector_is_published_installed_and_run_by_digest() {
     assert!(ok && out.contains(&by_digest), "{out}{err}");
 
     // Against the configuration's section, install shows what changes.
-    let (ok, out, err) = wdiamond(&["install", &by_digest, "--config", running.to_str().unwrap(), "--as", "fromoci"]);
-    assert!(ok && out.contains("Against [collectors.fromoci]") && out.contains("it already loads this digest"), "{out}{err}");
+    let (ok, out, err) = wdiamond(&[
+        "install",
+        &by_digest,
+        "--config",
+        running.to_str().unwrap(),
+        "--as",
+        "fromoci",
+    ]);
+    assert!(
+        ok && out.contains("Against [collectors.fromoci]")
+            && out.contains("it already loads this digest"),
+        "{out}{err}"
+    );
 
     // Not in the store: `check` says how to get it, and never reaches the
     // registry unless `pull = "missing"`.
     std::fs::remove_dir_all(d.join("cache/oci")).unwrap();
     let (ok, out, err) = wdiamond(&["check", running.to_str().unwrap()]);
-    assert!(!ok && err.contains("is not installed: run `wdiamond install"), "{out}{err}");
-    let pulling = config(d, &format!("trusted_keys = [{public:?}]\npull = \"missing\""), &section);
+    assert!(
+        !ok && err.contains("is not installed: run `wdiamond install"),
+        "{out}{err}"
+    );
+    let pulling = config(
+        d,
+        &format!("trusted_keys = [{public:?}]\npull = \"missing\""),
+        &section,
+    );
     let (ok, out, err) = wdiamond(&["check", pulling.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
     assert_eq!(registry::stored(&d.join("cache")).len(), 2);
     // A damaged copy in the store is refused at load, and pulled again
     // where pulls are allowed.
-    let layer = d.join("cache/oci/blobs/sha256").join(wdiamond::plugin::hex_sha256(&wasm));
+    let layer = d
+        .join("cache/oci/blobs/sha256")
+        .join(wdiamond::plugin::hex_sha256(&wasm));
     let mut damaged = std::fs::read(&layer).unwrap();
     damaged[100] ^= 0xff;
     std::fs::write(&layer, &damaged).unwrap();
@@ -150,14 +231,20 @@ fn a_signed_collector_is_published_installed_and_run_by_digest() {
     std::fs::remove_dir_all(d.join("cache/oci")).unwrap();
     let untrusting = config(d, "pull = \"missing\"", &section);
     let (ok, _, err) = wdiamond(&["check", untrusting.to_str().unwrap()]);
-    assert!(!ok && err.contains("[collectors.fromoci]") && err.contains("no key is trusted"), "{err}");
+    assert!(
+        !ok && err.contains("[collectors.fromoci]") && err.contains("no key is trusted"),
+        "{err}"
+    );
     assert!(registry::stored(&d.join("cache")).is_empty());
 
     // A configuration names a digest, never a tag; a pin that is not the
     // component's is refused.
     let tag_section = format!("[collectors.fromoci]\nenabled = true\ncomponent = \"{tagged}\"\n");
     let (ok, _, err) = wdiamond(&["check", config(d, "", &tag_section).to_str().unwrap()]);
-    assert!(!ok && err.contains("collectors.fromoci.component") && err.contains("names a tag"), "{err}");
+    assert!(
+        !ok && err.contains("collectors.fromoci.component") && err.contains("names a tag"),
+        "{err}"
+    );
     let (ok, out, err) = wdiamond(&["install", &tagged, "--config", trusting.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
     let bad_pin = section.replace(&wdiamond::plugin::hex_sha256(&wasm), &"0".repeat(64));
@@ -184,17 +271,45 @@ fn an_artifact_pushed_by_skopeo_installs_by_its_allowed_digest() {
     let (ok, _, err) = wdiamond(&["install", &tagged, "--config", conf.to_str().unwrap()]);
     assert!(!ok && err.contains("it is not signed"), "{err}");
     let other = format!("sha256:{}", "1".repeat(64));
-    let (ok, _, err) = wdiamond(&["install", &tagged, "--config", conf.to_str().unwrap(), "--allow-unsigned", &other]);
+    let (ok, _, err) = wdiamond(&[
+        "install",
+        &tagged,
+        "--config",
+        conf.to_str().unwrap(),
+        "--allow-unsigned",
+        &other,
+    ]);
     assert!(!ok && err.contains("it is not signed"), "{err}");
     assert!(registry::stored(&d.join("cache")).is_empty());
-    let (ok, _, err) = wdiamond(&["install", &tagged, "--config", conf.to_str().unwrap(), "--allow-unsigned", "latest"]);
+    let (ok, _, err) = wdiamond(&[
+        "install",
+        &tagged,
+        "--config",
+        conf.to_str().unwrap(),
+        "--allow-unsigned",
+        "latest",
+    ]);
     assert!(!ok && err.contains("a manifest digest"), "{err}");
-    let (ok, out, err) = wdiamond(&["install", &tagged, "--config", conf.to_str().unwrap(), "--allow-unsigned", &digest]);
-    assert!(ok && out.contains("NOT signed by a trusted key") && out.contains(&digest), "{out}{err}");
+    let (ok, out, err) = wdiamond(&[
+        "install",
+        &tagged,
+        "--config",
+        conf.to_str().unwrap(),
+        "--allow-unsigned",
+        &digest,
+    ]);
+    assert!(
+        ok && out.contains("NOT signed by a trusted key") && out.contains(&digest),
+        "{out}{err}"
+    );
     // The allow-list in the configuration works the same for a pull.
     let section = format!("[collectors.m]\nenabled = true\ncomponent = \"oci://{}/other/misbehave@{digest}\"\npath = \"m\"\n", reg.host());
     std::fs::remove_dir_all(d.join("cache/oci")).unwrap();
-    let allowed = config(d, &format!("pull = \"missing\"\nallow_unsigned = [\"{digest}\"]"), &section);
+    let allowed = config(
+        d,
+        &format!("pull = \"missing\"\nallow_unsigned = [\"{digest}\"]"),
+        &section,
+    );
     let (ok, out, err) = wdiamond(&["once", allowed.to_str().unwrap(), "--wait", "0"]);
     assert!(ok && out.contains("m.runs"), "{out}{err}");
 }
@@ -209,16 +324,35 @@ fn signatures_are_cosigns_format_both_ways_with_sigstore_rs() {
     let stranger = keygen(d, "stranger");
     let guest = common::test_guest("collector_misbehave");
     let tagged = format!("oci://{}/signed/misbehave:3", reg.host());
-    let (ok, out, err) = wdiamond(&["publish", guest.to_str().unwrap(), &tagged, "--key", author.with_extension("key").to_str().unwrap()]);
+    let (ok, out, err) = wdiamond(&[
+        "publish",
+        guest.to_str().unwrap(),
+        &tagged,
+        "--key",
+        author.with_extension("key").to_str().unwrap(),
+    ]);
     assert!(ok, "{out}{err}");
     let digest = published_digest(&out);
     let image = format!("{}/signed/misbehave@{digest}", reg.host());
     let check = |key: &Path| {
-        let o = std::process::Command::new(&verifier).args([&image, key.to_str().unwrap()]).output().unwrap();
-        (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+        let o = std::process::Command::new(&verifier)
+            .args([&image, key.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
     };
     let (ok, said) = check(&author.with_extension("pub"));
-    assert!(ok && said.contains(&digest), "sigstore-rs did not verify: {said}");
+    assert!(
+        ok && said.contains(&digest),
+        "sigstore-rs did not verify: {said}"
+    );
     let (ok, said) = check(&stranger.with_extension("pub"));
     assert!(!ok, "sigstore-rs verified with a stranger's key: {said}");
 
@@ -229,17 +363,33 @@ fn signatures_are_cosigns_format_both_ways_with_sigstore_rs() {
     let (ok, out, err) = wdiamond(&["publish", wasm.to_str().unwrap(), &tagged]);
     assert!(ok, "{out}{err}");
     let digest = published_digest(&out);
-    let conf = config(d, &format!("trusted_keys = [{:?}]", author.with_extension("pub")), "");
+    let conf = config(
+        d,
+        &format!("trusted_keys = [{:?}]", author.with_extension("pub")),
+        "",
+    );
     let (ok, _, err) = wdiamond(&["install", &tagged, "--config", conf.to_str().unwrap()]);
     assert!(!ok && err.contains("it is not signed"), "{err}");
     let o = std::process::Command::new(&verifier)
-        .args(["--sign", &format!("{}/signed/load@{digest}", reg.host()), author.with_extension("key").to_str().unwrap()])
+        .args([
+            "--sign",
+            &format!("{}/signed/load@{digest}", reg.host()),
+            author.with_extension("key").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
-    assert!(o.status.success(), "sigstore-rs did not sign: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "sigstore-rs did not sign: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let (ok, out, err) = wdiamond(&["install", &tagged, "--config", conf.to_str().unwrap()]);
     assert!(ok && out.contains("signature verified with"), "{out}{err}");
-    let other = config(d, &format!("trusted_keys = [{:?}]", stranger.with_extension("pub")), "");
+    let other = config(
+        d,
+        &format!("trusted_keys = [{:?}]", stranger.with_extension("pub")),
+        "",
+    );
     let (ok, _, err) = wdiamond(&["install", &tagged, "--config", other.to_str().unwrap()]);
     assert!(!ok && err.contains("signed by no trusted key"), "{err}");
 }
@@ -252,14 +402,20 @@ fn cosign_verifier() -> std::path::PathBuf {
         .get_or_init(|| {
             let repo = common::repo();
             let target = repo.join("target/cosign-verify");
-            let o = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["build", "--release", "--locked", "--manifest-path"])
-                .arg(repo.join("tests/cosign-verify/Cargo.toml"))
-                .arg("--target-dir")
-                .arg(&target)
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "building tests/cosign-verify: {}", String::from_utf8_lossy(&o.stderr));
+            let o = std::process::Command::new(
+                std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+            )
+            .args(["build", "--release", "--locked", "--manifest-path"])
+            .arg(repo.join("tests/cosign-verify/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .output()
+            .unwrap();
+            assert!(
+                o.status.success(),
+                "building tests/cosign-verify: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
             target.join("release/cosign-verify")
         })
         .clone()
@@ -287,7 +443,13 @@ fn a_registry_behind_tls_and_token_auth_takes_the_hosts_ca_and_the_operators_cre
     .unwrap();
     let key = author.with_extension("key");
     let publish = |extra: &[&str]| {
-        let mut args = vec!["publish", guest.to_str().unwrap(), &tagged, "--key", key.to_str().unwrap()];
+        let mut args = vec![
+            "publish",
+            guest.to_str().unwrap(),
+            &tagged,
+            "--key",
+            key.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         wdiamond(&args)
     };
@@ -300,16 +462,37 @@ fn a_registry_behind_tls_and_token_auth_takes_the_hosts_ca_and_the_operators_cre
     assert!(!ok && err.contains("asks for credentials"), "{err}");
     // A wrong password.
     let wrong = d.join("wrong.json");
-    std::fs::write(&wrong, format!(r#"{{"auths":{{"{}":{{"username":"alice","password":"nope"}}}}}}"#, reg.host())).unwrap();
-    let (ok, _, err) = publish(&["--tls-ca", ca.to_str().unwrap(), "--auth-file", wrong.to_str().unwrap()]);
+    std::fs::write(
+        &wrong,
+        format!(
+            r#"{{"auths":{{"{}":{{"username":"alice","password":"nope"}}}}}}"#,
+            reg.host()
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = publish(&[
+        "--tls-ca",
+        ca.to_str().unwrap(),
+        "--auth-file",
+        wrong.to_str().unwrap(),
+    ]);
     assert!(!ok && err.contains("refused the credentials"), "{err}");
-    let (ok, out, err) = publish(&["--tls-ca", ca.to_str().unwrap(), "--auth-file", auth.to_str().unwrap()]);
+    let (ok, out, err) = publish(&[
+        "--tls-ca",
+        ca.to_str().unwrap(),
+        "--auth-file",
+        auth.to_str().unwrap(),
+    ]);
     assert!(ok, "{out}{err}");
     let digest = published_digest(&out);
 
     // The operator's configuration names the CA and the credentials, the
     // password a secret reference.
-    std::fs::write(d.join("password"), format!("{}\n", registry::TOKEN_PASSWORD)).unwrap();
+    std::fs::write(
+        d.join("password"),
+        format!("{}\n", registry::TOKEN_PASSWORD),
+    )
+    .unwrap();
     let server = format!(
         "trusted_keys = [{:?}]\n[server.registries.\"{}\"]\ntls_ca = {ca:?}\nusername = \"alice\"\npassword = {{ secret = \"file:password\" }}\n",
         author.with_extension("pub"),
@@ -336,10 +519,33 @@ fn a_registry_that_asks_for_a_client_certificate_gets_the_configured_one() {
     let d = dir.path();
     let guest = common::test_guest("collector_misbehave");
     let tagged = format!("oci://{}/mtls/misbehave:1", reg.host());
-    let (ca, cert, key) = (certs.file("ca.pem"), certs.file("client.pem"), certs.file("client.key"));
-    let (ok, _, err) = wdiamond(&["publish", guest.to_str().unwrap(), &tagged, "--tls-ca", ca.to_str().unwrap()]);
-    assert!(!ok && err.contains("over HTTPS"), "published without a client certificate: {err}");
-    let (ok, out, err) = wdiamond(&["publish", guest.to_str().unwrap(), &tagged, "--tls-ca", ca.to_str().unwrap(), "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    let (ca, cert, key) = (
+        certs.file("ca.pem"),
+        certs.file("client.pem"),
+        certs.file("client.key"),
+    );
+    let (ok, _, err) = wdiamond(&[
+        "publish",
+        guest.to_str().unwrap(),
+        &tagged,
+        "--tls-ca",
+        ca.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("over HTTPS"),
+        "published without a client certificate: {err}"
+    );
+    let (ok, out, err) = wdiamond(&[
+        "publish",
+        guest.to_str().unwrap(),
+        &tagged,
+        "--tls-ca",
+        ca.to_str().unwrap(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
     assert!(ok, "{out}{err}");
     let digest = published_digest(&out);
     let server = format!(
@@ -361,23 +567,70 @@ fn install_shows_each_ask_beside_what_the_configured_section_grants() {
     // /proc/loadavg.
     let guest = wdiamond::plugin::guest_wasm_dir().join("collector_loadavg.wasm");
     let tagged = format!("oci://{}/team/load:1", reg.host());
-    let (ok, out, err) = wdiamond(&["publish", guest.to_str().unwrap(), &tagged, "--key", author.with_extension("key").to_str().unwrap()]);
+    let (ok, out, err) = wdiamond(&[
+        "publish",
+        guest.to_str().unwrap(),
+        &tagged,
+        "--key",
+        author.with_extension("key").to_str().unwrap(),
+    ]);
     assert!(ok, "{out}{err}");
     let trust = format!("trusted_keys = [{:?}]", author.with_extension("pub"));
     // Without a section: the section to add, with the grant it needs.
-    let (ok, out, err) = wdiamond(&["install", &tagged, "--config", config(d, &trust, "").to_str().unwrap(), "--as", "load"]);
+    let (ok, out, err) = wdiamond(&[
+        "install",
+        &tagged,
+        "--config",
+        config(d, &trust, "").to_str().unwrap(),
+        "--as",
+        "load",
+    ]);
     assert!(ok, "{out}{err}");
-    assert!(out.contains("read-files /proc/loadavg") && out.contains("[collectors.load.grants]\n  files = [\"/proc/loadavg\"]"), "{out}");
+    assert!(
+        out.contains("read-files /proc/loadavg")
+            && out.contains("[collectors.load.grants]\n  files = [\"/proc/loadavg\"]"),
+        "{out}"
+    );
     // Against a section that loads a file and grants nothing: the ask not
     // granted, with the line to add, and the lines that load it instead.
-    let section = "[collectors.load]\nenabled = false\ncomponent = \"/opt/load.wasm\"\npath = \"load\"\n";
-    let (ok, out, err) = wdiamond(&["install", &tagged, "--config", config(d, &trust, section).to_str().unwrap(), "--as", "load"]);
+    let section =
+        "[collectors.load]\nenabled = false\ncomponent = \"/opt/load.wasm\"\npath = \"load\"\n";
+    let (ok, out, err) = wdiamond(&[
+        "install",
+        &tagged,
+        "--config",
+        config(d, &trust, section).to_str().unwrap(),
+        "--as",
+        "load",
+    ]);
     assert!(ok, "{out}{err}");
-    assert!(out.contains("Against [collectors.load] of the configuration (it loads /opt/load.wasm now)"), "{out}");
+    assert!(
+        out.contains(
+            "Against [collectors.load] of the configuration (it loads /opt/load.wasm now)"
+        ),
+        "{out}"
+    );
     assert!(out.contains("warning: asks read-files \"/proc/loadavg\", not granted: add \"/proc/loadavg\" to [collectors.load.grants] files"), "{out}");
-    assert!(out.contains("To load it, set in [collectors.load]:") && out.contains(&format!("component = \"oci://{}/team/load@sha256:", reg.host())), "{out}");
+    assert!(
+        out.contains("To load it, set in [collectors.load]:")
+            && out.contains(&format!(
+                "component = \"oci://{}/team/load@sha256:",
+                reg.host()
+            )),
+        "{out}"
+    );
     // Granted there: said so.
     let granted = format!("{section}[collectors.load.grants]\nfiles = [\"/proc/loadavg\"]\n");
-    let (ok, out, err) = wdiamond(&["install", &tagged, "--config", config(d, &trust, &granted).to_str().unwrap(), "--as", "load"]);
-    assert!(ok && out.contains("asks read-files \"/proc/loadavg\": granted (files)"), "{out}{err}");
+    let (ok, out, err) = wdiamond(&[
+        "install",
+        &tagged,
+        "--config",
+        config(d, &trust, &granted).to_str().unwrap(),
+        "--as",
+        "load",
+    ]);
+    assert!(
+        ok && out.contains("asks read-files \"/proc/loadavg\": granted (files)"),
+        "{out}{err}"
+    );
 }

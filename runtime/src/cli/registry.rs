@@ -99,8 +99,14 @@ pub fn publish(a: &PublishArgs) -> Result<ExitCode, ExitCode> {
     let r = reference(&a.to)?;
     let runtime = super::runtime(&wdiamond::config::default_cache_dir())?;
     let file = std::fs::canonicalize(&a.file).unwrap_or_else(|_| a.file.clone());
-    let report = wdiamond::install::publish(&runtime, &file, &r, &a.registry.access(None, &r), a.key.as_deref())
-        .map_err(failed)?;
+    let report = wdiamond::install::publish(
+        &runtime,
+        &file,
+        &r,
+        &a.registry.access(None, &r),
+        a.key.as_deref(),
+    )
+    .map_err(failed)?;
     print!("{report}");
     Ok(ExitCode::SUCCESS)
 }
@@ -138,7 +144,10 @@ pub fn install(i: &InstallArgs) -> Result<ExitCode, ExitCode> {
         }
     }
     let config = config(i.config.as_deref())?;
-    let oci = config.as_ref().map(|c| c.server.oci.clone()).unwrap_or_default();
+    let oci = config
+        .as_ref()
+        .map(|c| c.server.oci.clone())
+        .unwrap_or_default();
     let cache = config
         .as_ref()
         .map(|c| c.server.plugin_cache_dir.clone())
@@ -189,7 +198,10 @@ pub fn pull_missing(config: &Config) -> Result<(), ExitCode> {
         Duration::from_secs(120),
     );
     for (section, e) in &failed {
-        eprintln!("error: [{section}] component: pulling it (pull = \"missing\"): {}", redact(e));
+        eprintln!(
+            "error: [{section}] component: pulling it (pull = \"missing\"): {}",
+            redact(e)
+        );
     }
     if failed.is_empty() {
         Ok(())

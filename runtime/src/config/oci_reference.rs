@@ -50,7 +50,9 @@ fn tag_ok(t: &str) -> bool {
 /// Whether `d` is `sha256:` and 64 lowercase hex digits.
 pub fn digest_ok(d: &str) -> bool {
     d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -95,7 +97,9 @@ impl Reference {
             .split_once('/')
             .ok_or_else(|| format!("{s:?} names no repository ({FORM})"))?;
         if !registry_ok(registry) {
-            return Err(format!("{registry:?} is not a registry host[:port] ({FORM})"));
+            return Err(format!(
+                "{registry:?} is not a registry host[:port] ({FORM})"
+            ));
         }
         let (name, digest) = match path.split_once('@') {
             Some((n, d)) => {

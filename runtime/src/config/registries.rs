@@ -92,7 +92,10 @@ pub(super) fn read_oci_key(
         "pull" => match r.string(&p, v).as_deref() {
             Some("never") => oci.pull = Pull::Never,
             Some("missing") => oci.pull = Pull::Missing,
-            Some(other) => r.err(&p, format!("{other:?} is not a pull policy: \"never\" (the default) or \"missing\"")),
+            Some(other) => r.err(
+                &p,
+                format!("{other:?} is not a pull policy: \"never\" (the default) or \"missing\""),
+            ),
             None => {}
         },
         "registries" => {
@@ -116,11 +119,18 @@ pub(super) fn read_oci_key(
 fn public_key_file(path: &Path) -> Result<(), String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     if !meta.is_file() || meta.len() > 64 << 10 {
-        return Err(format!("{}: not a key file (a PEM file of at most 64 KiB)", path.display()));
+        return Err(format!(
+            "{}: not a key file (a PEM file of at most 64 KiB)",
+            path.display()
+        ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     if !text.contains("-----BEGIN PUBLIC KEY-----") {
-        return Err(format!("{}: not a PEM PUBLIC KEY (the .pub file of a key pair)", path.display()));
+        return Err(format!(
+            "{}: not a PEM PUBLIC KEY (the .pub file of a key pair)",
+            path.display()
+        ));
     }
     Ok(())
 }

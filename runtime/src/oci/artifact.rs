@@ -70,10 +70,17 @@ impl Manifest {
     /// Parses and checks a manifest: schema 2, digests well formed, a
     /// bounded number of layers.
     pub fn parse(bytes: &[u8]) -> anyhow::Result<Manifest> {
-        let m: Manifest = serde_json::from_slice(bytes)
-            .map_err(|e| anyhow!("the manifest is not an OCI image manifest: {}", shown(&e.to_string())))?;
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| {
+            anyhow!(
+                "the manifest is not an OCI image manifest: {}",
+                shown(&e.to_string())
+            )
+        })?;
         if m.schema_version != 2 {
-            bail!("the manifest's schemaVersion is {}, not 2", m.schema_version);
+            bail!(
+                "the manifest's schemaVersion is {}, not 2",
+                m.schema_version
+            );
         }
         if let Some(t) = &m.media_type {
             if t != OCI_MANIFEST && t != DOCKER_MANIFEST {
@@ -84,7 +91,10 @@ impl Manifest {
             }
         }
         if m.layers.len() > MAX_LAYERS {
-            bail!("the manifest lists {} layers (at most {MAX_LAYERS})", m.layers.len());
+            bail!(
+                "the manifest lists {} layers (at most {MAX_LAYERS})",
+                m.layers.len()
+            );
         }
         for d in std::iter::once(&m.config).chain(&m.layers) {
             if !digest_ok(&d.digest) {
@@ -153,9 +163,18 @@ pub fn build(wasm: &[u8], about: &About) -> (Vec<u8>, Vec<u8>) {
     });
     let config = serde_json::to_vec(&config).expect("JSON of plain values");
     let mut annotations = BTreeMap::new();
-    annotations.insert("org.opencontainers.image.title".to_string(), about.name.clone());
-    annotations.insert("org.opencontainers.image.version".to_string(), about.version.clone());
-    annotations.insert("org.opencontainers.image.description".to_string(), about.summary.clone());
+    annotations.insert(
+        "org.opencontainers.image.title".to_string(),
+        about.name.clone(),
+    );
+    annotations.insert(
+        "org.opencontainers.image.version".to_string(),
+        about.version.clone(),
+    );
+    annotations.insert(
+        "org.opencontainers.image.description".to_string(),
+        about.summary.clone(),
+    );
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(OCI_MANIFEST.into()),
@@ -180,9 +199,14 @@ pub fn build(wasm: &[u8], about: &About) -> (Vec<u8>, Vec<u8>) {
 /// The config blob and manifest of a cosign signature: `payload` as its
 /// one layer, `signature` (base64) in the layer's annotation.
 pub fn signature(payload: &[u8], signature: &str) -> (Vec<u8>, Vec<u8>) {
-    let config = br#"{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    let config =
+        br#"{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec();
     let mut annotations = BTreeMap::new();
-    annotations.insert(super::sign::SIGNATURE_ANNOTATION.to_string(), signature.to_string());
+    annotations.insert(
+        super::sign::SIGNATURE_ANNOTATION.to_string(),
+        signature.to_string(),
+    );
     let m = Manifest {
         schema_version: 2,
         media_type: Some(OCI_MANIFEST.into()),
@@ -200,7 +224,10 @@ pub fn signature(payload: &[u8], signature: &str) -> (Vec<u8>, Vec<u8>) {
         }],
         annotations: BTreeMap::new(),
     };
-    (config, serde_json::to_vec(&m).expect("JSON of plain values"))
+    (
+        config,
+        serde_json::to_vec(&m).expect("JSON of plain values"),
+    )
 }
 
 #[cfg(test)]
@@ -223,10 +250,7 @@ mod tests {
         assert_eq!(m.config.digest, digest_of(&config));
         assert_eq!(m.component_layer(10).unwrap().digest, digest_of(b"\0asm"));
         assert!(m.component_layer(3).is_err());
-        let two = manifest
-            .clone()
-            .into_iter()
-            .collect::<Vec<u8>>();
+        let two = manifest.clone().into_iter().collect::<Vec<u8>>();
         let mut two: Manifest = serde_json::from_slice(&two).unwrap();
         two.layers.push(two.layers[0].clone());
         assert!(format!("{:#}", two.component_layer(10).unwrap_err()).contains("holds 2 layers"));

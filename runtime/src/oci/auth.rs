@@ -28,7 +28,10 @@ impl Credentials {
     /// The `Authorization: Basic …` value.
     pub fn basic(&self) -> String {
         let raw = format!("{}:{}", self.username, self.password);
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
     }
 }
 
@@ -38,7 +41,11 @@ const MAX_AUTH_FILE: u64 = 1 << 20;
 /// Where credentials are looked for when none is configured: the
 /// containers' `REGISTRY_AUTH_FILE` and `auth.json`, then docker's.
 pub fn default_auth_files() -> Vec<PathBuf> {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     let mut files = Vec::new();
     files.extend(env("REGISTRY_AUTH_FILE"));
     if let Some(run) = env("XDG_RUNTIME_DIR") {
@@ -97,9 +104,12 @@ pub fn from_auth_file(path: &Path, registry: &str) -> anyhow::Result<Option<Cred
         .map_err(|_| anyhow!("{}: the `auth` of {registry} is not base64", path.display()))?;
     let raw = String::from_utf8(raw)
         .map_err(|_| anyhow!("{}: the `auth` of {registry} is not text", path.display()))?;
-    let (u, p) = raw
-        .split_once(':')
-        .ok_or_else(|| anyhow!("{}: the `auth` of {registry} is not user:password", path.display()))?;
+    let (u, p) = raw.split_once(':').ok_or_else(|| {
+        anyhow!(
+            "{}: the `auth` of {registry} is not user:password",
+            path.display()
+        )
+    })?;
     Ok(Some(Credentials {
         username: u.to_string(),
         password: p.to_string(),
@@ -157,14 +167,23 @@ mod tests {
         assert_eq!(c.params["realm"], "https://auth.example/token");
         assert_eq!(c.params["scope"], "repository:a/b:pull");
         let b = parse_challenge(r#"Basic realm="Registry Realm""#).unwrap();
-        assert_eq!((b.scheme.as_str(), b.params["realm"].as_str()), ("basic", "Registry Realm"));
+        assert_eq!(
+            (b.scheme.as_str(), b.params["realm"].as_str()),
+            ("basic", "Registry Realm")
+        );
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("config.json");
         std::fs::write(&f, r#"{"auths":{"https://127.0.0.1:5000/v1/":{"auth":"YWxpY2U6czNjcmV0"},"other:1":{"username":"u","password":"p"}}}"#).unwrap();
         let c = from_auth_file(&f, "127.0.0.1:5000").unwrap().unwrap();
-        assert_eq!((c.username.as_str(), c.password.as_str()), ("alice", "s3cret"));
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("alice", "s3cret")
+        );
         assert!(!format!("{c:?}").contains("s3cret"));
-        assert_eq!(from_auth_file(&f, "other:1").unwrap().unwrap().password, "p");
+        assert_eq!(
+            from_auth_file(&f, "other:1").unwrap().unwrap().password,
+            "p"
+        );
         assert!(from_auth_file(&f, "nowhere").unwrap().is_none());
     }
 }

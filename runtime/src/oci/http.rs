@@ -142,7 +142,11 @@ impl Transport {
 
     fn connect(&self, url: &url::Url) -> anyhow::Result<Box<dyn Conn>> {
         if !matches!(url.scheme(), "https" | "http") {
-            bail!("{}: the scheme {} is neither https nor http", redacted(url), shown(url.scheme()));
+            bail!(
+                "{}: the scheme {} is neither https nor http",
+                redacted(url),
+                shown(url.scheme())
+            );
         }
         let host = url
             .host_str()
@@ -158,7 +162,12 @@ impl Transport {
         // Name resolution may block in the C library: on a thread the
         // deadline can leave behind.
         let (tx, rx) = std::sync::mpsc::channel();
-        let target = (host.trim_start_matches('[').trim_end_matches(']').to_string(), port);
+        let target = (
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
+        );
         std::thread::spawn(move || {
             let _ = tx.send(target.to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
         });
@@ -191,8 +200,12 @@ impl Transport {
         if plain {
             return Ok(Box::new(stream));
         }
-        let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_string())
-            .map_err(|_| anyhow!("{host:?} is not a TLS server name"))?;
+        let name = ServerName::try_from(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+        )
+        .map_err(|_| anyhow!("{host:?} is not a TLS server name"))?;
         let conn = rustls::ClientConnection::new(self.tls.clone(), name)
             .map_err(|e| anyhow!("TLS with {host}: {e}"))?;
         Ok(Box::new(rustls::StreamOwned::new(conn, stream)))
@@ -224,13 +237,19 @@ impl Transport {
             let location = resp
                 .header("location")
                 .ok_or_else(|| anyhow!("{}: a redirect without a Location", redacted(&url)))?;
-            let next = url
-                .join(location)
-                .with_context(|| format!("{}: the redirect's Location is not a URL", redacted(&url)))?;
+            let next = url.join(location).with_context(|| {
+                format!("{}: the redirect's Location is not a URL", redacted(&url))
+            })?;
             if url.scheme() == "https" && next.scheme() != "https" {
-                bail!("{}: the registry redirected from HTTPS to {}; refused", redacted(&url), redacted(&next));
+                bail!(
+                    "{}: the registry redirected from HTTPS to {}; refused",
+                    redacted(&url),
+                    redacted(&next)
+                );
             }
-            if next.host_str() != url.host_str() || next.port_or_known_default() != url.port_or_known_default() {
+            if next.host_str() != url.host_str()
+                || next.port_or_known_default() != url.port_or_known_default()
+            {
                 headers.retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
             }
             url = next;
@@ -302,7 +321,10 @@ fn read_response(
             break i;
         }
         if buf.len() > MAX_HEAD {
-            bail!("the answer's headers are larger than {} KiB", MAX_HEAD >> 10);
+            bail!(
+                "the answer's headers are larger than {} KiB",
+                MAX_HEAD >> 10
+            );
         }
         let n = conn.read(&mut chunk).or_else(eof_ok)?;
         if n == 0 {
@@ -318,7 +340,10 @@ fn read_response(
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let mut parts = status_line.splitn(3, ' ');
-    let (proto, code) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (proto, code) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     if !proto.starts_with("HTTP/1.") || code.len() != 3 {
         bail!(
             "the answer is not HTTP: {:?}",
@@ -345,7 +370,9 @@ fn read_response(
     if head_only || status == 204 || status == 304 || (100..200).contains(&status) {
         return Ok(resp);
     }
-    let too_big = |n: u64| anyhow!("the answer's body ({n} bytes or more) is larger than the {max_body} bytes expected here");
+    let too_big = |n: u64| {
+        anyhow!("the answer's body ({n} bytes or more) is larger than the {max_body} bytes expected here")
+    };
     let chunked = resp
         .header("transfer-encoding")
         .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
@@ -365,7 +392,10 @@ fn read_response(
         resp.body = body;
     } else {
         let mut body = Vec::new();
-        (&mut raw).take(max_body + 1).read_to_end(&mut body).or_else(|e| eof_ok(e).map(|_| 0))?;
+        (&mut raw)
+            .take(max_body + 1)
+            .read_to_end(&mut body)
+            .or_else(|e| eof_ok(e).map(|_| 0))?;
         if body.len() as u64 > max_body {
             return Err(too_big(body.len() as u64));
         }
@@ -429,9 +459,7 @@ fn read_chunked(r: &mut impl Read, max_body: u64) -> anyhow::Result<Vec<u8>> {
             return Ok(body);
         }
         if body.len() as u64 + n > max_body {
-            bail!(
-                "the answer's body is larger than the {max_body} bytes expected here"
-            );
+            bail!("the answer's body is larger than the {max_body} bytes expected here");
         }
         let start = body.len();
         body.resize(start + n as usize, 0);
@@ -464,7 +492,12 @@ mod tests {
                 Ok(())
             }
         }
-        read_response(&mut W(&mut c), false, max, url::Url::parse("http://x/").unwrap())
+        read_response(
+            &mut W(&mut c),
+            false,
+            max,
+            url::Url::parse("http://x/").unwrap(),
+        )
     }
 
     #[test]
@@ -491,16 +524,33 @@ mod tests {
 
     #[test]
     fn answers_are_read_within_their_bounds() {
-        let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: b\r\n\r\nabc", 10).unwrap();
-        assert_eq!((r.status, r.body.as_slice(), r.header("x-a")), (200, &b"abc"[..], Some("b")));
-        let c = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n", 10).unwrap();
+        let r = parse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: b\r\n\r\nabc",
+            10,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.status, r.body.as_slice(), r.header("x-a")),
+            (200, &b"abc"[..], Some("b"))
+        );
+        let c = parse(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n",
+            10,
+        )
+        .unwrap();
         assert_eq!(c.body, b"abc");
         let e = parse(b"HTTP/1.1 200 OK\r\n\r\nabcdef", 10).unwrap();
         assert_eq!(e.body, b"abcdef");
         for (raw, want) in [
-            (&b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n"[..], "larger than"),
+            (
+                &b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n"[..],
+                "larger than",
+            ),
             (b"HTTP/1.1 200 OK\r\n\r\n0123456789abc", "larger than"),
-            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\n", "larger than"),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\n",
+                "larger than",
+            ),
             (b"\x00\x01garbage\r\n\r\n", "not HTTP"),
             (b"SSH-2.0-OpenSSH\r\n\r\n", "not HTTP"),
             (b"", "without answering"),

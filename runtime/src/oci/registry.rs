@@ -70,7 +70,10 @@ impl Registry {
             Err(tls) if r.is_loopback() || reg.transport.insecure => {
                 reg.base = url::Url::parse(&format!("http://{}/", r.registry))?;
                 reg.ping().map_err(|plain| {
-                    anyhow!("{} answers neither over HTTPS ({tls:#}) nor over plain HTTP ({plain:#})", r.registry)
+                    anyhow!(
+                        "{} answers neither over HTTPS ({tls:#}) nor over plain HTTP ({plain:#})",
+                        r.registry
+                    )
                 })?;
                 Ok(reg)
             }
@@ -85,7 +88,10 @@ impl Registry {
         let resp = self.raw("GET", "/v2/", vec![], &[], MAX_SMALL)?;
         match resp.status {
             200 | 401 => Ok(()),
-            s => bail!("GET /v2/ answered {s}: not a registry ({})", resp.body_excerpt()),
+            s => bail!(
+                "GET /v2/ answered {s}: not a registry ({})",
+                resp.body_excerpt()
+            ),
         }
     }
 
@@ -119,7 +125,12 @@ impl Registry {
     ) -> anyhow::Result<Response> {
         let with_auth = |headers: &Vec<(String, String)>| {
             let mut h = headers.clone();
-            if let Some(a) = self.authorization.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            if let Some(a) = self
+                .authorization
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+            {
                 h.push(("Authorization".into(), a));
             }
             h
@@ -140,7 +151,13 @@ impl Registry {
         let challenge = resp
             .header("www-authenticate")
             .and_then(parse_challenge)
-            .ok_or_else(|| anyhow!("{} {}: 401 without a WWW-Authenticate challenge", method, redacted(&url)))?;
+            .ok_or_else(|| {
+                anyhow!(
+                    "{} {}: 401 without a WWW-Authenticate challenge",
+                    method,
+                    redacted(&url)
+                )
+            })?;
         let authorization = self.answer(&challenge.scheme, &challenge.params)?;
         *self.authorization.lock().unwrap_or_else(|p| p.into_inner()) = Some(authorization);
         headers = with_auth(&headers);
@@ -207,18 +224,27 @@ impl Registry {
                     if self.credentials.is_none() {
                         return Err(self.no_credentials());
                     }
-                    bail!("the token service {} refused the credentials ({})", redacted(&url), resp.status);
+                    bail!(
+                        "the token service {} refused the credentials ({})",
+                        redacted(&url),
+                        resp.status
+                    );
                 }
                 if resp.status != 200 {
-                    bail!("the token service {} answered {}", redacted(&url), resp.status);
+                    bail!(
+                        "the token service {} answered {}",
+                        redacted(&url),
+                        resp.status
+                    );
                 }
                 #[derive(serde::Deserialize)]
                 struct Token {
                     token: Option<String>,
                     access_token: Option<String>,
                 }
-                let t: Token = serde_json::from_slice(&resp.body)
-                    .map_err(|_| anyhow!("the token service's answer is not a token (JSON with `token`)"))?;
+                let t: Token = serde_json::from_slice(&resp.body).map_err(|_| {
+                    anyhow!("the token service's answer is not a token (JSON with `token`)")
+                })?;
                 let token = t
                     .token
                     .or(t.access_token)
@@ -226,7 +252,10 @@ impl Registry {
                     .ok_or_else(|| anyhow!("the token service's answer holds no usable token"))?;
                 Ok(format!("Bearer {token}"))
             }
-            s => bail!("the registry asks for an authentication scheme wdiamond does not speak ({})", shown(s)),
+            s => bail!(
+                "the registry asks for an authentication scheme wdiamond does not speak ({})",
+                shown(s)
+            ),
         }
     }
 
@@ -248,7 +277,10 @@ impl Registry {
         match resp.status {
             200 => {}
             404 => return Ok(None),
-            s => bail!("the manifest {key}: the registry answered {s} ({})", resp.body_excerpt()),
+            s => bail!(
+                "the manifest {key}: the registry answered {s} ({})",
+                resp.body_excerpt()
+            ),
         }
         let digest = digest_of(&resp.body);
         if let Some(named) = resp.header("docker-content-digest") {
@@ -276,16 +308,31 @@ impl Registry {
         if size > max {
             bail!("the blob {digest} is {size} bytes, more than the {max} allowed");
         }
-        let resp = self.request("GET", self.url(&format!("blobs/{digest}"))?, vec![], &[], size)?;
+        let resp = self.request(
+            "GET",
+            self.url(&format!("blobs/{digest}"))?,
+            vec![],
+            &[],
+            size,
+        )?;
         if resp.status != 200 {
-            bail!("the blob {digest}: the registry answered {} ({})", resp.status, resp.body_excerpt());
+            bail!(
+                "the blob {digest}: the registry answered {} ({})",
+                resp.status,
+                resp.body_excerpt()
+            );
         }
         if resp.body.len() as u64 != size {
-            bail!("the blob {digest} is {} bytes, its manifest says {size}; refused", resp.body.len());
+            bail!(
+                "the blob {digest} is {} bytes, its manifest says {size}; refused",
+                resp.body.len()
+            );
         }
         let got = digest_of(&resp.body);
         if got != digest {
-            bail!("the blob {digest} has the digest {got}: it was tampered with or damaged; refused");
+            bail!(
+                "the blob {digest} has the digest {got}: it was tampered with or damaged; refused"
+            );
         }
         Ok(resp.body)
     }
@@ -293,13 +340,23 @@ impl Registry {
     /// Pushes `bytes` as a blob (skipped when the registry has it).
     pub fn push_blob(&self, bytes: &[u8]) -> anyhow::Result<String> {
         let digest = digest_of(bytes);
-        let head = self.request("HEAD", self.url(&format!("blobs/{digest}"))?, vec![], &[], 0)?;
+        let head = self.request(
+            "HEAD",
+            self.url(&format!("blobs/{digest}"))?,
+            vec![],
+            &[],
+            0,
+        )?;
         if head.status == 200 {
             return Ok(digest);
         }
         let start = self.request("POST", self.url("blobs/uploads/")?, vec![], &[], MAX_SMALL)?;
         if start.status != 202 {
-            bail!("starting an upload: the registry answered {} ({})", start.status, start.body_excerpt());
+            bail!(
+                "starting an upload: the registry answered {} ({})",
+                start.status,
+                start.body_excerpt()
+            );
         }
         let location = start
             .header("location")
@@ -314,13 +371,22 @@ impl Registry {
             MAX_SMALL,
         )?;
         if done.status != 201 {
-            bail!("uploading {digest}: the registry answered {} ({})", done.status, done.body_excerpt());
+            bail!(
+                "uploading {digest}: the registry answered {} ({})",
+                done.status,
+                done.body_excerpt()
+            );
         }
         Ok(digest)
     }
 
     /// Pushes a manifest under `tag`; returns its digest.
-    pub fn put_manifest(&self, tag: &str, media_type: &str, bytes: &[u8]) -> anyhow::Result<String> {
+    pub fn put_manifest(
+        &self,
+        tag: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> anyhow::Result<String> {
         let resp = self.request(
             "PUT",
             self.url(&format!("manifests/{tag}"))?,
@@ -329,7 +395,11 @@ impl Registry {
             MAX_SMALL,
         )?;
         if resp.status != 201 {
-            bail!("pushing the manifest {tag}: the registry answered {} ({})", resp.status, resp.body_excerpt());
+            bail!(
+                "pushing the manifest {tag}: the registry answered {} ({})",
+                resp.status,
+                resp.body_excerpt()
+            );
         }
         Ok(digest_of(bytes))
     }

@@ -94,7 +94,10 @@ impl PublicKey {
     pub fn read(path: &Path) -> anyhow::Result<PublicKey> {
         let (label, der) = pem_block(&read_small(path)?, path)?;
         if label != "PUBLIC KEY" {
-            bail!("{}: a {label}, not a PUBLIC KEY (the .pub file of the pair)", path.display());
+            bail!(
+                "{}: a {label}, not a PUBLIC KEY (the .pub file of the pair)",
+                path.display()
+            );
         }
         PublicKey::from_spki(&der, path.display().to_string())
             .map_err(|e| anyhow!("{}: {e}", path.display()))
@@ -154,8 +157,12 @@ pub fn generate() -> anyhow::Result<(String, String)> {
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
         .map_err(|_| anyhow!("generating a key failed"))?;
-    let pair = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-        .map_err(|_| anyhow!("generating a key failed"))?;
+    let pair = EcdsaKeyPair::from_pkcs8(
+        &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        pkcs8.as_ref(),
+        &rng,
+    )
+    .map_err(|_| anyhow!("generating a key failed"))?;
     let spki = [&P256_SPKI_PREFIX[..], pair.public_key().as_ref()].concat();
     Ok((pem("PRIVATE KEY", pkcs8.as_ref()), pem("PUBLIC KEY", &spki)))
 }
@@ -206,7 +213,10 @@ pub fn verify(
     let p: Payload = serde_json::from_slice(payload)
         .map_err(|_| "its payload is not cosign's simple-signing JSON".to_string())?;
     if p.critical.kind != PAYLOAD_TYPE {
-        return Err(format!("its payload's type is {:?}, not cosign's", super::http::shown(&p.critical.kind)));
+        return Err(format!(
+            "its payload's type is {:?}, not cosign's",
+            super::http::shown(&p.critical.kind)
+        ));
     }
     if p.critical.image.digest != digest {
         return Err(format!(
@@ -235,11 +245,15 @@ mod tests {
         let s = key.sign(&p).unwrap();
         assert!(verify(std::slice::from_ref(&trusted), &p, &s, &d).is_ok());
         let other = format!("sha256:{}", "cd".repeat(32));
-        assert!(verify(std::slice::from_ref(&trusted), &p, &s, &other).unwrap_err().contains("not this manifest"));
+        assert!(verify(std::slice::from_ref(&trusted), &p, &s, &other)
+            .unwrap_err()
+            .contains("not this manifest"));
         let (_, stranger) = generate().unwrap();
         std::fs::write(dir.path().join("s.pub"), &stranger).unwrap();
         let stranger = PublicKey::read(&dir.path().join("s.pub")).unwrap();
-        assert!(verify(&[stranger], &p, &s, &d).unwrap_err().contains("no trusted key"));
+        assert!(verify(&[stranger], &p, &s, &d)
+            .unwrap_err()
+            .contains("no trusted key"));
         let mut tampered = p.clone();
         tampered[5] ^= 1;
         assert!(verify(std::slice::from_ref(&trusted), &tampered, &s, &d).is_err());

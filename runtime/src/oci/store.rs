@@ -40,7 +40,8 @@ impl Store {
         }
         let path = self.blob_path(digest);
         let parent = path.parent().expect("a blob path has a parent");
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, bytes)
             .and_then(|_| std::fs::rename(&tmp, &path))
@@ -56,7 +57,10 @@ impl Store {
             Err(e) => return Err(anyhow!("reading {}: {e}", path.display())),
         };
         if !meta.is_file() || meta.len() > max {
-            bail!("{} is not a stored blob (remove it and install again)", path.display());
+            bail!(
+                "{} is not a stored blob (remove it and install again)",
+                path.display()
+            );
         }
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         if digest_of(&bytes) != digest {

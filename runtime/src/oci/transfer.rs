@@ -120,7 +120,12 @@ pub struct Pulled {
 }
 
 /// Pulls `r` into `store`, verified (see the module's docs).
-pub fn pull(r: &Reference, access: &Access, trust: &Trust, store: &Store) -> anyhow::Result<Pulled> {
+pub fn pull(
+    r: &Reference,
+    access: &Access,
+    trust: &Trust,
+    store: &Store,
+) -> anyhow::Result<Pulled> {
     let registry = access.connect(r, false)?;
     let fetched = registry
         .manifest(r.manifest_key(), MAX_MANIFEST)?
@@ -154,14 +159,19 @@ pub fn pull(r: &Reference, access: &Access, trust: &Trust, store: &Store) -> any
 
 /// The name of the trusted key whose signature of `digest` verifies, or
 /// why none does.
-fn verify_signatures(registry: &Registry, digest: &str, keys: &[PublicKey]) -> Result<String, String> {
+fn verify_signatures(
+    registry: &Registry,
+    digest: &str,
+    keys: &[PublicKey],
+) -> Result<String, String> {
     let tag = sign::signature_tag(digest);
     let fetched = match registry.manifest(&tag, MAX_SIGNATURE_MANIFEST) {
         Ok(Some(f)) => f,
         Ok(None) => return Err(format!("it is not signed (no {tag} in the repository)")),
         Err(e) => return Err(format!("its signatures cannot be read: {e:#}")),
     };
-    let m = Manifest::parse(&fetched.bytes).map_err(|e| format!("its signature manifest {tag}: {e:#}"))?;
+    let m = Manifest::parse(&fetched.bytes)
+        .map_err(|e| format!("its signature manifest {tag}: {e:#}"))?;
     if keys.is_empty() {
         return Err("it is signed, but no key is trusted".into());
     }
@@ -192,7 +202,10 @@ fn verify_signatures(registry: &Registry, digest: &str, keys: &[PublicKey]) -> R
         return Err(format!("{tag} holds no cosign signature"));
     }
     reasons.dedup();
-    Err(format!("its signature does not verify: {}", reasons.join("; ")))
+    Err(format!(
+        "its signature does not verify: {}",
+        reasons.join("; ")
+    ))
 }
 
 /// What a push made.
@@ -257,7 +270,9 @@ pub fn pull_missing(
         }
         let access = Access::from_config(oci, &r.registry, timeout);
         match pull(r, &access, &trust, store) {
-            Ok(p) => tracing::info!(reference = %p.reference, signed_by = ?p.signed_by, "pulled a missing component"),
+            Ok(p) => {
+                tracing::info!(reference = %p.reference, signed_by = ?p.signed_by, "pulled a missing component")
+            }
             Err(e) => failed.push((section.clone(), format!("{e:#}"))),
         }
     }

@@ -62,7 +62,10 @@ pub fn registry_with(tls: Option<&Path>, token: bool, client_certs: bool) -> Reg
                 certs.join("server.key").display()
             ));
             if client_certs {
-                config.push_str(&format!("    clientcas:\n      - {}\n", certs.join("ca.pem").display()));
+                config.push_str(&format!(
+                    "    clientcas:\n      - {}\n",
+                    certs.join("ca.pem").display()
+                ));
             }
         }
         if let Some(t) = &token {
@@ -136,11 +139,31 @@ impl TokenService {
     /// and starts it.
     fn start(dir: &Path) -> TokenService {
         let ok = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "token.key", "-out", "token.pem", "-days", "2", "-subj", "/CN=wdiamond test token issuer"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "token.key",
+                "-out",
+                "token.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=wdiamond test token issuer",
+            ])
             .current_dir(dir)
             .output()
             .unwrap();
-        assert!(ok.status.success(), "openssl: {}", String::from_utf8_lossy(&ok.stderr));
+        assert!(
+            ok.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
         let pem = |f: &str| {
             let t = std::fs::read_to_string(dir.join(f)).unwrap();
             let b: String = t.lines().filter(|l| !l.starts_with("-----")).collect();
@@ -175,10 +198,14 @@ impl TokenService {
                 let Some(req) = crate::common::http::read_head(&mut c) else {
                     continue;
                 };
-                let authorized = req
-                    .lines()
-                    .any(|l| l.to_ascii_lowercase().starts_with("authorization:") && l[14..].trim() == basic);
-                let target = req.split_whitespace().nth(1).unwrap_or_default().to_string();
+                let authorized = req.lines().any(|l| {
+                    l.to_ascii_lowercase().starts_with("authorization:") && l[14..].trim() == basic
+                });
+                let target = req
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
                 let url = url::Url::parse(&format!("http://x{target}")).unwrap();
                 let scope = url
                     .query_pairs()
@@ -219,13 +246,54 @@ impl TokenService {
 /// A client certificate and key (`client.pem`, `client.key`) signed by
 /// the CA of the `Certs` directory `dir`.
 pub fn client_cert(dir: &Path) {
-    std::fs::write(dir.join("client.ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
     for args in [
-        &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=wdiamond test client"][..],
-        &["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "client.pem", "-days", "2", "-extfile", "client.ext"],
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=wdiamond test client",
+        ][..],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+        ],
     ] {
-        let o = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 }
 

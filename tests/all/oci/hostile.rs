@@ -80,12 +80,20 @@ fn artifact(wasm: Vec<u8>, key: &sign::PrivateKey, signed_digest: Option<&str>) 
 fn honest(a: &Artifact, method: &str, path: &str) -> Reply {
     const M: &str = "application/vnd.oci.image.manifest.v1+json";
     let sig_tag = sign::signature_tag(&a.digest);
-    let with_digest = |b: &[u8]| ok(M, b, &format!("Docker-Content-Digest: {}\r\n", digest_of(b)));
+    let with_digest = |b: &[u8]| {
+        ok(
+            M,
+            b,
+            &format!("Docker-Content-Digest: {}\r\n", digest_of(b)),
+        )
+    };
     let blob = |b: &[u8]| ok("application/octet-stream", b, "");
     let _ = method;
     match path {
         "/v2/" => ok("application/json", b"{}", ""),
-        p if p == "/v2/r/manifests/1" || p == format!("/v2/r/manifests/{}", a.digest) => with_digest(&a.manifest),
+        p if p == "/v2/r/manifests/1" || p == format!("/v2/r/manifests/{}", a.digest) => {
+            with_digest(&a.manifest)
+        }
         p if p == format!("/v2/r/manifests/{sig_tag}") => with_digest(&a.sig_manifest),
         p => {
             for b in [&a.wasm, &a.config, &a.payload, &a.sig_config] {
@@ -120,7 +128,10 @@ fn fake(answer: impl Fn(&str, &str, usize) -> Reply + Send + Sync + 'static) -> 
                     return;
                 };
                 let mut parts = head.split_whitespace();
-                let (method, path) = (parts.next().unwrap_or_default().to_string(), parts.next().unwrap_or_default().to_string());
+                let (method, path) = (
+                    parts.next().unwrap_or_default().to_string(),
+                    parts.next().unwrap_or_default().to_string(),
+                );
                 let count = {
                     let mut s = seen.lock().unwrap();
                     s.push(path.clone());
@@ -205,10 +216,17 @@ fn refused(s: &Setup, f: &Fake, what: &str, expected: &str) -> Duration {
     // What the registry said reaches the terminal escaped and cut.
     assert!(!err.contains('\x1b') && err.len() < 4096, "{err:?}");
     let cache = s.dir.path().join("cache");
-    assert!(stored(&cache).is_empty(), "something reached the store: {err}");
+    assert!(
+        stored(&cache).is_empty(),
+        "something reached the store: {err}"
+    );
     // Nor the compiler (its output would be a .cwasm in the cache).
     let compiled = std::fs::read_dir(&cache)
-        .map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "cwasm")).count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+                .count()
+        })
         .unwrap_or(0);
     assert_eq!(compiled, 0, "something was compiled: {err}");
     took
@@ -225,7 +243,10 @@ fn the_honest_fake_installs_so_the_refusals_below_are_the_lies() {
     // What the refusals below check is absent: stored and compiled here.
     let cache = s.dir.path().join("cache");
     assert_eq!(stored(&cache).len(), 2);
-    assert!(std::fs::read_dir(&cache).unwrap().flatten().any(|e| e.path().extension().is_some_and(|x| x == "cwasm")));
+    assert!(std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .any(|e| e.path().extension().is_some_and(|x| x == "cwasm")));
 }
 
 #[test]
@@ -250,7 +271,13 @@ fn tampered_mislabelled_or_missigned_artifacts_are_refused() {
 
     // A manifest whose Docker-Content-Digest names another digest.
     let manifest = a.manifest.clone();
-    let f = manifest_answer(&a, move || ok("application/vnd.oci.image.manifest.v1+json", &manifest, &format!("Docker-Content-Digest: sha256:{}\r\n", "0".repeat(64))));
+    let f = manifest_answer(&a, move || {
+        ok(
+            "application/vnd.oci.image.manifest.v1+json",
+            &manifest,
+            &format!("Docker-Content-Digest: sha256:{}\r\n", "0".repeat(64)),
+        )
+    });
     refused(&s, &f, ":1", "says its digest is");
 
     // Asked for by digest, another manifest served.
@@ -259,7 +286,11 @@ fn tampered_mislabelled_or_missigned_artifacts_are_refused() {
     let other = b.clone();
     let f = fake(move |m, p, _| {
         if p.starts_with("/v2/r/manifests/sha256:") {
-            return ok("application/vnd.oci.image.manifest.v1+json", &other.manifest, "");
+            return ok(
+                "application/vnd.oci.image.manifest.v1+json",
+                &other.manifest,
+                "",
+            );
         }
         honest(&served, m, p)
     });
@@ -277,7 +308,9 @@ fn tampered_mislabelled_or_missigned_artifacts_are_refused() {
     refused(&s, &f, ":1", "signed by no trusted key");
 
     // Not a manifest at all.
-    let f = manifest_answer(&a, move || ok("application/vnd.oci.image.manifest.v1+json", br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#, ""));
+    let f = manifest_answer(&a, move || {
+        ok("application/vnd.oci.image.manifest.v1+json", br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#, "")
+    });
     refused(&s, &f, ":1", "not an OCI image manifest");
 }
 
@@ -303,10 +336,23 @@ fn a_tag_moved_between_resolve_and_pull_does_not_change_what_is_installed() {
         r
     });
     let (ok, out, err, _) = install(&s, &f, ":1");
-    assert!(ok && out.contains(&a.digest) && !out.contains(&b.digest), "{out}{err}");
+    assert!(
+        ok && out.contains(&a.digest) && !out.contains(&b.digest),
+        "{out}{err}"
+    );
     let requests = f.requests.lock().unwrap().clone();
-    assert_eq!(requests.iter().filter(|p| *p == "/v2/r/manifests/1").count(), 1, "{requests:?}");
-    assert!(!requests.contains(&format!("/v2/r/blobs/{}", digest_of(&b.wasm))), "{requests:?}");
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|p| *p == "/v2/r/manifests/1")
+            .count(),
+        1,
+        "{requests:?}"
+    );
+    assert!(
+        !requests.contains(&format!("/v2/r/blobs/{}", digest_of(&b.wasm))),
+        "{requests:?}"
+    );
     let cache = s.dir.path().join("cache");
     assert!(stored(&cache).iter().any(|p| p.ends_with(&a.digest[7..])));
     assert!(!stored(&cache).iter().any(|p| p.ends_with(&b.digest[7..])));
@@ -319,7 +365,9 @@ fn oversized_stalling_looping_and_garbage_registries_are_refused_within_the_dead
     let layer_path = format!("/v2/r/blobs/{}", digest_of(&a.wasm));
 
     // A manifest larger than the bound (its Content-Length says so).
-    let f = manifest_answer(&a, move || Reply::Raw(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{{", 5 << 20).into_bytes()));
+    let f = manifest_answer(&a, move || {
+        Reply::Raw(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{{", 5 << 20).into_bytes())
+    });
     refused(&s, &f, ":1", "larger than");
 
     // An endless chunked manifest.
@@ -361,23 +409,43 @@ fn oversized_stalling_looping_and_garbage_registries_are_refused_within_the_dead
 
     // Stalls: no answer at all, and headers a byte a second.
     for stall in [0, 1] {
-        let f = manifest_answer(&a, move || if stall == 0 { Reply::Stall } else { Reply::Drip });
+        let f = manifest_answer(&a, move || {
+            if stall == 0 {
+                Reply::Stall
+            } else {
+                Reply::Drip
+            }
+        });
         let took = refused(&s, &f, ":1", "did not");
-        assert!(took < Duration::from_secs(30), "a stalled registry held install for {took:?}");
+        assert!(
+            took < Duration::from_secs(30),
+            "a stalled registry held install for {took:?}"
+        );
     }
 
     // A redirect loop, and a redirect to plain HTTP elsewhere.
-    let f = manifest_answer(&a, move || Reply::Raw(b"HTTP/1.1 302 Found\r\nLocation: /v2/r/manifests/1\r\nContent-Length: 0\r\n\r\n".to_vec()));
+    let f = manifest_answer(&a, move || {
+        Reply::Raw(
+            b"HTTP/1.1 302 Found\r\nLocation: /v2/r/manifests/1\r\nContent-Length: 0\r\n\r\n"
+                .to_vec(),
+        )
+    });
     refused(&s, &f, ":1", "redirected more than 5 times");
-    let f = manifest_answer(&a, move || Reply::Raw(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://registry.example.com/v2/r/manifests/1\r\nContent-Length: 0\r\n\r\n".to_vec()));
+    let f = manifest_answer(&a, move || {
+        Reply::Raw(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://registry.example.com/v2/r/manifests/1\r\nContent-Length: 0\r\n\r\n".to_vec())
+    });
     refused(&s, &f, ":1", "plain HTTP is allowed only");
 
     // Garbage instead of HTTP.
-    let f = manifest_answer(&a, move || Reply::Raw(b"\x00\x13\x37 not http at all\r\n\r\n".to_vec()));
+    let f = manifest_answer(&a, move || {
+        Reply::Raw(b"\x00\x13\x37 not http at all\r\n\r\n".to_vec())
+    });
     refused(&s, &f, ":1", "not HTTP");
 
     // Escapes and a long status line, echoed only escaped and cut.
-    let f = manifest_answer(&a, move || Reply::Raw(format!("HTTP/1.1 \x1b[2J{}\r\n\r\n", "\x1b[31m".repeat(2000)).into_bytes()));
+    let f = manifest_answer(&a, move || {
+        Reply::Raw(format!("HTTP/1.1 \x1b[2J{}\r\n\r\n", "\x1b[31m".repeat(2000)).into_bytes())
+    });
     refused(&s, &f, ":1", "not HTTP");
 }
 
@@ -397,16 +465,42 @@ fn hostile_token_services_and_challenges_are_refused_within_the_deadline() {
     // (the realm, given the fake's port; what /token answers; expected)
     type Case = (fn(u16) -> String, fn() -> Reply, &'static str);
     let cases: [Case; 6] = [
-        (|p| format!("Bearer realm=\"http://127.0.0.1:{p}/token\",service=\"x\""), || Reply::Stall, "did not"),
         (
             |p| format!("Bearer realm=\"http://127.0.0.1:{p}/token\",service=\"x\""),
-            || ok("application/json", br#"{"token":"abc\r\nX-Injected: 1"}"#, ""),
+            || Reply::Stall,
+            "did not",
+        ),
+        (
+            |p| format!("Bearer realm=\"http://127.0.0.1:{p}/token\",service=\"x\""),
+            || {
+                ok(
+                    "application/json",
+                    br#"{"token":"abc\r\nX-Injected: 1"}"#,
+                    "",
+                )
+            },
             "no usable token",
         ),
-        (|p| format!("Bearer realm=\"http://127.0.0.1:{p}/token\""), || ok("application/json", b"<html>no</html>", ""), "not a token"),
-        (|_| "Bearer realm=\"file:///etc/passwd\"".to_string(), not_found, "neither https nor http"),
-        (|_| "Bearer realm=\"http://203.0.113.7/token\"".to_string(), not_found, "plain HTTP is allowed only"),
-        (|_| format!("Negotiate {}", "\x1b[31m".repeat(1000)), not_found, "does not speak"),
+        (
+            |p| format!("Bearer realm=\"http://127.0.0.1:{p}/token\""),
+            || ok("application/json", b"<html>no</html>", ""),
+            "not a token",
+        ),
+        (
+            |_| "Bearer realm=\"file:///etc/passwd\"".to_string(),
+            not_found,
+            "neither https nor http",
+        ),
+        (
+            |_| "Bearer realm=\"http://203.0.113.7/token\"".to_string(),
+            not_found,
+            "plain HTTP is allowed only",
+        ),
+        (
+            |_| format!("Negotiate {}", "\x1b[31m".repeat(1000)),
+            not_found,
+            "does not speak",
+        ),
     ];
     for (realm, token, expected) in cases {
         let port = Arc::new(std::sync::OnceLock::new());
