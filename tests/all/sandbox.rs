@@ -17,6 +17,7 @@ mod per_run;
 mod python;
 mod sockets;
 mod spool;
+mod store;
 
 use std::net::TcpListener;
 use std::path::Path;
