@@ -8,7 +8,8 @@
 //! to every handler through bounded queues.
 //!
 //! # Layout
-//! Floors from the top: `main.rs` (CLI), the commands, each in a file
+//! Floors from the top: `main.rs` (the binary; its arguments in
+//! `cli/`, parsed once), the commands, each in a file
 //! named after it ([`new`], [`inspect`], [`once`], [`check`]; `config`'s is
 //! [`sample`]), [`agent`], [`queue`], [`plugin`],
 //! [`host`], [`config`] (with [`grants`]), [`metric`]; no arrow goes back
@@ -99,7 +100,8 @@
 //!   loads from its store, and [`host`], whose TLS it uses; the
 //!   `oci://…` reference it reads is a configuration value,
 //!   `config/oci_reference.rs`): `oci/http.rs` (a bounded HTTP/1.1 client over the
-//!   host's TLS, with a deadline), `auth.rs` (credentials, challenges),
+//!   host's TLS, with a deadline; `http/answer.rs` reads an answer within
+//!   its bounds), `auth.rs` (credentials, challenges),
 //!   `registry.rs` (manifests and blobs, read checked, and pushed),
 //!   `artifact.rs` (the wasm artifact layout), `sign.rs` (cosign's keyed
 //!   signatures), `store.rs` (the content-addressed local store),

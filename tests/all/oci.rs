@@ -13,14 +13,17 @@ use crate::common::{self, registry};
 
 /// Runs the agent's binary (one minute at most).
 pub(crate) fn wdiamond(args: &[&str]) -> (bool, String, String) {
-    let o = common::wdiamond_within(
-        args,
-        &[
-            ("REGISTRY_AUTH_FILE", "/nonexistent"),
-            ("DOCKER_CONFIG", "/nonexistent"),
-        ],
-        Duration::from_secs(60),
-    );
+    wdiamond_with(args, &[])
+}
+
+/// The same, with `env` set too.
+fn wdiamond_with(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut all = vec![
+        ("REGISTRY_AUTH_FILE", "/nonexistent"),
+        ("DOCKER_CONFIG", "/nonexistent"),
+    ];
+    all.extend_from_slice(env);
+    let o = common::wdiamond_within(args, &all, Duration::from_secs(60));
     (
         o.status.success(),
         String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -82,13 +85,21 @@ fn a_signed_collector_is_published_installed_and_run_by_digest() {
 
     let guest = common::test_guest("collector_misbehave");
     let tagged = format!("oci://{}/team/misbehave:1.0", reg.host());
-    let (ok, out, err) = wdiamond(&[
-        "publish",
-        guest.to_str().unwrap(),
-        &tagged,
-        "--key",
-        key.to_str().unwrap(),
-    ]);
+    // The operator's docker config names a credential helper this machine
+    // lacks: a registry that asks for no credentials never runs it.
+    let docker = d.join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(docker.join("config.json"), r#"{"credsStore":"nonesuch"}"#).unwrap();
+    let (ok, out, err) = wdiamond_with(
+        &[
+            "publish",
+            guest.to_str().unwrap(),
+            &tagged,
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        &[("DOCKER_CONFIG", docker.to_str().unwrap())],
+    );
     assert!(ok, "{out}{err}");
     let digest = published_digest(&out);
     assert!(
@@ -356,6 +367,56 @@ fn signatures_are_cosigns_format_both_ways_with_sigstore_rs() {
     let (ok, said) = check(&stranger.with_extension("pub"));
     assert!(!ok, "sigstore-rs verified with a stranger's key: {said}");
 
+    // cosign's encrypted key (as sigstore-rs encrypts `cosign.key`) signs
+    // with the password in COSIGN_PASSWORD, and sigstore-rs verifies it.
+    let sealed = d.join("cosign.key");
+    let o = std::process::Command::new(&verifier)
+        .args(["--encrypt", author.with_extension("key").to_str().unwrap()])
+        .arg(&sealed)
+        .env("COSIGN_PASSWORD", "correct horse")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read_to_string(&sealed)
+        .unwrap()
+        .starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"));
+    let tagged = format!("oci://{}/signed/sealed:1", reg.host());
+    let publish = |env: &[(&str, &str)]| {
+        wdiamond_with(
+            &[
+                "publish",
+                guest.to_str().unwrap(),
+                &tagged,
+                "--key",
+                sealed.to_str().unwrap(),
+            ],
+            env,
+        )
+    };
+    let (ok, _, err) = publish(&[]);
+    assert!(!ok && err.contains("set COSIGN_PASSWORD"), "{err}");
+    let (ok, _, err) = publish(&[("COSIGN_PASSWORD", "wrong")]);
+    assert!(!ok && err.contains("a wrong password"), "{err}");
+    assert!(
+        !err.contains("wrong\n") && !err.contains("correct horse"),
+        "{err}"
+    );
+    let (ok, out, err) = publish(&[("COSIGN_PASSWORD", "correct horse")]);
+    assert!(ok, "{out}{err}");
+    let sealed_digest = published_digest(&out);
+    let o = std::process::Command::new(&verifier)
+        .args([
+            &format!("{}/signed/sealed@{sealed_digest}", reg.host()),
+            author.with_extension("pub").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "sigstore-rs did not verify the encrypted key's signature: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
     // The other way: published unsigned, signed by sigstore-rs (as
     // cosign signs), verified by install.
     let wasm = wdiamond::plugin::guest_wasm_dir().join("collector_loadavg.wasm");
@@ -485,6 +546,12 @@ fn a_registry_behind_tls_and_token_auth_takes_the_hosts_ca_and_the_operators_cre
     ]);
     assert!(ok, "{out}{err}");
     let digest = published_digest(&out);
+    credential_helpers_answer_for_the_registry(
+        d,
+        &reg.host(),
+        &ca,
+        &publish_with_env(&guest, &tagged, &key),
+    );
 
     // The operator's configuration names the CA and the credentials, the
     // password a secret reference.
@@ -503,6 +570,125 @@ fn a_registry_behind_tls_and_token_auth_takes_the_hosts_ca_and_the_operators_cre
     assert!(ok && out.contains(&digest), "{out}{err}");
     assert!(!out.contains(registry::TOKEN_PASSWORD) && !err.contains(registry::TOKEN_PASSWORD));
     assert_eq!(registry::stored(&d.join("cache")).len(), 2);
+}
+
+/// `publish` of `guest` to `tagged`, signed with `key`, with more
+/// arguments and environment.
+fn publish_with_env<'a>(
+    guest: &'a Path,
+    tagged: &'a str,
+    key: &'a Path,
+) -> impl Fn(&[&str], &[(&str, &str)]) -> (bool, String, String) + 'a {
+    move |extra, env| {
+        let mut args = vec![
+            "publish",
+            guest.to_str().unwrap(),
+            tagged,
+            "--key",
+            key.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        wdiamond_with(&args, env)
+    }
+}
+
+/// `docker login` with a credential store leaves the credentials to
+/// `docker-credential-NAME`: the config's `credHelpers` entry for the
+/// registry, else its `credsStore`, is asked (the registry's address on
+/// its stdin); one that holds nothing, hangs, is missing or is named as a
+/// path is an error that says so, and no secret reaches the output.
+fn credential_helpers_answer_for_the_registry(
+    d: &Path,
+    host: &str,
+    ca: &Path,
+    publish: &dyn Fn(&[&str], &[(&str, &str)]) -> (bool, String, String),
+) {
+    let bin = d.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = |name: &str, body: &str| {
+        let f = bin.join(format!("docker-credential-{name}"));
+        std::fs::write(&f, format!("#!/bin/sh\n{body}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let asked = d.join("asked");
+    script(
+        "wdtest",
+        &format!(
+            "[ \"$1\" = get ] || exit 2\nread -r addr\necho \"$addr\" >> {asked:?}\nif [ \"$addr\" = {host:?} ]; then printf '{{\"ServerURL\":\"%s\",\"Username\":\"alice\",\"Secret\":\"%s\"}}' \"$addr\" {:?}; else echo 'credentials not found in native keychain'; exit 1; fi",
+            registry::TOKEN_PASSWORD
+        ),
+    );
+    script("wdhang", "exec sleep 600");
+    script(
+        "wdempty",
+        "echo 'credentials not found in native keychain'\nexit 1",
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let file = |name: &str, json: String| {
+        let f = d.join(name);
+        std::fs::write(&f, json).unwrap();
+        f.to_str().unwrap().to_string()
+    };
+    let helpers = file(
+        "helpers.json",
+        format!(r#"{{"auths":{{}},"credHelpers":{{"{host}":"wdtest"}}}}"#),
+    );
+    let store = file(
+        "store.json",
+        format!(r#"{{"auths":{{"{host}":{{}}}},"credsStore":"wdtest"}}"#),
+    );
+    let elsewhere = file(
+        "elsewhere.json",
+        format!(r#"{{"auths":{{"{host}":{{}}}},"credsStore":"wdempty"}}"#),
+    );
+    let hang = file(
+        "hang.json",
+        format!(r#"{{"credHelpers":{{"{host}":"wdhang"}}}}"#),
+    );
+    let missing = file("missing.json", r#"{"credsStore":"nonesuch"}"#.to_string());
+    let pathlike = file(
+        "pathlike.json",
+        format!(r#"{{"credHelpers":{{"{host}":"../../bin/sh"}}}}"#),
+    );
+    let ca = ca.to_str().unwrap();
+    let env = [("PATH", path.as_str())];
+    let run = |auth: &str, extra: &[&str]| {
+        let mut args = vec!["--tls-ca", ca, "--auth-file", auth];
+        args.extend_from_slice(extra);
+        publish(&args, &env)
+    };
+    for f in [&helpers, &store] {
+        let (ok, out, err) = run(f, &[]);
+        assert!(ok, "{f}: {out}{err}");
+        assert!(!out.contains(registry::TOKEN_PASSWORD) && !err.contains(registry::TOKEN_PASSWORD));
+    }
+    // The helper was asked for this registry's address, once a run.
+    let said = std::fs::read_to_string(&asked).unwrap();
+    assert_eq!(said, format!("{host}\n{host}\n"));
+    // A store that holds nothing for it: no credentials, as without one.
+    let (ok, _, err) = run(&elsewhere, &[]);
+    assert!(!ok && err.contains("asks for credentials"), "{err}");
+    // A helper that never answers is stopped at the operation's timeout.
+    let (ok, _, err) = run(&hang, &["--timeout", "2"]);
+    assert!(
+        !ok && err.contains("docker-credential-wdhang get did not answer"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&missing, &[]);
+    assert!(
+        !ok && err.contains("docker-credential-nonesuch is not on PATH"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&pathlike, &[]);
+    assert!(
+        !ok && err.contains("not a credential helper's name"),
+        "{err}"
+    );
 }
 
 fn base64_of(s: &str) -> String {

@@ -74,7 +74,7 @@ fn config(path: Option<&std::path::Path>) -> Result<Option<Config>, ExitCode> {
     path.map(|p| {
         wdiamond::config::load(p).map_err(|e| {
             eprint!("{e}");
-            ExitCode::from(super::EX_CONFIG)
+            ExitCode::from(crate::EX_CONFIG)
         })
     })
     .transpose()
@@ -87,7 +87,8 @@ pub struct PublishArgs {
     file: PathBuf,
     /// Where: oci://HOST[:PORT]/REPOSITORY:TAG.
     to: String,
-    /// Sign with this private key (PEM PKCS#8, P-256: `wdiamond keygen`).
+    /// Sign with this private key (PEM PKCS#8, P-256: `wdiamond keygen`;
+    /// or cosign's encrypted `cosign.key`, its password in COSIGN_PASSWORD).
     #[arg(long)]
     key: Option<PathBuf>,
     #[command(flatten)]
@@ -97,7 +98,7 @@ pub struct PublishArgs {
 /// `wdiamond publish FILE oci://HOST/REPO:TAG [--key KEY]`.
 pub fn publish(a: &PublishArgs) -> Result<ExitCode, ExitCode> {
     let r = reference(&a.to)?;
-    let runtime = super::runtime(&wdiamond::config::default_cache_dir())?;
+    let runtime = crate::runtime(&wdiamond::config::default_cache_dir())?;
     let file = std::fs::canonicalize(&a.file).unwrap_or_else(|_| a.file.clone());
     let report = wdiamond::install::publish(
         &runtime,
@@ -153,7 +154,7 @@ pub fn install(i: &InstallArgs) -> Result<ExitCode, ExitCode> {
         .map(|c| c.server.plugin_cache_dir.clone())
         .unwrap_or_else(wdiamond::config::default_cache_dir);
     let trust = Trust::load(&oci, &i.trusted_key, &i.allow_unsigned).map_err(failed)?;
-    let runtime = super::runtime(&cache)?;
+    let runtime = crate::runtime(&cache)?;
     let report = wdiamond::install::install(
         &runtime,
         &r,

@@ -1,10 +1,12 @@
 //! Who the agent is to a registry: credentials (from the configuration's
 //! `[server.registries."HOST"]`, else a docker or containers `config.json`,
-//! as `docker login` and `skopeo login` write them) and the registry's
-//! `WWW-Authenticate` challenge (Bearer with a token service, or Basic).
+//! as `docker login` and `skopeo login` write them, or the credential
+//! helper it names) and the registry's `WWW-Authenticate` challenge
+//! (Bearer with a token service, or Basic).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use base64::Engine as _;
@@ -60,9 +62,17 @@ pub fn default_auth_files() -> Vec<PathBuf> {
     files
 }
 
+mod helper;
+
 /// The credentials for `registry` (`host[:port]`) in a docker-format
-/// auth file, if it names that registry.
-pub fn from_auth_file(path: &Path, registry: &str) -> anyhow::Result<Option<Credentials>> {
+/// auth file, if it names that registry: its `credHelpers` entry for the
+/// registry, else its `auths` entry, else its `credsStore` (a credential
+/// helper, given at most `timeout`).
+pub fn from_auth_file(
+    path: &Path,
+    registry: &str,
+    timeout: Duration,
+) -> anyhow::Result<Option<Credentials>> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     if meta.len() > MAX_AUTH_FILE {
         return Err(anyhow!("{} is larger than 1 MiB", path.display()));
@@ -75,9 +85,13 @@ pub fn from_auth_file(path: &Path, registry: &str) -> anyhow::Result<Option<Cred
         password: Option<String>,
     }
     #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
     struct File {
         #[serde(default)]
         auths: BTreeMap<String, Entry>,
+        creds_store: Option<String>,
+        #[serde(default)]
+        cred_helpers: BTreeMap<String, String>,
     }
     let file: File = serde_json::from_slice(&text)
         .with_context(|| format!("{}: not a docker config.json", path.display()))?;
@@ -87,8 +101,23 @@ pub fn from_auth_file(path: &Path, registry: &str) -> anyhow::Result<Option<Cred
             .trim_start_matches("http://");
         k.split('/').next().unwrap_or_default().to_string()
     };
-    let Some((_, e)) = file.auths.iter().find(|(k, _)| bare(k) == registry) else {
-        return Ok(None);
+    let via = |name: &str, key: &str| {
+        helper::get(name, registry, timeout)
+            .with_context(|| format!("{}: the `{key}` credential helper", path.display()))
+    };
+    if let Some((_, name)) = file.cred_helpers.iter().find(|(k, _)| bare(k) == registry) {
+        return via(name, "credHelpers");
+    }
+    let entry = file.auths.iter().find(|(k, _)| bare(k) == registry);
+    let Some(e) = entry
+        .map(|(_, e)| e)
+        .filter(|e| e.auth.is_some() || e.username.is_some())
+    else {
+        // `docker login` with a store leaves `{}` under `auths`.
+        return match &file.creds_store {
+            Some(name) if !name.is_empty() => via(name, "credsStore"),
+            _ => Ok(None),
+        };
     };
     if let (Some(u), Some(p)) = (&e.username, &e.password) {
         return Ok(Some(Credentials {
@@ -174,16 +203,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("config.json");
         std::fs::write(&f, r#"{"auths":{"https://127.0.0.1:5000/v1/":{"auth":"YWxpY2U6czNjcmV0"},"other:1":{"username":"u","password":"p"}}}"#).unwrap();
-        let c = from_auth_file(&f, "127.0.0.1:5000").unwrap().unwrap();
+        let t = Duration::from_secs(5);
+        let c = from_auth_file(&f, "127.0.0.1:5000", t).unwrap().unwrap();
         assert_eq!(
             (c.username.as_str(), c.password.as_str()),
             ("alice", "s3cret")
         );
         assert!(!format!("{c:?}").contains("s3cret"));
         assert_eq!(
-            from_auth_file(&f, "other:1").unwrap().unwrap().password,
+            from_auth_file(&f, "other:1", t).unwrap().unwrap().password,
             "p"
         );
-        assert!(from_auth_file(&f, "nowhere").unwrap().is_none());
+        assert!(from_auth_file(&f, "nowhere", t).unwrap().is_none());
     }
 }

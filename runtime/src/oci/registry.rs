@@ -20,12 +20,17 @@ const MAX_SMALL: u64 = 64 << 10;
 /// The manifest types asked for, OCI's first.
 pub const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
+/// Where a registry's credentials come from: asked only when the
+/// registry challenges (a public registry never runs a credential helper).
+pub type CredentialSource = Box<dyn Fn() -> anyhow::Result<Option<Credentials>> + Send + Sync>;
+
 /// One repository of one registry.
 pub struct Registry {
     transport: Transport,
     base: url::Url,
     repository: String,
-    credentials: Option<Credentials>,
+    source: CredentialSource,
+    credentials: std::sync::OnceLock<Option<Credentials>>,
     push: bool,
     authorization: Mutex<Option<String>>,
 }
@@ -52,7 +57,7 @@ impl Registry {
     pub fn connect(
         r: &Reference,
         transport: Transport,
-        credentials: Option<Credentials>,
+        source: CredentialSource,
         push: bool,
     ) -> anyhow::Result<Registry> {
         let https = url::Url::parse(&format!("https://{}/", r.registry))
@@ -61,7 +66,8 @@ impl Registry {
             transport,
             base: https,
             repository: r.repository.clone(),
-            credentials,
+            source,
+            credentials: std::sync::OnceLock::new(),
             push,
             authorization: Mutex::new(None),
         };
@@ -174,10 +180,19 @@ impl Registry {
         Ok(again)
     }
 
+    /// The credentials, looked up at the first challenge.
+    fn credentials(&self) -> anyhow::Result<Option<&Credentials>> {
+        if let Some(c) = self.credentials.get() {
+            return Ok(c.as_ref());
+        }
+        let found = (self.source)()?;
+        Ok(self.credentials.get_or_init(|| found).as_ref())
+    }
+
     fn no_credentials(&self) -> anyhow::Error {
         let host = self.base.host_str().unwrap_or_default();
         anyhow!("the registry asks for credentials and none is known for {host}: `docker login`/`skopeo login` write them to a config.json read here, or set [server.registries.\"{}\"] username and password",
-            self.base[url::Position::BeforeHost..url::Position::AfterPort].to_string())
+            &self.base[url::Position::BeforeHost..url::Position::AfterPort])
     }
 
     fn answer(
@@ -187,8 +202,7 @@ impl Registry {
     ) -> anyhow::Result<String> {
         match scheme {
             "basic" => Ok(self
-                .credentials
-                .as_ref()
+                .credentials()?
                 .ok_or_else(|| self.no_credentials())?
                 .basic()),
             "bearer" => {
@@ -207,7 +221,8 @@ impl Registry {
                     q.append_pair("scope", &scope);
                 }
                 let mut headers = Vec::new();
-                if let Some(c) = &self.credentials {
+                let credentials = self.credentials()?;
+                if let Some(c) = credentials {
                     headers.push(("Authorization".to_string(), c.basic()));
                 }
                 let resp = self
@@ -221,7 +236,7 @@ impl Registry {
                     })
                     .context("asking the token service")?;
                 if resp.status == 401 || resp.status == 403 {
-                    if self.credentials.is_none() {
+                    if credentials.is_none() {
                         return Err(self.no_credentials());
                     }
                     bail!(

@@ -11,7 +11,8 @@
 //! Keys are PEM: a PKCS#8 private key (`wdiamond keygen`, or `openssl
 //! genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`) and its
 //! SubjectPublicKeyInfo public key (as `cosign generate-key-pair` writes
-//! `cosign.pub`).
+//! `cosign.pub`); cosign's encrypted `cosign.key` signs too
+//! (`sign/encrypted.rs`).
 
 use std::path::Path;
 
@@ -19,6 +20,8 @@ use anyhow::{anyhow, bail, Context};
 use base64::Engine as _;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair, UnparsedPublicKey};
+
+mod encrypted;
 
 /// The signature layer's media type.
 pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -124,13 +127,26 @@ impl PublicKey {
 pub struct PrivateKey(EcdsaKeyPair);
 
 impl PrivateKey {
-    /// Reads a PEM PKCS#8 `PRIVATE KEY` (P-256).
+    /// Reads a PEM PKCS#8 `PRIVATE KEY` (P-256), or cosign's encrypted
+    /// one with the password in `COSIGN_PASSWORD`.
     pub fn read(path: &Path) -> anyhow::Result<PrivateKey> {
-        let (label, der) = pem_block(&read_small(path)?, path)?;
+        let (label, mut der) = pem_block(&read_small(path)?, path)?;
         match label.as_str() {
             "PRIVATE KEY" => {}
             "EC PRIVATE KEY" => bail!("{}: a SEC1 key; convert it to PKCS#8: openssl pkcs8 -topk8 -nocrypt -in {} -out KEY.pem", path.display(), path.display()),
-            l if l.starts_with("ENCRYPTED") => bail!("{}: an encrypted key ({l}); wdiamond signs with an unencrypted PKCS#8 key (`wdiamond keygen`), kept readable by its owner only", path.display()),
+            l if encrypted::LABELS.contains(&l) => {
+                let password = std::env::var_os(encrypted::PASSWORD_VAR).ok_or_else(|| {
+                    anyhow!(
+                        "{}: cosign's encrypted key; set {} to its password, as for cosign",
+                        path.display(),
+                        encrypted::PASSWORD_VAR
+                    )
+                })?;
+                use std::os::unix::ffi::OsStrExt;
+                der = encrypted::open(&der, password.as_bytes())
+                    .with_context(|| format!("{}: cosign's encrypted key", path.display()))?;
+            }
+            l if l.starts_with("ENCRYPTED") => bail!("{}: an encrypted key ({l}); wdiamond signs with an unencrypted PKCS#8 key (`wdiamond keygen`) or cosign's own encrypted one", path.display()),
             l => bail!("{}: a {l}, not a PRIVATE KEY", path.display()),
         }
         EcdsaKeyPair::from_pkcs8(

@@ -62,11 +62,11 @@ impl Access {
             }));
         }
         if let Some(f) = &self.registry.auth_file {
-            return from_auth_file(f, registry);
+            return from_auth_file(f, registry, self.timeout);
         }
         for f in default_auth_files() {
             if f.exists() {
-                if let Some(c) = from_auth_file(&f, registry)? {
+                if let Some(c) = from_auth_file(&f, registry, self.timeout)? {
                     return Ok(Some(c));
                 }
             }
@@ -75,7 +75,9 @@ impl Access {
     }
 
     fn connect(&self, r: &Reference, push: bool) -> anyhow::Result<Registry> {
-        Registry::connect(r, self.transport()?, self.credentials(&r.registry)?, push)
+        let (access, registry) = (self.clone(), r.registry.clone());
+        let source = Box::new(move || access.credentials(&registry));
+        Registry::connect(r, self.transport()?, source, push)
     }
 }
 

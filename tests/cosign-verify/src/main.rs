@@ -6,6 +6,10 @@
 //! `cosign-verify --sign HOST:PORT/REPO@sha256:DIGEST KEY.pem`: signs that
 //! manifest with the PKCS#8 private key and pushes the signature as
 //! sigstore-rs's cosign client does (for wdiamond to verify).
+//!
+//! `cosign-verify --encrypt KEY.pem OUT.key`: writes the PKCS#8 private key
+//! encrypted as cosign encrypts `cosign.key` (scrypt, secretbox), with the
+//! password in `COSIGN_PASSWORD`.
 
 use sigstore::cosign::verification_constraint::{PublicKeyVerifier, VerificationConstraintVec};
 use sigstore::cosign::{verify_constraints, ClientBuilder, CosignCapabilities};
@@ -17,6 +21,16 @@ use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
 #[tokio::main]
 async fn main() {
     let mut args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "--encrypt") && args.len() == 4 {
+        let key = std::fs::read(&args[2]).expect("the private key");
+        let password = std::env::var("COSIGN_PASSWORD").expect("COSIGN_PASSWORD");
+        let pem = SigStoreKeyPair::from_pem(&key)
+            .expect("a PKCS#8 private key")
+            .private_key_to_encrypted_pem(password.as_bytes())
+            .expect("an encrypted key");
+        std::fs::write(&args[3], pem.as_bytes()).expect("writing the encrypted key");
+        return;
+    }
     let sign = args.get(1).is_some_and(|a| a == "--sign");
     if sign {
         args.remove(1);
