@@ -327,7 +327,8 @@ fn an_artifact_pushed_by_skopeo_installs_by_its_allowed_digest() {
 
 #[test]
 fn signatures_are_cosigns_format_both_ways_with_sigstore_rs() {
-    let verifier = cosign_verifier();
+    // Built before the registry starts (minutes on a cold cache).
+    cosign_verifier();
     let reg = registry::registry(None, false);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -345,20 +346,7 @@ fn signatures_are_cosigns_format_both_ways_with_sigstore_rs() {
     assert!(ok, "{out}{err}");
     let digest = published_digest(&out);
     let image = format!("{}/signed/misbehave@{digest}", reg.host());
-    let check = |key: &Path| {
-        let o = std::process::Command::new(&verifier)
-            .args([&image, key.to_str().unwrap()])
-            .output()
-            .unwrap();
-        (
-            o.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
-        )
-    };
+    let check = |key: &Path| sigstore_rs(&[&image, key.to_str().unwrap()], &[]);
     let (ok, said) = check(&author.with_extension("pub"));
     assert!(
         ok && said.contains(&digest),
@@ -370,13 +358,15 @@ fn signatures_are_cosigns_format_both_ways_with_sigstore_rs() {
     // cosign's encrypted key (as sigstore-rs encrypts `cosign.key`) signs
     // with the password in COSIGN_PASSWORD, and sigstore-rs verifies it.
     let sealed = d.join("cosign.key");
-    let o = std::process::Command::new(&verifier)
-        .args(["--encrypt", author.with_extension("key").to_str().unwrap()])
-        .arg(&sealed)
-        .env("COSIGN_PASSWORD", "correct horse")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (ok, said) = sigstore_rs(
+        &[
+            "--encrypt",
+            author.with_extension("key").to_str().unwrap(),
+            sealed.to_str().unwrap(),
+        ],
+        &[("COSIGN_PASSWORD", "correct horse")],
+    );
+    assert!(ok, "{said}");
     assert!(std::fs::read_to_string(&sealed)
         .unwrap()
         .starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"));
@@ -404,17 +394,16 @@ fn signatures_are_cosigns_format_both_ways_with_sigstore_rs() {
     let (ok, out, err) = publish(&[("COSIGN_PASSWORD", "correct horse")]);
     assert!(ok, "{out}{err}");
     let sealed_digest = published_digest(&out);
-    let o = std::process::Command::new(&verifier)
-        .args([
+    let (ok, said) = sigstore_rs(
+        &[
             &format!("{}/signed/sealed@{sealed_digest}", reg.host()),
             author.with_extension("pub").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+        ],
+        &[],
+    );
     assert!(
-        o.status.success(),
-        "sigstore-rs did not verify the encrypted key's signature: {}",
-        String::from_utf8_lossy(&o.stderr)
+        ok,
+        "sigstore-rs did not verify the encrypted key's signature: {said}"
     );
 
     // The other way: published unsigned, signed by sigstore-rs (as
@@ -431,19 +420,15 @@ fn signatures_are_cosigns_format_both_ways_with_sigstore_rs() {
     );
     let (ok, _, err) = wdiamond(&["install", &tagged, "--config", conf.to_str().unwrap()]);
     assert!(!ok && err.contains("it is not signed"), "{err}");
-    let o = std::process::Command::new(&verifier)
-        .args([
+    let (ok, said) = sigstore_rs(
+        &[
             "--sign",
             &format!("{}/signed/load@{digest}", reg.host()),
             author.with_extension("key").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "sigstore-rs did not sign: {}",
-        String::from_utf8_lossy(&o.stderr)
+        ],
+        &[],
     );
+    assert!(ok, "sigstore-rs did not sign: {said}");
     let (ok, out, err) = wdiamond(&["install", &tagged, "--config", conf.to_str().unwrap()]);
     assert!(ok && out.contains("signature verified with"), "{out}{err}");
     let other = config(
@@ -455,8 +440,26 @@ fn signatures_are_cosigns_format_both_ways_with_sigstore_rs() {
     assert!(!ok && err.contains("signed by no trusted key"), "{err}");
 }
 
+/// Runs sigstore-rs's cosign client (`tests/cosign-verify`) with `args`
+/// and `env`: whether it succeeded, and what it printed.
+fn sigstore_rs(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let o = std::process::Command::new(cosign_verifier())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
 /// sigstore-rs's cosign client as a command (`tests/cosign-verify`: verify,
-/// or `--sign`), built once in a target dir of its own.
+/// `--sign` or `--encrypt`), built once in a target dir of its own.
 fn cosign_verifier() -> std::path::PathBuf {
     static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     BUILT
