@@ -746,6 +746,89 @@ fn a_registry_that_asks_for_a_client_certificate_gets_the_configured_one() {
     assert!(ok && out.contains(&digest), "{out}{err}");
 }
 
+/// This machine's first IPv4 address that is not loopback (an interface
+/// that is up), as `getifaddrs` lists them.
+fn non_loopback_ipv4() -> Option<std::net::Ipv4Addr> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`, read below and freed once.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut cur = list;
+    while !cur.is_null() {
+        // SAFETY: a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        let up = ifa.ifa_flags & libc::IFF_UP as u32 != 0;
+        if up && !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points at a sockaddr of its family.
+            let family = unsafe { (*ifa.ifa_addr).sa_family } as i32;
+            if family == libc::AF_INET {
+                // SAFETY: an AF_INET sockaddr is a sockaddr_in.
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                if !ip.is_loopback() && !ip.is_unspecified() {
+                    found = Some(ip);
+                    break;
+                }
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: the list getifaddrs allocated, freed once.
+    unsafe { libc::freeifaddrs(list) };
+    found
+}
+
+/// A registry on this machine's non-loopback address, over plain HTTP:
+/// refused (plain HTTP goes only to loopback registries), reached with
+/// `--insecure` or the registry's `insecure = true`, and for that registry
+/// only.
+#[test]
+fn plain_http_to_a_registry_off_loopback_needs_insecure() {
+    let ip = non_loopback_ipv4()
+        .expect("this test needs an IPv4 address that is not loopback (an interface such as eth0)");
+    let reg = registry::registry_on(ip.into());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let wasm = wdiamond::plugin::guest_wasm_dir().join("collector_loadavg.wasm");
+    let tagged = format!("oci://{}/plain/load:1", reg.host());
+    let (ok, _, err) = wdiamond(&["publish", wasm.to_str().unwrap(), &tagged]);
+    assert!(
+        !ok && err.contains("plain HTTP is tried only") && err.contains("insecure = true"),
+        "{err}"
+    );
+    let (ok, out, err) = wdiamond(&["publish", wasm.to_str().unwrap(), &tagged, "--insecure"]);
+    assert!(ok, "{out}{err}");
+    let digest = published_digest(&out);
+    let by_digest = format!("oci://{}/plain/load@{digest}", reg.host());
+    // install by the configuration: refused without `insecure`, and with
+    // `insecure` for another registry; installed with it for this one.
+    let allow = format!("allow_unsigned = [{digest:?}]\n");
+    for (registries, installs) in [
+        (String::new(), false),
+        (
+            "[server.registries.\"127.0.0.1:1\"]\ninsecure = true\n".to_string(),
+            false,
+        ),
+        (
+            format!("[server.registries.\"{}\"]\ninsecure = true\n", reg.host()),
+            true,
+        ),
+    ] {
+        let conf = config(d, &format!("{allow}{registries}"), "");
+        let (ok, out, err) = wdiamond(&["install", &by_digest, "--config", conf.to_str().unwrap()]);
+        if installs {
+            assert!(ok && out.contains(&digest), "{registries}: {out}{err}");
+        } else {
+            assert!(
+                !ok && err.contains("plain HTTP is tried only"),
+                "{registries}: {out}{err}"
+            );
+        }
+    }
+}
+
 #[test]
 fn install_shows_each_ask_beside_what_the_configured_section_grants() {
     let reg = registry::registry(None, false);

@@ -84,8 +84,8 @@ impl Registry {
                 Ok(reg)
             }
             Err(e) => Err(e.context(format!(
-                "{} (plain HTTP is tried only for loopback or `insecure` registries)",
-                r.registry
+                "{reg} over HTTPS (plain HTTP is tried only for this machine's registries, or with [server.registries.\"{reg}\"] insecure = true, or --insecure)",
+                reg = r.registry
             ))),
         }
     }

@@ -15,7 +15,9 @@ use crate::common::{self, Killed};
 
 /// A running registry.
 pub struct Registry {
-    /// Its port on 127.0.0.1.
+    /// The address it listens on (127.0.0.1 unless [`registry_on`]).
+    pub ip: std::net::IpAddr,
+    /// Its port.
     pub port: u16,
     _server: Killed,
     _token: Option<TokenService>,
@@ -24,9 +26,9 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// `127.0.0.1:PORT`.
+    /// `IP:PORT`.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 }
 
@@ -42,6 +44,16 @@ pub fn registry(tls: Option<&Path>, token: bool) -> Registry {
 /// [`registry`]; with `client_certs`, its TLS asks for a client
 /// certificate signed by the `Certs` CA (`ca.pem`).
 pub fn registry_with(tls: Option<&Path>, token: bool, client_certs: bool) -> Registry {
+    start([127, 0, 0, 1].into(), tls, token, client_certs)
+}
+
+/// A plain registry listening on `ip` (this machine's address that is not
+/// loopback: a registry the loopback rule does not cover).
+pub fn registry_on(ip: std::net::IpAddr) -> Registry {
+    start(ip, None, false, false)
+}
+
+fn start(ip: std::net::IpAddr, tls: Option<&Path>, token: bool, client_certs: bool) -> Registry {
     let path = Path::new("/usr/bin/docker-registry");
     assert!(
         path.exists(),
@@ -52,7 +64,7 @@ pub fn registry_with(tls: Option<&Path>, token: bool, client_certs: bool) -> Reg
         let port = common::free_port();
         let token = token.then(|| TokenService::start(dir.path()));
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {ip}:{port}\n",
             dir.path().join("data").display()
         );
         if let Some(certs) = tls {
@@ -92,10 +104,11 @@ pub fn registry_with(tls: Option<&Path>, token: bool, client_certs: bool) -> Reg
             if let Ok(Some(_)) = server.try_wait() {
                 break;
             }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if std::net::TcpStream::connect((ip, port)).is_ok() {
                 std::thread::sleep(Duration::from_millis(50));
                 if let Ok(None) = server.try_wait() {
                     return Registry {
+                        ip,
                         port,
                         _server: server,
                         _token: token,
