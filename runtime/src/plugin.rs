@@ -17,6 +17,7 @@ use crate::config::ComponentRef;
 use crate::host::{self, GuestOutput, HostState, Limiter, PluginContext};
 
 mod call;
+pub mod code_bound;
 pub mod contract;
 mod epoch;
 mod per_run;
@@ -219,6 +220,20 @@ impl Runtime {
         metering: Metering,
         pin: Option<&str>,
     ) -> Result<Component, ComponentError> {
+        let own = matches!(r, ComponentRef::Builtin(_));
+        self.load(r, metering, pin, own)
+    }
+
+    /// [`Runtime::component_pinned`]; `own`: the agent's own component (a
+    /// built-in, the Python runtime), compiled without the bounds a third
+    /// party's code is measured against first ([`code_bound`]).
+    fn load(
+        &self,
+        r: &ComponentRef,
+        metering: Metering,
+        pin: Option<&str>,
+        own: bool,
+    ) -> Result<Component, ComponentError> {
         let key = (r.clone(), metering);
         let pinned = |digest: &str| match pin {
             Some(p) if p != digest => Err(ComponentError::DigestMismatch {
@@ -268,7 +283,7 @@ impl Runtime {
         };
         pinned(&digest)?;
         let component = self
-            .compile_cached(&self.engines(metering).engine, &digest, &bytes)
+            .compile_cached(&self.engines(metering).engine, &digest, &bytes, !own)
             .with_context(|| format!("loading {r}"))?;
         self.compiled
             .lock()
@@ -282,7 +297,7 @@ impl Runtime {
     pub fn python(&self, metering: Metering) -> Result<Component, ComponentError> {
         let path = python::runtime_path().ok_or_else(|| anyhow!(python::not_installed()))?;
         let _one = self.python_once.lock().unwrap_or_else(|p| p.into_inner());
-        self.component_pinned(&ComponentRef::File(path), metering, None)
+        self.load(&ComponentRef::File(path), metering, None, true)
     }
 
     fn compile_cached(
@@ -290,6 +305,7 @@ impl Runtime {
         engine: &Engine,
         digest: &str,
         wasm: &[u8],
+        bounded: bool,
     ) -> anyhow::Result<Component> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -311,6 +327,9 @@ impl Runtime {
                     tracing::warn!(path = %path.display(), error = %e, "ignoring an unusable cached component; recompiling")
                 }
             }
+        }
+        if bounded {
+            code_bound::check(wasm).map_err(anyhow::Error::msg)?;
         }
         let component = Component::new(engine, wasm).map_err(|e| anyhow!("compiling: {e:#}"))?;
         match component.serialize() {
