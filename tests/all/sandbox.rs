@@ -5,6 +5,7 @@
 
 use crate::common;
 mod commands;
+mod compile;
 mod daemon;
 mod disk;
 mod dns;
