@@ -184,7 +184,27 @@ fn the_wrong_world_or_contract_is_a_config_error_naming_both() {
         i += at + from.len();
     }
     std::fs::write(&not_plugin, b2).unwrap();
+    // Compile bombs: one function larger than a plugin's function may be
+    // (one of 7.6 MB took 44 s and 3.8 GB to compile), and more code in
+    // all than a plugin may have; measured and refused, never compiled.
+    let big_function = dir.path().join("big-function.wasm");
+    std::fs::write(
+        &big_function,
+        wdiamond::plugin::code_bound::synthetic(1, 2 << 20),
+    )
+    .unwrap();
+    let much_code = dir.path().join("much-code.wasm");
+    std::fs::write(
+        &much_code,
+        wdiamond::plugin::code_bound::synthetic(200, 200 << 10),
+    )
+    .unwrap();
     for (file, says) in [
+        (
+            big_function,
+            "a plugin's function may have: compiling it could take",
+        ),
+        (much_code, "more than 32 MiB of code"),
         (core.clone(), "core WebAssembly module"),
         (junk, "not a WebAssembly file"),
         (not_plugin.clone(), "it is not a wdiamond plugin"),

@@ -5,7 +5,6 @@
 
 use crate::common;
 mod commands;
-mod compile;
 mod daemon;
 mod disk;
 mod dns;
